@@ -7,13 +7,15 @@ import (
 )
 
 // Code is a numeric API error code from the catalog (10006, 400112, ...).
+// A code not in the catalog is still a valid Code (Parse keeps the codes
+// servers send). Codes are plain values, safe to copy and share.
 type Code int
 
 // Error is the one error type of streamsession: a catalog code, the HTTP
 // status it is sent with, the message clients see and an optional cause.
 //
-// Values returned by this package (the Err* variables) are shared: never
-// modify one; use the With* methods, which return a copy.
+// Values returned by this package (the Err* variables, Lookup, SessionState)
+// are shared: never modify one; use the With* methods, which return a copy.
 // An *Error is safe for concurrent use because it is never mutated after
 // construction.
 type Error struct {
@@ -32,31 +34,46 @@ func New(code Code, status int, message string) *Error {
 	return &Error{Code: code, Status: status, Message: message}
 }
 
-// Error returns a sentence for logs, not the JSON body.
+// Error returns a sentence for logs, not the JSON body: the message, the
+// code and the cause, if any. A nil *Error gives "streamsession: <nil>".
 func (e *Error) Error() string {
-	if e.cause != nil {
+	switch {
+	case e == nil:
+		return "streamsession: <nil>"
+	case e.cause != nil:
 		return fmt.Sprintf("streamsession: %s (code %d): %v", e.Message, e.Code, e.cause)
 	}
 	return fmt.Sprintf("streamsession: %s (code %d)", e.Message, e.Code)
 }
 
 // Unwrap returns the cause, if any.
-func (e *Error) Unwrap() error { return e.cause }
+func (e *Error) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.cause
+}
 
 // Is reports whether target is an *Error with the same code, so that
 // errors.Is(err, ErrSessionNotFound) holds through any wrapping and whatever
-// the message or cause.
+// the message, status or cause.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t != nil && t.Code == e.Code
+	return ok && t != nil && e != nil && t.Code == e.Code
 }
 
+// clone returns a copy of e; a nil e copies ErrInternalServerError, so that
+// the With* methods never panic.
 func (e *Error) clone() *Error {
+	if e == nil {
+		e = ErrInternalServerError
+	}
 	c := *e
 	return &c
 }
 
-// WithCause returns a copy of e that wraps cause.
+// WithCause returns a copy of e that wraps cause. The cause shows in
+// Error() and errors.Is/As, never on the wire.
 func (e *Error) WithCause(cause error) *Error {
 	c := e.clone()
 	c.cause = cause
@@ -77,7 +94,7 @@ func (e *Error) WithRetryAfter(d time.Duration) *Error {
 	return c
 }
 
-// As finds the first *Error in err's chain.
+// As finds the first non-nil *Error in err's chain.
 func As(err error) (*Error, bool) {
 	var e *Error
 	if stderrors.As(err, &e) && e != nil {
