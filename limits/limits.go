@@ -1,10 +1,3 @@
-// Package limits decides whether a new streaming session may be created: the
-// trial quota (10015), the plan's concurrent sessions (10007) and the
-// service's capacity (10014), checked in that order.
-//
-// A Limiter grants a Lease for a session or refuses with the Limit that
-// refused; a refusal is a result, not an error. An error from a Limiter means
-// its backend failed (see ErrUnavailable).
 package limits
 
 import (
@@ -15,31 +8,37 @@ import (
 	sserrors "github.com/streamsession/streamsession/errors"
 )
 
-// Plan is what an account pays for.
+// Plan is what an account pays for. A Plan is a plain value, safe to copy
+// and to share read-only between goroutines.
 type Plan struct {
 	// Name identifies the plan ("trial", "pro").
 	Name string
 	// MaxConcurrent is the number of sessions an account may hold at once
-	// (new, connecting, connected or closing). Zero means no sessions.
+	// (new, connecting, connected or closing). Zero (or less) refuses every
+	// acquire with Concurrency.
 	MaxConcurrent int
 	// Trial marks a trial plan: its streaming minutes are counted against
 	// MonthlyMinutes and its sessions are not paid.
 	Trial bool
 	// MonthlyMinutes is a trial account's streaming minutes per calendar
-	// month (UTC). Ignored unless Trial.
+	// month (UTC). Zero (or less) refuses every acquire with TrialQuota.
+	// Ignored unless Trial.
 	MonthlyMinutes int
 	// SessionDurationLimit closes a session this long after it started.
 	// Zero means no limit.
 	SessionDurationLimit time.Duration
 }
 
-// HeyGen's published defaults.
+// HeyGen's published defaults: a trial holds 3 sessions, streams 300
+// minutes a month and 600 s per session; a paid plan holds 100 sessions.
+// Treat them as read-only.
 var (
 	TrialPlan = Plan{Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second}
 	PaidPlan  = Plan{Name: "pro", MaxConcurrent: 100}
 )
 
-// Limit names the limit that refused an acquire.
+// Limit names the limit that refused an acquire. Its values are listed in
+// the order Acquire checks them.
 type Limit int
 
 const (
@@ -68,13 +67,16 @@ func (l Limit) String() string {
 	return "unknown"
 }
 
-// CapacityRetryAfter is the Retry-After sent with a capacity refusal.
+// CapacityRetryAfter is the Retry-After sent with a capacity refusal: the
+// only refusal worth retrying soon, since sessions close all the time.
 const CapacityRetryAfter = 5 * time.Second
 
 var errCapacity = sserrors.ErrSessionFull.WithRetryAfter(CapacityRetryAfter)
 
-// Err returns the catalog error for a refusal (nil for NoLimit): 10015,
-// 10007, or 10014 with a Retry-After.
+// Err returns the catalog error for a refusal (nil for NoLimit and unknown
+// values): 429/10015 for TrialQuota, 429/10007 for Concurrency, 429/10014
+// with a Retry-After of CapacityRetryAfter for Capacity. The errors are
+// shared values: use their With* methods to derive one.
 func (l Limit) Err() error {
 	switch l {
 	case TrialQuota:
@@ -87,7 +89,8 @@ func (l Limit) Err() error {
 	return nil
 }
 
-// Request asks for a slot for one session.
+// Request asks for a slot for one session. Account and SessionID must not
+// be empty; Plan is the account's plan at the time of the request.
 type Request struct {
 	Account   string
 	Plan      Plan
@@ -95,7 +98,11 @@ type Request struct {
 }
 
 // Lease is a granted slot. It exists only after a grant; the zero Lease is
-// not a lease. A lease expires at Expires unless renewed.
+// not a lease. A lease expires at Expires unless renewed. A slot is known by
+// its Account and SessionID: Started, Renew and Release accept a Lease built
+// from those two alone (Expires is informational), so that a holder that
+// kept only the session's identity can still release it. A Lease is a
+// plain value, safe to copy.
 type Lease struct {
 	Account   string
 	SessionID string
@@ -103,7 +110,8 @@ type Lease struct {
 }
 
 // Decision is the result of an acquire: a Lease when Refused is NoLimit,
-// otherwise the limit that refused.
+// otherwise the limit that refused (and a zero Lease). A refusal is a
+// result, not an error. A Decision is a plain value, safe to copy.
 type Decision struct {
 	Lease   Lease
 	Refused Limit
@@ -113,31 +121,54 @@ type Decision struct {
 func (d Decision) Granted() bool { return d.Refused == NoLimit }
 
 // ErrUnavailable is returned (wrapped) when a limiter's backend cannot be
-// reached: the server answers it with HTTP 503, code 400558 and a
-// Retry-After. Running sessions are not affected.
+// reached or fails: the server answers it with HTTP 503, code 400558 (API
+// connection error) and a Retry-After of one second. It is never a refusal:
+// no limit was checked. Running sessions are not affected by it; their
+// leases are renewed again on the next round. Match it with
+// errors.Is(err, ErrUnavailable).
 var ErrUnavailable = sserrors.ErrAPIConnectionError.WithStatus(503).WithRetryAfter(time.Second)
 
 // Limiter guards the three limits. Implementations are safe for concurrent
-// use by multiple goroutines. limits/limitertest checks the contract.
+// use by multiple goroutines. The package documentation states the
+// contract; limits/limitertest checks it.
+//
+// Acquire, Started and Renew return ctx.Err() (possibly wrapped) for a
+// context that is done before they decided, and then change nothing;
+// Release may still release (an in-memory one always does). An error for
+// which errors.Is(err, ErrUnavailable) holds means the backend failed.
 type Limiter interface {
 	// Acquire checks the trial quota, then the plan's concurrency, then the
-	// capacity, and takes a slot when all three allow it. Acquiring again
-	// for a session id that already holds a slot returns that slot again
-	// (renewed) without taking a second one.
+	// capacity, and takes a slot when all three allow it; otherwise the
+	// Decision names the first limit that refused. Acquiring again for a
+	// session id that already holds a live slot returns that slot again
+	// (renewed) without any check and without taking a second one. A
+	// request with an empty Account or SessionID is an error with the
+	// catalog's 400175 (Invalid parameter) code.
 	Acquire(ctx context.Context, req Request) (Decision, error)
 	// Started marks the moment the session started: from then until Release
-	// its time counts against a trial account's monthly minutes. Calling it
-	// again for the same session does nothing.
+	// (or the lease's expiry) its time counts against a trial account's
+	// monthly minutes. Calling it again for the same session does nothing.
+	// For a lease that holds no slot (released, expired) it counts nothing
+	// and returns nil or ErrLeaseExpired (wrapped), as the implementation
+	// documents.
 	Started(ctx context.Context, lease Lease) error
-	// Renew extends a lease; it fails with ErrLeaseExpired (wrapped) when the
-	// lease has already expired or been released.
+	// Renew extends a lease to the limiter's lease TTL from now and returns
+	// it with its new Expires; it fails with ErrLeaseExpired (wrapped) when
+	// the lease has already expired or been released: the session lost its
+	// slot and must be closed.
 	Renew(ctx context.Context, lease Lease) (Lease, error)
 	// Release frees the slot and stops counting the session's minutes.
-	// Releasing twice, or an expired lease, is harmless.
+	// Releasing twice or releasing an expired lease is harmless and returns
+	// nil; a Lease without Account or SessionID changes nothing (nil or the
+	// 400175 error). A Release that fails (backend down, ctx done) leaves the
+	// slot to expire with its lease.
 	Release(ctx context.Context, lease Lease) error
-	// Close stops whatever the limiter started.
+	// Close stops whatever the limiter started (goroutines, connections it
+	// opened). Leases are not released by Close.
 	Close() error
 }
 
-// ErrLeaseExpired is returned by Renew for a lease that no longer holds a slot.
+// ErrLeaseExpired is returned (possibly wrapped) by Renew and Started for a
+// lease that no longer holds a slot: it expired without renewal or was
+// released.
 var ErrLeaseExpired = errors.New("limits: lease expired or released")
