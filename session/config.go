@@ -1,0 +1,149 @@
+package session
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/limits"
+)
+
+// The bounds and defaults of the session settings (WIRE.md).
+const (
+	// DefaultIdleTimeout is activity_idle_timeout when a client sends none.
+	DefaultIdleTimeout = 120 * time.Second
+	// MinIdleTimeout and MaxIdleTimeout bound activity_idle_timeout.
+	MinIdleTimeout = 30 * time.Second
+	MaxIdleTimeout = 3600 * time.Second
+	// DefaultJoinTimeout closes a session still new or connecting this long
+	// after its creation.
+	DefaultJoinTimeout = 5 * time.Minute
+	// DefaultRetention is how long a closed session answers 10005 before it
+	// is forgotten and answers 10006.
+	DefaultRetention = 10 * time.Minute
+	// DefaultSubscriberBuffer is the number of events a subscriber may fall
+	// behind before its oldest undelivered events are dropped.
+	DefaultSubscriberBuffer = 1 << 16
+)
+
+// Config configures a Manager; zero fields take the documented defaults.
+type Config struct {
+	// Limiter grants a slot to every session (required).
+	Limiter limits.Limiter
+	// Avatars resolves the avatar of every new session (required).
+	Avatars AvatarCatalog
+	// JoinTimeout closes a session still new or connecting this long after
+	// its creation. The default is DefaultJoinTimeout (5 minutes).
+	JoinTimeout time.Duration
+	// Retention is how long a closed session stays addressable (answering
+	// 10005) before it is forgotten (10006). The default is
+	// DefaultRetention (10 minutes).
+	Retention time.Duration
+	// Store keeps the sessions. The default is a new MemoryStore. A Store
+	// serves one Manager.
+	Store Store
+	// Clock tells the time and wakes the manager's loops. The default is the
+	// system clock; under testing/synctest the default is already fake.
+	Clock Clock
+	// Hooks are called on transitions, refusals and limiter calls.
+	Hooks Hooks
+	// DefaultIdleTimeout replaces the 120 s default of
+	// CreateOptions.IdleTimeout; it must lie within MinIdleTimeout and
+	// MaxIdleTimeout.
+	DefaultIdleTimeout time.Duration
+	// LeaseRenewInterval is how often one goroutine renews the lease of
+	// every session not yet closed. The default is a third of the shortest
+	// lease lifetime the limiter has granted (leases without an expiry are
+	// never renewed).
+	LeaseRenewInterval time.Duration
+	// SubscriberBuffer is how many undelivered events a subscriber may
+	// accumulate; past it the oldest are dropped (see Manager.Subscribe).
+	// The default is DefaultSubscriberBuffer (65,536).
+	SubscriberBuffer int
+}
+
+// Hooks let a program observe the manager (metrics, logs) without the
+// library logging anything. Every hook is optional, is called
+// synchronously on the goroutine doing the work (OnTransition while the
+// session is locked), must be fast, must not block and must not call the
+// Manager. Hooks must be safe for concurrent use.
+type Hooks struct {
+	// OnTransition receives every Event, in each session's order, before
+	// subscribers do.
+	OnTransition func(Event)
+	// OnRefused receives the catalog code of every failed Create (400175,
+	// 10012, 10013, 10015, 10007, 10014, 400558, ...); account is the name
+	// the caller gave.
+	OnRefused func(account string, code sserrors.Code)
+	// OnLimiter receives the duration and the error (nil on success; a
+	// refusal is a success) of every limiter call.
+	OnLimiter func(op LimiterOp, d time.Duration, err error)
+}
+
+// LimiterOp names a limits.Limiter method, for Hooks.OnLimiter. It is a
+// plain value.
+type LimiterOp uint8
+
+// The limiter calls.
+const (
+	LimiterAcquire LimiterOp = iota + 1
+	LimiterStarted
+	LimiterRenew
+	LimiterRelease
+)
+
+var limiterOpNames = [...]string{"", "acquire", "started", "renew", "release"}
+
+// String returns the method's name in lower case ("acquire", ...).
+func (op LimiterOp) String() string {
+	if op > 0 && int(op) < len(limiterOpNames) {
+		return limiterOpNames[op]
+	}
+	return "LimiterOp(" + strconv.Itoa(int(op)) + ")"
+}
+
+// Clock is the manager's source of time. Implementations are safe for
+// concurrent use by multiple goroutines.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// NewTimer returns a started timer that fires once after d.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a Clock's one-shot timer, used by one goroutine at a time, with
+// the semantics of *time.Timer (Go 1.23 and later: after Stop or Reset no
+// stale value is received).
+type Timer interface {
+	C() <-chan time.Time
+	Reset(d time.Duration) bool
+	Stop() bool
+}
+
+// SystemClock is the Clock of the time package.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// NewTimer returns a time.Timer.
+func (SystemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }
+
+type systemTimer struct{ t *time.Timer }
+
+func (t systemTimer) C() <-chan time.Time        { return t.t.C }
+func (t systemTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
+func (t systemTimer) Stop() bool                 { return t.t.Stop() }
+
+// ErrClosed is returned by Create, Start, Join and Stop once Close has
+// begun: HTTP 503 with code 400558 and a Retry-After, like an unavailable
+// backend (errors.Is matches either; errors.Is(err, ErrManagerClosed)
+// tells them apart).
+var ErrClosed = sserrors.ErrAPIConnectionError.WithStatus(503).WithRetryAfter(time.Second).WithCause(ErrManagerClosed)
+
+// ErrManagerClosed is the cause of ErrClosed.
+var ErrManagerClosed = errors.New("session: manager closed")
+
+var errEmptyAccount = sserrors.ErrInvalidParameter.WithCause(errors.New("session: empty account name"))
+var errIdleTimeout = sserrors.ErrInvalidParameter.WithCause(errors.New("session: activity_idle_timeout outside 30–3600 s"))

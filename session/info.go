@@ -1,0 +1,118 @@
+package session
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/streamsession/streamsession/fsm"
+)
+
+// Reason says what moved a session to closing and closed. A Reason is a
+// plain value, safe to copy and to share between goroutines.
+type Reason int
+
+// The reasons a session closes.
+const (
+	ReasonNone      Reason = iota // the session has not closed
+	ReasonStop                    // streaming.stop (Manager.Stop)
+	ReasonIdle                    // the idle timeout: no activity for the session's IdleTimeout
+	ReasonDuration                // the plan's session duration limit, counted from start
+	ReasonJoin                    // the join timeout: still new or connecting that long after creation
+	ReasonShutdown                // Manager.Close
+	ReasonLeaseLost               // the limiter said the session's lease had expired: it no longer holds a slot
+)
+
+var reasonNames = [...]string{
+	ReasonNone:      "none",
+	ReasonStop:      "stop",
+	ReasonIdle:      "idle",
+	ReasonDuration:  "duration",
+	ReasonJoin:      "join",
+	ReasonShutdown:  "shutdown",
+	ReasonLeaseLost: "lease_lost",
+}
+
+// String returns a short name for logs and metric labels ("stop", "idle",
+// ...), or "Reason(n)" for a value outside the enum.
+func (r Reason) String() string {
+	if r >= 0 && int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "Reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// CreateOptions are the session settings from streaming.new. A
+// CreateOptions is a plain value, safe to copy.
+type CreateOptions struct {
+	// AvatarID names the avatar; "" means the catalog's default avatar.
+	AvatarID string
+	// IdleTimeout is activity_idle_timeout: zero means the manager's
+	// default (120 s unless Config.DefaultIdleTimeout says otherwise);
+	// outside 30 s–3600 s Create fails with 400175 and nothing is consumed.
+	IdleTimeout time.Duration
+	// DisableIdleTimeout is disable_idle_timeout: the idle timer never
+	// closes the session (IdleTimeout is still validated).
+	DisableIdleTimeout bool
+}
+
+// Info is a snapshot of one session, as the manager's methods return it. It
+// is a plain value, safe to copy; it does not change when the session does.
+type Info struct {
+	ID                 string
+	Account            string
+	AvatarID           string
+	State              fsm.State
+	Epoch              uint64 // 1 at creation, then one more per transition
+	Paid               bool   // !plan.Trial
+	CreatedAt          time.Time
+	StartedAt          time.Time // zero until started
+	ClosedAt           time.Time // zero until closed
+	LastActivity       time.Time // zero until connected; then the join and every activity
+	IdleTimeout        time.Duration
+	DisableIdleTimeout bool
+	DurationLimit      time.Duration // the plan's; 0 when none
+	Reason             Reason        // why it closed; ReasonNone while open
+}
+
+// Event is one change of one session, as subscribers and Hooks.OnTransition
+// see it. A session's events come in the order of its transitions with
+// Epoch growing by one each time:
+//
+//   - creation: From fsm.Unknown, To fsm.New, Epoch 1;
+//   - each transition: From the state left, To the state entered;
+//   - the end of the retention window (the session is forgotten and now
+//     answers 10006): From fsm.Closed, To fsm.Unknown.
+//
+// Reason is set on the events into closing and closed, and on the last one.
+// An Event is a plain value, safe to copy.
+type Event struct {
+	SessionID string
+	Account   string
+	From, To  fsm.State
+	Epoch     uint64
+	At        time.Time
+	Reason    Reason
+}
+
+// Forgotten reports whether e is a session's last event: its retention
+// window ended and it is no longer addressable.
+func (e Event) Forgotten() bool { return e.From == fsm.Closed && e.To == fsm.Unknown }
+
+func (r Record) info() Info {
+	return Info{
+		ID:                 r.ID,
+		Account:            r.Account,
+		AvatarID:           r.AvatarID,
+		State:              r.State,
+		Epoch:              r.Epoch,
+		Paid:               r.Paid,
+		CreatedAt:          r.CreatedAt,
+		StartedAt:          r.StartedAt,
+		ClosedAt:           r.ClosedAt,
+		LastActivity:       r.LastActivity,
+		IdleTimeout:        r.IdleTimeout,
+		DisableIdleTimeout: r.DisableIdleTimeout,
+		DurationLimit:      r.DurationLimit,
+		Reason:             r.Reason,
+	}
+}

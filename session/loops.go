@@ -1,0 +1,143 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/streamsession/streamsession/limits"
+)
+
+// dueBatch is how many due timers the loop takes from the store at a time.
+const dueBatch = 256
+
+// storeRetry is how long the timer loop waits after a Store error.
+const storeRetry = time.Second
+
+// timerLoop is the one goroutine that fires every session's timers: it asks
+// the store for the sessions due now, acts on them, and sleeps until the
+// next deadline or until the store reports an earlier one.
+func (m *Manager) timerLoop() {
+	defer m.loops.Done()
+	ctx := context.Background()
+	buf := make([]Due, 0, dueBatch)
+	t := m.clock.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		default:
+		}
+		now := m.clock.Now()
+		due, next, err := m.store.Due(ctx, now, buf)
+		for _, d := range due {
+			m.fire(ctx, d)
+		}
+		clear(due) // drop references to the records
+		if err != nil {
+			next = now.Add(storeRetry)
+		}
+		var fired <-chan time.Time
+		if !next.IsZero() {
+			wait := next.Sub(m.clock.Now())
+			if wait <= 0 {
+				continue
+			}
+			t.Reset(wait)
+			fired = t.C()
+		} else {
+			t.Stop()
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-fired:
+		case <-m.store.Wake():
+		}
+	}
+}
+
+// fire acts on one due timer. A session that moved on since it was found
+// due makes the conditional change fail (ErrConflict, or its state's
+// error): the store has re-armed its timers and there is nothing to do.
+func (m *Manager) fire(ctx context.Context, d Due) {
+	rec := d.Record
+	if d.Timeout == TimeoutRetention {
+		_, _ = m.store.Delete(ctx, rec.Account, rec.ID, rec.Epoch, m.clock.Now())
+		return
+	}
+	_, _ = m.closeSession(ctx, rec.Account, rec.ID, d.Timeout.Reason(), rec.Epoch)
+}
+
+// observeLease learns the limiter's lease lifetime from a grant, so that
+// leases are renewed at a third of it (unless Config.LeaseRenewInterval is
+// set).
+func (m *Manager) observeLease(l limits.Lease, now time.Time) {
+	if m.renewFixed > 0 || l.Expires.IsZero() {
+		return
+	}
+	every := int64(l.Expires.Sub(now) / 3)
+	if every <= 0 {
+		return
+	}
+	for {
+		cur := m.renewEvery.Load()
+		if cur != 0 && cur <= every {
+			return
+		}
+		if m.renewEvery.CompareAndSwap(cur, every) {
+			select {
+			case m.renewWake <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// renewLoop is the one goroutine that renews the leases of every session
+// not yet closed.
+func (m *Manager) renewLoop() {
+	defer m.loops.Done()
+	t := m.clock.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		var fired <-chan time.Time
+		if every := time.Duration(m.renewEvery.Load()); every > 0 {
+			t.Reset(every)
+			fired = t.C()
+		} else {
+			t.Stop()
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-m.renewWake:
+		case <-fired:
+			m.renewAll()
+		}
+	}
+}
+
+// renewAll renews every open lease. A lease the limiter says has expired
+// no longer holds a slot, so its session is closed (ReasonLeaseLost); any
+// other failure (an unreachable backend) leaves the session running and is
+// retried on the next round.
+func (m *Manager) renewAll() {
+	ctx := context.Background()
+	_ = m.store.Range(ctx, func(rec Record) bool {
+		if rec.State.Open() {
+			err := m.renew(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID})
+			if errors.Is(err, limits.ErrLeaseExpired) {
+				_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonLeaseLost, 0)
+			}
+		}
+		select {
+		case <-m.stop:
+			return false
+		default:
+			return true
+		}
+	})
+}

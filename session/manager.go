@@ -1,0 +1,528 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/limits"
+)
+
+// Manager runs streaming sessions: it creates them under the limiter's
+// slots, moves them through new → connecting → connected → closing → closed
+// on API calls and timers, releases each slot exactly once, and tells
+// subscribers about every change.
+//
+// A Manager is safe for concurrent use by multiple goroutines. It runs a
+// fixed number of goroutines whatever the number of sessions: one timer loop,
+// one lease renewer and one per subscriber. Close stops them.
+type Manager struct {
+	limiter     limits.Limiter
+	avatars     AvatarCatalog
+	store       Store
+	clock       Clock
+	hooks       Hooks
+	joinTimeout time.Duration
+	retention   time.Duration
+	defaultIdle time.Duration
+	renewFixed  time.Duration
+	subBuffer   int
+
+	// gates count the calls in flight that may change a session, spread
+	// over padded counters so that they cost no shared cache line; Close
+	// waits for them to drain.
+	gates    [numGates]gate
+	gateSeed maphash.Seed
+	closing  atomic.Bool
+	drained  chan struct{}
+
+	subMu   sync.Mutex
+	subs    atomic.Pointer[[]*subscriber]
+	subWG   sync.WaitGroup
+	dropped atomic.Uint64
+
+	renewEvery atomic.Int64 // ns; 0 while unknown
+	renewWake  chan struct{}
+	stop       chan struct{}
+	loops      sync.WaitGroup
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+const numGates = 64
+
+type gate struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+// maxConflictRetries bounds the retries of a change that keeps losing races
+// in a distributed Store.
+const maxConflictRetries = 16
+
+// NewManager returns a running Manager. It fails when Limiter or Avatars is
+// missing, a duration is negative, DefaultIdleTimeout is outside its bounds,
+// or the Store already serves another Manager.
+func NewManager(cfg Config) (*Manager, error) {
+	switch {
+	case cfg.Limiter == nil:
+		return nil, errors.New("session: Config.Limiter is required")
+	case cfg.Avatars == nil:
+		return nil, errors.New("session: Config.Avatars is required")
+	case cfg.JoinTimeout < 0, cfg.Retention < 0, cfg.LeaseRenewInterval < 0, cfg.SubscriberBuffer < 0:
+		return nil, errors.New("session: Config: negative duration or buffer")
+	case cfg.DefaultIdleTimeout != 0 && (cfg.DefaultIdleTimeout < MinIdleTimeout || cfg.DefaultIdleTimeout > MaxIdleTimeout):
+		return nil, fmt.Errorf("session: Config.DefaultIdleTimeout %v outside %v–%v", cfg.DefaultIdleTimeout, MinIdleTimeout, MaxIdleTimeout)
+	}
+	m := &Manager{
+		limiter:     cfg.Limiter,
+		avatars:     cfg.Avatars,
+		store:       cfg.Store,
+		clock:       cfg.Clock,
+		hooks:       cfg.Hooks,
+		joinTimeout: or(cfg.JoinTimeout, DefaultJoinTimeout),
+		retention:   or(cfg.Retention, DefaultRetention),
+		defaultIdle: or(cfg.DefaultIdleTimeout, DefaultIdleTimeout),
+		renewFixed:  cfg.LeaseRenewInterval,
+		subBuffer:   cfg.SubscriberBuffer,
+		gateSeed:    maphash.MakeSeed(),
+		drained:     make(chan struct{}, 1),
+		renewWake:   make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		closed:      make(chan struct{}),
+	}
+	if m.store == nil {
+		m.store = NewMemoryStore(MemoryStoreConfig{})
+	}
+	if m.clock == nil {
+		m.clock = SystemClock{}
+	}
+	if m.subBuffer == 0 {
+		m.subBuffer = DefaultSubscriberBuffer
+	}
+	m.renewEvery.Store(int64(m.renewFixed))
+	m.subs.Store(new([]*subscriber))
+	if err := m.store.Watch(m.publish); err != nil {
+		return nil, err
+	}
+	m.loops.Add(2)
+	go m.timerLoop()
+	go m.renewLoop()
+	return m, nil
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Create creates a session for acct in state new and returns it.
+//
+// It checks, in this order and consuming nothing on failure: opts
+// (IdleTimeout outside 30 s–3600 s, or an empty account name: 400175); the
+// avatar through the catalog (10012, 10013); then the limiter, with a fresh
+// session id of 128 bits from crypto/rand: a refusal returns 10015, 10007 or
+// 10014 (with a Retry-After), a limiter failure returns its error (wrapping
+// limits.ErrUnavailable for an unreachable backend: 503/400558). After Close
+// has begun it returns ErrClosed.
+func (m *Manager) Create(ctx context.Context, acct Account, opts CreateOptions) (Info, error) {
+	info, err := m.create(ctx, acct, opts)
+	if err != nil && m.hooks.OnRefused != nil {
+		m.hooks.OnRefused(acct.Name, sserrors.CodeOf(err))
+	}
+	return info, err
+}
+
+func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) (Info, error) {
+	if acct.Name == "" {
+		return Info{}, errEmptyAccount
+	}
+	idle := opts.IdleTimeout
+	if idle == 0 {
+		idle = m.defaultIdle
+	} else if idle < MinIdleTimeout || idle > MaxIdleTimeout {
+		return Info{}, errIdleTimeout
+	}
+	avatar, err := m.avatars.Resolve(ctx, acct.Name, opts.AvatarID)
+	if err != nil {
+		return Info{}, err
+	}
+	id := newID()
+	g := m.gate(id)
+	if !m.enter(g) {
+		return Info{}, ErrClosed
+	}
+	defer m.leave(g)
+
+	d, err := m.acquire(ctx, limits.Request{Account: acct.Name, Plan: acct.Plan, SessionID: id})
+	if err != nil {
+		return Info{}, err
+	}
+	if !d.Granted() {
+		return Info{}, d.Refused.Err()
+	}
+	now := m.clock.Now()
+	m.observeLease(d.Lease, now)
+	rec, err := m.store.Insert(ctx, Record{
+		ID:                 id,
+		Account:            acct.Name,
+		AvatarID:           avatar.ID,
+		State:              fsm.New,
+		Epoch:              1,
+		Paid:               !acct.Plan.Trial,
+		CreatedAt:          now,
+		IdleTimeout:        idle,
+		DisableIdleTimeout: opts.DisableIdleTimeout,
+		DurationLimit:      acct.Plan.SessionDurationLimit,
+		JoinTimeout:        m.joinTimeout,
+		Retention:          m.retention,
+	})
+	if err != nil {
+		m.release(context.WithoutCancel(ctx), limits.Lease{Account: acct.Name, SessionID: id})
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return Info{}, err
+		}
+		return Info{}, internal(err)
+	}
+	return rec.info(), nil
+}
+
+// internal wraps an error that has no catalog code as 500000, keeping it as
+// the cause.
+func internal(err error) error {
+	if _, ok := sserrors.As(err); ok {
+		return err
+	}
+	return sserrors.ErrInternalServerError.WithCause(err)
+}
+
+// newID returns 128 bits from crypto/rand as 32 hex digits.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (Go 1.24): it crashes the program instead
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
+}
+
+// Get returns the session. An unknown id and another account's session both
+// fail with 10006. A closed session is returned (state closed) until its
+// retention window ends.
+func (m *Manager) Get(ctx context.Context, account, id string) (Info, error) {
+	rec, err := m.store.Get(ctx, account, id)
+	if err != nil {
+		return Info{}, err
+	}
+	return rec.info(), nil
+}
+
+// List returns account's open sessions (new, connecting, connected), oldest
+// first.
+func (m *Manager) List(ctx context.Context, account string) ([]Info, error) {
+	recs, err := m.store.List(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, len(recs))
+	for i, r := range recs {
+		out[i] = r.info()
+	}
+	return out, nil
+}
+
+// Start moves a new session to connecting (streaming.start) and, for a trial
+// session, tells the limiter that its minutes now count. In any other state
+// it fails with that state's 10002–10005 and changes nothing; an unknown
+// session fails with 10006. A limiter failure to count the minutes does not
+// fail the call (it is reported to Hooks.OnLimiter).
+func (m *Manager) Start(ctx context.Context, account, id string) (Info, error) {
+	g := m.gate(id)
+	if !m.enter(g) {
+		return Info{}, ErrClosed
+	}
+	defer m.leave(g)
+	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventStart, At: m.clock.Now()})
+	if err != nil {
+		return Info{}, err
+	}
+	if !rec.Paid {
+		m.started(uncancellable(ctx), limits.Lease{Account: account, SessionID: id})
+	}
+	return rec.info(), nil
+}
+
+// Join records that the client's realtime socket opened: connecting →
+// connected. On a session already connected it is a successful no-op that
+// counts as activity (a reconnecting socket). In any other state it fails
+// with that state's 10001, 10004 or 10005 and changes nothing.
+func (m *Manager) Join(ctx context.Context, account, id string) (Info, error) {
+	g := m.gate(id)
+	if !m.enter(g) {
+		return Info{}, ErrClosed
+	}
+	defer m.leave(g)
+	now := m.clock.Now()
+	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventJoin, At: now})
+	if err == nil {
+		return rec.info(), nil
+	}
+	if !errors.Is(err, sserrors.ErrSessionStateConnected) {
+		return Info{}, err
+	}
+	return m.touch(ctx, account, id, now, fsm.CmdKeepAlive)
+}
+
+// Command checks cmd against the command policy (fsm.Allow) for the
+// session's current state and returns the session: ice in new and
+// connecting; task, interrupt, keep_alive, start_listening, stop_listening
+// in connected. Task, keep_alive and interrupt count as activity (they push
+// the idle deadline back). CmdStart and CmdStop do what Start and Stop do.
+// A command the state does not accept fails with that state's 10001–10005
+// and changes nothing; an unknown session fails with 10006; a Command
+// outside the enum fails with 400175.
+func (m *Manager) Command(ctx context.Context, account, id string, cmd fsm.Command) (Info, error) {
+	switch cmd {
+	case fsm.CmdStart:
+		return m.Start(ctx, account, id)
+	case fsm.CmdStop:
+		return m.Stop(ctx, account, id)
+	case fsm.CmdTask, fsm.CmdKeepAlive, fsm.CmdInterrupt:
+		return m.touch(ctx, account, id, m.clock.Now(), cmd)
+	case fsm.CmdICE, fsm.CmdStartListening, fsm.CmdStopListening:
+		rec, err := m.store.Get(ctx, account, id)
+		if err != nil {
+			return Info{}, err
+		}
+		if err := fsm.Allow(rec.State, cmd); err != nil {
+			return Info{}, err
+		}
+		return rec.info(), nil
+	}
+	return Info{}, sserrors.ErrInvalidParameter
+}
+
+// Touch records activity from the realtime socket (a client message): it
+// pushes a connected session's idle deadline back. On any other state it
+// fails with that state's error and changes nothing.
+func (m *Manager) Touch(ctx context.Context, account, id string) error {
+	_, err := m.touch(ctx, account, id, m.clock.Now(), fsm.CmdKeepAlive)
+	return err
+}
+
+// touch records activity for an activity command cmd (allowed only in
+// connected).
+func (m *Manager) touch(ctx context.Context, account, id string, at time.Time, cmd fsm.Command) (Info, error) {
+	rec, err := m.store.Touch(ctx, account, id, at)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := fsm.Allow(rec.State, cmd); err != nil {
+		return Info{}, err
+	}
+	return rec.info(), nil
+}
+
+// Stop closes a session (streaming.stop): new, connecting or connected →
+// closing → closed. It returns once the session is closed and its slot
+// released, with the session as closed. Of concurrent Stops exactly one
+// succeeds; the others, and a Stop on a closing or closed session, fail
+// with 10004 or 10005 (the state the session is in) and change nothing. A
+// ctx cancelled once closing has begun does not interrupt the close.
+func (m *Manager) Stop(ctx context.Context, account, id string) (Info, error) {
+	g := m.gate(id)
+	if !m.enter(g) {
+		return Info{}, ErrClosed
+	}
+	defer m.leave(g)
+	return m.closeSession(ctx, account, id, ReasonStop, 0)
+}
+
+// closeSession moves a session to closing (conditionally on epoch when it is
+// not zero), releases its slot and moves it to closed. Whoever wins the move
+// to closing owns the rest, so the slot is released exactly once.
+func (m *Manager) closeSession(ctx context.Context, account, id string, reason Reason, epoch uint64) (Info, error) {
+	_, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventClose, At: m.clock.Now(), Reason: reason, Epoch: epoch})
+	if err != nil {
+		return Info{}, err
+	}
+	ctx = uncancellable(ctx)
+	m.release(ctx, limits.Lease{Account: account, SessionID: id})
+	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventClosed, At: m.clock.Now()})
+	if err != nil {
+		return Info{}, internal(err)
+	}
+	return rec.info(), nil
+}
+
+// uncancellable returns ctx without its cancellation, for the work that
+// must finish once a change is made (releasing a slot, counting minutes).
+func uncancellable(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx // never cancelled: spare the allocation
+	}
+	return context.WithoutCancel(ctx)
+}
+
+// transition asks the store for a change, retrying an unconditional one that
+// lost a race.
+func (m *Manager) transition(ctx context.Context, account, id string, ch Change) (Record, fsm.State, error) {
+	for i := 0; ; i++ {
+		rec, from, err := m.store.Transition(ctx, account, id, ch)
+		if err == nil || ch.Epoch != 0 || !errors.Is(err, ErrConflict) {
+			return rec, from, err
+		}
+		if i == maxConflictRetries {
+			return rec, from, sserrors.ErrInternalServerError.WithCause(err)
+		}
+	}
+}
+
+// Stats is a snapshot of a Manager's counters. It is a plain value.
+type Stats struct {
+	// Subscribers is the number of live subscriptions.
+	Subscribers int
+	// DroppedEvents counts the events dropped, over all subscribers, because
+	// a subscriber fell more than Config.SubscriberBuffer events behind.
+	DroppedEvents uint64
+}
+
+// Stats returns the manager's counters.
+func (m *Manager) Stats() Stats {
+	return Stats{Subscribers: len(*m.subs.Load()), DroppedEvents: m.dropped.Load()}
+}
+
+// Close shuts the manager down, the server's shutdown path: it refuses new
+// calls that change sessions (ErrClosed), waits for those in flight, stops
+// the timers and the lease renewer, closes every session still open
+// (subscribers see closing then closed, with ReasonShutdown), releases every
+// slot, delivers every pending event to the subscribers and stops their
+// goroutines, then returns. It does not close the Limiter or the Store.
+//
+// Close is idempotent: every call waits for the same shutdown. When ctx ends
+// first Close returns ctx.Err() and the shutdown goes on in the background.
+// Get, List, Command and Touch keep answering afterwards (closed sessions
+// answer 10005).
+func (m *Manager) Close(ctx context.Context) error {
+	m.closeOnce.Do(func() {
+		m.closing.Store(true)
+		go m.shutdown()
+	})
+	select {
+	case <-m.closed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Manager) shutdown() {
+	defer close(m.closed)
+	for !m.gatesIdle() {
+		<-m.drained
+	}
+	close(m.stop)
+	m.loops.Wait()
+	ctx := context.Background()
+	_ = m.store.Range(ctx, func(rec Record) bool {
+		if rec.State.Open() {
+			_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
+		}
+		return true
+	})
+	m.subMu.Lock()
+	subs := *m.subs.Load()
+	m.subs.Store(new([]*subscriber))
+	m.subMu.Unlock()
+	for _, s := range subs {
+		s.finish()
+	}
+	m.subWG.Wait()
+}
+
+func (m *Manager) gate(id string) *gate {
+	return &m.gates[maphash.String(m.gateSeed, id)&(numGates-1)]
+}
+
+// enter admits a call that may change a session, unless Close has begun.
+func (m *Manager) enter(g *gate) bool {
+	g.n.Add(1)
+	if m.closing.Load() {
+		m.leave(g)
+		return false
+	}
+	return true
+}
+
+func (m *Manager) leave(g *gate) {
+	if g.n.Add(-1) == 0 && m.closing.Load() {
+		select {
+		case m.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (m *Manager) gatesIdle() bool {
+	for i := range m.gates {
+		if m.gates[i].n.Load() != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// The limiter calls, timed for Hooks.OnLimiter.
+
+func (m *Manager) acquire(ctx context.Context, req limits.Request) (limits.Decision, error) {
+	if m.hooks.OnLimiter == nil {
+		return m.limiter.Acquire(ctx, req)
+	}
+	t0 := time.Now()
+	d, err := m.limiter.Acquire(ctx, req)
+	m.hooks.OnLimiter(LimiterAcquire, time.Since(t0), err)
+	return d, err
+}
+
+func (m *Manager) started(ctx context.Context, lease limits.Lease) {
+	if m.hooks.OnLimiter == nil {
+		_ = m.limiter.Started(ctx, lease)
+		return
+	}
+	t0 := time.Now()
+	err := m.limiter.Started(ctx, lease)
+	m.hooks.OnLimiter(LimiterStarted, time.Since(t0), err)
+}
+
+func (m *Manager) renew(ctx context.Context, lease limits.Lease) error {
+	if m.hooks.OnLimiter == nil {
+		_, err := m.limiter.Renew(ctx, lease)
+		return err
+	}
+	t0 := time.Now()
+	_, err := m.limiter.Renew(ctx, lease)
+	m.hooks.OnLimiter(LimiterRenew, time.Since(t0), err)
+	return err
+}
+
+// release frees a slot. A failure is only reported: the session is closed
+// whatever the limiter says, and a lease that was not released expires.
+func (m *Manager) release(ctx context.Context, lease limits.Lease) {
+	if m.hooks.OnLimiter == nil {
+		_ = m.limiter.Release(ctx, lease)
+		return
+	}
+	t0 := time.Now()
+	err := m.limiter.Release(ctx, lease)
+	m.hooks.OnLimiter(LimiterRelease, time.Since(t0), err)
+}

@@ -1,0 +1,182 @@
+package session
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
+)
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newRecord(id string) Record {
+	return Record{ID: id, Account: "acme", State: fsm.New, Epoch: 1, CreatedAt: t0, IdleTimeout: time.Minute,
+		JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute, DurationLimit: 10 * time.Minute}
+}
+
+func TestNextTimeout(t *testing.T) {
+	base := newRecord("x")
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	tests := []struct {
+		name   string
+		mutate func(r *Record)
+		at     time.Time
+		kind   Timeout
+	}{
+		{"new: join", func(r *Record) {}, at(5 * time.Minute), TimeoutJoin},
+		{"connecting: join before duration", func(r *Record) { r.State, r.StartedAt = fsm.Connecting, at(time.Minute) }, at(5 * time.Minute), TimeoutJoin},
+		{"connecting: duration before join", func(r *Record) {
+			r.State, r.StartedAt, r.DurationLimit = fsm.Connecting, at(time.Minute), time.Minute
+		}, at(2 * time.Minute), TimeoutDuration},
+		{"connected: idle", func(r *Record) { r.State, r.StartedAt, r.LastActivity = fsm.Connected, at(0), at(2*time.Minute) }, at(3 * time.Minute), TimeoutIdle},
+		{"connected: duration before idle", func(r *Record) {
+			r.State, r.StartedAt, r.LastActivity = fsm.Connected, at(0), at(9*time.Minute+30*time.Second)
+		}, at(10 * time.Minute), TimeoutDuration},
+		{"connected: tie goes to duration", func(r *Record) {
+			r.State, r.StartedAt, r.LastActivity = fsm.Connected, at(0), at(9*time.Minute)
+		}, at(10 * time.Minute), TimeoutDuration},
+		{"connected: idle disabled", func(r *Record) {
+			r.State, r.StartedAt, r.LastActivity, r.DisableIdleTimeout = fsm.Connected, at(0), at(0), true
+		}, at(10 * time.Minute), TimeoutDuration},
+		{"connected: no timer", func(r *Record) {
+			r.State, r.StartedAt, r.LastActivity, r.DisableIdleTimeout, r.DurationLimit = fsm.Connected, at(0), at(0), true, 0
+		}, time.Time{}, TimeoutNone},
+		{"closing: none", func(r *Record) { r.State = fsm.Closing }, time.Time{}, TimeoutNone},
+		{"closed: retention", func(r *Record) { r.State, r.ClosedAt = fsm.Closed, at(time.Minute) }, at(11 * time.Minute), TimeoutRetention},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base
+			tt.mutate(&r)
+			gotAt, kind := r.NextTimeout()
+			assert.Equal(t, tt.kind, kind)
+			assert.True(t, tt.at.Equal(gotAt), "NextTimeout() = %v, want %v", gotAt, tt.at)
+		})
+	}
+}
+
+func TestMemoryStoreContract(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryStore(MemoryStoreConfig{Shards: 3})
+	assert.Len(t, s.shards, 4, "rounded up to a power of two")
+	var events []Event
+	require.NoError(t, s.Watch(func(e Event) { events = append(events, e) }))
+	assert.Error(t, s.Watch(func(Event) {}), "one manager per store")
+
+	_, err := s.Insert(ctx, Record{ID: "bad", State: fsm.Connected, Epoch: 1})
+	assert.Error(t, err)
+	rec, err := s.Insert(ctx, newRecord("a"))
+	require.NoError(t, err)
+	assert.Equal(t, newRecord("a"), rec)
+	_, err = s.Insert(ctx, newRecord("a"))
+	assert.ErrorIs(t, err, ErrExists)
+	list, _ := s.List(ctx, "acme")
+	assert.Len(t, list, 1, "a failed insert leaves no trace in the account index")
+
+	_, err = s.Get(ctx, "other", "a")
+	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound)
+
+	// An illegal event: the state's error, the current record, nothing changed.
+	got, from, err := s.Transition(ctx, "acme", "a", Change{Event: fsm.EventJoin, At: t0})
+	assert.Equal(t, sserrors.CodeSessionStateNew, codeOf(err))
+	assert.Equal(t, fsm.New, from)
+	assert.Equal(t, uint64(1), got.Epoch)
+
+	// A conditional change on a stale epoch.
+	_, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventStart, At: t0, Epoch: 7})
+	assert.ErrorIs(t, err, ErrConflict)
+
+	got, from, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventStart, At: t0.Add(time.Second), Epoch: 1})
+	require.NoError(t, err)
+	assert.Equal(t, fsm.New, from)
+	assert.Equal(t, fsm.Connecting, got.State)
+	assert.Equal(t, uint64(2), got.Epoch)
+	assert.Equal(t, t0.Add(time.Second), got.StartedAt)
+
+	// Touch counts only on connected.
+	got, err = s.Touch(ctx, "acme", "a", t0.Add(time.Minute))
+	require.NoError(t, err)
+	assert.True(t, got.LastActivity.IsZero())
+	_, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventJoin, At: t0.Add(2 * time.Second)})
+	require.NoError(t, err)
+	got, _ = s.Touch(ctx, "acme", "a", t0.Add(time.Minute))
+	assert.Equal(t, t0.Add(time.Minute), got.LastActivity)
+	got, _ = s.Touch(ctx, "acme", "a", t0.Add(30*time.Second))
+	assert.Equal(t, t0.Add(time.Minute), got.LastActivity, "activity never moves back")
+	assert.Equal(t, uint64(3), got.Epoch, "touch is not a transition")
+
+	// Delete only a closed session at its epoch.
+	_, err = s.Delete(ctx, "acme", "a", 3, t0)
+	assert.Equal(t, sserrors.CodeSessionStateConnected, codeOf(err))
+	_, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventClose, At: t0.Add(3 * time.Minute), Reason: ReasonIdle})
+	require.NoError(t, err)
+	got, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventClosed, At: t0.Add(3 * time.Minute)})
+	require.NoError(t, err)
+	assert.Equal(t, ReasonIdle, got.Reason)
+	assert.Equal(t, t0.Add(3*time.Minute), got.ClosedAt)
+	list, _ = s.List(ctx, "acme")
+	assert.Empty(t, list)
+	_, err = s.Delete(ctx, "acme", "a", 4, t0)
+	assert.ErrorIs(t, err, ErrConflict)
+	_, err = s.Delete(ctx, "acme", "a", 5, t0.Add(13*time.Minute))
+	require.NoError(t, err)
+	_, err = s.Get(ctx, "acme", "a")
+	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound)
+
+	var tos []fsm.State
+	for i, e := range events {
+		assert.Equal(t, uint64(i+1), e.Epoch)
+		tos = append(tos, e.To)
+	}
+	assert.Equal(t, []fsm.State{fsm.New, fsm.Connecting, fsm.Connected, fsm.Closing, fsm.Closed, fsm.Unknown}, tos)
+}
+
+func TestMemoryStoreDue(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryStore(MemoryStoreConfig{})
+	_, next, err := s.Due(ctx, t0, nil)
+	require.NoError(t, err)
+	assert.True(t, next.IsZero(), "nothing to wait for")
+
+	for _, id := range []string{"a", "b", "c"} {
+		_, err := s.Insert(ctx, newRecord(id))
+		require.NoError(t, err)
+	}
+	select {
+	case <-s.Wake():
+	default:
+		t.Fatal("an earlier deadline wakes the loop")
+	}
+	// c connects, so its join deadline no longer applies.
+	_, _, _ = s.Transition(ctx, "acme", "c", Change{Event: fsm.EventStart, At: t0})
+	_, _, _ = s.Transition(ctx, "acme", "c", Change{Event: fsm.EventJoin, At: t0})
+	due, next, err := s.Due(ctx, t0.Add(30*time.Second), nil)
+	require.NoError(t, err)
+	assert.Empty(t, due)
+	assert.Equal(t, t0.Add(time.Minute), next, "c's idle deadline")
+
+	// Activity moves c's deadline without a heap operation; when the old
+	// entry fires it re-arms.
+	_, _ = s.Touch(ctx, "acme", "c", t0.Add(50*time.Second))
+	due, next, _ = s.Due(ctx, t0.Add(time.Minute), nil)
+	assert.Empty(t, due)
+	assert.Equal(t, t0.Add(110*time.Second), next)
+
+	due, _, _ = s.Due(ctx, t0.Add(5*time.Minute), make([]Due, 0, 1))
+	require.Len(t, due, 1, "cap(buf) bounds a batch")
+	due2, next, _ := s.Due(ctx, t0.Add(5*time.Minute), nil)
+	due = append(due, due2...)
+	got := map[string]Timeout{}
+	for _, d := range due {
+		got[d.Record.ID] = d.Timeout
+	}
+	assert.Equal(t, map[string]Timeout{"a": TimeoutJoin, "b": TimeoutJoin, "c": TimeoutIdle}, got)
+	assert.True(t, next.IsZero(), "reported deadlines are not reported again")
+	due, _, _ = s.Due(ctx, t0.Add(time.Hour), nil)
+	assert.Empty(t, due)
+}
