@@ -1,12 +1,83 @@
-// Command streaming serves the streamsession demo.
+// Command streaming serves the streamsession demo: a HeyGen-compatible
+// Streaming API (HTTP under /v1/ and the realtime WebSocket) on the
+// library's session manager, with an in-memory limiter.
+//
+// Usage:
+//
+//	go run ./examples/streaming                       # the built-in demo configuration
+//	go run ./examples/streaming -config service.json  # a configuration file (see package server/config)
+//	go run ./examples/streaming -client -key demo-pro-key   # run one whole session against a server
+//
+// Flags:
+//
+//	-addr ADDR     listen address (server) or server address (client); default 127.0.0.1:8080
+//	-config FILE   the JSON configuration; without it, the demo configuration
+//	-client        run the demo client instead of the server
+//	-key KEY       client: the API key (default demo-pro-key)
+//	-url URL       client: the server's base URL (default http://ADDR)
+//	-text TEXT     client: what the avatar says
+//
+// The server logs to standard error with log/slog, never a token, an API key
+// or a raw session id (sessions appear as a short hash). SIGINT or SIGTERM
+// stops it: it stops accepting, closes every session (connected clients
+// receive closing and closed), frees every slot and exits 0.
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
-
-	sserrors "github.com/streamsession/streamsession/errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 )
 
 func main() {
-	fmt.Println("streamsession demo:", sserrors.ErrSessionNotFound.Message)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main with its dependencies explicit; it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("streaming", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address (server) or server address (client)")
+	configPath := fs.String("config", "", "JSON configuration file (default: the built-in demo configuration)")
+	client := fs.Bool("client", false, "run the demo client against a running server")
+	key := fs.String("key", "demo-pro-key", "client: API key")
+	baseURL := fs.String("url", "", "client: server base URL (default http://ADDR)")
+	text := fs.String("text", "Hello! I am a streaming avatar, served by streamsession.", "client: what the avatar says")
+	timeout := fs.Duration("timeout", time.Minute, "client: give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "streaming: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+
+	if *client {
+		base := *baseURL
+		if base == "" {
+			base = "http://" + *addr
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		if err := runClient(ctx, clientOptions{BaseURL: base, APIKey: *key, Text: *text}, stdout); err != nil {
+			fmt.Fprintf(stderr, "client: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	if err := serve(ctx, serveOptions{Addr: *addr, ConfigPath: *configPath}, stdout, logger); err != nil {
+		fmt.Fprintf(stderr, "streaming: %v\n", err)
+		return 1
+	}
+	return 0
 }

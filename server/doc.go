@@ -1,0 +1,87 @@
+// Package server is the HTTP and realtime WebSocket layer of streamsession:
+// a HeyGen-compatible Streaming API (the wire contract of the project's
+// WIRE.md) on top of a [session.Manager].
+//
+// Start with [New]: it returns a [Server], an [net/http.Handler] that serves
+// every endpoint under /v1/ and the realtime socket at
+// /v1/ws/streaming.chat. Mount it in your own mux with
+// mux.Handle("/v1/", srv) and call [Server.Shutdown] when you stop serving.
+//
+// # What the package owns
+//
+//   - Authentication: X-Api-Key through an [Accounts] lookup, and bearer
+//     tokens from streaming.create_token, kept in a [TokenStore] (an
+//     in-memory one by default, see [NewMemoryTokens]).
+//   - Request decoding: bodies are limited to Config.MaxBodyBytes (1 MiB);
+//     validation maps to the catalog's codes (see "Decisions" below).
+//   - The realtime socket: one reader and one writer goroutine per
+//     connection, a bounded send queue, ping/pong and write deadlines.
+//   - Simulated speech: every task (REST streaming.task or agent.speak on the
+//     socket) is "spoken" for [DefaultTaskDuration] of its text and announced
+//     with avatar_start_talking / avatar_stop_talking.
+//
+// The package does not log. It reports what happens through [Hooks] (sockets
+// opened and closed, refused requests), never with a raw token, API key or
+// session id: hooks receive [ShortHash] of the session id.
+//
+// # Concurrency
+//
+// A [Server] is safe for concurrent use by multiple goroutines. It takes one
+// [session.Manager.Subscribe] subscription for the whole server and routes
+// each transition to the socket of its session (at most one per session on
+// this node). Per-node state lives behind small types: bearer tokens behind
+// [TokenStore]; the session access token is stateless (an HMAC under
+// Config.Secret, so nodes sharing the secret accept each other's tokens).
+//
+// # Decisions (ours, where WIRE.md leaves a choice)
+//
+//   - A body larger than MaxBodyBytes: HTTP 413 with code 400175
+//     ("Invalid parameter"); nothing changes.
+//   - An empty body is read as {}. A body that is not a JSON object, trailing
+//     data after it, or a required field missing (session_id, text,
+//     candidate): 400/40001. A field of the wrong JSON type, or out of range
+//     (activity_idle_timeout outside 30–3600 or not an integer, quality not
+//     high|medium|low, video_encoding not H264|VP8, voice.rate outside
+//     0.5–1.5, voice.emotion not one of excited, serious, friendly, soothing,
+//     broadcaster, task_type not repeat|chat|talk, task_mode not sync|async;
+//     enum values are matched case-insensitively): 400/400175. Unknown fields
+//     are ignored; version is accepted as given.
+//   - Validation happens before the session is looked up, so a bad body is
+//     400 even for an unknown session.
+//   - An unknown path: 404 with code 40051 ("Resource is not found"). A known
+//     path with the wrong method: 405 with an Allow header and code 40051.
+//   - streaming.create_token needs X-Api-Key; a bearer token cannot mint
+//     another token (401/400112).
+//   - A bearer token's streaming.new that fails (a limit, an unknown avatar)
+//     does not spend the token. A second streaming.new racing the first one
+//     with the same token is refused with 401/400112.
+//   - A bearer token bound to a session that is no longer addressable (past
+//     its retention window) is deleted, and the call answers 401/400112.
+//   - The access_token of streaming.new authorises only the realtime socket.
+//     It is "<account>.<mac>" (both base64url), the mac an HMAC-SHA256 of
+//     the account and session id under Config.Secret. It carries no expiry:
+//     the session's own life bounds it.
+//   - streaming.list: created_at is Unix seconds; sessions are in creation
+//     order; only new, connecting and connected sessions are listed.
+//   - streaming.task: task_type (repeat, chat, talk) all speak the given text;
+//     task_mode sync and async both answer at once with {task_id,
+//     duration_ms}. A new task while the avatar speaks cuts the current one
+//     short (its avatar_stop_talking has "interrupted": true).
+//   - Realtime: a message that is not one of the three client messages,
+//     including agent.speak without a non-empty text, gets an error event
+//     with 400175. A binary frame is answered the same way. Every message
+//     received, valid or not, counts as activity; ping/pong frames do not.
+//   - Realtime close codes: 1000 "session closed" after the closed state,
+//     1000 "replaced by a new connection" for the old socket on reconnect,
+//     1001 "server shutting down", 1009 for an oversized frame. A client that
+//     does not read its queue (Realtime.SendQueue messages behind) is
+//     disconnected without a close frame.
+//   - Origin: requests without an Origin header are allowed; otherwise the
+//     Origin must equal the request's own origin (same host) or be listed in
+//     Config.Origins ("*" allows any). Refused: 403 with code 400562
+//     ("forbidden").
+//   - The socket upgrade is checked in this order: origin, token (401 for a
+//     wrong or missing token and for an unknown session), state (400/1000x),
+//     the WebSocket handshake headers (400/400175). Only then does the
+//     session move to connected.
+package server

@@ -1,0 +1,401 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/session"
+)
+
+// Test accounts: API key → account.
+var (
+	proPlan   = limits.Plan{Name: "pro", MaxConcurrent: 100}
+	trialPlan = limits.Plan{Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second}
+	testAccts = AccountsByKey{
+		"key-acme":    {Name: "acme", Plan: proPlan},
+		"key-globex":  {Name: "globex", Plan: proPlan},
+		"key-trial":   {Name: "trial-co", Plan: trialPlan},
+		"key-limited": {Name: "limited", Plan: limits.Plan{Name: "one", MaxConcurrent: 1}},
+		"key-noquota": {Name: "noquota", Plan: limits.Plan{Name: "spent", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 0}},
+	}
+	testAvatars = session.Avatars{
+		{ID: "Wayne_20240711", Public: true, Active: true, Default: true},
+		{ID: "acme_private", Owner: "acme", Active: true, DefaultVoice: "voice-1"},
+		{ID: "retired", Public: true, Active: false},
+	}
+	testSecret = []byte("0123456789abcdef0123456789abcdef")
+)
+
+// fakeLimiter is an exact in-process limiter: the trial quota is refused
+// when MonthlyMinutes is 0, per-account concurrency and a global capacity
+// are counted, and err (when set) is returned as a backend failure.
+type fakeLimiter struct {
+	mu       sync.Mutex
+	capacity int
+	held     map[string]string // session id → account
+	err      error
+}
+
+func newFakeLimiter(capacity int) *fakeLimiter {
+	return &fakeLimiter{capacity: capacity, held: make(map[string]string)}
+}
+
+func (l *fakeLimiter) setErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.err = err
+}
+
+func (l *fakeLimiter) Acquire(ctx context.Context, r limits.Request) (limits.Decision, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return limits.Decision{}, l.err
+	}
+	lease := limits.Lease{Account: r.Account, SessionID: r.SessionID}
+	if _, ok := l.held[r.SessionID]; ok {
+		return limits.Decision{Lease: lease}, nil
+	}
+	if r.Plan.Trial && r.Plan.MonthlyMinutes == 0 {
+		return limits.Decision{Refused: limits.TrialQuota}, nil
+	}
+	n := 0
+	for _, a := range l.held {
+		if a == r.Account {
+			n++
+		}
+	}
+	if n >= r.Plan.MaxConcurrent {
+		return limits.Decision{Refused: limits.Concurrency}, nil
+	}
+	if len(l.held) >= l.capacity {
+		return limits.Decision{Refused: limits.Capacity}, nil
+	}
+	l.held[r.SessionID] = r.Account
+	return limits.Decision{Lease: lease}, nil
+}
+
+func (l *fakeLimiter) Started(context.Context, limits.Lease) error { return nil }
+
+func (l *fakeLimiter) Renew(_ context.Context, lease limits.Lease) (limits.Lease, error) {
+	return lease, nil
+}
+
+func (l *fakeLimiter) Release(_ context.Context, lease limits.Lease) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.held, lease.SessionID)
+	return nil
+}
+
+func (l *fakeLimiter) Close() error { return nil }
+
+func (l *fakeLimiter) heldCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.held)
+}
+
+// fakeClock is a Clock that moves only when Advance is called; due timers
+// run in Advance, outside its lock.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+// Advance moves the clock and runs the timers that fall due, in order.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.stopped:
+		case !t.at.After(c.now):
+			t.stopped = true
+			due = append(due, t)
+		default:
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+	sort.SliceStable(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// pending returns the number of timers not yet fired nor stopped.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if !t.stopped {
+			n++
+		}
+	}
+	return n
+}
+
+// env is a Server over a real Manager, served by an httptest.Server.
+type env struct {
+	t       *testing.T
+	srv     *Server
+	mgr     *session.Manager
+	lim     *fakeLimiter
+	clock   *fakeClock
+	http    *httptest.Server
+	opened  chan SocketInfo
+	closed  chan SocketInfo
+	refused chan Refusal
+}
+
+// newEnv starts a server; tweak adjusts its Config before New.
+func newEnv(t *testing.T, tweak func(*Config)) *env {
+	t.Helper()
+	lim := newFakeLimiter(1000)
+	mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: testAvatars})
+	require.NoError(t, err)
+	e := &env{
+		t: t, mgr: mgr, lim: lim, clock: newFakeClock(),
+		opened: make(chan SocketInfo, 100), closed: make(chan SocketInfo, 100), refused: make(chan Refusal, 1000),
+	}
+	cfg := Config{
+		Manager:  mgr,
+		Accounts: testAccts,
+		Avatars:  testAvatars,
+		Secret:   testSecret,
+		Clock:    e.clock,
+		Hooks: Hooks{
+			SocketOpened: func(s SocketInfo) { e.opened <- s },
+			SocketClosed: func(s SocketInfo) { e.closed <- s },
+			Refused: func(r Refusal) {
+				select {
+				case e.refused <- r:
+				default:
+				}
+			},
+		},
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e.srv, err = New(cfg)
+	require.NoError(t, err)
+	e.http = httptest.NewServer(e.srv)
+	t.Cleanup(func() {
+		e.http.Close()
+		require.NoError(t, e.srv.Close())
+		require.NoError(t, mgr.Close(context.Background()))
+	})
+	return e
+}
+
+// response is an HTTP answer with its body read.
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// do sends a request; body is sent as is when it is a string, else as JSON.
+func (e *env) do(method, path string, hdr map[string]string, body any) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		require.NoError(e.t, err)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, e.http.URL+path, rd)
+	require.NoError(e.t, err)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.http.Client().Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(data)}
+}
+
+func key(k string) map[string]string    { return map[string]string{"X-Api-Key": k} }
+func bearer(t string) map[string]string { return map[string]string{"Authorization": "Bearer " + t} }
+
+// post calls a session endpoint with an API key.
+func (e *env) post(apiKey, path string, body any) response {
+	e.t.Helper()
+	return e.do(http.MethodPost, path, key(apiKey), body)
+}
+
+// data decodes a success envelope's data into v.
+func (e *env) data(r response, v any) {
+	e.t.Helper()
+	require.Equal(e.t, http.StatusOK, r.status, r.body)
+	var env struct {
+		Code    int             `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	}
+	require.NoError(e.t, json.Unmarshal([]byte(r.body), &env))
+	require.Equal(e.t, 100, env.Code)
+	require.NoError(e.t, json.Unmarshal(env.Data, v))
+}
+
+type created struct {
+	SessionID            string `json:"session_id"`
+	AccessToken          string `json:"access_token"`
+	RealtimeEndpoint     string `json:"realtime_endpoint"`
+	URL                  string `json:"url"`
+	IsPaid               bool   `json:"is_paid"`
+	SessionDurationLimit int64  `json:"session_duration_limit"`
+}
+
+// newSession creates a session with an API key.
+func (e *env) newSession(apiKey string) created {
+	e.t.Helper()
+	var c created
+	e.data(e.post(apiKey, PathNew, map[string]any{}), &c)
+	return c
+}
+
+// connecting creates and starts a session.
+func (e *env) connecting(apiKey string) created {
+	e.t.Helper()
+	c := e.newSession(apiKey)
+	r := e.post(apiKey, PathStart, map[string]string{"session_id": c.SessionID})
+	require.Equal(e.t, http.StatusOK, r.status, r.body)
+	return c
+}
+
+// dial opens the realtime socket at url.
+func (e *env) dial(url string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	return d.Dial(url, hdr)
+}
+
+// socket is a test client's realtime socket.
+type socket struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+// connect creates, starts and connects a session, and reads the first
+// state_updated (connected).
+func (e *env) connect(apiKey string) (created, *socket) {
+	e.t.Helper()
+	c := e.connecting(apiKey)
+	s := e.open(c.RealtimeEndpoint)
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	return c, s
+}
+
+// open dials url and fails the test on error.
+func (e *env) open(url string) *socket {
+	e.t.Helper()
+	ws, resp, err := e.dial(url, nil)
+	require.NoError(e.t, err)
+	require.Equal(e.t, http.StatusSwitchingProtocols, resp.StatusCode)
+	s := &socket{t: e.t, ws: ws}
+	e.t.Cleanup(func() { ws.Close() })
+	return s
+}
+
+// read returns the next text message (a guard deadline of 5 s).
+func (s *socket) read() string {
+	s.t.Helper()
+	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, data, err := s.ws.ReadMessage()
+	require.NoError(s.t, err)
+	require.Equal(s.t, websocket.TextMessage, typ)
+	return string(data)
+}
+
+// message reads the next message as a ServerMessage.
+func (s *socket) message() ServerMessage {
+	s.t.Helper()
+	var m ServerMessage
+	require.NoError(s.t, json.Unmarshal([]byte(s.read()), &m))
+	return m
+}
+
+func (s *socket) expect(want string) {
+	s.t.Helper()
+	require.JSONEq(s.t, want, s.read())
+}
+
+func (s *socket) send(msg string) {
+	s.t.Helper()
+	require.NoError(s.t, s.ws.WriteMessage(websocket.TextMessage, []byte(msg)))
+}
+
+// closeError reads until the connection ends and returns the close frame's
+// error (nil when it ended without one).
+func (s *socket) closeError() *websocket.CloseError {
+	s.t.Helper()
+	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := s.ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce
+		}
+		return nil
+	}
+}

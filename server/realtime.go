@@ -1,0 +1,460 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
+)
+
+// maxEarly bounds the messages held for a socket before its first
+// session.state_updated is queued.
+const maxEarly = 16
+
+// hub maps session ids to this node's realtime socket for each session. Its
+// methods look clients up under its lock and call them after releasing it.
+type hub struct {
+	mu        sync.Mutex
+	bySession map[string]*client
+	closed    bool
+}
+
+func newHub() *hub { return &hub{bySession: make(map[string]*client)} }
+
+// register makes c its session's socket and returns the socket it replaces.
+// It refuses (false) once the hub is closed.
+func (h *hub) register(c *client) (old *client, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, false
+	}
+	old = h.bySession[c.sessionID]
+	h.bySession[c.sessionID] = c
+	return old, true
+}
+
+// remove forgets c, unless a newer socket replaced it.
+func (h *hub) remove(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bySession[c.sessionID] == c {
+		delete(h.bySession, c.sessionID)
+	}
+}
+
+func (h *hub) get(sessionID string) *client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bySession[sessionID]
+}
+
+// send queues msg for the session's socket, if it has one here.
+func (h *hub) send(sessionID string, msg []byte) {
+	if c := h.get(sessionID); c != nil {
+		c.sendData(msg)
+	}
+}
+
+// state passes a transition to the session's socket, if it has one here.
+func (h *hub) state(sessionID string, to fsm.State, epoch uint64) {
+	if c := h.get(sessionID); c != nil {
+		c.applyState(to, epoch)
+	}
+}
+
+// close refuses later registrations and returns the sockets registered.
+func (h *hub) close() []*client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	return h.allLocked()
+}
+
+func (h *hub) all() []*client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.allLocked()
+}
+
+func (h *hub) allLocked() []*client {
+	out := make([]*client, 0, len(h.bySession))
+	for _, c := range h.bySession {
+		out = append(out, c)
+	}
+	return out
+}
+
+// frame is one item of a socket's send queue: a text message, or (code
+// non-zero) the close frame that ends the queue.
+type frame struct {
+	data   []byte
+	code   int
+	reason string
+}
+
+// client is one realtime socket: a reader and a writer goroutine around a
+// bounded send queue. Its methods are safe for concurrent use.
+type client struct {
+	srv       *Server
+	sessionID string
+	account   string
+	info      SocketInfo
+	ws        *websocket.Conn
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	send       chan frame
+	readerDone chan struct{}
+	killOnce   sync.Once
+	sentClose  atomic.Bool
+
+	mu        sync.Mutex
+	ready     bool // the first session.state_updated is queued
+	haveState bool
+	state     fsm.State
+	epoch     uint64
+	early     [][]byte
+	closing   bool // nothing more is queued
+	// lastSent is the last state queued, so a snapshot never repeats it.
+	lastSent fsm.State
+}
+
+func (s *Server) newClient(ws *websocket.Conn, account, sessionID string) *client {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &client{
+		srv:        s,
+		sessionID:  sessionID,
+		account:    account,
+		info:       SocketInfo{Account: account, SessionHash: ShortHash(sessionID)},
+		ws:         ws,
+		ctx:        ctx,
+		cancel:     cancel,
+		send:       make(chan frame, s.rt.SendQueue),
+		readerDone: make(chan struct{}),
+	}
+}
+
+// applyState records a transition (or a snapshot) with its epoch; older
+// news is ignored. Once ready, a newer state is queued, and the closed state
+// ends the socket.
+func (c *client) applyState(state fsm.State, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.haveState && epoch <= c.epoch {
+		return
+	}
+	c.haveState, c.state, c.epoch = true, state, epoch
+	if c.ready {
+		c.queueStateLocked()
+	}
+}
+
+// markReady queues the first session.state_updated (the latest state known)
+// and the messages held until then.
+func (c *client) markReady() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ready = true
+	c.queueStateLocked()
+	for _, m := range c.early {
+		c.queueLocked(m)
+	}
+	c.early = nil
+}
+
+func (c *client) queueStateLocked() {
+	if c.state == c.lastSent {
+		return
+	}
+	c.lastSent = c.state
+	c.queueLocked(encodeState(c.state.String()))
+	if c.state == fsm.Closed {
+		c.closeLocked(websocket.CloseNormalClosure, "session closed")
+	}
+}
+
+// sendData queues a message, holding it while the socket is not ready.
+func (c *client) sendData(msg []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ready {
+		if len(c.early) < maxEarly {
+			c.early = append(c.early, msg)
+		}
+		return
+	}
+	c.queueLocked(msg)
+}
+
+// queueLocked queues msg without blocking; a full queue means the client
+// does not read, and it is dropped.
+func (c *client) queueLocked(msg []byte) {
+	if c.closing {
+		return
+	}
+	select {
+	case c.send <- frame{data: msg}:
+	default:
+		c.closing = true
+		c.kill()
+	}
+}
+
+// closeWith queues a close frame after the messages already queued.
+func (c *client) closeWith(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+func (c *client) closeLocked(code int, reason string) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	select {
+	case c.send <- frame{code: code, reason: reason}:
+	default:
+		c.kill()
+	}
+}
+
+// kill drops the connection at once; both goroutines then end. Cancelling
+// the server's context (Close) kills every client the same way.
+func (c *client) kill() {
+	c.killOnce.Do(func() {
+		c.cancel()
+		c.ws.Close()
+	})
+}
+
+func (c *client) writeLoop() {
+	defer c.srv.wg.Done()
+	rt := c.srv.rt
+	ping := time.NewTicker(rt.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case f := <-c.send:
+			deadline := time.Now().Add(rt.WriteTimeout)
+			if f.code != 0 {
+				c.sentClose.Store(true)
+				err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), deadline)
+				if err == nil {
+					// Wait for the client's close frame, within reason.
+					grace := time.NewTimer(rt.CloseGrace)
+					select {
+					case <-c.readerDone:
+					case <-c.ctx.Done():
+					case <-grace.C:
+					}
+					grace.Stop()
+				}
+				c.kill()
+				return
+			}
+			c.ws.SetWriteDeadline(deadline)
+			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+				c.kill()
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(rt.WriteTimeout)); err != nil {
+				c.kill()
+				return
+			}
+		case <-c.ctx.Done():
+			c.kill()
+			return
+		}
+	}
+}
+
+func (c *client) readLoop() {
+	s := c.srv
+	defer func() {
+		close(c.readerDone)
+		c.kill()
+		s.hub.remove(c)
+		if s.hooks.SocketClosed != nil {
+			s.hooks.SocketClosed(c.info)
+		}
+		s.wg.Done()
+	}()
+	rt := s.rt
+	c.ws.SetReadLimit(rt.MaxMessageBytes)
+	c.ws.SetReadDeadline(time.Now().Add(rt.PongTimeout))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(rt.PongTimeout))
+	})
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		// Answer the client's close unless ours is already on its way.
+		if !c.sentClose.Swap(true) {
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(rt.WriteTimeout))
+		}
+		return nil
+	})
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(rt.PongTimeout))
+		c.handle(typ, data)
+	}
+}
+
+// handle serves one client message.
+func (c *client) handle(typ int, data []byte) {
+	s := c.srv
+	msg, err := DecodeClientMessage(data)
+	if typ != websocket.TextMessage {
+		err = sserrors.ErrInvalidParameter
+	}
+	if err != nil {
+		// Any message is activity, even one refused.
+		_ = s.mgr.Touch(c.ctx, c.account, c.sessionID)
+		c.sendData(encodeError(err))
+		return
+	}
+	switch msg.Type {
+	case TypeSpeak:
+		if _, err := s.mgr.Command(c.ctx, c.account, c.sessionID, fsm.CmdTask); err != nil {
+			c.sendData(encodeError(err))
+			return
+		}
+		s.speech.speak(c.sessionID, msg.Text)
+	case TypeInterrupt:
+		if _, err := s.mgr.Command(c.ctx, c.account, c.sessionID, fsm.CmdInterrupt); err != nil {
+			c.sendData(encodeError(err))
+			return
+		}
+		s.speech.interrupt(c.sessionID)
+	case TypeKeepAlive:
+		if _, err := s.mgr.Command(c.ctx, c.account, c.sessionID, fsm.CmdKeepAlive); err != nil {
+			c.sendData(encodeError(err))
+		}
+	}
+}
+
+// serveRealtime authenticates and upgrades the realtime socket. Every
+// refusal is the JSON error with its status, never a 101.
+func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id, token := q.Get("session_id"), q.Get("session_token")
+	req := request{sessionID: id}
+	if s.isShutdown() {
+		s.fail(w, r, req, errUnavailable)
+		return
+	}
+	if !s.originAllowed(r) {
+		s.fail(w, r, req, errForbiddenOrigin)
+		return
+	}
+	account, ok := s.access.verify(token, id)
+	if !ok {
+		s.fail(w, r, req, sserrors.ErrUnauthorized)
+		return
+	}
+	req.account.Name = account
+	ctx := r.Context()
+	info, err := s.mgr.Get(ctx, account, id)
+	if err == nil && info.State != fsm.Connecting && info.State != fsm.Connected {
+		err = sserrors.SessionState(info.State.String())
+	}
+	if err == nil && !isHandshake(r) {
+		err = sserrors.ErrInvalidParameter
+	}
+	if err == nil {
+		_, err = s.mgr.Join(ctx, account, id)
+	}
+	if err != nil {
+		if errors.Is(err, sserrors.ErrSessionNotFound) {
+			err = sserrors.ErrUnauthorized // an unknown id answers like a wrong token
+		}
+		s.fail(w, r, req, err)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered; the session stays connected, as after a drop
+	}
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(s.rt.WriteTimeout))
+		ws.Close()
+		return
+	}
+	s.wg.Add(2)
+	s.mu.Unlock()
+
+	c := s.newClient(ws, account, id)
+	old, registered := s.hub.register(c)
+	if s.hooks.SocketOpened != nil {
+		s.hooks.SocketOpened(c.info)
+	}
+	go c.writeLoop()
+	go c.readLoop()
+	if old != nil {
+		old.closeWith(websocket.CloseNormalClosure, "replaced by a new connection")
+	}
+	if !registered {
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+		return
+	}
+	// The state after registration: transitions from now on reach c, and
+	// epochs order them against this snapshot.
+	if info, err := s.mgr.Get(c.ctx, account, id); err == nil {
+		c.applyState(info.State, info.Epoch)
+	} else if errors.Is(err, sserrors.ErrSessionNotFound) {
+		c.applyState(fsm.Closed, ^uint64(0))
+	}
+	c.markReady()
+}
+
+// originAllowed applies the origin policy: no Origin header, the server's
+// own origin, or one listed in Config.Origins.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.anyOrig {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	return s.origins[strings.ToLower(strings.TrimRight(origin, "/"))]
+}
+
+// isHandshake reports whether r is a WebSocket version 13 opening handshake
+// the upgrader will accept.
+func isHandshake(r *http.Request) bool {
+	if !websocket.IsWebSocketUpgrade(r) {
+		return false
+	}
+	version := false
+	for _, v := range r.Header.Values("Sec-Websocket-Version") {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(t) == "13" {
+				version = true
+			}
+		}
+	}
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
+	return version && err == nil && len(key) == 16
+}

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"sync"
+	"time"
+	"unicode"
+)
+
+// Clock tells the time and runs timers. The server uses it for simulated
+// speech; tests inject a fake one. Implementations are safe for concurrent
+// use by multiple goroutines.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine after d, unless the returned
+	// stop function is called first (stop reports whether it prevented the
+	// call, like [time.Timer.Stop]).
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// realClock is the Clock of package time.
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}
+
+// Speech timing of DefaultTaskDuration.
+const (
+	// SpeechPerCharacter is the speaking time of one character that is not
+	// white space (about 14 characters a second, an average speaking pace).
+	SpeechPerCharacter = 70 * time.Millisecond
+	// MinSpeech is the shortest speech.
+	MinSpeech = 500 * time.Millisecond
+)
+
+// DefaultTaskDuration is how long the simulated avatar speaks text:
+// SpeechPerCharacter for every character that is not white space, at least
+// MinSpeech and at most one hour. "Hello, world" (11 such characters) takes
+// 770 ms.
+func DefaultTaskDuration(text string) time.Duration {
+	const maxChars = int(time.Hour / SpeechPerCharacter)
+	n := 0
+	for _, r := range text {
+		if !unicode.IsSpace(r) {
+			n++
+		}
+	}
+	if n >= maxChars {
+		return time.Hour
+	}
+	if d := time.Duration(n) * SpeechPerCharacter; d > MinSpeech {
+		return d
+	}
+	return MinSpeech
+}
+
+// task is one speech in progress.
+type task struct {
+	id       string
+	duration time.Duration
+	started  time.Time
+	stop     func() bool
+}
+
+// speaker simulates the avatars of the sessions on this node: at most one
+// speech per session. It emits avatar_start_talking and avatar_stop_talking
+// through emit. Safe for concurrent use.
+type speaker struct {
+	clock    Clock
+	duration func(string) time.Duration
+	emit     func(sessionID string, msg []byte)
+
+	mu      sync.Mutex
+	current map[string]*task // by session id; only sessions speaking now
+	closed  bool
+}
+
+func newSpeaker(clock Clock, duration func(string) time.Duration, emit func(string, []byte)) *speaker {
+	return &speaker{clock: clock, duration: duration, emit: emit, current: make(map[string]*task)}
+}
+
+// speak starts speaking text for the session, cutting short the speech in
+// progress, and returns the new task.
+func (s *speaker) speak(sessionID, text string) (id string, d time.Duration) {
+	d = s.duration(text)
+	if d < 0 {
+		d = 0
+	}
+	t := &task{id: newTaskID(), duration: d}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return t.id, d
+	}
+	s.interruptLocked(sessionID)
+	t.started = s.clock.Now()
+	s.current[sessionID] = t
+	// The timer exists before anyone hears of the task; it cannot fire
+	// before the start is emitted, since finish needs s.mu.
+	t.stop = s.clock.AfterFunc(d, func() { s.finish(sessionID, t) })
+	s.emit(sessionID, marshalMessage(startTalkingMessage{Type: TypeStartTalking, TaskID: t.id, DurationMS: d.Milliseconds()}))
+	return t.id, d
+}
+
+// finish ends t when its time is up, unless it was interrupted meanwhile.
+func (s *speaker) finish(sessionID string, t *task) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current[sessionID] != t {
+		return
+	}
+	delete(s.current, sessionID)
+	s.emit(sessionID, marshalMessage(stopTalkingMessage{Type: TypeStopTalking, TaskID: t.id, DurationMS: t.duration.Milliseconds()}))
+}
+
+// interrupt cuts the session's speech short; it does nothing when the avatar
+// is silent.
+func (s *speaker) interrupt(sessionID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.interruptLocked(sessionID)
+}
+
+func (s *speaker) interruptLocked(sessionID string) {
+	t, ok := s.current[sessionID]
+	if !ok {
+		return
+	}
+	delete(s.current, sessionID)
+	if t.stop != nil {
+		t.stop()
+	}
+	spoke := s.clock.Now().Sub(t.started)
+	if spoke > t.duration {
+		spoke = t.duration
+	}
+	if spoke < 0 {
+		spoke = 0
+	}
+	s.emit(sessionID, marshalMessage(stopTalkingMessage{Type: TypeStopTalking, TaskID: t.id, DurationMS: spoke.Milliseconds(), Interrupted: true}))
+}
+
+// close stops every speech without events; later calls to speak emit
+// nothing.
+func (s *speaker) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for id, t := range s.current {
+		if t.stop != nil {
+			t.stop()
+		}
+		delete(s.current, id)
+	}
+}
