@@ -1,0 +1,76 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/streamsession/streamsession/console"
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/session"
+)
+
+// Speech lengths of the test server: every task is short, except longTask,
+// which lasts until the test interrupts it.
+const (
+	shortSpeech = 200 * time.Millisecond
+	longSpeech  = 30 * time.Second
+)
+
+// newAPIServer serves what examples/streaming serves, in process: the
+// console at "/" and the Streaming API at "/v1/", on a session.Manager with
+// the in-memory limiter and two demo accounts. The test's cleanup closes it
+// all (closing the returned server early is allowed).
+func newAPIServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	avatars := session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true, Default: true}}
+	lim := limits.NewMemory(limits.MemoryConfig{Capacity: 10})
+	mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars})
+	if err != nil {
+		t.Fatalf("session.NewManager: %v", err)
+	}
+	api, err := server.New(server.Config{
+		Manager: mgr,
+		Accounts: server.AccountsByKey{
+			"demo-trial-key": {Name: "demo-trial", Plan: limits.TrialPlan},
+			"demo-pro-key":   {Name: "demo-pro", Plan: limits.PaidPlan},
+		},
+		Avatars: avatars,
+		TaskDuration: func(text string) time.Duration {
+			if text == longTask {
+				return longSpeech
+			}
+			return shortSpeech
+		},
+	})
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api)
+	mux.Handle("/", console.Handler(console.Options{DemoKeys: []console.DemoKey{
+		{Name: "demo-trial", APIKey: "demo-trial-key"},
+		{Name: "demo-pro", APIKey: "demo-pro-key"},
+	}}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// The Manager first, so that connected clients get the closed
+		// state, then the server's sockets, then the limiter.
+		if err := mgr.Close(ctx); err != nil {
+			t.Errorf("closing the manager: %v", err)
+		}
+		if err := api.Shutdown(ctx); err != nil {
+			t.Errorf("shutting the server down: %v", err)
+		}
+		if err := lim.Close(); err != nil {
+			t.Errorf("closing the limiter: %v", err)
+		}
+	})
+	return srv
+}

@@ -1,0 +1,662 @@
+// streamsession console.
+//
+// Drives one streaming session through the public Streaming API, exactly as an
+// outside client would: streaming.new, streaming.start, the realtime socket
+// named by realtime_endpoint, streaming.task, interrupt, keep_alive, stop.
+// Nothing here is private to the console: each button is one documented call,
+// and the Events card shows each request and answer.
+//
+// What the page believes about the session's state comes only from the
+// server: API answers, session.state_updated events on the socket, the
+// 10001-10005 errors (whose code names the state the session is in) and the
+// account's session list. States only move forward, so a late answer never
+// moves the diagram back.
+"use strict";
+
+const STATES = ["new", "connecting", "connected", "closing", "closed"];
+const OPEN_STATES = new Set(["new", "connecting", "connected"]);
+const POLL_MS = 2000;
+const LOG_LIMIT = 300;
+const FIRST_STATE_CODE = 10001; // 10001 + index(state): "Session state wrong: <state>"
+
+// What each state means, and what it accepts, shown under the diagram.
+const STATE_HELP = {
+  new: "The session exists and holds a slot. It accepts <code>streaming.start</code> (and ice, stop); " +
+    "a task now answers <code>10001</code>. Unstarted sessions close after the join timeout.",
+  connecting: "Started: the server waits for the client's realtime socket. <strong>Open socket</strong> " +
+    "moves it to connected; a task now answers <code>10002</code>.",
+  connected: "The socket opened. It accepts task, interrupt, keep_alive, start/stop_listening and stop. " +
+    "Without activity it closes after <code>activity_idle_timeout</code> seconds.",
+  closing: "Shutting down: every call answers <code>10004</code> until it is closed.",
+  closed: "Closed and its slot freed. Calls answer <code>10005</code> until the retention window ends, " +
+    "then <code>10006</code>. Create a new session to go again.",
+};
+
+const app = {
+  apiBase: "/v1",
+  demoKeys: [],
+  apiKey: "",
+  // session: {id, auth: {header, value, label}, endpoint, ownerKey} for the
+  // session this page created last; null before the first one.
+  session: null,
+  state: "",
+  visited: [],
+  socket: null,
+  socketClosedByUser: false,
+  serverUp: null,
+  pollTimer: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------
+// Calling the API
+
+// ApiError is a failed call: an error envelope from the server (status, code,
+// message), an answer that is not the API's JSON, or no answer at all.
+class ApiError extends Error {
+  constructor({ status = 0, code = null, message, network = false }) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.network = network;
+  }
+}
+
+// api calls one endpoint and returns the answer's data. path is relative to
+// the API base ("/streaming.new"); auth is {header, value} or null.
+async function api(method, path, { body, auth, logIt = true } = {}) {
+  const headers = {};
+  if (auth) headers[auth.header] = auth.value;
+  const init = { method, headers, cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const endpoint = path.replace(/^\//, "");
+  let res, text;
+  try {
+    res = await fetch(app.apiBase + path, init);
+    text = await res.text();
+  } catch (e) {
+    setServerUp(false);
+    const err = new ApiError({ network: true, message: "The server cannot be reached." });
+    if (logIt) logApi(method, endpoint, body, null, null, err);
+    throw err;
+  }
+  setServerUp(true);
+  let payload = null;
+  try {
+    payload = JSON.parse(text);
+  } catch (e) {
+    payload = null;
+  }
+  let err = null;
+  if (payload === null || typeof payload !== "object") {
+    err = new ApiError({ status: res.status, message: "Not an API answer: " + text.slice(0, 120) });
+  } else if (!res.ok || (typeof payload.code === "number" && payload.code !== 100) || (payload.error != null)) {
+    // The error envelope is flat: {"code", "message"}. create_token's success
+    // envelope is {"error": null, "data": ...}: a non-null error is a failure.
+    const code = typeof payload.code === "number" ? payload.code : null;
+    const message = payload.message || (payload.error && (payload.error.message || String(payload.error))) || res.statusText;
+    err = new ApiError({ status: res.status, code, message });
+  }
+  if (logIt) logApi(method, endpoint, body, res.status, payload, err);
+  if (err) throw err;
+  return payload.data === undefined ? null : payload.data;
+}
+
+function keyAuth() {
+  return app.apiKey ? { header: "X-Api-Key", value: app.apiKey, label: "X-Api-Key" } : null;
+}
+
+// ---------------------------------------------------------------------------
+// Buttons
+
+// run performs one button's action: it marks the button busy, clears the
+// button's error slot, and shows the error there if the action fails.
+async function run(action, fn) {
+  const button = document.querySelector(`[data-action="${action}"]`);
+  if (button && button.getAttribute("aria-busy") === "true") return;
+  if (button) button.setAttribute("aria-busy", "true");
+  clearError(action);
+  try {
+    await fn();
+  } catch (err) {
+    showError(action, err);
+  } finally {
+    if (button) button.removeAttribute("aria-busy");
+    refreshButtons();
+  }
+}
+
+function showError(action, err) {
+  const out = $("error-" + action);
+  if (!out) return;
+  out.replaceChildren();
+  if (err instanceof ApiError && err.code !== null) {
+    out.dataset.code = String(err.code);
+    out.append(el("span", "code", String(err.code)), err.message);
+    if (err.status) out.append(el("span", "status", "HTTP " + err.status));
+  } else {
+    delete out.dataset.code;
+    out.append(err && err.message ? err.message : String(err));
+    if (err instanceof ApiError && err.status) out.append(el("span", "status", "HTTP " + err.status));
+  }
+}
+
+function clearError(action) {
+  const out = $("error-" + action);
+  if (!out) return;
+  out.replaceChildren();
+  delete out.dataset.code;
+}
+
+// learnFromError moves the diagram when the server says which state the
+// session is in: 10001-10005 name it.
+function learnFromError(err) {
+  if (!(err instanceof ApiError) || err.code === null) return;
+  const i = err.code - FIRST_STATE_CODE;
+  if (i >= 0 && i < STATES.length) setState(STATES[i], "error " + err.code);
+}
+
+// sessionCall is a call naming the current session with its own auth.
+async function sessionCall(endpoint, extra = {}) {
+  const s = app.session;
+  if (!s) throw new Error("Create a session first.");
+  try {
+    return await api("POST", "/" + endpoint, { body: { session_id: s.id, ...extra }, auth: s.auth });
+  } catch (err) {
+    if (app.session === s) learnFromError(err);
+    throw err;
+  }
+}
+
+async function createSession() {
+  const keyAuthValue = keyAuth();
+  if (!keyAuthValue) throw new Error("Choose a demo account or paste an API key first.");
+  let auth = keyAuthValue;
+  if ($("use-token").checked) {
+    const data = await api("POST", "/streaming.create_token", { body: {}, auth: keyAuthValue });
+    if (!data || !data.token) throw new Error("streaming.create_token answered no token.");
+    auth = { header: "Authorization", value: "Bearer " + data.token, label: "Bearer token" };
+  }
+  const body = { version: "v2" };
+  const avatar = $("avatar").value;
+  if (avatar) body.avatar_id = avatar;
+  const data = await api("POST", "/streaming.new", { body, auth });
+  if (!data || !data.session_id) throw new Error("streaming.new answered no session_id.");
+  closeSocket();
+  app.session = {
+    id: data.session_id,
+    auth,
+    endpoint: data.realtime_endpoint || data.url || "",
+    ownerKey: keyAuthValue.value,
+  };
+  app.state = "";
+  app.visited = [];
+  for (const action of ["start", "connect", "task", "interrupt", "keep-alive", "stop"]) clearError(action);
+  $("info-id").textContent = data.session_id;
+  $("info-auth").textContent = auth.label;
+  $("info-paid").textContent = String(data.is_paid);
+  $("info-limit").textContent = data.session_duration_limit ? data.session_duration_limit + " s" : "none";
+  setSocketStatus("none", "not open");
+  setState("new", "streaming.new");
+  pollSoon();
+}
+
+async function startSession() {
+  await sessionCall("streaming.start");
+  setState("connecting", "streaming.start");
+}
+
+async function sendTask() {
+  const text = $("task-text").value.trim();
+  if (!text) throw new Error("Type what the avatar should say.");
+  await sessionCall("streaming.task", { text });
+}
+
+async function stopSession() {
+  await sessionCall("streaming.stop");
+  // streaming.stop answers once the session is closed and its slot free.
+  setState("closed", "streaming.stop");
+  pollSoon();
+}
+
+// ---------------------------------------------------------------------------
+// The realtime socket
+
+function openSocket() {
+  const s = app.session;
+  if (!s) throw new Error("Create a session first.");
+  if (!s.endpoint) throw new Error("streaming.new answered no realtime_endpoint.");
+  closeSocket();
+  clearError("connect");
+  let ws;
+  try {
+    ws = new WebSocket(s.endpoint);
+  } catch (e) {
+    throw new Error("Cannot open " + s.endpoint + ": " + e.message);
+  }
+  app.socket = ws;
+  app.socketClosedByUser = false;
+  let opened = false;
+  setSocketStatus("opening", "opening…");
+  logLine("socket", "opening the realtime socket", { event: "socket.opening" });
+
+  ws.addEventListener("open", () => {
+    if (app.socket !== ws) return;
+    opened = true;
+    setSocketStatus("open", "open");
+    logLine("socket", "socket open", { event: "socket.open" });
+  });
+  ws.addEventListener("message", (ev) => {
+    if (app.socket !== ws) return;
+    onSocketMessage(ev.data);
+  });
+  ws.addEventListener("close", (ev) => {
+    if (app.socket !== ws) return;
+    app.socket = null;
+    $("talking").hidden = true;
+    if (app.session !== s) return;
+    if (!opened) {
+      setSocketStatus("failed", "refused");
+      showError("connect", new Error(
+        `The socket did not open (close code ${ev.code}). The server refuses it when the session is ` +
+        "neither connecting nor connected, or when the server is gone."));
+      logLine("socket", `socket refused (close code ${ev.code})`, { event: "socket.refused", bad: true });
+      pollSoon();
+    } else if (app.state === "closed" || app.state === "closing") {
+      setSocketStatus("closed", "closed by the server");
+      logLine("socket", `socket closed by the server: the session is ${app.state} (code ${ev.code})`, { event: "socket.closed" });
+    } else if (app.socketClosedByUser) {
+      setSocketStatus("dropped", "dropped by you");
+      logLine("socket", "socket dropped by you: the session stays connected while its idle timer runs; reconnect with the same token",
+        { event: "socket.dropped" });
+    } else {
+      setSocketStatus("dropped", `dropped (code ${ev.code})`);
+      logLine("socket", `socket dropped (close code ${ev.code}${ev.reason ? ", " + ev.reason : ""})`,
+        { event: "socket.dropped", bad: true });
+      pollSoon();
+    }
+    refreshButtons();
+  });
+}
+
+function closeSocket() {
+  const ws = app.socket;
+  app.socket = null;
+  if (ws) ws.close(1000, "replaced");
+}
+
+function dropSocket() {
+  if (!app.socket) return;
+  app.socketClosedByUser = true;
+  app.socket.close(4000, "dropped by the console");
+}
+
+function onSocketMessage(data) {
+  let msg;
+  try {
+    msg = JSON.parse(data);
+  } catch (e) {
+    logLine("socket", "not JSON: " + String(data).slice(0, 120), { event: "socket.invalid", bad: true });
+    return;
+  }
+  const type = msg && typeof msg.type === "string" ? msg.type : "(no type)";
+  switch (type) {
+    case "session.state_updated":
+      logLine("socket", `session.state_updated → ${msg.state}`, { event: type, detail: msg });
+      setState(String(msg.state || "").toLowerCase(), "socket");
+      break;
+    case "avatar_start_talking":
+      $("talking").hidden = false;
+      logLine("socket", `avatar_start_talking · task ${short(msg.task_id)} · ${msg.duration_ms} ms`, { event: type, detail: msg });
+      break;
+    case "avatar_stop_talking":
+      $("talking").hidden = true;
+      logLine("socket", `avatar_stop_talking · task ${short(msg.task_id)} · ${msg.duration_ms} ms` +
+        (msg.interrupted ? " · interrupted" : ""), { event: type, detail: msg, data: { interrupted: String(!!msg.interrupted) } });
+      break;
+    case "error":
+      logLine("socket", `error ${msg.code}: ${msg.message}`, { event: type, detail: msg, bad: true });
+      break;
+    case "closed":
+      logLine("socket", "closed", { event: type, detail: msg });
+      setState("closed", "socket");
+      break;
+    default:
+      logLine("socket", type, { event: type, detail: msg });
+  }
+}
+
+function setSocketStatus(status, label) {
+  const badge = $("socket-status");
+  badge.dataset.status = status;
+  badge.textContent = label;
+  refreshButtons();
+}
+
+// ---------------------------------------------------------------------------
+// State and diagram
+
+// setState records a state the server reported. States only move forward:
+// a state earlier than the current one is a late answer and is ignored.
+function setState(state, source) {
+  const next = STATES.indexOf(state);
+  if (next < 0) return;
+  const cur = STATES.indexOf(app.state);
+  if (next < cur) return;
+  if (next !== cur) {
+    app.visited.push(state);
+    if (source !== "socket" && cur >= 0) {
+      logLine("console", `state ${app.state} → ${state} (from ${source})`, { event: "console.state" });
+    }
+  }
+  app.state = state;
+  if (state === "closed") {
+    $("talking").hidden = true;
+    // Once the session is closed, a socket that dropped has nothing to reconnect to.
+    const socketStatus = $("socket-status").dataset.status;
+    if (socketStatus === "dropped" || socketStatus === "failed") setSocketStatus("closed", "closed: the session ended");
+  }
+  renderState();
+}
+
+function renderState() {
+  const state = app.state;
+  for (const node of document.querySelectorAll("#diagram .node")) {
+    const s = node.dataset.state;
+    node.classList.toggle("active", s === state);
+    node.classList.toggle("visited", s !== state && app.visited.includes(s));
+  }
+  const taken = new Set();
+  for (let i = 1; i < app.visited.length; i++) taken.add(app.visited[i - 1] + "-" + app.visited[i]);
+  for (const edge of document.querySelectorAll("#diagram .edge")) {
+    edge.classList.toggle("taken", taken.has(edge.dataset.edge));
+  }
+  $("diagram").dataset.current = state;
+  $("session-info").dataset.state = state;
+  const badge = $("info-state");
+  badge.dataset.state = state;
+  badge.textContent = state || "—";
+  if (state) $("state-help").innerHTML = `<strong>${state}</strong>: ${STATE_HELP[state]}`;
+  refreshButtons();
+}
+
+function refreshButtons() {
+  const s = app.session;
+  for (const b of document.querySelectorAll("[data-needs-session]")) b.disabled = !s;
+  const live = s && !["closed", "closing"].includes(app.state);
+  const socketStatus = $("socket-status").dataset.status;
+  $("btn-reconnect").hidden = !(live && (socketStatus === "dropped" || socketStatus === "failed"));
+  $("btn-disconnect").hidden = !(live && socketStatus === "open");
+}
+
+// ---------------------------------------------------------------------------
+// The account's sessions (and whether the server is there)
+
+function pollSoon() {
+  clearTimeout(app.pollTimer);
+  app.pollTimer = setTimeout(poll, 50);
+}
+
+async function poll() {
+  clearTimeout(app.pollTimer);
+  try {
+    const auth = keyAuth();
+    if (auth) {
+      await refreshSessions(auth);
+    } else {
+      renderSessions([]);
+      await probeServer();
+    }
+  } finally {
+    app.pollTimer = setTimeout(poll, POLL_MS);
+  }
+}
+
+async function probeServer() {
+  try {
+    await fetch("config.json", { cache: "no-store" });
+    setServerUp(true);
+  } catch (e) {
+    setServerUp(false);
+  }
+}
+
+async function refreshSessions(auth) {
+  const s = app.session;
+  let data;
+  try {
+    data = await api("GET", "/streaming.list", { auth, logIt: false });
+  } catch (err) {
+    if (!err.network) showError("list", err);
+    return;
+  }
+  clearError("list");
+  const sessions = data && Array.isArray(data.sessions) ? data.sessions : [];
+  renderSessions(sessions);
+  // The list is the truth about open sessions: if ours is missing, a timer
+  // (join, idle, duration) or a restart closed it.
+  if (s && app.session === s && s.ownerKey === auth.value) {
+    const row = sessions.find((x) => x.session_id === s.id);
+    if (row) {
+      setState(String(row.status || "").toLowerCase(), "streaming.list");
+    } else if (OPEN_STATES.has(app.state)) {
+      setState("closed", "streaming.list: no longer open");
+    }
+  }
+}
+
+function renderSessions(sessions) {
+  const tbody = document.querySelector("#sessions tbody");
+  const rows = sessions.map((x) => {
+    const tr = document.createElement("tr");
+    tr.dataset.sessionId = x.session_id;
+    tr.dataset.status = x.status;
+    if (app.session && app.session.id === x.session_id) tr.classList.add("current");
+    const id = el("td", "id", short(x.session_id, 16));
+    id.title = x.session_id;
+    const status = el("td", "", "");
+    const badge = el("span", "badge", x.status);
+    badge.dataset.state = String(x.status || "").toLowerCase();
+    status.append(badge);
+    const created = el("td", "", age(x.created_at));
+    const cell = el("td", "actions-cell", "");
+    const stop = el("button", "small danger row-stop", "Stop");
+    stop.dataset.sessionId = x.session_id;
+    stop.title = "POST streaming.stop with the account's key";
+    cell.append(stop);
+    tr.append(id, status, created, cell);
+    return tr;
+  });
+  tbody.replaceChildren(...rows);
+  $("sessions-empty").hidden = rows.length > 0;
+}
+
+async function stopListed(id) {
+  const auth = keyAuth();
+  clearError("list");
+  try {
+    await api("POST", "/streaming.stop", { body: { session_id: id }, auth });
+    if (app.session && app.session.id === id) setState("closed", "streaming.stop");
+  } catch (err) {
+    showError("list", err);
+  }
+  pollSoon();
+}
+
+function setServerUp(up) {
+  if (app.serverUp === up) return;
+  const was = app.serverUp;
+  app.serverUp = up;
+  const box = $("server-status");
+  box.dataset.status = up ? "up" : "down";
+  box.querySelector(".label").textContent = up ? "server online" : "server unreachable";
+  $("server-down").hidden = up;
+  if (!up) logLine("console", "the server is not answering", { event: "server.down", bad: true });
+  else if (was === false) logLine("console", "the server answers again", { event: "server.up" });
+}
+
+// ---------------------------------------------------------------------------
+// Account picker and avatars
+
+function chooseAccount() {
+  const v = $("account").value;
+  const paste = v === "paste";
+  $("api-key").hidden = !paste;
+  app.apiKey = paste ? $("api-key").value.trim() : v;
+  clearError("account");
+  clearError("list");
+  loadAvatars();
+  pollSoon();
+}
+
+async function loadAvatars() {
+  const select = $("avatar");
+  const keep = select.value;
+  const first = select.options[0];
+  select.replaceChildren(first);
+  const auth = keyAuth();
+  if (!auth) return;
+  try {
+    const data = await api("GET", "/streaming/avatar.list", { auth, logIt: false });
+    for (const a of Array.isArray(data) ? data : []) {
+      const opt = document.createElement("option");
+      opt.value = a.avatar_id;
+      opt.textContent = a.avatar_id + (a.is_public ? "" : " (private)") + (a.status && a.status !== "ACTIVE" ? " · " + a.status : "");
+      select.append(opt);
+    }
+    select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
+  } catch (err) {
+    if (!err.network) showError("account", err);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The event log
+
+function logLine(kind, text, { event = "", detail = null, bad = false, data = {} } = {}) {
+  const li = document.createElement("li");
+  li.dataset.kind = kind;
+  if (event) li.dataset.event = event;
+  Object.assign(li.dataset, data);
+  if (bad) li.classList.add("bad");
+  const body = el("span", "text", "");
+  if (detail !== null) {
+    const d = document.createElement("details");
+    d.append(el("summary", "", text), el("pre", "", JSON.stringify(detail, null, 2)));
+    body.append(d);
+  } else {
+    body.textContent = text;
+  }
+  li.append(el("span", "time", clock()), el("span", "kind", kind), body);
+  const log = $("log");
+  log.prepend(li);
+  while (log.children.length > LOG_LIMIT) log.lastElementChild.remove();
+}
+
+function logApi(method, endpoint, request, status, response, err) {
+  let text = `${method} ${endpoint} → `;
+  if (status === null) text += "no answer";
+  else if (err && err.code !== null) text += `${status} · ${err.code} ${err.message}`;
+  else if (err) text += `${status} · ${err.message}`;
+  else text += `${status}`;
+  const detail = {};
+  if (request !== undefined) detail.request = request;
+  if (response !== null) detail.response = response;
+  logLine("api", text, { event: "api." + endpoint, detail, bad: !!err });
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text) e.textContent = text;
+  return e;
+}
+
+function short(id, n = 10) {
+  const s = String(id === undefined || id === null ? "" : id);
+  return s.length > n ? s.slice(0, n) + "…" : s;
+}
+
+function clock() {
+  return new Date().toLocaleTimeString([], { hour12: false });
+}
+
+// age formats created_at, which may be Unix seconds, milliseconds or a date string.
+function age(createdAt) {
+  let t;
+  if (typeof createdAt === "number") t = createdAt > 1e12 ? createdAt : createdAt * 1000;
+  else t = Date.parse(createdAt);
+  if (!Number.isFinite(t)) return String(createdAt ?? "");
+  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+  if (s < 60) return s + " s ago";
+  if (s < 3600) return Math.floor(s / 60) + " min ago";
+  return Math.floor(s / 3600) + " h ago";
+}
+
+// ---------------------------------------------------------------------------
+// Start
+
+async function loadConfig() {
+  try {
+    const res = await fetch("config.json", { cache: "no-store" });
+    const cfg = await res.json();
+    if (typeof cfg.api_base === "string") app.apiBase = cfg.api_base;
+    if (Array.isArray(cfg.demo_keys)) app.demoKeys = cfg.demo_keys;
+  } catch (e) {
+    setServerUp(false);
+  }
+  $("server-down-base").textContent = new URL(app.apiBase, location.href).href;
+  const select = $("account");
+  for (const k of app.demoKeys) {
+    const opt = document.createElement("option");
+    opt.value = k.api_key;
+    opt.textContent = `${k.name} (${k.api_key})`;
+    select.append(opt);
+  }
+  const paste = document.createElement("option");
+  paste.value = "paste";
+  paste.textContent = "Paste a key…";
+  select.append(paste);
+}
+
+function wire() {
+  $("account").addEventListener("change", chooseAccount);
+  $("api-key").addEventListener("change", chooseAccount);
+  $("api-key").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") chooseAccount();
+  });
+  $("btn-new").addEventListener("click", () => run("new", createSession));
+  $("btn-start").addEventListener("click", () => run("start", startSession));
+  $("btn-connect").addEventListener("click", () => run("connect", async () => openSocket()));
+  $("btn-reconnect").addEventListener("click", () => run("connect", async () => openSocket()));
+  $("btn-disconnect").addEventListener("click", () => dropSocket());
+  $("btn-task").addEventListener("click", () => run("task", sendTask));
+  $("task-text").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") run("task", sendTask);
+  });
+  $("btn-interrupt").addEventListener("click", () => run("interrupt", () => sessionCall("streaming.interrupt")));
+  $("btn-keep-alive").addEventListener("click", () => run("keep-alive", () => sessionCall("streaming.keep_alive")));
+  $("btn-stop").addEventListener("click", () => run("stop", stopSession));
+  $("btn-clear-log").addEventListener("click", () => $("log").replaceChildren());
+  document.querySelector("#sessions tbody").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button.row-stop");
+    if (b) stopListed(b.dataset.sessionId);
+  });
+}
+
+async function main() {
+  wire();
+  await loadConfig();
+  chooseAccount();
+  renderState();
+  document.body.dataset.ready = "true";
+}
+
+main();
