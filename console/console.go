@@ -24,6 +24,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	sserrors "github.com/streamsession/streamsession/errors"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -208,7 +209,7 @@ func contentSecurityPolicy(apiBase string) string {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		sserrors.Write(w, sserrors.ErrResourceNotFound.WithStatus(http.StatusMethodNotAllowed))
 		return
 	}
 	name := r.URL.Path
@@ -217,7 +218,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a, ok := h.assets[name]
 	if !ok {
-		http.NotFound(w, r)
+		// The same JSON 404 as the API's, so a client never has to parse
+		// two kinds of error from one server.
+		sserrors.Write(w, sserrors.ErrResourceNotFound)
 		return
 	}
 	hdr := w.Header()

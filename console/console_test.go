@@ -53,10 +53,10 @@ func TestHandlerServesPageAndAssets(t *testing.T) {
 		{"/app.js", 200, "text/javascript; charset=utf-8", `"/streaming.new"`},
 		{"/favicon.svg", 200, "image/svg+xml", "<svg"},
 		{"/config.json", 200, "application/json", `"api_base":"/v1"`},
-		{"/missing.js", 404, "text/plain; charset=utf-8", "not found"},
-		{"/static/app.js", 404, "text/plain; charset=utf-8", "not found"},
-		{"/v1/streaming.list", 404, "text/plain; charset=utf-8", "not found"},
-		{"/app.js/", 404, "text/plain; charset=utf-8", "not found"},
+		{"/missing.js", 404, "application/json", `{"code":40051,"message":"Resource is not found"}`},
+		{"/static/app.js", 404, "application/json", `{"code":40051,"message":"Resource is not found"}`},
+		{"/v1/streaming.list", 404, "application/json", `{"code":40051,"message":"Resource is not found"}`},
+		{"/app.js/", 404, "application/json", `{"code":40051,"message":"Resource is not found"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

@@ -16,8 +16,11 @@
 //	-key KEY       client: the API key (default demo-pro-key)
 //	-url URL       client: the server's base URL (default http://ADDR)
 //	-text TEXT     client: what the avatar says
+//	-metrics-addr ADDR  serve /metrics there instead of on -addr
+//	-log-format F  text (default) or json
 //
-// The server logs to standard error with log/slog, never a token, an API key
+// The server serves the live session console at / and Prometheus metrics at
+// /metrics. It logs to standard error with log/slog, never a token, an API key
 // or a raw session id (sessions appear as a short hash). SIGINT or SIGTERM
 // stops it: it stops accepting, closes every session (connected clients
 // receive closing and closed), frees every slot and exits 0.
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	baseURL := fs.String("url", "", "client: server base URL (default http://ADDR)")
 	text := fs.String("text", "Hello! I am a streaming avatar, served by streamsession.", "client: what the avatar says")
 	timeout := fs.Duration("timeout", time.Minute, "client: give up after this long")
+	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on this address instead of -addr")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -74,8 +79,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := serve(ctx, serveOptions{Addr: *addr, ConfigPath: *configPath}, stdout, logger); err != nil {
+	var logger *slog.Logger
+	switch *logFormat {
+	case "text":
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+	default:
+		fmt.Fprintf(stderr, "streaming: -log-format must be text or json, not %q\n", *logFormat)
+		return 2
+	}
+	if err := serve(ctx, serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr}, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -131,7 +132,7 @@ func TestServeDemoAndClient(t *testing.T) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Contains(t, string(page), "/v1/streaming.new")
+	assert.Contains(t, string(page), "<title>streamsession console</title>")
 	resp, err = http.Get(base + "/nope")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
@@ -161,6 +162,37 @@ func TestServeDemoAndClient(t *testing.T) {
 		assert.Contains(t, transcript, want)
 	}
 
+	// One refusal: an avatar that does not exist.
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/streaming.new", strings.NewReader(`{"avatar_id":"nobody"}`))
+	require.NoError(t, err)
+	req.Header.Set("X-Api-Key", "demo-pro-key")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	// /metrics after the scripted session: the one session went through the
+	// whole machine (the hooks run before the socket hears of a transition).
+	resp, err = http.Get(base + "/metrics")
+	require.NoError(t, err)
+	scraped, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, want := range []string{
+		`streamsession_session_transitions_total{from="new",to="connecting"} 1`,
+		`streamsession_session_transitions_total{from="connecting",to="connected"} 1`,
+		`streamsession_session_transitions_total{from="connected",to="closing"} 1`,
+		`streamsession_session_transitions_total{from="closing",to="closed"} 1`,
+		`streamsession_sessions{state="closed"} 1`,
+		`streamsession_sessions{state="connected"} 0`,
+		`streamsession_limiter_call_duration_seconds_count{backend="memory",op="acquire"} 1`,
+		`streamsession_limiter_errors_total{backend="memory",op="acquire"} 0`,
+		"# TYPE streamsession_realtime_sockets gauge",
+		`streamsession_session_refusals_total{code="10012"} 1`,
+	} {
+		assert.Contains(t, string(scraped), want)
+	}
+
 	assert.Equal(t, 0, stop())
 	logged := log.String()
 	assert.Contains(t, logged, "transition")
@@ -170,6 +202,22 @@ func TestServeDemoAndClient(t *testing.T) {
 	assert.NotContains(t, logged, id[1], "no raw session id in the log")
 	assert.NotContains(t, logged, "demo-trial-key", "no API key in the log")
 	assert.NotContains(t, logged, "sst_", "no token in the log")
+}
+
+func TestJSONLogsAndSeparateMetricsAddress(t *testing.T) {
+	base, log, stop := startServer(t, "-log-format", "json", "-metrics-addr", "127.0.0.1:0")
+	// /metrics is not on the API's address when -metrics-addr is given.
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, 0, stop())
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	require.NotEmpty(t, lines)
+	for _, line := range lines {
+		var v map[string]any
+		assert.NoError(t, json.Unmarshal([]byte(line), &v), "not a JSON log line: %s", line)
+	}
 }
 
 func TestClientReportsAPIErrors(t *testing.T) {

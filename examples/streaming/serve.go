@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
-	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/streamsession/streamsession/console"
+	"github.com/streamsession/streamsession/metrics"
+	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/session"
@@ -23,6 +28,9 @@ const shutdownTimeout = 5 * time.Second
 type serveOptions struct {
 	Addr       string
 	ConfigPath string
+	// MetricsAddr, when set, serves /metrics on its own listener instead of
+	// on Addr.
+	MetricsAddr string
 }
 
 // serve runs the server until ctx is done, then shuts it down gracefully.
@@ -34,16 +42,40 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 			return err
 		}
 	}
-	svc, err := config.NewService(cfg, config.Options{Server: server.Config{Hooks: serverHooks(logger)}})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	met, err := metrics.New(reg, metrics.Config{Backend: metrics.DefaultBackend})
+	if err != nil {
+		return err
+	}
+	logHooks := observe.SessionHooks(logger)
+	svc, err := config.NewService(cfg, config.Options{
+		Session: session.Config{Hooks: observe.JoinHooks(met.SessionHooks(),
+			session.Hooks{OnRefused: logHooks.OnRefused, OnLimiter: logHooks.OnLimiter})},
+		Server: server.Config{Hooks: observe.JoinServerHooks(met.ServerHooks(), observe.ServerHooks(logger))},
+	})
 	if err != nil {
 		return err
 	}
 	// Transitions are logged from a subscription (its own goroutine), so a
 	// slow log never holds a session.
-	svc.Manager.Subscribe(func(ev session.Event) {
-		logger.Info("transition", "account", ev.Account, "session", server.ShortHash(ev.SessionID),
-			"from", ev.From.String(), "to", ev.To.String(), "reason", ev.Reason.String())
-	})
+	svc.Manager.Subscribe(logHooks.OnTransition)
+
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	var metricsServer *http.Server
+	if opts.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", opts.MetricsAddr)
+		if err != nil {
+			_ = svc.Shutdown(context.Background())
+			return err
+		}
+		mmux := http.NewServeMux()
+		mmux.Handle("/metrics", metricsHandler)
+		metricsServer = &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = metricsServer.Serve(mln) }()
+		defer metricsServer.Close()
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", mln.Addr())
+	}
 
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -53,7 +85,10 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	base := "http://" + ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", svc.Server)
-	mux.Handle("/", homePage(base))
+	if metricsServer == nil {
+		mux.Handle("/metrics", metricsHandler)
+	}
+	mux.Handle("/", consolePage(cfg, opts.ConfigPath == ""))
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -89,26 +124,11 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	return nil
 }
 
-func serverHooks(logger *slog.Logger) server.Hooks {
-	return server.Hooks{
-		SocketOpened: func(s server.SocketInfo) {
-			logger.Info("socket opened", "account", s.Account, "session", s.SessionHash)
-		},
-		SocketClosed: func(s server.SocketInfo) {
-			logger.Info("socket closed", "account", s.Account, "session", s.SessionHash)
-		},
-		Refused: func(r server.Refusal) {
-			logger.Info("refused", "endpoint", r.Endpoint, "account", r.Account, "session", r.SessionHash,
-				"code", int(r.Code), "status", r.Status)
-		},
-	}
-}
-
 // printBanner tells a newcomer what to do next. API keys are printed only
 // for the built-in demo configuration, whose keys are public.
 func printBanner(w io.Writer, base string, cfg *config.Config, demo bool) {
 	fmt.Fprintf(w, "streamsession server listening on %s\n", base)
-	fmt.Fprintf(w, "  page: %s/\n", base)
+	fmt.Fprintf(w, "  page: %s/  (the live session console)\n", base)
 	fmt.Fprintf(w, "  API:  %s/v1/ (HeyGen Streaming API compatible)\n", base)
 	key := "YOUR_API_KEY"
 	if demo {
@@ -127,32 +147,15 @@ func printBanner(w io.Writer, base string, cfg *config.Config, demo bool) {
 	fmt.Fprintf(w, "    go run ./examples/streaming -client -key %s -url %s\n", key, base)
 }
 
-// homePage answers "/" with a short pointer to the API (a console page will
-// replace it) and every other path outside /v1/ with the JSON 404.
-func homePage(base string) http.Handler {
-	b := html.EscapeString(base)
-	page := `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>streamsession</title></head>
-<body>
-<h1>streamsession</h1>
-<p>A HeyGen-compatible Streaming API server. The API is under <code>` + b + `/v1/</code>.</p>
-<pre>
-curl -s -X POST ` + b + `/v1/streaming.new -H 'X-Api-Key: demo-pro-key' -H 'Content-Type: application/json' -d '{}'
-go run ./examples/streaming -client -key demo-pro-key -url ` + b + `
-</pre>
-</body></html>
-`
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			sserrors.Write(w, sserrors.ErrResourceNotFound)
-			return
+// consolePage is the live session console at "/". It offers the demo
+// configuration's keys in its account picker; with a configuration file it
+// offers none (the user pastes a key).
+func consolePage(cfg *config.Config, demo bool) http.Handler {
+	var keys []console.DemoKey
+	if demo {
+		for _, a := range cfg.Accounts {
+			keys = append(keys, console.DemoKey{Name: a.Name, APIKey: a.APIKey})
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			sserrors.Write(w, sserrors.ErrResourceNotFound.WithStatus(http.StatusMethodNotAllowed))
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, page)
-	})
+	}
+	return console.Handler(console.Options{DemoKeys: keys})
 }
