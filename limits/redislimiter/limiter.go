@@ -1,0 +1,496 @@
+package redislimiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/limits"
+)
+
+// Defaults of Config's zero values.
+const (
+	// DefaultPrefix is the hash tag every key lives under.
+	DefaultPrefix = "streamsession"
+	// DefaultLeaseTTL is how long a lease lives unless renewed.
+	DefaultLeaseTTL = 30 * time.Second
+	// DefaultPurgeBatch is the most expired entries one call removes from
+	// each structure it touches.
+	DefaultPurgeBatch = 64
+)
+
+// maxIDLen bounds account names and session ids, which become parts of keys.
+const maxIDLen = 512
+
+// maxQuotaMinutes caps a plan's monthly minutes so that milliseconds stay
+// exact in Lua's doubles (8,000 years a month is as good as unlimited).
+const maxQuotaMinutes = 1 << 32
+
+// FailurePolicy says what Acquire does when Redis cannot be reached.
+type FailurePolicy int
+
+const (
+	// FailClosed refuses to decide: Acquire returns an error wrapping
+	// limits.ErrUnavailable (HTTP 503, code 400558, Retry-After). The default.
+	FailClosed FailurePolicy = iota
+	// FailOpen admits the session with a lease that exists on this node only,
+	// counts the admission (Limiter.FailOpenCount, Config.OnFailOpen) and
+	// puts the slot into Redis at the first renewal that reaches it.
+	FailOpen
+)
+
+// String returns "fail-closed" or "fail-open".
+func (p FailurePolicy) String() string {
+	switch p {
+	case FailClosed:
+		return "fail-closed"
+	case FailOpen:
+		return "fail-open"
+	}
+	return "FailurePolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Config configures a Limiter. The zero value of every field is a documented
+// default. Every node sharing a Redis must use the same Prefix, Capacity and
+// LeaseTTL.
+type Config struct {
+	// Prefix is the hash tag of every key ("{Prefix}:..."), so that all of
+	// them live in one Redis Cluster slot. It must not contain '{' or '}'.
+	// The default is DefaultPrefix.
+	Prefix string
+	// Capacity is the most slots the whole service (every node) holds at
+	// once; past it Acquire refuses with limits.Capacity. Zero means no
+	// service-wide limit; negative is invalid.
+	Capacity int
+	// LeaseTTL is how long a slot lives unless its holder renews it. Holders
+	// renew at most every LeaseTTL/3, so that two renewals may fail before
+	// the slot is lost. A holder that dies loses its slots within LeaseTTL.
+	// The default is DefaultLeaseTTL (30 s); it must be at least 10 ms.
+	LeaseTTL time.Duration
+	// Failure is what Acquire does when Redis cannot be reached. The default
+	// is FailClosed.
+	Failure FailurePolicy
+	// OnFailOpen, if set, is called with the Redis error each time FailOpen
+	// admits a session without Redis; use it for a metric. It must be fast
+	// and safe for concurrent use.
+	OnFailOpen func(err error)
+	// PurgeBatch bounds the expired entries one call removes from each
+	// structure it touches, so that a backlog (a million slots left by dead
+	// nodes) is worked off a little at a time and never blocks Redis. The
+	// default is DefaultPurgeBatch (64).
+	PurgeBatch int
+
+	// debugMax records, inside the acquire script, the highest counts ever
+	// granted (set by tests through export_test.go).
+	debugMax bool
+}
+
+// Limiter is a limits.Limiter whose state lives in Redis, shared by every
+// node that uses the same Redis and Prefix. It is safe for concurrent use by
+// multiple goroutines.
+type Limiter struct {
+	client  redis.UniversalClient
+	cfg     Config
+	batch   int
+	capKey  string
+	epoch   string
+	debug   string
+	prefix  string // "{Prefix}:"
+	guarded bool   // the client does not bound socket I/O by ctx: calls run on a goroutine
+
+	// Script arguments that never change, converted once.
+	ttlArg, capacityArg, batchArg any
+
+	offsetMs atomic.Int64 // added to Redis TIME: tests only
+	frozenMs atomic.Int64 // when not 0, the time instead of Redis TIME: tests only
+	failOpen atomic.Uint64
+	// synthetic holds the fail-open leases of this node not yet in Redis,
+	// keyed by their service-wide member; Renew adopts them into Redis.
+	synthetic sync.Map
+
+	closed   atomic.Bool
+	inflight sync.WaitGroup
+}
+
+var _ limits.Limiter = (*Limiter)(nil)
+
+// errClosed is the cause of every error after Close.
+var errClosed = errors.New("redislimiter: limiter closed")
+
+// New returns a Limiter on client with cfg, after checking cfg. It does not
+// contact Redis: a node may start while Redis is down. The client stays the
+// caller's: Close does not close it.
+//
+// For calls to return by their context's deadline while Redis hangs, create
+// the client with ContextTimeoutEnabled; otherwise the Limiter runs each call
+// on a goroutine it waits for in Close (still bounded by the client's
+// ReadTimeout).
+func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
+	if client == nil {
+		return nil, invalid("nil client")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, invalid("Prefix %q contains a brace", cfg.Prefix)
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.LeaseTTL < 10*time.Millisecond {
+		return nil, invalid("LeaseTTL %v is under 10ms", cfg.LeaseTTL)
+	}
+	if cfg.Capacity < 0 {
+		return nil, invalid("negative Capacity %d", cfg.Capacity)
+	}
+	if cfg.Failure != FailClosed && cfg.Failure != FailOpen {
+		return nil, invalid("unknown Failure %d", int(cfg.Failure))
+	}
+	if cfg.PurgeBatch == 0 {
+		cfg.PurgeBatch = DefaultPurgeBatch
+	}
+	if cfg.PurgeBatch < 0 {
+		return nil, invalid("negative PurgeBatch %d", cfg.PurgeBatch)
+	}
+	p := "{" + cfg.Prefix + "}:"
+	l := &Limiter{
+		client:  client,
+		cfg:     cfg,
+		batch:   cfg.PurgeBatch,
+		prefix:  p,
+		capKey:  p + "cap",
+		epoch:   p + "epoch",
+		debug:   p + "debug",
+		guarded: !contextTimeoutEnabled(client),
+
+		ttlArg:      strconv.FormatInt(cfg.LeaseTTL.Milliseconds(), 10),
+		capacityArg: strconv.Itoa(cfg.Capacity),
+		batchArg:    strconv.Itoa(cfg.PurgeBatch),
+	}
+	return l, nil
+}
+
+// contextTimeoutEnabled reports whether client bounds socket reads and writes
+// by the command's context.
+func contextTimeoutEnabled(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
+}
+
+func invalid(format string, args ...any) error {
+	return sserrors.ErrInvalidParameter.WithCause(fmt.Errorf("redislimiter: "+format, args...))
+}
+
+// names are the keys and the service-wide member of one session.
+type names struct {
+	slots, run, used string // the account's keys
+	member           string // the session in the service-wide set
+}
+
+// names builds the session's keys and member in one allocation. Every key
+// starts with the hash tag; the kind comes before the account so that any
+// account name (colons and braces included) maps to distinct keys. The
+// member is the account's length, the account and the session id, so that
+// equal session ids of two accounts stay two slots.
+func (l *Limiter) names(account, sessionID string) names {
+	n := strconv.Itoa(len(account))
+	var b strings.Builder
+	b.Grow(3*len(l.prefix) + len("slots:run:used:") + 4*len(account) + len(n) + 1 + len(sessionID))
+	b.WriteString(l.prefix)
+	b.WriteString("slots:")
+	b.WriteString(account)
+	e1 := b.Len()
+	b.WriteString(l.prefix)
+	b.WriteString("run:")
+	b.WriteString(account)
+	e2 := b.Len()
+	b.WriteString(l.prefix)
+	b.WriteString("used:")
+	b.WriteString(account)
+	e3 := b.Len()
+	b.WriteString(n)
+	b.WriteByte(':')
+	b.WriteString(account)
+	b.WriteString(sessionID)
+	s := b.String()
+	return names{slots: s[:e1], run: s[e1:e2], used: s[e2:e3], member: s[e3:]}
+}
+
+// precheck refuses what no round trip can help: bad ids (400175), a ctx
+// already done (its error), a closed limiter (ErrUnavailable).
+func (l *Limiter) precheck(ctx context.Context, op, account, sessionID string) error {
+	if err := checkIDs(account, sessionID); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redislimiter: %s: %w", op, err)
+	}
+	if l.closed.Load() {
+		return limits.ErrUnavailable.WithCause(errClosed)
+	}
+	return nil
+}
+
+func checkIDs(account, sessionID string) error {
+	switch {
+	case account == "":
+		return invalid("empty account")
+	case sessionID == "":
+		return invalid("empty session id")
+	case len(account) > maxIDLen:
+		return invalid("account longer than %d bytes", maxIDLen)
+	case len(sessionID) > maxIDLen:
+		return invalid("session id longer than %d bytes", maxIDLen)
+	}
+	return nil
+}
+
+// Acquire checks the account's trial quota, then its plan's concurrency, then
+// the service's capacity, and takes a slot when all three allow it; see
+// limits.Limiter. It is one script, one round trip.
+//
+// Acquiring again for a session id that holds a live slot returns that slot
+// renewed, whatever the limits say now; a replayed script (go-redis resends a
+// command whose reply it lost) never takes a second slot. When Acquire
+// returns an error the script may still have run, now or later (a command
+// queued in a paused Redis): the slot it took is the one the next Acquire for
+// the same session id finds, or it expires after LeaseTTL. A plan's negative
+// MaxConcurrent or MonthlyMinutes count as zero: refusals.
+//
+// Errors: an empty or over-long (512 bytes) account or session id is 400175
+// and sends nothing; a ctx already done returns its error and sends nothing.
+// A Redis failure, or a deadline that passes while Redis does not answer,
+// wraps limits.ErrUnavailable (and the ctx error) under FailClosed; under
+// FailOpen it grants a lease known to this node only, except when the caller
+// cancelled ctx.
+func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decision, error) {
+	if err := l.precheck(ctx, "acquire", req.Account, req.SessionID); err != nil {
+		return limits.Decision{}, err
+	}
+	trial, quota := "0", "0"
+	if req.Plan.Trial {
+		trial = "1"
+		quota = strconv.FormatInt(min(max(int64(req.Plan.MonthlyMinutes), 0), maxQuotaMinutes)*60_000, 10)
+	}
+	nm := l.names(req.Account, req.SessionID)
+	member := nm.member
+	debug := "0"
+	keys := []string{l.capKey, nm.slots, nm.run, nm.used, l.epoch, l.debug}
+	if l.cfg.debugMax {
+		debug = "1"
+	} else {
+		keys = keys[:5]
+	}
+	res, err := l.run(ctx, acquireScript, keys, req.SessionID, member, l.offsetMs.Load(), l.ttlArg,
+		max(req.Plan.MaxConcurrent, 0), trial, quota, l.capacityArg, l.batchArg, debug, req.Account, l.frozenMs.Load())
+	if err != nil {
+		return l.acquireFailed(ctx, req, member, err)
+	}
+	code, exp, err := pair(res)
+	if err != nil {
+		return l.acquireFailed(ctx, req, member, err)
+	}
+	if code != 0 {
+		refused := limits.Limit(code)
+		if refused != limits.TrialQuota && refused != limits.Concurrency && refused != limits.Capacity {
+			return l.acquireFailed(ctx, req, member, fmt.Errorf("redislimiter: acquire script answered %d", code))
+		}
+		return limits.Decision{Refused: refused}, nil
+	}
+	l.synthetic.Delete(member)
+	return limits.Decision{Lease: limits.Lease{Account: req.Account, SessionID: req.SessionID, Expires: fromMs(exp)}}, nil
+}
+
+// acquireFailed applies the failure policy to a failed acquire.
+func (l *Limiter) acquireFailed(ctx context.Context, req limits.Request, member string, err error) (limits.Decision, error) {
+	if l.cfg.Failure != FailOpen || errors.Is(ctx.Err(), context.Canceled) {
+		return limits.Decision{}, unavailable("acquire", err)
+	}
+	l.failOpen.Add(1)
+	if l.cfg.OnFailOpen != nil {
+		l.cfg.OnFailOpen(err)
+	}
+	l.synthetic.Store(member, struct{}{})
+	exp := l.localNow().Add(l.cfg.LeaseTTL)
+	return limits.Decision{Lease: limits.Lease{Account: req.Account, SessionID: req.SessionID, Expires: exp.UTC()}}, nil
+}
+
+// Started starts counting a trial session's minutes against its account's
+// month (split at UTC month boundaries when it runs across one); see
+// limits.Limiter. Calling it again, or replaying it, does nothing; a session
+// acquired under a paid plan counts nothing. For a lease that holds no live
+// slot (released, expired, never granted) it counts nothing and returns an
+// error wrapping limits.ErrLeaseExpired. A Redis failure wraps
+// limits.ErrUnavailable under both policies: the session keeps running, its
+// minutes uncounted.
+func (l *Limiter) Started(ctx context.Context, lease limits.Lease) error {
+	if err := l.precheck(ctx, "started", lease.Account, lease.SessionID); err != nil {
+		return err
+	}
+	nm := l.names(lease.Account, lease.SessionID)
+	keys := []string{nm.slots, nm.run}
+	res, err := l.run(ctx, startedScript, keys, lease.SessionID, l.offsetMs.Load(), l.frozenMs.Load())
+	if err != nil {
+		return unavailable("started", err)
+	}
+	if n, _ := res.(int64); n == 2 {
+		return fmt.Errorf("redislimiter: started: %w", limits.ErrLeaseExpired)
+	}
+	return nil
+}
+
+// Renew extends a live lease to LeaseTTL from now; see limits.Limiter. It
+// returns an error wrapping limits.ErrLeaseExpired when the slot expired or
+// was released (the slot may belong to someone else: close the session), and
+// one wrapping limits.ErrUnavailable when Redis cannot be reached in time
+// (keep the session running and renew again at the next heartbeat).
+//
+// A lease that Redis has no trace of because it lost its data (restarted
+// without persistence, failed over to a replica that had not seen it,
+// flushed) is put back, so that an outage never ends running sessions: Renew
+// adopts a lease last renewed before the first slot of the current data set
+// was granted, and a FailOpen lease of this node. Adopted slots count against
+// the limits again from then on, even where that exceeds them for a while; a
+// trial session's minutes before the loss are lost with the data.
+func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, error) {
+	if err := l.precheck(ctx, "renew", lease.Account, lease.SessionID); err != nil {
+		return limits.Lease{}, err
+	}
+	nm := l.names(lease.Account, lease.SessionID)
+	member := nm.member
+	adopt := "0"
+	if _, ok := l.synthetic.Load(member); ok {
+		adopt = "1"
+	}
+	var lexp int64
+	if !lease.Expires.IsZero() {
+		lexp = max(lease.Expires.UnixMilli(), 1)
+	}
+	keys := []string{l.capKey, nm.slots, nm.run, nm.used, l.epoch}
+	res, err := l.run(ctx, renewScript, keys, lease.SessionID, member, l.offsetMs.Load(), l.ttlArg, adopt, lexp, l.frozenMs.Load())
+	if err != nil {
+		return limits.Lease{}, unavailable("renew", err)
+	}
+	ok, exp, err := pair(res)
+	if err != nil {
+		return limits.Lease{}, unavailable("renew", err)
+	}
+	l.synthetic.Delete(member)
+	if ok != 1 {
+		return limits.Lease{}, fmt.Errorf("redislimiter: renew: %w", limits.ErrLeaseExpired)
+	}
+	lease.Expires = fromMs(exp)
+	return lease, nil
+}
+
+// Release frees the slot and stops counting the session's minutes; see
+// limits.Limiter. Releasing twice, replaying the script, or releasing an
+// expired lease frees nothing more and counts nothing more: the minutes of a
+// session whose lease expired count up to its expiry. A Redis failure wraps
+// limits.ErrUnavailable under both policies; the slot then expires after
+// LeaseTTL.
+func (l *Limiter) Release(ctx context.Context, lease limits.Lease) error {
+	if err := l.precheck(ctx, "release", lease.Account, lease.SessionID); err != nil {
+		return err
+	}
+	nm := l.names(lease.Account, lease.SessionID)
+	member := nm.member
+	l.synthetic.Delete(member)
+	keys := []string{l.capKey, nm.slots, nm.run, nm.used}
+	if _, err := l.run(ctx, releaseScript, keys, lease.SessionID, member, l.offsetMs.Load(), l.frozenMs.Load()); err != nil {
+		return unavailable("release", err)
+	}
+	return nil
+}
+
+// Close makes every later call fail with limits.ErrUnavailable and waits for
+// calls still running on the Limiter's own goroutines (only when the client
+// lacks ContextTimeoutEnabled). It does not close the client. Closing twice
+// is harmless.
+func (l *Limiter) Close() error {
+	l.closed.Store(true)
+	l.inflight.Wait()
+	return nil
+}
+
+// FailOpenCount returns how many sessions FailOpen has admitted without
+// Redis since New.
+func (l *Limiter) FailOpenCount() uint64 { return l.failOpen.Load() }
+
+// Config returns the configuration in use, defaults filled in.
+func (l *Limiter) Config() Config { return l.cfg }
+
+type result struct {
+	val any
+	err error
+}
+
+// run runs script in one round trip (EVALSHA, or EVAL after a NOSCRIPT) and
+// returns by ctx's deadline.
+func (l *Limiter) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	if !l.guarded || ctx.Done() == nil {
+		return script.Run(ctx, l.client, keys, args...).Result()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	done := make(chan result, 1)
+	l.inflight.Add(1)
+	go func() {
+		defer l.inflight.Done()
+		v, err := script.Run(ctx, l.client, keys, args...).Result()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.val, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// unavailable wraps a Redis failure into the catalog's 400558 (HTTP 503).
+func unavailable(op string, err error) error {
+	return limits.ErrUnavailable.WithCause(fmt.Errorf("redislimiter: %s: %w", op, err))
+}
+
+// pair reads a script's {int, int} reply.
+func pair(v any) (int64, int64, error) {
+	s, ok := v.([]any)
+	if !ok || len(s) != 2 {
+		return 0, 0, fmt.Errorf("redislimiter: unexpected script reply %T", v)
+	}
+	a, ok1 := s[0].(int64)
+	b, ok2 := s[1].(int64)
+	if !ok1 || !ok2 {
+		return 0, 0, fmt.Errorf("redislimiter: unexpected script reply types %T, %T", s[0], s[1])
+	}
+	return a, b, nil
+}
+
+// localNow is this node's reading of the limiter's clock, for fail-open
+// leases made without Redis.
+func (l *Limiter) localNow() time.Time {
+	if f := l.frozenMs.Load(); f != 0 {
+		return fromMs(f)
+	}
+	return time.Now().Add(time.Duration(l.offsetMs.Load()) * time.Millisecond)
+}
+
+func fromMs(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

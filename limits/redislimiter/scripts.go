@@ -1,0 +1,374 @@
+package redislimiter
+
+import "github.com/redis/go-redis/v9"
+
+// The scripts share one preamble of helpers. Times are integer milliseconds
+// since the Unix epoch on the limiter's clock: Redis TIME plus the test-only
+// offset. Lua 5.1 numbers are doubles, exact for integers below 2^53, so
+// millisecond arithmetic is exact; numbers are turned into strings with
+// string.format('%d') where a string is built, because tostring keeps only 14
+// significant digits.
+//
+// Every redis.call inside a script costs about as much server time as a
+// whole PING round trip, so the common paths make as few as they can: an
+// acquire under a paid plan makes five, a release three.
+//
+// Keys (all in KEYS[]): per account, slots (ZSET session id -> lease expiry)
+// and run (HASH session id -> start of a trial session, 0 until Started) and
+// used (HASH yyyymm -> finished trial milliseconds of that UTC month); per
+// service, cap (ZSET account-qualified session id -> lease expiry) and epoch
+// (STRING: when the first slot of this data set was granted).
+const preamble = `
+local DAY = 86400000
+-- ACCOUNT_TTL lets the keys of an account nobody uses any more expire, long
+-- after anything in them could matter (a month's minutes, a lease).
+local ACCOUNT_TTL = 40 * DAY
+-- HYGIENE bounds the service-wide set when no capacity does: past it, each
+-- acquire purges a batch of expired members.
+local HYGIENE = 4096
+
+local function istr(n) return string.format('%d', n) end
+
+-- now_ms reads the clock: Redis TIME plus the test-only offset, or the
+-- test-only frozen time when it is not 0.
+local function now_ms(offset, frozen)
+  if frozen ~= 0 then return frozen end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + offset
+end
+
+-- L returns the helpers of the rarer paths (months, minutes, purges), built
+-- on first use: creating closures costs time on every run of the hot paths.
+local lib
+local function L()
+  if lib then return lib end
+
+  -- Howard Hinnant's days_from_civil and civil_from_days (proleptic
+  -- Gregorian calendar).
+  local function days_from_civil(y, m, d)
+    if m <= 2 then y = y - 1 end
+    local era = math.floor(y / 400)
+    local yoe = y - era * 400
+    local mp = (m + 9) % 12
+    local doy = math.floor((153 * mp + 2) / 5) + d - 1
+    local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+    return era * 146097 + doe - 719468
+  end
+
+  local function civil_from_days(z)
+    z = z + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local y = yoe + era * 400
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local m
+    if mp < 10 then m = mp + 3 else m = mp - 9 end
+    if m <= 2 then y = y + 1 end
+    return y, m
+  end
+
+  -- month_of returns the UTC month holding ms as yyyymm and the month's
+  -- first millisecond.
+  local function month_of(ms)
+    local y, m = civil_from_days(math.floor(ms / DAY))
+    return y * 100 + m, days_from_civil(y, m, 1) * DAY
+  end
+
+  -- add_usage adds [s, e) to the used hash, split at UTC month boundaries.
+  -- Only the current month is ever checked, so at most three months are
+  -- written.
+  local function add_usage(used, s, e)
+    local last = month_of(e - 1)
+    local n = 0
+    while e > s and n < 3 do
+      local field, m0 = month_of(e - 1)
+      local from = math.max(s, m0)
+      redis.call('HINCRBY', used, istr(field), e - from)
+      e = from
+      n = n + 1
+    end
+    if n > 0 then
+      redis.call('PEXPIRE', used, ACCOUNT_TTL)
+      if redis.call('HLEN', used) > 12 then
+        -- Keep a year of months (a bounded hash); only the current one is
+        -- read.
+        for _, f in ipairs(redis.call('HKEYS', used)) do
+          if tonumber(f) <= last - 100 then redis.call('HDEL', used, f) end
+        end
+      end
+    end
+  end
+
+  -- finalize stops counting a session at e: a started trial session's
+  -- minutes from its start to e move from run into used. run holds 0 for a
+  -- trial session not yet started; a session never started, not a trial, or
+  -- already finalised counts nothing, so finalising twice counts nothing
+  -- twice.
+  local function finalize(run, used, sid, e)
+    local st = redis.call('HGET', run, sid)
+    if st then
+      redis.call('HDEL', run, sid)
+      st = tonumber(st)
+      if st > 0 then add_usage(used, st, e) end
+    end
+  end
+
+  -- purge_slots removes at most batch expired slots of the account,
+  -- finalising each at its expiry.
+  local function purge_slots(slots, run, used, now, batch)
+    local dead = redis.call('ZRANGEBYSCORE', slots, '-inf', istr(now), 'WITHSCORES', 'LIMIT', 0, batch)
+    for i = 1, #dead, 2 do
+      redis.call('ZREM', slots, dead[i])
+      finalize(run, used, dead[i], tonumber(dead[i + 1]))
+    end
+  end
+
+  -- purge_batch removes at most batch members scored at or below max.
+  local function purge_batch(key, max, batch)
+    local dead = redis.call('ZRANGEBYSCORE', key, '-inf', istr(max), 'LIMIT', 0, batch)
+    if #dead > 0 then redis.call('ZREM', key, unpack(dead)) end
+  end
+
+  lib = {month_of = month_of, add_usage = add_usage, finalize = finalize,
+    purge_slots = purge_slots, purge_batch = purge_batch}
+  return lib
+end
+`
+
+// acquireScript takes or refuses a slot.
+//
+// A paid plan's request is inserted first (ZADD NX, which also finds a slot
+// the session already holds) and rolled back when a limit refuses; sets are
+// counted with ZCARD, expired members included, and only a count at the
+// limit is made exact by purging a batch and counting live members. So the
+// common grant is TIME, ZADD, ZCARD, ZADD, ZCARD. A trial plan's request
+// checks the quota before it inserts anything.
+//
+// KEYS: 1 cap, 2 slots, 3 run, 4 used, 5 epoch, 6 debug.
+// ARGV: 1 session id, 2 cap member, 3 offset, 4 ttl, 5 max concurrent,
+// 6 trial (0/1), 7 monthly quota in ms, 8 capacity (0: none), 9 purge batch,
+// 10 debug (0/1), 11 account, 12 frozen time.
+// Returns {refused limit (0 granted, 1 trial quota, 2 concurrency,
+// 3 capacity), lease expiry}.
+var acquireScript = redis.NewScript(acquireSrc)
+
+const acquireSrc = preamble + `
+local cap, slots, run, used, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sid, member = ARGV[1], ARGV[2]
+local now = now_ms(tonumber(ARGV[3]), tonumber(ARGV[12]))
+local exp = now + tonumber(ARGV[4])
+local trial = ARGV[6] == '1'
+local batch = tonumber(ARGV[9])
+
+local inserted = false
+if not trial then
+  inserted = redis.call('ZADD', slots, 'NX', exp, sid) == 1
+end
+if not inserted then
+  -- The same session acquiring again (a retried request, a replayed script)
+  -- gets its slot back, renewed, without any check: never a second one.
+  local held = redis.call('ZSCORE', slots, sid)
+  if held then
+    held = tonumber(held)
+    if held > now then
+      redis.call('ZADD', slots, exp, sid)
+      redis.call('ZADD', cap, exp, member)
+      return {0, exp}
+    end
+    -- Expired and not purged yet: end it as the purge would, then go on as
+    -- a new session (a paid one stays inserted, with its new expiry).
+    if trial then
+      redis.call('ZREM', slots, sid)
+    else
+      redis.call('ZADD', slots, exp, sid)
+    end
+    redis.call('ZREM', cap, member)
+    L().finalize(run, used, sid, held)
+  end
+end
+
+if trial then
+  local quota = tonumber(ARGV[7])
+  local field, m0 = L().month_of(now)
+  local spent = tonumber(redis.call('HGET', used, istr(field)) or '0')
+  if spent < quota then
+    -- Running sessions count up to now, or up to their lease's expiry when
+    -- their holder died and no purge has finished them yet.
+    local r = redis.call('HGETALL', run)
+    for i = 1, #r, 2 do
+      local st = tonumber(r[i + 1])
+      if st > 0 then
+        local e = now
+        local sc = redis.call('ZSCORE', slots, r[i])
+        if not sc then
+          -- Its slot is gone without a trace (its key expired): the start
+          -- alone cannot say for how long it ran.
+          redis.call('HDEL', run, r[i])
+          e = st
+        elseif tonumber(sc) < e then
+          e = tonumber(sc)
+        end
+        local from = math.max(st, m0)
+        if e > from then spent = spent + (e - from) end
+      end
+    end
+  end
+  if spent >= quota then return {1, 0} end
+  redis.call('ZADD', slots, exp, sid)
+end
+
+local debug = ARGV[10] == '1'
+local maxc = tonumber(ARGV[5])
+local n = redis.call('ZCARD', slots)
+if n > maxc or debug then
+  if n > maxc then L().purge_slots(slots, run, used, now, batch) end
+  n = redis.call('ZCOUNT', slots, '(' .. istr(now), '+inf')
+  if n > maxc then
+    redis.call('ZREM', slots, sid)
+    return {2, 0}
+  end
+end
+
+local capacity = tonumber(ARGV[8])
+local bound = capacity
+if bound == 0 then bound = HYGIENE end
+redis.call('ZADD', cap, exp, member)
+local c = redis.call('ZCARD', cap)
+if c > bound or debug then
+  if c > bound then L().purge_batch(cap, now, batch) end
+  if capacity > 0 or debug then
+    c = redis.call('ZCOUNT', cap, '(' .. istr(now), '+inf')
+    if capacity > 0 and c > capacity then
+      redis.call('ZREM', cap, member)
+      redis.call('ZREM', slots, sid)
+      return {3, 0}
+    end
+  end
+end
+
+-- The first slot of a data set (a new one, or one Redis lost) dates it; see
+-- renewScript.
+if c == 1 then redis.call('SET', epoch, istr(now), 'NX') end
+-- The first slot of an account (again) starts the expiry of its keys;
+-- renewals push it on.
+if n == 1 then redis.call('PEXPIRE', slots, ACCOUNT_TTL) end
+if trial then
+  redis.call('HSET', run, sid, '0')
+  redis.call('PEXPIRE', run, ACCOUNT_TTL)
+end
+
+if debug then
+  -- Tests read the highest live counts ever granted, to check that no
+  -- interleaving of many clients exceeded a limit.
+  local dbg = KEYS[6]
+  local function raise(f, v)
+    local old = tonumber(redis.call('HGET', dbg, f) or '0')
+    if v > old then redis.call('HSET', dbg, f, v) end
+  end
+  raise('cap', c)
+  raise('acct:' .. ARGV[11], n)
+end
+return {0, exp}
+`
+
+// startedScript starts counting a trial session's minutes.
+//
+// KEYS: 1 slots, 2 run. ARGV: 1 session id, 2 offset, 3 frozen time.
+// Returns 1 when it started counting, 0 when there was nothing to start (a
+// replay, a second call, a session acquired under a paid plan), 2 when the
+// session holds no live slot (released, expired, never acquired).
+var startedScript = redis.NewScript(startedSrc)
+
+const startedSrc = preamble + `
+local slots, run, sid = KEYS[1], KEYS[2], ARGV[1]
+local now = now_ms(tonumber(ARGV[2]), tonumber(ARGV[3]))
+local sc = redis.call('ZSCORE', slots, sid)
+if not sc or tonumber(sc) <= now then return 2 end
+if redis.call('HGET', run, sid) ~= '0' then return 0 end
+redis.call('HSET', run, sid, istr(now))
+return 1
+`
+
+// renewScript extends a live lease, or adopts one that Redis lost.
+//
+// KEYS: 1 cap, 2 slots, 3 run, 4 used, 5 epoch.
+// ARGV: 1 session id, 2 cap member, 3 offset, 4 ttl, 5 adopt (1: adopt a
+// slot with no trace, 0: only one last renewed before the data set's epoch),
+// 6 the lease's expiry (0: none), 7 frozen time.
+// Returns {1, new expiry} when renewed or adopted, {0, 0} when the lease
+// expired or was released.
+var renewScript = redis.NewScript(renewSrc)
+
+const renewSrc = preamble + `
+local cap, slots, run, used, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sid, member = ARGV[1], ARGV[2]
+local now = now_ms(tonumber(ARGV[3]), tonumber(ARGV[7]))
+local ttl = tonumber(ARGV[4])
+local exp = now + ttl
+
+local sc = redis.call('ZSCORE', slots, sid)
+if sc then
+  sc = tonumber(sc)
+  if sc > now then
+    redis.call('ZADD', slots, exp, sid)
+    redis.call('ZADD', cap, exp, member)
+    redis.call('PEXPIRE', slots, ACCOUNT_TTL)
+    return {1, exp}
+  end
+  -- Expired: the slot is gone; end it now rather than at the next purge.
+  redis.call('ZREM', slots, sid)
+  redis.call('ZREM', cap, member)
+  L().finalize(run, used, sid, sc)
+  return {0, 0}
+end
+
+-- No trace of the slot: it was released, or it expired and was purged, or
+-- it never existed, or Redis lost its data (a restart without persistence, a
+-- failover, a flush). Only the last is adopted: a lease last renewed before
+-- the first slot of this data set was granted. A released or purged lease
+-- was renewed after that, since the data set held it.
+local lexp = tonumber(ARGV[6])
+local adopt = ARGV[5] == '1'
+if not adopt and lexp > 0 then
+  local ep = redis.call('GET', epoch)
+  adopt = (not ep) or (lexp - ttl < tonumber(ep))
+end
+if not adopt then return {0, 0} end
+redis.call('ZADD', slots, exp, sid)
+redis.call('ZADD', cap, exp, member)
+redis.call('PEXPIRE', slots, ACCOUNT_TTL)
+redis.call('SET', epoch, istr(now), 'NX')
+return {1, exp}
+`
+
+// releaseScript frees a slot and finalises the session's minutes. A paid
+// session's release is HGET, ZREM, ZREM; the clock is read only for a
+// started trial session.
+//
+// KEYS: 1 cap, 2 slots, 3 run, 4 used.
+// ARGV: 1 session id, 2 cap member, 3 offset, 4 frozen time.
+// Returns 1 when it removed the slot, 0 when there was none (released
+// before, expired and purged, never acquired): a replay changes nothing.
+var releaseScript = redis.NewScript(releaseSrc)
+
+const releaseSrc = preamble + `
+local cap, slots, run, used = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local sid, member = ARGV[1], ARGV[2]
+local st = redis.call('HGET', run, sid)
+if st then
+  redis.call('HDEL', run, sid)
+  st = tonumber(st)
+  if st > 0 then
+    -- Count to now, or to the lease's expiry when it expired unreleased.
+    local e = now_ms(tonumber(ARGV[3]), tonumber(ARGV[4]))
+    local sc = redis.call('ZSCORE', slots, sid)
+    if sc and tonumber(sc) < e then e = tonumber(sc) end
+    L().add_usage(used, st, e)
+  end
+end
+local freed = redis.call('ZREM', slots, sid)
+redis.call('ZREM', cap, member)
+return freed
+`
