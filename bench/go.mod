@@ -1,0 +1,26 @@
+module github.com/streamsession/streamsession/bench
+
+go 1.26.0
+
+replace github.com/streamsession/streamsession => ../
+
+require (
+	github.com/gorilla/websocket v1.5.3
+	github.com/looplab/fsm v1.0.3
+	github.com/qmuntal/stateless v1.7.2
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/streamsession/streamsession v0.0.0
+	github.com/stretchr/testify v1.12.1
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/aclements/go-moremath v0.0.0-20210112150236-f10218a38794 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/perf v0.0.0-20260908200009-22c9c6c9d4da // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+tool golang.org/x/perf/cmd/benchstat
