@@ -86,8 +86,22 @@ func ParseCommand(name string) (Command, bool) {
 // Unknown). A Command outside the enum is accepted in no state. Allow is safe
 // for concurrent use and never allocates.
 func Allow(s State, cmd Command) error {
-	if cmd.valid() && policy[cmd].accept.has(s) {
-		return nil
+	if uint32(s) < uint32(numStates) && uint(cmd) < uint(numCommands) {
+		return decisions[s][cmd]
 	}
 	return StateError(s)
 }
+
+// decisions is the policy compiled into answers: nil where the state
+// accepts the command, the state's shared error elsewhere. Allow is then one
+// bounds check and an index, small enough to inline into a client's guard.
+var decisions = func() (d [numStates][numCommands]error) {
+	for s := range State(numStates) {
+		for c := range Command(numCommands) {
+			if !c.valid() || !policy[c].accept.has(s) {
+				d[s][c] = StateError(s)
+			}
+		}
+	}
+	return d
+}()

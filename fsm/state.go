@@ -38,18 +38,19 @@ var stateNames = [numStates]string{
 
 // stateErrors holds the error each state answers to a command or event it
 // does not accept, indexed by State. It is filled once at init from the
-// errors package so that a refusal never allocates.
-var stateErrors [numStates]*sserrors.Error
-
-func init() {
+// errors package so that a refusal never allocates. (A variable
+// initialiser rather than an init function, so that tables built from it,
+// such as the policy's decisions, are initialised after it.)
+var stateErrors = func() (e [numStates]*sserrors.Error) {
 	// Unknown (and any State outside the enum) is not something a session can
 	// be in: reaching it means corrupt data or a programming error, which the
 	// catalog calls an internal server error (500000).
-	stateErrors[Unknown] = sserrors.ErrInternalServerError
+	e[Unknown] = sserrors.ErrInternalServerError
 	for s := New; s <= Closed; s++ {
-		stateErrors[s] = sserrors.SessionState(s.String())
+		e[s] = sserrors.SessionState(s.String())
 	}
-}
+	return e
+}()
 
 // valid reports whether s is one of the five lifecycle states.
 func (s State) valid() bool { return s >= New && s <= Closed }
