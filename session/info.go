@@ -20,6 +20,7 @@ const (
 	ReasonJoin                    // the join timeout: still new or connecting that long after creation
 	ReasonShutdown                // Manager.Close
 	ReasonLeaseLost               // the limiter said the session's lease had expired: it no longer holds a slot
+	ReasonNodeLost                // the server node that ran the session stopped (a distributed Store saw its heartbeat expire); another node closed it
 )
 
 var reasonNames = [...]string{
@@ -30,6 +31,7 @@ var reasonNames = [...]string{
 	ReasonJoin:      "join",
 	ReasonShutdown:  "shutdown",
 	ReasonLeaseLost: "lease_lost",
+	ReasonNodeLost:  "node_lost",
 }
 
 // String returns a short name for logs and metric labels ("stop", "idle",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 )
 
@@ -65,6 +66,14 @@ func (m *Manager) fire(ctx context.Context, d Due) {
 	rec := d.Record
 	if d.Timeout == TimeoutRetention {
 		_, _ = m.store.Delete(ctx, rec.Account, rec.ID, rec.Epoch, m.clock.Now())
+		return
+	}
+	if d.Timeout == TimeoutOrphaned && rec.State == fsm.Closing {
+		// Whoever moved it to closing is gone: finish the close for them.
+		// Releasing twice is harmless; the epoch makes sure that a closer
+		// still at work and this timer do not both close it.
+		m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID})
+		_, _, _ = m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
 		return
 	}
 	_, _ = m.closeSession(ctx, rec.Account, rec.ID, d.Timeout.Reason(), rec.Epoch)

@@ -189,7 +189,7 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 		Retention:          m.retention,
 	})
 	if err != nil {
-		m.release(context.WithoutCancel(ctx), limits.Lease{Account: acct.Name, SessionID: id})
+		m.releaseAfterFailedCreate(ctx, limits.Lease{Account: acct.Name, SessionID: id})
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return Info{}, err
 		}
@@ -513,6 +513,31 @@ func (m *Manager) renew(ctx context.Context, lease limits.Lease) error {
 	_, err := m.limiter.Renew(ctx, lease)
 	m.hooks.OnLimiter(LimiterRenew, time.Since(t0), err)
 	return err
+}
+
+// detachedReleaseTimeout bounds a release that outlives its caller's
+// context (see releaseAfterFailedCreate).
+const detachedReleaseTimeout = 10 * time.Second
+
+// releaseAfterFailedCreate gives back the slot of a session that could not
+// be stored. While the caller's context is live the release is synchronous,
+// so the slot is free when Create returns. When the context is already done
+// (the store did not answer in time, so the backend is likely slow or down),
+// the release runs in the background, bounded by detachedReleaseTimeout and
+// awaited by Close, so that Create still returns by the caller's deadline; if
+// it fails too, the lease expires by itself.
+func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lease) {
+	if ctx.Err() == nil {
+		m.release(context.WithoutCancel(ctx), lease)
+		return
+	}
+	m.loops.Add(1)
+	go func() {
+		defer m.loops.Done()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedReleaseTimeout)
+		defer cancel()
+		m.release(rctx, lease)
+	}()
 }
 
 // release frees a slot. A failure is only reported: the session is closed

@@ -50,7 +50,10 @@ import (
 //     changes), and the time of the next deadline it knows of; Wake signals
 //     when a deadline earlier than that next one appears. In a cluster each
 //     deadline should be handed to one node only, and survive the death of
-//     the node that set it.
+//     the node that set it. A distributed store also reports, as
+//     TimeoutOrphaned, the sessions of a node that died and the sessions
+//     stuck in closing (their closer gave up or died): the Manager closes
+//     the former and finishes the close of the latter.
 //   - Range visits the sessions this store instance is responsible for that
 //     are not closed yet: the Manager renews their leases and closes them
 //     when it shuts down. A store shared by several nodes visits the sessions
@@ -155,11 +158,19 @@ const (
 	TimeoutDuration          // connecting or connected at StartedAt + DurationLimit
 	TimeoutIdle              // connected at LastActivity + IdleTimeout, unless DisableIdleTimeout
 	TimeoutRetention         // closed at ClosedAt + Retention: the session is forgotten
+	// TimeoutOrphaned is reported only by a distributed Store, never by
+	// NextTimeout: the session's node is gone (its heartbeat expired), or
+	// the session has been closing for longer than any close takes (the
+	// caller that began the close gave up or died). The Manager closes an
+	// open session with ReasonNodeLost, and finishes the close of a closing
+	// one (releases its slot, closed), conditionally on Record.Epoch.
+	TimeoutOrphaned
 )
 
-var timeoutNames = [...]string{"none", "join", "duration", "idle", "retention"}
+var timeoutNames = [...]string{"none", "join", "duration", "idle", "retention", "orphaned"}
 
-// String returns the timer's name ("join", "duration", "idle", "retention").
+// String returns the timer's name ("join", "duration", "idle", "retention",
+// "orphaned").
 func (t Timeout) String() string {
 	if int(t) < len(timeoutNames) {
 		return timeoutNames[t]
@@ -177,6 +188,8 @@ func (t Timeout) Reason() Reason {
 		return ReasonDuration
 	case TimeoutIdle:
 		return ReasonIdle
+	case TimeoutOrphaned:
+		return ReasonNodeLost
 	}
 	return ReasonNone
 }
