@@ -1,0 +1,212 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/session"
+)
+
+// resyncBatch is how many sessions one resync script reads.
+const resyncBatch = 512
+
+// tombstoneTTL is how long a forgotten session is remembered, so that the
+// channel's copies of its events, arriving after the local delivery of its
+// last one, are dropped.
+const tombstoneTTL = time.Minute
+
+// seen is what was last delivered of one session.
+type seen struct {
+	account string
+	state   fsm.State
+	epoch   uint64
+	reason  session.Reason
+	gone    bool // forgotten: a tombstone until tombstoneTTL passes
+}
+
+// tombstone is a forgotten session and when it was forgotten.
+type tombstone struct {
+	id string
+	at time.Time
+}
+
+// listen delivers the cluster's events to the Manager in the order Redis
+// published them (the order of the commits). After the subscription
+// reconnects, the sessions it knows are read again and what changed
+// meanwhile is delivered as one event per session.
+func (s *Store) listen(ready chan struct{}) {
+	defer s.wg.Done()
+	subscribed := false
+	ch := s.ps.ChannelWithSubscriptions(redis.WithChannelSize(4096))
+	for msg := range ch {
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			if !subscribed {
+				subscribed = true
+				close(ready)
+				continue
+			}
+			s.resync()
+		case *redis.Message:
+			ev, score, err := parseEvent(m.Payload)
+			if err != nil {
+				continue
+			}
+			s.fromChannel.Add(1)
+			s.announced(score)
+			s.deliver(ev)
+		}
+	}
+}
+
+// deliver passes an event heard on the channel to the Manager unless it is
+// not newer than what was delivered for its session (a change made through
+// this node may have been delivered by the call already). The channel
+// carries every commit in order, so each session's events reach the
+// Manager once and in epoch order. The lock serialises deliveries, as a
+// MemoryStore's session lock does.
+func (s *Store) deliver(ev session.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deliverLocked(ev)
+}
+
+// deliverLocal passes on a change this node just made, before the call
+// returns, when it is the session's next event (the previous one was
+// delivered, or it is the session's creation); otherwise (another node's
+// earlier change is still on its way) the channel delivers both, in order.
+func (s *Store) deliverLocal(ev session.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.known[ev.SessionID]
+	if (k == nil && ev.Epoch == 1) || (k != nil && !k.gone && ev.Epoch == k.epoch+1) {
+		s.deliverLocked(ev)
+	}
+}
+
+func (s *Store) deliverLocked(ev session.Event) {
+	if s.notify == nil {
+		return
+	}
+	now := time.Now()
+	for len(s.tombs) > 0 && now.Sub(s.tombs[0].at) > tombstoneTTL {
+		if k := s.known[s.tombs[0].id]; k != nil && k.gone {
+			delete(s.known, s.tombs[0].id)
+		}
+		s.tombs = s.tombs[1:]
+	}
+	k := s.known[ev.SessionID]
+	if k != nil && (ev.Epoch <= k.epoch || k.gone) {
+		return
+	}
+	if k == nil {
+		k = &seen{account: ev.Account}
+		s.known[ev.SessionID] = k
+	}
+	k.state, k.epoch, k.reason = ev.To, ev.Epoch, ev.Reason
+	if ev.Forgotten() {
+		k.gone = true
+		s.tombs = append(s.tombs, tombstone{id: ev.SessionID, at: now})
+	}
+	s.notify(ev)
+}
+
+// resync reads the sessions the listener knows and delivers, for each that
+// changed while the subscription was down, one event from the state last
+// delivered to the current one (a session gone meanwhile: closed, if it
+// was not, then forgotten).
+func (s *Store) resync() {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.known))
+	for id, k := range s.known {
+		if !k.gone {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.Unlock()
+	now := time.Now()
+	for len(ids) > 0 {
+		n := min(len(ids), resyncBatch)
+		batch := ids[:n]
+		ids = ids[n:]
+		args := make([]any, 0, n+1)
+		args = append(args, s.prefix)
+		for _, id := range batch {
+			args = append(args, id)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTTL)
+		res, err := resyncScript.Run(ctx, s.client, []string{s.timers}, args...).Slice()
+		cancel()
+		if err != nil || len(res) != len(batch) {
+			return // the next reconnection tries again
+		}
+		s.mu.Lock()
+		for i, id := range batch {
+			row, _ := res[i].([]any)
+			if len(row) != 3 {
+				continue
+			}
+			state, _ := row[0].(int64)
+			epoch, _ := row[1].(int64)
+			reason, _ := row[2].(int64)
+			k := s.known[id]
+			if k == nil || k.gone {
+				continue // forgotten meanwhile
+			}
+			if epoch == 0 {
+				// Gone: its retention ended, or Redis lost its data.
+				if k.state != fsm.Closed {
+					s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: fsm.Closed,
+						Epoch: k.epoch + 1, At: now, Reason: k.reason})
+				}
+				s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: fsm.Closed, To: fsm.Unknown,
+					Epoch: k.epoch + 1, At: now, Reason: k.reason})
+				continue
+			}
+			if uint64(epoch) > k.epoch {
+				s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: fsm.State(state),
+					Epoch: uint64(epoch), At: now, Reason: session.Reason(reason)})
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// parseEvent decodes "from,to,epoch,at,reason,score,len(id),<id><account>".
+func parseEvent(p string) (session.Event, int64, error) {
+	var n [7]int64
+	rest := p
+	for i := range n {
+		field, tail, ok := strings.Cut(rest, ",")
+		if !ok {
+			return session.Event{}, 0, fmt.Errorf("redisstore: short event %q", p)
+		}
+		v, err := strconv.ParseInt(field, 10, 64)
+		if err != nil {
+			return session.Event{}, 0, fmt.Errorf("redisstore: event field %d: %w", i, err)
+		}
+		n[i], rest = v, tail
+	}
+	idLen := n[6]
+	if idLen <= 0 || idLen > int64(len(rest)) {
+		return session.Event{}, 0, fmt.Errorf("redisstore: event id length %d", idLen)
+	}
+	return session.Event{
+		SessionID: rest[:idLen],
+		Account:   rest[idLen:],
+		From:      fsm.State(n[0]),
+		To:        fsm.State(n[1]),
+		Epoch:     uint64(n[2]),
+		At:        fromNanos(n[3]),
+		Reason:    session.Reason(n[4]),
+	}, n[5], nil
+}

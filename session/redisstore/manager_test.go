@@ -1,0 +1,221 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/internal/redistest"
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/session"
+)
+
+var avatars = session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true, Default: true}}
+
+var acme = session.Account{Name: "acme", Plan: limits.PaidPlan}
+
+// countingLimiter counts the releases of each session of a shared
+// in-memory limiter (the nodes of these tests share one process).
+type countingLimiter struct {
+	limits.Limiter
+	mu       sync.Mutex
+	releases map[string]int
+}
+
+func (l *countingLimiter) Release(ctx context.Context, lease limits.Lease) error {
+	l.mu.Lock()
+	l.releases[lease.SessionID]++
+	l.mu.Unlock()
+	return l.Limiter.Release(ctx, lease)
+}
+
+func (l *countingLimiter) released(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.releases[id]
+}
+
+// cluster is Managers on Redis stores sharing one limiter.
+type cluster struct {
+	srv      *redistest.Server
+	limiter  *countingLimiter
+	managers []*session.Manager
+	stores   []*Store
+	logs     []*eventLog
+}
+
+func newCluster(t *testing.T, n int, scfg session.Config, cfg Config) *cluster {
+	t.Helper()
+	c := &cluster{
+		srv:     redistest.Start(t),
+		limiter: &countingLimiter{Limiter: limits.NewMemory(limits.MemoryConfig{Capacity: 100}), releases: map[string]int{}},
+	}
+	t.Cleanup(func() { _ = c.limiter.Close() })
+	for range n {
+		s, err := New(c.srv.Client(), cfg)
+		require.NoError(t, err)
+		mcfg := scfg
+		mcfg.Limiter, mcfg.Avatars, mcfg.Store = c.limiter, avatars, s
+		m, err := session.NewManager(mcfg)
+		require.NoError(t, err)
+		log := &eventLog{}
+		m.Subscribe(log.add)
+		t.Cleanup(func() {
+			require.NoError(t, m.Close(context.Background()))
+			require.NoError(t, s.Close())
+		})
+		c.managers = append(c.managers, m)
+		c.stores = append(c.stores, s)
+		c.logs = append(c.logs, log)
+	}
+	return c
+}
+
+func states(evs []session.Event) []fsm.State {
+	var out []fsm.State
+	for _, e := range evs {
+		out = append(out, e.To)
+	}
+	return out
+}
+
+func TestManagersShareSessions(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, 3, session.Config{}, Config{})
+	a, b, cc := c.managers[0], c.managers[1], c.managers[2]
+	s, err := a.Create(ctx, acme, session.CreateOptions{})
+	require.NoError(t, err)
+	_, err = b.Start(ctx, "acme", s.ID)
+	require.NoError(t, err)
+	_, err = a.Join(ctx, "acme", s.ID) // the socket opens on a
+	require.NoError(t, err)
+	list, err := cc.List(ctx, "acme")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, fsm.Connected, list[0].State)
+
+	_, err = b.Start(ctx, "acme", s.ID)
+	assert.Equal(t, sserrors.CodeSessionStateConnected, sserrors.CodeOf(err), "the state is the cluster's")
+	got, err := cc.Stop(ctx, "acme", s.ID)
+	require.NoError(t, err)
+	assert.Equal(t, fsm.Closed, got.State)
+	assert.Equal(t, session.ReasonStop, got.Reason)
+	assert.Equal(t, 1, c.limiter.released(s.ID))
+
+	want := []fsm.State{fsm.New, fsm.Connecting, fsm.Connected, fsm.Closing, fsm.Closed}
+	for i, log := range c.logs {
+		waitFor(t, "every node's subscriber hears the close", 5*time.Second, func() bool { return len(log.of(s.ID)) == 5 })
+		assert.Equal(t, want, states(log.of(s.ID)), "node %d", i)
+	}
+	list, err = a.List(ctx, "acme")
+	require.NoError(t, err)
+	assert.Empty(t, list)
+	_, err = a.Stop(ctx, "acme", s.ID)
+	assert.Equal(t, sserrors.CodeSessionStateClosed, sserrors.CodeOf(err))
+}
+
+func TestTimersFireOnceForTheCluster(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, 3, session.Config{JoinTimeout: 100 * time.Millisecond, Retention: 200 * time.Millisecond}, Config{})
+	var ids []string
+	for i := range 6 {
+		s, err := c.managers[i%3].Create(ctx, acme, session.CreateOptions{})
+		require.NoError(t, err)
+		ids = append(ids, s.ID)
+	}
+	for _, id := range ids {
+		waitFor(t, "the join timer closes and retention forgets", 10*time.Second, func() bool {
+			_, err := c.managers[0].Get(ctx, "acme", id)
+			return sserrors.CodeOf(err) == sserrors.CodeSessionNotFound
+		})
+		assert.Equal(t, 1, c.limiter.released(id), "released once")
+		for i, log := range c.logs {
+			waitFor(t, "the forgotten event", 5*time.Second, func() bool { return len(log.of(id)) == 4 })
+			evs := log.of(id)
+			assert.Equal(t, []fsm.State{fsm.New, fsm.Closing, fsm.Closed, fsm.Unknown}, states(evs), "node %d: one close", i)
+			assert.Equal(t, session.ReasonJoin, evs[1].Reason)
+		}
+	}
+	recs, err := c.srv.Client().Keys(ctx, "{"+DefaultPrefix+"}:s:r:*").Result()
+	require.NoError(t, err)
+	assert.Empty(t, recs, "no record left")
+}
+
+func TestSurvivorsCloseADeadNodesSessions(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 300 * time.Millisecond
+	c := newCluster(t, 1, session.Config{}, Config{NodeTTL: ttl})
+	// The dead node: a store whose Manager is gone; its sessions hold slots.
+	dead, err := New(c.srv.Client(), Config{NodeTTL: ttl})
+	require.NoError(t, err)
+	var ids []string
+	for i := range 3 {
+		id := "dead" + string(rune('a'+i))
+		d, err := c.limiter.Acquire(ctx, limits.Request{Account: "acme", Plan: limits.PaidPlan, SessionID: id})
+		require.NoError(t, err)
+		require.True(t, d.Granted())
+		r := newRecord(id)
+		r.CreatedAt = time.Now()
+		_, err = dead.Insert(ctx, r)
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	_, _, err = dead.Transition(ctx, "acme", ids[2], session.Change{Event: fsm.EventClose, At: time.Now(), Reason: session.ReasonStop})
+	require.NoError(t, err)
+	live, err := c.managers[0].Create(ctx, acme, session.CreateOptions{})
+	require.NoError(t, err)
+	dead.crash()
+
+	for i, id := range ids {
+		waitFor(t, "closed by the survivor", 5*time.Second, func() bool {
+			r, err := c.managers[0].Get(ctx, "acme", id)
+			return err == nil && r.State == fsm.Closed
+		})
+		r, _ := c.managers[0].Get(ctx, "acme", id)
+		if i < 2 {
+			assert.Equal(t, session.ReasonNodeLost, r.Reason)
+		} else {
+			assert.Equal(t, session.ReasonStop, r.Reason, "a close left half done is finished with its reason")
+		}
+		assert.Equal(t, 1, c.limiter.released(id))
+	}
+	got, err := c.managers[0].Get(ctx, "acme", live.ID)
+	require.NoError(t, err)
+	assert.Equal(t, fsm.New, got.State, "the survivor's own session is untouched")
+}
+
+// TestCloseDeliversBeforeReturning: Manager.Close closes the node's
+// sessions, and its subscribers hear closing and closed before Close
+// returns (the server sends them to the sockets before it shuts them).
+func TestCloseDeliversBeforeReturning(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, 2, session.Config{}, Config{})
+	a := c.managers[0]
+	var ids []string
+	for range 3 {
+		s, err := a.Create(ctx, acme, session.CreateOptions{})
+		require.NoError(t, err)
+		_, err = c.managers[1].Start(ctx, "acme", s.ID) // another node's change in between
+		require.NoError(t, err)
+		ids = append(ids, s.ID)
+	}
+	waitFor(t, "a hears b's starts", 5*time.Second, func() bool {
+		for _, id := range ids {
+			if len(c.logs[0].of(id)) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	require.NoError(t, a.Close(ctx))
+	for _, id := range ids {
+		assert.Equal(t, []fsm.State{fsm.New, fsm.Connecting, fsm.Closing, fsm.Closed}, states(c.logs[0].of(id)))
+		assert.Equal(t, session.ReasonShutdown, c.logs[0].of(id)[3].Reason)
+	}
+}

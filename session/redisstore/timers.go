@@ -1,0 +1,184 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/session"
+)
+
+// Due implements session.Store. One script claims the deadlines that have
+// passed by now (their scores move to now + Config.ClaimTTL, so that each
+// is handed to one node, and handed again if that node dies before the
+// session changes) and returns the records. Each is then checked with
+// Record.NextTimeout: a deadline that activity moved is re-armed in Redis
+// (one more round trip for all of them), one that no longer applies is
+// dropped. The sessions of a dead node, and those closing for longer than
+// Config.ClosingGrace, are reported as session.TimeoutOrphaned.
+//
+// The next deadline returned is the earliest score in Redis (a claimed one
+// included), and never later than now + Config.PollInterval.
+func (s *Store) Due(ctx context.Context, now time.Time, buf []session.Due) ([]session.Due, time.Time, error) {
+	due := buf[:0]
+	limit := cap(buf)
+	if limit == 0 {
+		limit = 1024
+	}
+	nowNs := nanos(now)
+	nowMs := nowNs / int64(time.Millisecond)
+	s.next.Store(math.MaxInt64)
+	res, err := dueScript.Run(ctx, s.client, []string{s.timers}, nowMs, limit, s.cfg.ClaimTTL.Milliseconds(), s.prefix).Slice()
+	if err != nil {
+		return due, time.Time{}, unavailable("due", err)
+	}
+	if len(res) == 0 || len(res)%2 != 1 {
+		return due, time.Time{}, unavailable("due", fmt.Errorf("unexpected reply of length %d", len(res)))
+	}
+	var rearm []any
+	claimed := (len(res) - 1) / 2
+	for i := 1; i+1 < len(res); i += 2 {
+		id, _ := res[i].(string)
+		st, err := decodeFlat(id, res[i+1])
+		if err != nil {
+			rearm = append(rearm, id, "*", "-1") // corrupt: never claim it again
+			continue
+		}
+		rec := st.Record
+		switch {
+		case (st.lost && rec.State != fsm.Closed) || rec.State == fsm.Closing:
+			due = append(due, session.Due{Record: rec, Timeout: session.TimeoutOrphaned, At: now})
+			continue
+		}
+		at, kind := rec.NextTimeout()
+		switch {
+		case kind == session.TimeoutNone:
+			rearm = append(rearm, id, itoa(int64(rec.Epoch)), "-1")
+		case nanos(at) > nowNs:
+			rearm = append(rearm, id, itoa(int64(rec.Epoch)), itoa(ceilMs(nanos(at))))
+		default:
+			due = append(due, session.Due{Record: rec, Timeout: kind, At: at})
+		}
+	}
+	if len(rearm) > 0 {
+		args := append([]any{s.prefix}, rearm...)
+		if err := rearmScript.Run(ctx, s.client, []string{s.timers}, args...).Err(); err != nil {
+			// The claims expire after ClaimTTL and are found again.
+			return due, now.Add(s.cfg.ClaimTTL), nil
+		}
+	}
+	if claimed == limit {
+		return due, now, nil
+	}
+	nextMs := nowMs + s.cfg.PollInterval.Milliseconds()
+	if str, _ := res[0].(string); str != "" {
+		if f, err := strconv.ParseFloat(str, 64); err == nil && int64(f) < nextMs {
+			nextMs = int64(f)
+		}
+	}
+	for i := 2; i < len(rearm); i += 3 {
+		if ms, err := strconv.ParseInt(rearm[i].(string), 10, 64); err == nil && ms >= 0 {
+			nextMs = min(nextMs, ms)
+		}
+	}
+	for {
+		cur := s.next.Load()
+		if nextMs >= cur || s.next.CompareAndSwap(cur, nextMs) {
+			break
+		}
+	}
+	return due, time.UnixMilli(nextMs).UTC(), nil
+}
+
+// Wake implements session.Store: it receives a value when an event of any
+// node announces a deadline earlier than the last one Due returned, or
+// when this node handed a dead node's sessions over.
+func (s *Store) Wake() <-chan struct{} { return s.wake }
+
+func (s *Store) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// announced is called with the deadline (Unix ms) an event carries.
+func (s *Store) announced(ms int64) {
+	if ms > 0 && ms < s.next.Load() {
+		s.signal()
+	}
+}
+
+// heartbeatLoop renews this node's heartbeat every NodeTTL/3 and, once
+// this node has been in contact with Redis for NodeTTL, hands the sessions
+// of dead nodes over.
+func (s *Store) heartbeatLoop() {
+	defer s.wg.Done()
+	every := s.cfg.NodeTTL / 3
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.beatNow:
+		}
+		more := s.beat()
+		if more {
+			t.Reset(0)
+		} else {
+			t.Reset(every)
+		}
+	}
+}
+
+// beat runs the heartbeat script once; it reports whether a dead node has
+// sessions left to hand over.
+func (s *Store) beat() (more bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTTL/3)
+	defer cancel()
+	since := s.healthySince.Load()
+	judge := "0"
+	if since != 0 && time.Since(time.Unix(0, since)) >= s.cfg.NodeTTL {
+		judge = "1"
+	}
+	res, err := heartbeatScript.Run(ctx, s.client, []string{s.nodes, s.timers},
+		s.node, s.cfg.NodeTTL.Milliseconds(), judge, s.cfg.Batch, s.prefix).Int64Slice()
+	if err != nil || len(res) != 2 {
+		s.healthySince.Store(0)
+		return false
+	}
+	if since == 0 {
+		s.healthySince.Store(time.Now().UnixNano())
+	}
+	if res[0] > 0 {
+		s.signal()
+	}
+	return res[1] == 1
+}
+
+// Close stops the heartbeat and the event listener and, when no session
+// of this node is left open, removes the node's heartbeat entry (otherwise
+// the entry expires and the other nodes close its sessions). It does not
+// close the client. Closing twice is harmless.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		if s.ps != nil {
+			err = s.ps.Close()
+		}
+		s.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTTL)
+		defer cancel()
+		if e := leaveScript.Run(ctx, s.client, []string{s.nodes, s.mine}, s.node).Err(); e != nil {
+			err = errors.Join(err, unavailable("close", e))
+		}
+	})
+	return err
+}
