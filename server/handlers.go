@@ -410,7 +410,10 @@ func (s *Server) task(r *http.Request, req *request) (any, error) {
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdTask); err != nil {
 		return nil, err
 	}
-	taskID, d := s.speech.speak(id, *body.Text)
+	taskID, d, err := s.say(r.Context(), id, *body.Text)
+	if err != nil {
+		return nil, err
+	}
 	return taskResponse{TaskID: taskID, DurationMS: d.Milliseconds()}, nil
 }
 
@@ -422,8 +425,7 @@ func (s *Server) interrupt(r *http.Request, req *request) (any, error) {
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdInterrupt); err != nil {
 		return nil, err
 	}
-	s.speech.interrupt(id)
-	return nil, nil
+	return nil, s.hush(r.Context(), id)
 }
 
 // command serves the endpoints that only check the state (and count as

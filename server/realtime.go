@@ -334,13 +334,17 @@ func (c *client) handle(typ int, data []byte) {
 			c.sendData(encodeError(err))
 			return
 		}
-		s.speech.speak(c.sessionID, msg.Text)
+		if _, _, err := s.say(c.ctx, c.sessionID, msg.Text); err != nil {
+			c.sendData(encodeError(err))
+		}
 	case TypeInterrupt:
 		if _, err := s.mgr.Command(c.ctx, c.account, c.sessionID, fsm.CmdInterrupt); err != nil {
 			c.sendData(encodeError(err))
 			return
 		}
-		s.speech.interrupt(c.sessionID)
+		if err := s.hush(c.ctx, c.sessionID); err != nil {
+			c.sendData(encodeError(err))
+		}
 	case TypeKeepAlive:
 		if _, err := s.mgr.Command(c.ctx, c.account, c.sessionID, fsm.CmdKeepAlive); err != nil {
 			c.sendData(encodeError(err))

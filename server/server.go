@@ -61,6 +61,12 @@ type Config struct {
 	// TaskDuration says how long the avatar speaks a text. The default is
 	// DefaultTaskDuration.
 	TaskDuration func(text string) time.Duration
+	// Relay carries tasks and interrupts to the node holding the session's
+	// realtime socket, when several nodes serve one service (see [Relay]).
+	// The default (nil) simulates speech on the node that receives the
+	// task, which is right for a single node. New subscribes to it;
+	// Shutdown and Close cancel the subscription.
+	Relay Relay
 	// MaxBodyBytes limits request bodies. The default is
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
@@ -170,9 +176,11 @@ type Server struct {
 	routes   map[string]route
 	upgrader websocket.Upgrader
 
-	hub    *hub
-	speech *speaker
-	unsub  func()
+	hub     *hub
+	speech  *speaker
+	unsub   func()
+	relay   Relay  // nil on a single node
+	unrelay func() // cancels the relay subscription
 
 	// ctx is cancelled by Close; socket goroutines derive theirs from it.
 	ctx    context.Context
@@ -184,8 +192,9 @@ type Server struct {
 }
 
 // New returns a Server for cfg. It subscribes once to cfg.Manager's
-// transitions; call Shutdown or Close to release the subscription and the
-// sockets.
+// transitions, and to cfg.Relay when there is one (it fails when that
+// subscription fails); call Shutdown or Close to release the subscriptions
+// and the sockets.
 func New(cfg Config) (*Server, error) {
 	if cfg.Manager == nil {
 		return nil, errors.New("server: Config.Manager is required")
@@ -271,6 +280,15 @@ func New(cfg Config) (*Server, error) {
 	s.hub = newHub()
 	s.speech = newSpeaker(cfg.Clock, cfg.TaskDuration, s.hub.send)
 	s.routes = s.newRoutes()
+	s.unrelay = func() {}
+	if cfg.Relay != nil {
+		cancel, err := cfg.Relay.Subscribe(s.onRelay)
+		if err != nil {
+			s.cancel()
+			return nil, fmt.Errorf("server: Config.Relay: subscribe: %w", err)
+		}
+		s.relay, s.unrelay = cfg.Relay, cancel
+	}
 	s.unsub = cfg.Manager.Subscribe(s.onEvent)
 	return s, nil
 }
@@ -306,12 +324,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err e
 	}
 }
 
-// Shutdown stops accepting realtime sockets, ends the Manager subscription
-// and simulated speech, and closes every socket with 1001 ("server shutting
-// down"), waiting for their goroutines until ctx is done; then it drops the
-// sockets left. It does not close the Manager: to send clients the closed
-// state first, close the Manager before calling Shutdown. Calling it again
-// does nothing more and returns nil once the sockets are gone.
+// Shutdown stops accepting realtime sockets, ends the Manager and Relay
+// subscriptions and simulated speech, and closes every socket with 1001
+// ("server shutting down"), waiting for their goroutines until ctx is done;
+// then it drops the sockets left. It does not close the Manager: to send
+// clients the closed state first, close the Manager before calling
+// Shutdown. Calling it again does nothing more and returns nil once the
+// sockets are gone.
 func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.stop() {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
@@ -341,7 +360,7 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// stop refuses new sockets, ends the subscription and speech (once) and
+// stop refuses new sockets, ends the subscriptions and speech (once) and
 // returns the sockets registered.
 func (s *Server) stop() []*client {
 	s.mu.Lock()
@@ -350,6 +369,7 @@ func (s *Server) stop() []*client {
 	s.mu.Unlock()
 	if first {
 		s.unsub()
+		s.unrelay()
 		s.speech.close()
 	}
 	return s.hub.close()

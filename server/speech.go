@@ -67,7 +67,9 @@ type task struct {
 
 // speaker simulates the avatars of the sessions on this node: at most one
 // speech per session. It emits avatar_start_talking and avatar_stop_talking
-// through emit. Safe for concurrent use.
+// through emit. With a Relay, every node's speaker models every session's
+// speech from the relay's commands, and emit reaches a socket only on the
+// node holding it. Safe for concurrent use.
 type speaker struct {
 	clock    Clock
 	duration func(string) time.Duration
@@ -85,15 +87,24 @@ func newSpeaker(clock Clock, duration func(string) time.Duration, emit func(stri
 // speak starts speaking text for the session, cutting short the speech in
 // progress, and returns the new task.
 func (s *speaker) speak(sessionID, text string) (id string, d time.Duration) {
-	d = s.duration(text)
-	if d < 0 {
-		d = 0
-	}
-	t := &task{id: newTaskID(), duration: d}
+	d = max(s.duration(text), 0)
+	id = newTaskID()
+	s.start(sessionID, id, d)
+	return id, d
+}
+
+// start starts task id of d for the session, cutting short the speech in
+// progress. A task already in progress is not started again (a relay
+// delivering one command twice).
+func (s *speaker) start(sessionID, id string, d time.Duration) {
+	t := &task{id: id, duration: d}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return t.id, d
+		return
+	}
+	if cur, ok := s.current[sessionID]; ok && cur.id == id {
+		return
 	}
 	s.interruptLocked(sessionID)
 	t.started = s.clock.Now()
@@ -102,7 +113,6 @@ func (s *speaker) speak(sessionID, text string) (id string, d time.Duration) {
 	// before the start is emitted, since finish needs s.mu.
 	t.stop = s.clock.AfterFunc(d, func() { s.finish(sessionID, t) })
 	s.emit(sessionID, marshalMessage(startTalkingMessage{Type: TypeStartTalking, TaskID: t.id, DurationMS: d.Milliseconds()}))
-	return t.id, d
 }
 
 // finish ends t when its time is up, unless it was interrupted meanwhile.

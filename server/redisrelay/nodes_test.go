@@ -1,0 +1,281 @@
+package redisrelay
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/internal/redistest"
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/session"
+	"github.com/streamsession/streamsession/session/redisstore"
+)
+
+// fakeClock is a server.Clock that moves only when Advance is called; due
+// timers run in Advance, in order. Every timer set is reported on armed, so
+// that a test knows when every node started a speech.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+	armed  chan time.Duration
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), armed: make(chan time.Duration, 100)}
+}
+
+// started waits until n more timers of d are set (a guard of 5 s): n nodes
+// started a speech of d.
+func (c *fakeClock) started(t *testing.T, d time.Duration, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case got := <-c.armed:
+			require.Equal(t, d, got)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no timer of %v within 5s", d)
+		}
+	}
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	c.armed <- d
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.stopped:
+		case !t.at.After(c.now):
+			t.stopped = true
+			due = append(due, t)
+		default:
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+	sort.SliceStable(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
+	for _, t := range due {
+		t.f()
+	}
+}
+
+var (
+	accounts = server.AccountsByKey{"key-acme": {Name: "acme", Plan: limits.Plan{Name: "pro", MaxConcurrent: 10}}}
+	avatars  = session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true, Default: true}}
+	secret   = []byte("0123456789abcdef0123456789abcdef")
+)
+
+// node is one server node: its own session store, Manager, Relay and
+// Server on the shared Redis, served over HTTP.
+type node struct {
+	srv  *server.Server
+	http *httptest.Server
+}
+
+// newNodes starts n nodes of one service on Redis (sessions in
+// redisstore, speech through the Relay) sharing one in-process limiter and
+// one fake speech clock.
+func newNodes(t *testing.T, n int, clock server.Clock) []*node {
+	t.Helper()
+	rds := redistest.Start(t)
+	lim := limits.NewMemory(limits.MemoryConfig{SweepInterval: -1})
+	t.Cleanup(func() { lim.Close() })
+	var nodes []*node
+	for range n {
+		store, err := redisstore.New(rds.Client(), redisstore.Config{Prefix: "rt"})
+		require.NoError(t, err)
+		mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: store})
+		require.NoError(t, err)
+		relay, err := New(rds.Client(), Config{Prefix: "rt"})
+		require.NoError(t, err)
+		srv, err := server.New(server.Config{
+			Manager: mgr, Accounts: accounts, Avatars: avatars, Secret: secret, Clock: clock, Relay: relay,
+		})
+		require.NoError(t, err)
+		nd := &node{srv: srv, http: httptest.NewServer(srv)}
+		t.Cleanup(func() {
+			nd.http.Close()
+			require.NoError(t, mgr.Close(context.Background()))
+			require.NoError(t, srv.Shutdown(context.Background()))
+			require.NoError(t, relay.Close())
+			require.NoError(t, store.Close())
+		})
+		nodes = append(nodes, nd)
+	}
+	return nodes
+}
+
+// post calls the API and returns the HTTP status and the envelope's data.
+func (n *node) post(t *testing.T, path, body string) (int, json.RawMessage) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, n.http.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("X-Api-Key", "key-acme")
+	resp, err := n.http.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &env), "%s", raw)
+	return resp.StatusCode, env.Data
+}
+
+// on returns endpoint with n's host.
+func (n *node) on(t *testing.T, endpoint string) string {
+	t.Helper()
+	u, err := url.Parse(endpoint)
+	require.NoError(t, err)
+	b, err := url.Parse(n.http.URL)
+	require.NoError(t, err)
+	u.Host = b.Host
+	return u.String()
+}
+
+type wsClient struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func dial(t *testing.T, endpoint string) *wsClient {
+	t.Helper()
+	conn, resp, err := websocket.DefaultDialer.Dial(endpoint, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	t.Cleanup(func() { conn.Close() })
+	return &wsClient{t: t, conn: conn}
+}
+
+// expect reads the next message (a guard deadline of 5 s) and compares it.
+func (c *wsClient) expect(want string) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, data, err := c.conn.ReadMessage()
+	require.NoError(c.t, err)
+	require.JSONEq(c.t, want, string(data))
+}
+
+type taskAnswer struct {
+	TaskID     string `json:"task_id"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// TestSpeechAcrossNodes runs two nodes on one Redis: the socket opens on
+// a, tasks and interrupts are sent through b, and a's socket hears every
+// event once, with what b answered. Then the socket moves to b mid-speech
+// and hears the end there.
+func TestSpeechAcrossNodes(t *testing.T) {
+	clock := newFakeClock()
+	nodes := newNodes(t, 2, clock)
+	a, b := nodes[0], nodes[1]
+
+	status, data := b.post(t, server.PathNew, `{}`)
+	require.Equal(t, http.StatusOK, status)
+	var created struct {
+		SessionID        string `json:"session_id"`
+		RealtimeEndpoint string `json:"realtime_endpoint"`
+	}
+	require.NoError(t, json.Unmarshal(data, &created))
+	named := `{"session_id":"` + created.SessionID + `"`
+	status, _ = b.post(t, server.PathStart, named+`}`)
+	require.Equal(t, http.StatusOK, status)
+	s := dial(t, a.on(t, created.RealtimeEndpoint))
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+
+	task := func(n *node, text string) taskAnswer {
+		t.Helper()
+		status, data := n.post(t, server.PathTask, named+`,"text":"`+text+`"}`)
+		require.Equal(t, http.StatusOK, status, "%s", data)
+		var ans taskAnswer
+		require.NoError(t, json.Unmarshal(data, &ans))
+		return ans
+	}
+
+	// A task through b, spoken to its end on a's socket. The clock moves
+	// once both nodes started the task.
+	t1 := task(b, "Hello, world")
+	assert.Equal(t, int64(770), t1.DurationMS)
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	clock.started(t, 770*time.Millisecond, 2)
+	clock.Advance(770 * time.Millisecond)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+
+	// An interrupt through b cuts a task through b short.
+	t2 := task(b, strings.Repeat("word ", 100))
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":28000}`)
+	clock.started(t, 28*time.Second, 2)
+	clock.Advance(1234 * time.Millisecond)
+	status, _ = b.post(t, server.PathInterrupt, named+`}`)
+	require.Equal(t, http.StatusOK, status)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":1234,"interrupted":true}`)
+
+	// The socket drops and reopens on b mid-speech: b's socket hears the
+	// end of the task that a's socket heard begin.
+	t3 := task(a, strings.Repeat("a", 100))
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t3.TaskID + `","duration_ms":7000}`)
+	clock.started(t, 7*time.Second, 2)
+	s.conn.Close()
+	s2 := dial(t, b.on(t, created.RealtimeEndpoint))
+	s2.expect(`{"type":"session.state_updated","state":"connected"}`)
+	clock.Advance(7 * time.Second)
+	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + t3.TaskID + `","duration_ms":7000,"interrupted":false}`)
+
+	// An agent.speak on the moved socket, then a stop through a: the
+	// speech ends on every node before the session closes.
+	require.NoError(t, s2.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"agent.speak","text":"four"}`)))
+	s2.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var start server.ServerMessage
+	require.NoError(t, s2.conn.ReadJSON(&start))
+	assert.Equal(t, server.ServerMessage{Type: server.TypeStartTalking, TaskID: start.TaskID, DurationMS: 500}, start)
+	clock.started(t, 500*time.Millisecond, 2)
+	status, _ = a.post(t, server.PathStop, named+`}`)
+	require.Equal(t, http.StatusOK, status)
+	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":0,"interrupted":true}`)
+	s2.expect(`{"type":"session.state_updated","state":"closing"}`)
+	s2.expect(`{"type":"session.state_updated","state":"closed"}`)
+}

@@ -1,0 +1,335 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/session"
+)
+
+// memRelay is a Relay in memory: Publish hands the message to every
+// subscription at once, under one lock, so that every subscription sees one
+// order (what a single Redis channel gives).
+type memRelay struct {
+	mu        sync.Mutex
+	subs      map[int]func(string, RelayMessage)
+	next      int
+	published []RelayMessage
+	err       error // returned by Publish when set
+	subErr    error // returned by Subscribe when set
+}
+
+func newMemRelay() *memRelay { return &memRelay{subs: make(map[int]func(string, RelayMessage))} }
+
+func (r *memRelay) Publish(_ context.Context, sessionID string, msg RelayMessage) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.published = append(r.published, msg)
+	for i := range r.next {
+		if fn, ok := r.subs[i]; ok {
+			fn(sessionID, msg)
+		}
+	}
+	return nil
+}
+
+func (r *memRelay) Subscribe(fn func(string, RelayMessage)) (func(), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.subErr != nil {
+		return nil, r.subErr
+	}
+	id := r.next
+	r.next++
+	r.subs[id] = fn
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.subs, id)
+	}, nil
+}
+
+func (r *memRelay) setErr(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
+func (r *memRelay) subscriptions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.subs)
+}
+
+func (r *memRelay) kinds() []RelayKind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []RelayKind
+	for _, m := range r.published {
+		out = append(out, m.Kind)
+	}
+	return out
+}
+
+// sharedStore is one MemoryStore behind several Managers, each watching it
+// through its own view, as the nodes of a service share a distributed
+// store: every node's Manager hears every change, whichever node made it.
+type sharedStore struct {
+	mem *session.MemoryStore
+
+	mu       sync.Mutex
+	watchers []func(session.Event)
+}
+
+func newSharedStore(t *testing.T) *sharedStore {
+	st := &sharedStore{mem: session.NewMemoryStore(session.MemoryStoreConfig{})}
+	require.NoError(t, st.mem.Watch(st.fanOut))
+	return st
+}
+
+func (st *sharedStore) fanOut(ev session.Event) {
+	st.mu.Lock()
+	ws := st.watchers
+	st.mu.Unlock()
+	for _, w := range ws {
+		w(ev)
+	}
+}
+
+// view returns the Store of one node.
+func (st *sharedStore) view() session.Store { return storeView{Store: st.mem, shared: st} }
+
+type storeView struct {
+	session.Store
+	shared *sharedStore
+}
+
+func (v storeView) Watch(fn func(session.Event)) error {
+	v.shared.mu.Lock()
+	defer v.shared.mu.Unlock()
+	v.shared.watchers = append(v.shared.watchers[:len(v.shared.watchers):len(v.shared.watchers)], fn)
+	return nil
+}
+
+// newNodes starts n server nodes of one service: each its own Manager and
+// Server over one shared store, limiter and fake clock, with relay (nil:
+// none) in every node's Config.
+func newNodes(t *testing.T, n int, relay Relay) []*env {
+	t.Helper()
+	store := newSharedStore(t)
+	lim := newFakeLimiter(1000)
+	clock := newFakeClock()
+	var nodes []*env
+	for range n {
+		mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: testAvatars, Store: store.view()})
+		require.NoError(t, err)
+		e := &env{
+			t: t, mgr: mgr, lim: lim, clock: clock,
+			opened: make(chan SocketInfo, 100), closed: make(chan SocketInfo, 100), refused: make(chan Refusal, 1000),
+		}
+		e.srv, err = New(Config{
+			Manager: mgr, Accounts: testAccts, Avatars: testAvatars, Secret: testSecret, Clock: clock, Relay: relay,
+			Hooks: Hooks{
+				SocketOpened: func(s SocketInfo) { e.opened <- s },
+				SocketClosed: func(s SocketInfo) { e.closed <- s },
+			},
+		})
+		require.NoError(t, err)
+		e.http = httptest.NewServer(e.srv)
+		t.Cleanup(func() {
+			e.http.Close()
+			require.NoError(t, e.srv.Close())
+			require.NoError(t, mgr.Close(context.Background()))
+		})
+		nodes = append(nodes, e)
+	}
+	return nodes
+}
+
+// on returns a realtime endpoint on node e: the socket may open on any
+// node sharing the secret.
+func (e *env) on(endpoint string) string {
+	e.t.Helper()
+	u, err := url.Parse(endpoint)
+	require.NoError(e.t, err)
+	b, err := url.Parse(e.http.URL)
+	require.NoError(e.t, err)
+	u.Host = b.Host
+	return u.String()
+}
+
+// settle sends an invalid message and expects its error event next: no
+// other message was waiting before it.
+func (s *socket) settle() {
+	s.t.Helper()
+	s.send(`{"type":"nothing"}`)
+	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
+}
+
+func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
+	relay := newMemRelay()
+	nodes := newNodes(t, 2, relay)
+	a, b := nodes[0], nodes[1]
+	c := b.connecting("key-acme") // created and started through b
+	s := a.open(a.on(c.RealtimeEndpoint))
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	named := `{"session_id":"` + c.SessionID + `"`
+
+	// A task through b is spoken to the socket on a, with b's answer.
+	var t1 taskResponse
+	b.data(b.post("key-acme", PathTask, named+`,"text":"Hello, world"}`), &t1)
+	assert.Equal(t, int64(770), t1.DurationMS)
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	a.clock.Advance(770 * time.Millisecond)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+	s.settle() // each event once
+
+	// An interrupt through b cuts short a task given through a.
+	var t2 taskResponse
+	a.data(a.post("key-acme", PathTask, named+`,"text":"`+strings.Repeat("word ", 100)+`"}`), &t2)
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":28000}`)
+	a.clock.Advance(300 * time.Millisecond)
+	require.Equal(t, http.StatusOK, b.post("key-acme", PathInterrupt, named+`}`).status)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":300,"interrupted":true}`)
+	require.Equal(t, http.StatusOK, b.post("key-acme", PathInterrupt, named+`}`).status) // silent: nothing to say
+	s.settle()
+	assert.Equal(t, 0, a.clock.pending(), "no node models a speech any more")
+
+	// The socket's own messages go through the relay too, and a task
+	// through b cuts short one spoken from the socket.
+	s.send(`{"type":"agent.speak","text":"one two three"}`)
+	start := s.message()
+	assert.Equal(t, ServerMessage{Type: TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
+	a.clock.Advance(100 * time.Millisecond)
+	var t3 taskResponse
+	b.data(b.post("key-acme", PathTask, named+`,"text":"four"}`), &t3)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":100,"interrupted":true}`)
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t3.TaskID + `","duration_ms":500}`)
+
+	// A stop through b ends the speech on every node; the socket hears it
+	// before closing.
+	require.Equal(t, http.StatusOK, b.post("key-acme", PathStop, named+`}`).status)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t3.TaskID + `","duration_ms":0,"interrupted":true}`)
+	s.expect(`{"type":"session.state_updated","state":"closing"}`)
+	s.expect(`{"type":"session.state_updated","state":"closed"}`)
+	require.NotNil(t, s.closeError())
+	assert.Equal(t, 0, a.clock.pending(), "no speech timer left on any node")
+	assert.Equal(t, []RelayKind{RelaySpeak, RelaySpeak, RelayInterrupt, RelayInterrupt, RelaySpeak, RelaySpeak}, relay.kinds())
+}
+
+func TestRelaySocketMovesMidSpeech(t *testing.T) {
+	nodes := newNodes(t, 3, newMemRelay())
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	cr := a.connecting("key-acme")
+	named := `{"session_id":"` + cr.SessionID + `"`
+	s := a.open(cr.RealtimeEndpoint)
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	<-a.opened
+
+	var t1 taskResponse
+	c.data(c.post("key-acme", PathTask, named+`,"text":"`+strings.Repeat("a", 100)+`"}`), &t1)
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":7000}`)
+	a.clock.Advance(time.Second)
+
+	// The socket drops and reopens on b mid-speech: b hears the end.
+	s.ws.Close()
+	<-a.closed
+	s2 := b.open(b.on(cr.RealtimeEndpoint))
+	s2.expect(`{"type":"session.state_updated","state":"connected"}`)
+	a.clock.Advance(6 * time.Second)
+	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":7000,"interrupted":false}`)
+
+	// Tasks and interrupts through a, which held the socket, reach b.
+	var t2 taskResponse
+	a.data(a.post("key-acme", PathTask, named+`,"text":"`+strings.Repeat("a", 100)+`"}`), &t2)
+	s2.expect(`{"type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":7000}`)
+	a.clock.Advance(2 * time.Second)
+	require.Equal(t, http.StatusOK, a.post("key-acme", PathInterrupt, named+`}`).status)
+	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":2000,"interrupted":true}`)
+	s2.settle()
+	assert.Equal(t, 0, a.clock.pending())
+}
+
+func TestRelayPublishFailure(t *testing.T) {
+	relay := newMemRelay()
+	nodes := newNodes(t, 2, relay)
+	a, b := nodes[0], nodes[1]
+	cr := a.connecting("key-acme")
+	s := a.open(cr.RealtimeEndpoint)
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	named := `{"session_id":"` + cr.SessionID + `"`
+
+	down := sserrors.ErrAPIConnectionError.WithStatus(http.StatusServiceUnavailable).WithRetryAfter(time.Second)
+	relay.setErr(down)
+	r := b.post("key-acme", PathTask, named+`,"text":"hi"}`)
+	assert.Equal(t, http.StatusServiceUnavailable, r.status)
+	assert.Contains(t, r.body, `"code":400558`)
+	assert.Equal(t, "1", r.header.Get("Retry-After"))
+	assert.Equal(t, http.StatusServiceUnavailable, b.post("key-acme", PathInterrupt, named+`}`).status)
+	s.send(`{"type":"agent.speak","text":"hi"}`)
+	s.expect(string(encodeError(down)))
+	s.send(`{"type":"agent.interrupt"}`)
+	s.expect(string(encodeError(down)))
+	assert.Equal(t, 0, a.clock.pending(), "nothing was spoken anywhere")
+
+	relay.setErr(nil)
+	s.send(`{"type":"agent.speak","text":"hi"}`)
+	assert.Equal(t, TypeStartTalking, s.message().Type)
+}
+
+func TestRelaySubscription(t *testing.T) {
+	relay := newMemRelay()
+	relay.subErr = errors.New("relay down")
+	mgr, err := session.NewManager(session.Config{Limiter: newFakeLimiter(10), Avatars: testAvatars})
+	require.NoError(t, err)
+	defer mgr.Close(context.Background())
+	cfg := Config{Manager: mgr, Accounts: testAccts, Avatars: testAvatars, Relay: relay}
+	_, err = New(cfg)
+	require.ErrorContains(t, err, "relay down")
+
+	relay.subErr = nil
+	srv, err := New(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, 1, relay.subscriptions())
+	require.NoError(t, srv.Shutdown(context.Background()))
+	assert.Equal(t, 0, relay.subscriptions(), "Shutdown cancels the subscription")
+	require.NoError(t, srv.Close())
+}
+
+// TestOnRelay feeds a node's relay handler directly: malformed commands
+// change nothing, and a command delivered twice is applied once.
+func TestOnRelay(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
+	c, s := e.connect("key-acme")
+	id := c.SessionID
+
+	e.srv.onRelay("", RelayMessage{Kind: RelaySpeak, TaskID: "t0", Duration: time.Second})
+	e.srv.onRelay(id, RelayMessage{Kind: "dance", TaskID: "t0", Duration: time.Second})
+	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, Duration: time.Second})
+	assert.Equal(t, 0, e.clock.pending(), "nothing spoken")
+
+	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
+	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
+	s.expect(`{"type":"avatar_start_talking","task_id":"t1","duration_ms":2000}`)
+	assert.Equal(t, 1, e.clock.pending(), "the repeat started nothing")
+	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t2", Duration: -time.Second})
+	s.expect(`{"type":"avatar_stop_talking","task_id":"t1","duration_ms":0,"interrupted":true}`)
+	s.expect(`{"type":"avatar_start_talking","task_id":"t2","duration_ms":0}`)
+	e.clock.Advance(0)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"t2","duration_ms":0,"interrupted":false}`)
+	s.settle()
+}
