@@ -1,6 +1,7 @@
 // Command streaming serves the streamsession demo: a HeyGen-compatible
 // Streaming API (HTTP under /v1/ and the realtime WebSocket) on the
-// library's session manager, with an in-memory limiter.
+// library's session manager, in memory on one node or, with -redis, as one
+// node of a service sharing a Redis.
 //
 // Usage:
 //
@@ -18,6 +19,8 @@
 //	-text TEXT     client: what the avatar says
 //	-metrics-addr ADDR  serve /metrics there instead of on -addr
 //	-log-format F  text (default) or json
+//	-redis ADDR    run as one node of a service sharing the Redis at ADDR (limits,
+//	               sessions, tokens and speech events in Redis); every node reads the same -config
 //
 // The server serves the live session console at / and Prometheus metrics at
 // /metrics. It logs to standard error with log/slog, never a token, an API key
@@ -57,6 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", time.Minute, "client: give up after this long")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on this address instead of -addr")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	var rds redisOptions
+	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port): run as one node of the service sharing that Redis")
+	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
+	fs.DurationVar(&rds.LeaseTTL, "lease-ttl", 0, "with -redis: slot lease lifetime (default 30s; for tests)")
+	fs.DurationVar(&rds.NodeTTL, "node-ttl", 0, "with -redis: node heartbeat lifetime (default 15s; for tests)")
+	fs.DurationVar(&rds.RequestTimeout, "request-timeout", 0, "with -redis: bound of each API request (default 10s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -89,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streaming: -log-format must be text or json, not %q\n", *logFormat)
 		return 2
 	}
-	if err := serve(ctx, serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr}, stdout, logger); err != nil {
+	if err := serve(ctx, serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds}, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1
 	}

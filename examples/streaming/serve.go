@@ -31,6 +31,9 @@ type serveOptions struct {
 	// MetricsAddr, when set, serves /metrics on its own listener instead of
 	// on Addr.
 	MetricsAddr string
+	// Redis, when its Addr is set, puts the limiter, the sessions and the
+	// bearer tokens in Redis (see redis.go).
+	Redis redisOptions
 }
 
 // serve runs the server until ctx is done, then shuts it down gracefully.
@@ -49,11 +52,20 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		return err
 	}
 	logHooks := observe.SessionHooks(logger)
-	svc, err := config.NewService(cfg, config.Options{
+	svcOpts := config.Options{
 		Session: session.Config{Hooks: observe.JoinHooks(met.SessionHooks(),
 			session.Hooks{OnRefused: logHooks.OnRefused, OnLimiter: logHooks.OnLimiter})},
 		Server: server.Config{Hooks: observe.JoinServerHooks(met.ServerHooks(), observe.ServerHooks(logger))},
-	})
+	}
+	var rds *redisBackends
+	if opts.Redis.Addr != "" {
+		if rds, err = openRedis(ctx, opts.Redis, cfg); err != nil {
+			return err
+		}
+		defer rds.close() // after svc.Shutdown
+		rds.apply(&svcOpts)
+	}
+	svc, err := config.NewService(cfg, svcOpts)
 	if err != nil {
 		return err
 	}
@@ -84,7 +96,11 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	}
 	base := "http://" + ln.Addr().String()
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", svc.Server)
+	var api http.Handler = svc.Server
+	if rds != nil {
+		api = rds.handler(api)
+	}
+	mux.Handle("/v1/", api)
 	if metricsServer == nil {
 		mux.Handle("/metrics", metricsHandler)
 	}

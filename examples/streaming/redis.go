@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamsession/streamsession/limits/redislimiter"
+	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/redisrelay"
+	"github.com/streamsession/streamsession/server/redistokens"
+	"github.com/streamsession/streamsession/session/redisstore"
+)
+
+// redisOptions are the flags of distributed mode (-redis ADDR): every node
+// started with the same Redis, prefix and configuration file is one
+// service.
+type redisOptions struct {
+	// Addr is the Redis address (host:port); empty means one node in
+	// memory.
+	Addr string
+	// Prefix is the hash tag of every key (hidden flag -redis-prefix).
+	Prefix string
+	// LeaseTTL is the limiter's lease lifetime (hidden flag -lease-ttl, for
+	// tests); zero takes redislimiter's default (30 s).
+	LeaseTTL time.Duration
+	// NodeTTL is the session store's heartbeat lifetime (hidden flag
+	// -node-ttl, for tests); zero takes redisstore's default (15 s).
+	NodeTTL time.Duration
+	// RequestTimeout bounds each API request's work on Redis (hidden flag
+	// -request-timeout); zero means defaultRequestTimeout. A call that
+	// Redis does not answer in time gets 503/400558 with a Retry-After.
+	RequestTimeout time.Duration
+}
+
+// defaultRequestTimeout bounds an API request in distributed mode.
+const defaultRequestTimeout = 10 * time.Second
+
+// redisConnectTimeout bounds the checks made at start.
+const redisConnectTimeout = 5 * time.Second
+
+// redisBackends are the Redis limiter, session store, token store and
+// speech relay of one node, on one client.
+type redisBackends struct {
+	client  *redis.Client
+	limiter *redislimiter.Limiter
+	store   *redisstore.Store
+	tokens  *redistokens.Store
+	relay   *redisrelay.Relay
+	secret  []byte
+
+	requestTimeout time.Duration
+}
+
+// openRedis connects to Redis and builds the backends. It fails when
+// Redis does not answer within redisConnectTimeout: the nodes agree on the
+// access-token secret through it at start.
+func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*redisBackends, error) {
+	client := redis.NewClient(&redis.Options{Addr: opts.Addr, ContextTimeoutEnabled: true})
+	b := &redisBackends{client: client, requestTimeout: opts.RequestTimeout}
+	if b.requestTimeout <= 0 {
+		b.requestTimeout = defaultRequestTimeout
+	}
+	fail := func(err error) (*redisBackends, error) {
+		b.close()
+		return nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, redisConnectTimeout)
+	defer cancel()
+	if err := client.Ping(cctx).Err(); err != nil {
+		return fail(err)
+	}
+	secret, err := redistokens.SharedSecret(cctx, client, opts.Prefix)
+	if err != nil {
+		return fail(err)
+	}
+	b.secret = secret
+	if b.limiter, err = redislimiter.New(client, redislimiter.Config{
+		Prefix: opts.Prefix, Capacity: cfg.Capacity, LeaseTTL: opts.LeaseTTL,
+	}); err != nil {
+		return fail(err)
+	}
+	if b.tokens, err = redistokens.New(client, redistokens.Config{Prefix: opts.Prefix}); err != nil {
+		return fail(err)
+	}
+	if b.store, err = redisstore.New(client, redisstore.Config{Prefix: opts.Prefix, NodeTTL: opts.NodeTTL}); err != nil {
+		return fail(err)
+	}
+	if b.relay, err = redisrelay.New(client, redisrelay.Config{Prefix: opts.Prefix}); err != nil {
+		return fail(err)
+	}
+	return b, nil
+}
+
+// apply puts the backends into the service's options.
+func (b *redisBackends) apply(o *config.Options) {
+	o.Limiter = b.limiter
+	o.Session.Store = b.store
+	o.Server.Tokens = b.tokens
+	o.Server.Secret = b.secret
+	o.Server.Relay = b.relay
+}
+
+// handler bounds the context of every request to h by the request
+// timeout, so that a Redis that hangs (paused, overloaded, unreachable)
+// costs a caller at most that long: the Redis backends then answer
+// 503/400558. A stop goes on after the deadline (the server detaches it),
+// and a realtime socket, once open, does not depend on it.
+func (b *redisBackends) handler(h http.Handler) http.Handler {
+	d := b.requestTimeout
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// close releases the backends, after the service's Shutdown (which closes
+// this node's sessions and frees their slots).
+func (b *redisBackends) close() error {
+	var errs []error
+	if b.store != nil {
+		errs = append(errs, b.store.Close())
+	}
+	if b.limiter != nil {
+		errs = append(errs, b.limiter.Close())
+	}
+	if b.relay != nil {
+		errs = append(errs, b.relay.Close())
+	}
+	errs = append(errs, b.client.Close())
+	return errors.Join(errs...)
+}
