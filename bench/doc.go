@@ -1,4 +1,4 @@
-// Package bench is the performance suite of streamsession (issue 7): Go
+// Package bench is the performance suite of streamsession: Go
 // benchmarks that measure the library and its peers, github.com/looplab/fsm
 // used directly and github.com/qmuntal/stateless, in the same run, under
 // names that stay the same from one version to the next so that results can

@@ -25,7 +25,7 @@ var benchAvatars = session.Avatars{{ID: "Wayne_20240711", Public: true, Active: 
 // it does in production, and that work is part of the measurement.
 const benchRetention = time.Millisecond
 
-// newManager returns a Manager as issue 7 measures it: the in-memory limiter
+// newManager returns a Manager as the performance goals measure it: the in-memory limiter
 // (limits.NewMemory), the default store, ids, timers and one subscriber. The
 // manager, its subscriber and the limiter are closed when b ends.
 func newManager(b *testing.B, retention time.Duration) *session.Manager {

@@ -29,7 +29,7 @@ import (
 	"github.com/streamsession/streamsession/server/config"
 )
 
-// The scale check of issue 7: 10,000 realtime WebSocket sessions connected
+// The scale check: 10,000 realtime WebSocket sessions connected
 // to one in-process server over loopback. It is kept out of the default
 // test run by the scale build tag:
 //

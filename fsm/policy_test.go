@@ -12,7 +12,7 @@ import (
 
 // TestAllow walks every (command, state) pair, invalid values included, and
 // asserts the exact code (0 when allowed), written out by hand from the
-// command policy of issue 3 and WIRE.md.
+// command policy of the wire contract.
 func TestAllow(t *testing.T) {
 	// columns: Unknown, New, Connecting, Connected, Closing, Closed, State(6), State(-1)
 	want := []struct {

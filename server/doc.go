@@ -1,6 +1,6 @@
 // Package server is the HTTP and realtime WebSocket layer of streamsession:
-// a HeyGen-compatible Streaming API (the wire contract of the project's
-// WIRE.md) on top of a [session.Manager].
+// a HeyGen-compatible Streaming API (the wire contract summarised in the
+// project's README) on top of a [session.Manager].
 //
 // Start with [New]: it returns a [Server], an [net/http.Handler] that serves
 // every endpoint under /v1/ and the realtime socket at
@@ -36,7 +36,7 @@
 // [TokenStore]; the session access token is stateless (an HMAC under
 // Config.Secret, so nodes sharing the secret accept each other's tokens).
 //
-// # Decisions (ours, where WIRE.md leaves a choice)
+// # Decisions (ours, where the wire contract leaves a choice)
 //
 //   - A body larger than MaxBodyBytes: HTTP 413 with code 400175
 //     ("Invalid parameter"); nothing changes.

@@ -24,7 +24,7 @@ var storeVariants = []struct {
 }
 
 // benchManager returns a Manager on the in-memory limiter with one
-// subscriber, as issue 7 measures it. Closed sessions are forgotten after
+// subscriber, as the performance goals measure it. Closed sessions are forgotten after
 // Retention: a short one keeps the benchmark's heap flat.
 func benchManager(b *testing.B, retention time.Duration, store MemoryStoreConfig) (*Manager, func()) {
 	b.Helper()

@@ -9,7 +9,7 @@ import (
 	"github.com/streamsession/streamsession/limits"
 )
 
-// The bounds and defaults of the session settings (WIRE.md).
+// The bounds and defaults of the session settings (the wire contract).
 const (
 	// DefaultIdleTimeout is activity_idle_timeout when a client sends none.
 	DefaultIdleTimeout = 120 * time.Second
