@@ -35,11 +35,11 @@ type MemoryStoreConfig struct {
 // MemoryStore is the in-memory Store: sessions of one process, spread over
 // shards (a map, an account index and a min-heap of deadlines each, under
 // one mutex per shard), so that operations on different sessions rarely
-// wait for each other. A session costs one small record plus its
-// fsm.Machine when MachinePerSession is set; it has no goroutine, timer or
-// channel of its own. Deadlines
-// are re-checked lazily: activity only moves a timestamp, and a deadline
-// found early re-arms itself.
+// wait for each other. A session costs one small record and at most one
+// heap entry, plus its fsm.Machine when MachinePerSession is set; it has no
+// goroutine, timer or channel of its own. Deadlines are re-checked lazily:
+// activity only moves a timestamp, and a deadline found early re-arms
+// itself.
 //
 // A MemoryStore is safe for concurrent use by multiple goroutines.
 type MemoryStore struct {
@@ -88,9 +88,9 @@ type memRecord struct {
 	epoch                                uint64
 	created, started, closed, activity   int64
 	idle, durationLimit, join, retention int64
-	armed                                int64 // deadline of the record's live heap entry; 0 when none
 	reason                               uint8
 	paid, disableIdle                    bool
+	slot                                 int32 // 1 + the index of the record's entry in its shard's timers; 0 when none
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -378,7 +378,10 @@ func (s *MemoryStore) Delete(ctx context.Context, account, id string, epoch uint
 		return rec, ErrConflict
 	}
 	delete(sh.sessions, id)
-	r.armed = 0 // any heap entry left is stale
+	if r.slot != 0 {
+		sh.timers.remove(r)
+		sh.setTop()
+	}
 	r.epoch++
 	s.emit(r, fsm.Closed, fsm.Unknown, nanos(at))
 	return rec, nil
@@ -413,11 +416,10 @@ func (s *MemoryStore) Range(ctx context.Context, fn func(Record) bool) error {
 // shard's lock is held.
 func (s *MemoryStore) arm(sh *memShard, r *memRecord) {
 	d, kind := r.deadline()
-	if kind == TimeoutNone || (r.armed != 0 && r.armed <= d) {
+	if kind == TimeoutNone || (r.slot != 0 && sh.timers[r.slot-1].at <= d) {
 		return // an earlier entry re-checks when it fires
 	}
-	r.armed = d
-	sh.timers.push(timerEntry{at: d, rec: r})
+	sh.timers.set(r, d) // the record's one entry, moved earlier or added
 	if sh.timers[0].at == d {
 		sh.top.Store(d)
 	}
@@ -464,12 +466,8 @@ func (s *MemoryStore) Due(ctx context.Context, now time.Time, buf []Due) ([]Due,
 				full = true
 				break
 			}
-			e := sh.timers.pop()
-			r := e.rec
-			if r.armed != e.at {
-				continue // superseded by an earlier entry, or the record is gone
-			}
-			r.armed = 0
+			r := sh.timers[0].rec
+			sh.timers.remove(r)
 			d, kind := r.deadline()
 			switch {
 			case kind == TimeoutNone:
@@ -504,53 +502,86 @@ func (s *MemoryStore) Due(ctx context.Context, now time.Time, buf []Due) ([]Due,
 // Wake implements Store.
 func (s *MemoryStore) Wake() <-chan struct{} { return s.wake }
 
-// timerEntry is a deadline in a shard's heap. It is stale, and dropped when
-// popped, unless its record's armed field still holds at.
+// timerEntry is a session's deadline in its shard's heap. A record has at
+// most one entry, whose index it keeps (memRecord.slot), so that a deadline
+// moved earlier updates the entry in place and a forgotten session takes its
+// entry with it: the heap never holds more entries than sessions, nor keeps
+// a forgotten record alive.
 type timerEntry struct {
 	at  int64
 	rec *memRecord
 }
 
-// timerHeap is a binary min-heap of deadlines.
+// timerHeap is a binary min-heap of deadlines, indexed by the records'
+// slots. The shard's lock guards it.
 type timerHeap []timerEntry
 
-func (h *timerHeap) push(e timerEntry) {
-	*h = append(*h, e)
+// set gives r's entry the deadline at, adding the entry when r has none.
+func (h *timerHeap) set(r *memRecord, at int64) {
+	if r.slot == 0 {
+		*h = append(*h, timerEntry{at: at, rec: r})
+		r.slot = int32(len(*h))
+		h.up(len(*h) - 1)
+		return
+	}
+	i := int(r.slot - 1)
+	old := (*h)[i].at
+	(*h)[i].at = at
+	if at < old {
+		h.up(i)
+	} else {
+		h.down(i)
+	}
+}
+
+// remove drops r's entry, which must exist.
+func (h *timerHeap) remove(r *memRecord) {
 	a := *h
-	i := len(a) - 1
+	i, last := int(r.slot-1), len(a)-1
+	r.slot = 0
+	if i != last {
+		a[i] = a[last]
+		a[i].rec.slot = int32(i + 1)
+	}
+	a[last] = timerEntry{}
+	*h = a[:last]
+	if i != last {
+		h.down(i)
+		h.up(i)
+	}
+}
+
+func (h timerHeap) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].rec.slot = int32(i + 1)
+	h[j].rec.slot = int32(j + 1)
+}
+
+func (h timerHeap) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if a[p].at <= a[i].at {
-			break
+		if h[p].at <= h[i].at {
+			return
 		}
-		a[p], a[i] = a[i], a[p]
+		h.swap(p, i)
 		i = p
 	}
 }
 
-func (h *timerHeap) pop() timerEntry {
-	a := *h
-	top := a[0]
-	last := len(a) - 1
-	a[0] = a[last]
-	a[last] = timerEntry{}
-	a = a[:last]
-	i := 0
+func (h timerHeap) down(i int) {
 	for {
 		l := 2*i + 1
-		if l >= len(a) {
-			break
+		if l >= len(h) {
+			return
 		}
 		m := l
-		if r := l + 1; r < len(a) && a[r].at < a[l].at {
+		if r := l + 1; r < len(h) && h[r].at < h[l].at {
 			m = r
 		}
-		if a[i].at <= a[m].at {
-			break
+		if h[i].at <= h[m].at {
+			return
 		}
-		a[i], a[m] = a[m], a[i]
+		h.swap(i, m)
 		i = m
 	}
-	*h = a
-	return top
 }

@@ -2,11 +2,14 @@ package session
 
 import (
 	"context"
+	"math"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
@@ -179,4 +182,65 @@ func TestMemoryStoreDue(t *testing.T) {
 	assert.True(t, next.IsZero(), "reported deadlines are not reported again")
 	due, _, _ = s.Due(ctx, t0.Add(time.Hour), nil)
 	assert.Empty(t, due)
+}
+
+// TestTimerHeapAgainstModel: the shard's indexed heap, under any sequence of
+// deadlines set, moved and removed, keeps one entry per record at the
+// deadline last set, each record's slot pointing at its entry, the earliest
+// entry on top, and pops deadlines in order.
+func TestTimerHeapAgainstModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		var h timerHeap
+		recs := make([]*memRecord, 8)
+		for i := range recs {
+			recs[i] = &memRecord{id: strconv.Itoa(i)}
+		}
+		model := map[*memRecord]int64{}
+		check := func() {
+			require.Len(t, h, len(model))
+			for i, e := range h {
+				require.Equal(t, int32(i+1), e.rec.slot, "slot of %s", e.rec.id)
+				require.Equal(t, model[e.rec], e.at, "deadline of %s", e.rec.id)
+				if i > 0 {
+					require.LessOrEqual(t, h[(i-1)/2].at, e.at, "heap order at %d", i)
+				}
+			}
+			for r := range model {
+				require.NotZero(t, r.slot)
+			}
+		}
+		t.Repeat(map[string]func(*rapid.T){
+			"set": func(t *rapid.T) {
+				r := rapid.SampledFrom(recs).Draw(t, "rec")
+				at := rapid.Int64Range(1, 20).Draw(t, "at")
+				h.set(r, at)
+				model[r] = at
+				check()
+			},
+			"remove": func(t *rapid.T) {
+				if len(model) == 0 {
+					t.Skip("empty")
+				}
+				r := rapid.SampledFrom(recs).Filter(func(r *memRecord) bool { return r.slot != 0 }).Draw(t, "rec")
+				h.remove(r)
+				delete(model, r)
+				require.Zero(t, r.slot)
+				check()
+			},
+			"pop": func(t *rapid.T) {
+				if len(model) == 0 {
+					t.Skip("empty")
+				}
+				earliest := int64(math.MaxInt64)
+				for _, at := range model {
+					earliest = min(earliest, at)
+				}
+				r := h[0].rec
+				require.Equal(t, earliest, h[0].at)
+				h.remove(r)
+				delete(model, r)
+				check()
+			},
+		})
+	})
 }
