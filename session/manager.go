@@ -399,7 +399,7 @@ type Stats struct {
 
 // Stats returns the manager's counters.
 func (m *Manager) Stats() Stats {
-	return Stats{Subscribers: len(*m.subs.Load()), DroppedEvents: m.dropped.Load()}
+	return Stats{Subscribers: len(*m.subs.Load()), DroppedEvents: m.droppedEvents()}
 }
 
 // Close shuts the manager down, the server's shutdown path: it refuses new

@@ -2,6 +2,10 @@ package session
 
 import (
 	"context"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -147,4 +151,104 @@ func TestSubscribeAfterClose(t *testing.T) {
 	_, err := m.Create(context.Background(), acme, CreateOptions{})
 	assert.ErrorIs(t, err, ErrManagerClosed)
 	assert.False(t, called)
+}
+
+// TestSubscriberQueueUnderConcurrentPushes: pushes from several goroutines
+// at once, while the queue grows and, with a small buffer, drops. Every
+// subscriber gets each goroutine's events in the order they were pushed,
+// never twice, and every event is either delivered or counted as dropped;
+// with a buffer large enough for all of them, none is dropped.
+func TestSubscriberQueueUnderConcurrentPushes(t *testing.T) {
+	const pushers, perPusher = 4, 5000
+	for _, buffer := range []int{1, 8, 64, 4096, 1 << 15} {
+		t.Run(strconv.Itoa(buffer), func(t *testing.T) {
+			m, _ := newTestManager(t, Config{SubscriberBuffer: buffer})
+			var fast, slow eventLog
+			m.Subscribe(fast.add)
+			m.Subscribe(func(e Event) {
+				if e.Epoch%16 == 0 {
+					runtime.Gosched() // falls behind now and then
+				}
+				slow.add(e)
+			})
+			var wg sync.WaitGroup
+			for g := range pushers {
+				wg.Go(func() {
+					id := "pusher-" + strconv.Itoa(g)
+					for i := range perPusher {
+						m.publish(Event{SessionID: id, Epoch: uint64(i + 1)})
+					}
+				})
+			}
+			wg.Wait()
+			closeManager(t, m)
+
+			delivered := 0
+			for name, log := range map[string]*eventLog{"fast": &fast, "slow": &slow} {
+				last := map[string]uint64{}
+				for _, e := range log.snapshot() {
+					require.Greater(t, e.Epoch, last[e.SessionID], "%s: %s out of order or twice", name, e.SessionID)
+					last[e.SessionID] = e.Epoch
+					delivered++
+				}
+				if buffer >= pushers*perPusher {
+					assert.Len(t, log.snapshot(), pushers*perPusher, name)
+				}
+			}
+			assert.Equal(t, 2*pushers*perPusher, delivered+int(m.Stats().DroppedEvents))
+			if buffer >= pushers*perPusher {
+				assert.Zero(t, m.Stats().DroppedEvents)
+			}
+		})
+	}
+}
+
+// TestSubscribersUnderConcurrentLifecycles: whole lifecycles on many
+// accounts at once, through the store: each subscriber sees every session's
+// five events in order.
+func TestSubscribersUnderConcurrentLifecycles(t *testing.T) {
+	const workers, perWorker = 4, 200
+	var all atomic.Int64
+	m, _ := newTestManager(t, Config{Hooks: Hooks{OnTransition: func(Event) { all.Add(1) }}})
+	var a, b eventLog
+	m.Subscribe(a.add)
+	m.Subscribe(b.add)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			acct := Account{Name: "acct-" + strconv.Itoa(w), Plan: paidPlan}
+			for range perWorker {
+				s, err := m.Create(ctx, acct, CreateOptions{})
+				if !assert.NoError(t, err) {
+					return
+				}
+				_, _ = m.Start(ctx, acct.Name, s.ID)
+				_, _ = m.Join(ctx, acct.Name, s.ID)
+				_, _ = m.Stop(ctx, acct.Name, s.ID)
+			}
+		})
+	}
+	wg.Wait()
+	closeManager(t, m)
+	assert.Equal(t, int64(workers*perWorker*5), all.Load())
+	for _, log := range []*eventLog{&a, &b} {
+		got := log.snapshot()
+		require.Len(t, got, workers*perWorker*5)
+		next := map[string]Event{}
+		for _, e := range got {
+			prev, seen := next[e.SessionID]
+			if seen {
+				assert.Equal(t, prev.Epoch+1, e.Epoch)
+				assert.Equal(t, prev.To, e.From)
+			} else {
+				assert.Equal(t, Event{SessionID: e.SessionID, Account: e.Account, From: fsm.Unknown, To: fsm.New, Epoch: 1, At: e.At}, e)
+			}
+			next[e.SessionID] = e
+		}
+		for _, e := range next {
+			assert.Equal(t, fsm.Closed, e.To)
+		}
+	}
+	assert.Zero(t, m.Stats().DroppedEvents)
 }
