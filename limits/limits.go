@@ -126,7 +126,7 @@ func (d Decision) Granted() bool { return d.Refused == NoLimit }
 // no limit was checked. Running sessions are not affected by it; their
 // leases are renewed again on the next round. Match it with
 // errors.Is(err, ErrUnavailable).
-var ErrUnavailable = sserrors.ErrAPIConnectionError.WithStatus(503).WithRetryAfter(time.Second)
+var ErrUnavailable = sserrors.ErrBackendUnavailable
 
 // Limiter guards the three limits. Implementations are safe for concurrent
 // use by multiple goroutines. The package documentation states the

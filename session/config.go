@@ -140,7 +140,7 @@ func (t systemTimer) Stop() bool                 { return t.t.Stop() }
 // begun: HTTP 503 with code 400558 and a Retry-After, like an unavailable
 // backend (errors.Is matches either; errors.Is(err, ErrManagerClosed)
 // tells them apart).
-var ErrClosed = sserrors.ErrAPIConnectionError.WithStatus(503).WithRetryAfter(time.Second).WithCause(ErrManagerClosed)
+var ErrClosed = sserrors.ErrBackendUnavailable.WithCause(ErrManagerClosed)
 
 // ErrManagerClosed is the cause of ErrClosed.
 var ErrManagerClosed = errors.New("session: manager closed")

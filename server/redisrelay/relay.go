@@ -145,7 +145,7 @@ func invalid(format string, args ...any) error {
 // unavailable is a Redis failure: 503/400558 with a Retry-After, which the
 // server answers as it is.
 func unavailable(op string, err error) error {
-	return sserrors.ErrAPIConnectionError.WithStatus(503).WithRetryAfter(time.Second).
+	return sserrors.ErrBackendUnavailable.
 		WithCause(fmt.Errorf("redisrelay: %s: %w", op, err))
 }
 

@@ -223,7 +223,7 @@ func invalid(format string, args ...any) error {
 // errUnavailable is the error of every call that could not reach Redis, or
 // that ctx ended first: HTTP 503, code 400558 (API connection error), with
 // a Retry-After, as for an unreachable limiter.
-var errUnavailable = sserrors.ErrAPIConnectionError.WithStatus(503).WithRetryAfter(time.Second)
+var errUnavailable = sserrors.ErrBackendUnavailable
 
 // unavailable wraps a Redis failure (ctx errors included: errors.Is still
 // finds them) into errUnavailable.
