@@ -110,7 +110,8 @@ func runGoroutines(b *testing.B, c *redis.Client, h *roundTrips, unit string, op
 // Redis limiter (limits/redislimiter), at 32 goroutines sharing one client,
 // each on an account of its own under the paid plan, with a service-wide
 // capacity to check. Goal: pairs/s ≥ 0.4× PINGs/s of BenchmarkRedisPing in
-// the same run, with one round trip per call (2 roundtrips/op).
+// the same run, with at most one round trip per call (≤ 2 roundtrips/op;
+// fewer when calls that wait together share a script).
 func BenchmarkRedisAcquireRelease(b *testing.B) {
 	srv := startRedis(b)
 	b.Run("g="+strconv.Itoa(redisGoroutines), func(b *testing.B) {

@@ -98,7 +98,8 @@ func BenchmarkRedisAcquireRelease(b *testing.B) {
 			}
 			return lim.Release(ctx, d.Lease)
 		})
-		// Two limiter calls per op: one round trip each is 2 roundtrips/op.
+		// Two limiter calls per op, at most one round trip each: under 2
+		// roundtrips/op when calls waiting together share a script.
 	})
 }
 
@@ -116,9 +117,10 @@ func BenchmarkRedisPing(b *testing.B) {
 	})
 }
 
-// BenchmarkRedisEmptyScriptPair is the floor of any design with one script
-// per decision: two scripts that do nothing, sent with the keys and
-// arguments of an acquire and a release, at 32 goroutines.
+// BenchmarkRedisEmptyScriptPair is the floor of a design with one script
+// per decision (the Limiter's with BatchSize 1): two scripts that do
+// nothing, sent with the keys and arguments of an acquire and a release, at
+// 32 goroutines.
 func BenchmarkRedisEmptyScriptPair(b *testing.B) {
 	srv := redistest.Start(b)
 	b.Run("g=32", func(b *testing.B) {

@@ -7,16 +7,34 @@
 // *redis.ClusterClient or any redis.UniversalClient) and a Config; the
 // Limiter is safe for concurrent use by multiple goroutines.
 //
-// # One script per decision
+// # One script, one round trip
 //
-// Acquire, Started, Renew and Release are each one Lua script, one round
-// trip: EVALSHA, and after a NOSCRIPT (a SCRIPT FLUSH, a restart, a failover)
-// the same call sends EVAL once, which loads the script again (go-redis's
-// Script.Run). Scripts take the time from Redis TIME, never from the node's
-// clock; Redis 5 and later replicate the effects of scripts, so a script may
-// write after TIME (tested with Redis 7). Only the trial-month arithmetic and
-// lease expiries use the clock; node clocks matter only to the holder's
-// heartbeat (see below).
+// Acquire, Started, Renew and Release are each one call of one Lua script,
+// one round trip: EVALSHA, and after a NOSCRIPT (a SCRIPT FLUSH, a restart, a
+// failover) the same call sends EVAL once, which loads the script again
+// (go-redis's Script.Run). Scripts take the time from Redis TIME, never from
+// the node's clock; Redis 5 and later replicate the effects of scripts, so a
+// script may write after TIME (tested with Redis 7). Only the trial-month
+// arithmetic and lease expiries use the clock; node clocks matter only to
+// the holder's heartbeat (see below).
+//
+// # Batching
+//
+// Calls made at the same moment share a script. A Limiter keeps at most
+// Config.Flushers scripts in flight (2 by default), each sent by a goroutine
+// of its own that lives while there is work. A call made while one of them is
+// free leaves at once: alone it costs one round trip, as a script of its own
+// would. A call made while all are out waits, and leaves with every call that
+// waits with it (at most Config.BatchSize, 32 by default) in one script, as
+// soon as a flusher is back. Inside the script the calls run one after the
+// other, each exactly as it would alone, and each gets its own answer; a
+// call that fails (a key of the wrong type) fails alone. A script's fixed
+// cost (the call itself, its reply, reading Redis TIME, which is read once
+// per script) and the client's per-command cost are so shared by the calls
+// that wait together: under load, many goroutines' decisions cost a few
+// round trips instead of one each, and the throughput grows with the load
+// while a call still waits about one round trip. A script of 32 calls keeps
+// Redis busy for well under a millisecond.
 //
 // # Keys
 //
@@ -106,13 +124,16 @@
 //
 // # Deadlines
 //
-// Every call returns by its context's deadline: with a client created with
-// ContextTimeoutEnabled, go-redis bounds its socket reads and writes by the
-// context; with any other client the Limiter runs the call on a goroutine of
-// its own, returns at the deadline and lets the goroutine finish within the
-// client's ReadTimeout (Close waits for it). A deadline that passes while
-// Redis does not answer (killed, CLIENT PAUSE, DEBUG SLEEP, a network
-// partition) is an error wrapping both limits.ErrUnavailable and
-// context.DeadlineExceeded. A context already done before the call returns
-// its error and sends nothing.
+// Every call returns by its context's deadline: callers wait for their
+// answer or their context, whatever the client. A call whose context ends
+// while it waits for a flusher is taken out of the queue and never sent; one
+// whose context ends while its script is out returns at once, and the script
+// goes on for the others (it may still apply the call: see Idempotence).
+// With a client created with ContextTimeoutEnabled a script is abandoned at
+// the latest deadline of the calls it carries; with any other client it
+// lasts until the client's ReadTimeout, and Close waits for it. A deadline
+// that passes while Redis does not answer (killed, CLIENT PAUSE, DEBUG
+// SLEEP, a network partition) is an error wrapping both
+// limits.ErrUnavailable and context.DeadlineExceeded. A context already done
+// before the call returns its error and sends nothing.
 package redislimiter

@@ -40,5 +40,18 @@ func (l *Limiter) Names(account, sessionID string) (slots, run, used, member str
 	return n.slots, n.run, n.used, n.member
 }
 
-// Guarded reports whether calls run on a goroutine of their own.
-func (l *Limiter) Guarded() bool { return l.guarded }
+// OnQueued calls fn, with l's lock held, each time a call joins the queue
+// because every flusher is out; fn learns how many calls wait.
+func (l *Limiter) OnQueued(fn func(n int)) {
+	l.mu.Lock()
+	l.hooks.queued = fn
+	l.mu.Unlock()
+}
+
+// OnSend calls fn before each batch is sent, with its number of calls, on
+// the flusher's goroutine: fn may block to hold the batch.
+func (l *Limiter) OnSend(fn func(n int)) {
+	l.mu.Lock()
+	l.hooks.send = fn
+	l.mu.Unlock()
+}

@@ -25,6 +25,10 @@ const (
 	// DefaultPurgeBatch is the most expired entries one call removes from
 	// each structure it touches.
 	DefaultPurgeBatch = 64
+	// DefaultFlushers is how many scripts a Limiter has in flight at once.
+	DefaultFlushers = 2
+	// DefaultBatchSize is the most calls one script carries.
+	DefaultBatchSize = 32
 )
 
 // maxIDLen bounds account names and session ids, which become parts of keys.
@@ -87,6 +91,14 @@ type Config struct {
 	// nodes) is worked off a little at a time and never blocks Redis. The
 	// default is DefaultPurgeBatch (64).
 	PurgeBatch int
+	// Flushers is how many scripts this Limiter has in flight at once, each
+	// on a connection of the client's pool. Calls made while all of them are
+	// out wait and leave together, in one script, when one comes back (see
+	// the package doc, Batching). The default is DefaultFlushers (2).
+	Flushers int
+	// BatchSize is the most calls one script carries; 1 sends every call in
+	// a script of its own. The default is DefaultBatchSize (32).
+	BatchSize int
 
 	// debugMax records, inside the acquire script, the highest counts ever
 	// granted (set by tests through export_test.go).
@@ -97,14 +109,13 @@ type Config struct {
 // node that uses the same Redis and Prefix. It is safe for concurrent use by
 // multiple goroutines.
 type Limiter struct {
-	client  redis.UniversalClient
-	cfg     Config
-	batch   int
-	capKey  string
-	epoch   string
-	debug   string
-	prefix  string // "{Prefix}:"
-	guarded bool   // the client does not bound socket I/O by ctx: calls run on a goroutine
+	client redis.UniversalClient
+	cfg    Config
+	batch  int
+	capKey string
+	epoch  string
+	debug  string
+	prefix string // "{Prefix}:"
 
 	// Script arguments that never change, converted once.
 	ttlArg, capacityArg, batchArg any
@@ -116,8 +127,23 @@ type Limiter struct {
 	// keyed by their service-wide member; Renew adopts them into Redis.
 	synthetic sync.Map
 
-	closed   atomic.Bool
-	inflight sync.WaitGroup
+	// The batches (batch.go): calls waiting to be sent, and how many
+	// flushers are out. Guarded by mu.
+	mu        sync.Mutex
+	queue     []*call
+	flushing  int
+	flushers  int
+	batchSize int
+	hooks     testHooks
+
+	closed   atomic.Bool    // set under mu
+	inflight sync.WaitGroup // the flushers' goroutines
+}
+
+// testHooks let tests see and hold the batches (set in export_test.go).
+type testHooks struct {
+	queued func(n int) // a call joined the queue, which now holds n (under mu)
+	send   func(n int) // a flusher is about to send a batch of n calls
 }
 
 var _ limits.Limiter = (*Limiter)(nil)
@@ -129,10 +155,11 @@ var errClosed = errors.New("redislimiter: limiter closed")
 // contact Redis: a node may start while Redis is down. The client stays the
 // caller's: Close does not close it.
 //
-// For calls to return by their context's deadline while Redis hangs, create
-// the client with ContextTimeoutEnabled; otherwise the Limiter runs each call
-// on a goroutine it waits for in Close (still bounded by the client's
-// ReadTimeout).
+// Calls return by their context's deadline whatever the client: scripts run
+// on the Limiter's own goroutines while callers wait for their answer or
+// their deadline. With a client created with ContextTimeoutEnabled a script
+// is abandoned at the latest deadline of the calls it carries; otherwise it
+// lasts until the client's ReadTimeout, and Close waits for it.
 func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if client == nil {
 		return nil, invalid("nil client")
@@ -161,36 +188,33 @@ func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if cfg.PurgeBatch < 0 {
 		return nil, invalid("negative PurgeBatch %d", cfg.PurgeBatch)
 	}
+	if cfg.Flushers == 0 {
+		cfg.Flushers = DefaultFlushers
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.Flushers < 0 || cfg.BatchSize < 0 {
+		return nil, invalid("negative Flushers %d or BatchSize %d", cfg.Flushers, cfg.BatchSize)
+	}
 	p := "{" + cfg.Prefix + "}:"
 	l := &Limiter{
-		client:  client,
-		cfg:     cfg,
-		batch:   cfg.PurgeBatch,
-		prefix:  p,
-		capKey:  p + "cap",
-		epoch:   p + "epoch",
-		debug:   p + "debug",
-		guarded: !contextTimeoutEnabled(client),
+		client: client,
+		cfg:    cfg,
+		batch:  cfg.PurgeBatch,
+		prefix: p,
+		capKey: p + "cap",
+		epoch:  p + "epoch",
+		debug:  p + "debug",
+
+		flushers:  cfg.Flushers,
+		batchSize: cfg.BatchSize,
 
 		ttlArg:      strconv.FormatInt(cfg.LeaseTTL.Milliseconds(), 10),
 		capacityArg: strconv.Itoa(cfg.Capacity),
 		batchArg:    strconv.Itoa(cfg.PurgeBatch),
 	}
 	return l, nil
-}
-
-// contextTimeoutEnabled reports whether client bounds socket reads and writes
-// by the command's context.
-func contextTimeoutEnabled(client redis.UniversalClient) bool {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
 }
 
 func invalid(format string, args ...any) error {
@@ -263,7 +287,8 @@ func checkIDs(account, sessionID string) error {
 
 // Acquire checks the account's trial quota, then its plan's concurrency, then
 // the service's capacity, and takes a slot when all three allow it; see
-// limits.Limiter. It is one script, one round trip.
+// limits.Limiter. It is one round trip, shared with the calls that wait with
+// it (see the package doc, Batching).
 //
 // Acquiring again for a session id that holds a live slot returns that slot
 // renewed, whatever the limits say now; a replayed script (go-redis resends a
@@ -290,23 +315,11 @@ func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decis
 	}
 	nm := l.names(req.Account, req.SessionID)
 	member := nm.member
-	debug := "0"
-	keys := []string{l.capKey, nm.slots, nm.run, nm.used, l.epoch, l.debug}
-	if l.cfg.debugMax {
-		debug = "1"
-	} else {
-		keys = keys[:5]
-	}
-	res, err := l.run(ctx, acquireScript, keys, req.SessionID, member, l.offsetMs.Load(), l.ttlArg,
-		max(req.Plan.MaxConcurrent, 0), trial, quota, l.capacityArg, l.batchArg, debug, req.Account, l.frozenMs.Load())
-	if err != nil {
+	c := &call{kind: "a", nm: nm, args: []any{req.SessionID, member, max(req.Plan.MaxConcurrent, 0), trial, quota, req.Account}}
+	if err := l.do(ctx, c); err != nil {
 		return l.acquireFailed(ctx, req, member, err)
 	}
-	code, exp, err := pair(res)
-	if err != nil {
-		return l.acquireFailed(ctx, req, member, err)
-	}
-	if code != 0 {
+	if code := c.r1; code != 0 {
 		refused := limits.Limit(code)
 		if refused != limits.TrialQuota && refused != limits.Concurrency && refused != limits.Capacity {
 			return l.acquireFailed(ctx, req, member, fmt.Errorf("redislimiter: acquire script answered %d", code))
@@ -314,7 +327,7 @@ func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decis
 		return limits.Decision{Refused: refused}, nil
 	}
 	l.synthetic.Delete(member)
-	return limits.Decision{Lease: limits.Lease{Account: req.Account, SessionID: req.SessionID, Expires: fromMs(exp)}}, nil
+	return limits.Decision{Lease: limits.Lease{Account: req.Account, SessionID: req.SessionID, Expires: fromMs(c.r2)}}, nil
 }
 
 // acquireFailed applies the failure policy to a failed acquire.
@@ -343,13 +356,11 @@ func (l *Limiter) Started(ctx context.Context, lease limits.Lease) error {
 	if err := l.precheck(ctx, "started", lease.Account, lease.SessionID); err != nil {
 		return err
 	}
-	nm := l.names(lease.Account, lease.SessionID)
-	keys := []string{nm.slots, nm.run}
-	res, err := l.run(ctx, startedScript, keys, lease.SessionID, l.offsetMs.Load(), l.frozenMs.Load())
-	if err != nil {
+	c := &call{kind: "s", nm: l.names(lease.Account, lease.SessionID), args: []any{lease.SessionID}}
+	if err := l.do(ctx, c); err != nil {
 		return unavailable("started", err)
 	}
-	if n, _ := res.(int64); n == 2 {
+	if c.r1 == 2 {
 		return fmt.Errorf("redislimiter: started: %w", limits.ErrLeaseExpired)
 	}
 	return nil
@@ -382,20 +393,15 @@ func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, 
 	if !lease.Expires.IsZero() {
 		lexp = max(lease.Expires.UnixMilli(), 1)
 	}
-	keys := []string{l.capKey, nm.slots, nm.run, nm.used, l.epoch}
-	res, err := l.run(ctx, renewScript, keys, lease.SessionID, member, l.offsetMs.Load(), l.ttlArg, adopt, lexp, l.frozenMs.Load())
-	if err != nil {
-		return limits.Lease{}, unavailable("renew", err)
-	}
-	ok, exp, err := pair(res)
-	if err != nil {
+	c := &call{kind: "n", nm: nm, args: []any{lease.SessionID, member, adopt, lexp}}
+	if err := l.do(ctx, c); err != nil {
 		return limits.Lease{}, unavailable("renew", err)
 	}
 	l.synthetic.Delete(member)
-	if ok != 1 {
+	if c.r1 != 1 {
 		return limits.Lease{}, fmt.Errorf("redislimiter: renew: %w", limits.ErrLeaseExpired)
 	}
-	lease.Expires = fromMs(exp)
+	lease.Expires = fromMs(c.r2)
 	return lease, nil
 }
 
@@ -412,8 +418,7 @@ func (l *Limiter) Release(ctx context.Context, lease limits.Lease) error {
 	nm := l.names(lease.Account, lease.SessionID)
 	member := nm.member
 	l.synthetic.Delete(member)
-	keys := []string{l.capKey, nm.slots, nm.run, nm.used}
-	if _, err := l.run(ctx, releaseScript, keys, lease.SessionID, member, l.offsetMs.Load(), l.frozenMs.Load()); err != nil {
+	if err := l.do(ctx, &call{kind: "r", nm: nm, args: []any{lease.SessionID, member}}); err != nil {
 		return unavailable("release", err)
 	}
 	return nil
@@ -424,7 +429,9 @@ func (l *Limiter) Release(ctx context.Context, lease limits.Lease) error {
 // lacks ContextTimeoutEnabled). It does not close the client. Closing twice
 // is harmless.
 func (l *Limiter) Close() error {
+	l.mu.Lock()
 	l.closed.Store(true)
+	l.mu.Unlock()
 	l.inflight.Wait()
 	return nil
 }
@@ -436,52 +443,9 @@ func (l *Limiter) FailOpenCount() uint64 { return l.failOpen.Load() }
 // Config returns the configuration in use, defaults filled in.
 func (l *Limiter) Config() Config { return l.cfg }
 
-type result struct {
-	val any
-	err error
-}
-
-// run runs script in one round trip (EVALSHA, or EVAL after a NOSCRIPT) and
-// returns by ctx's deadline.
-func (l *Limiter) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
-	if !l.guarded || ctx.Done() == nil {
-		return script.Run(ctx, l.client, keys, args...).Result()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	done := make(chan result, 1)
-	l.inflight.Add(1)
-	go func() {
-		defer l.inflight.Done()
-		v, err := script.Run(ctx, l.client, keys, args...).Result()
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		return r.val, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
 // unavailable wraps a Redis failure into the catalog's 400558 (HTTP 503).
 func unavailable(op string, err error) error {
 	return limits.ErrUnavailable.WithCause(fmt.Errorf("redislimiter: %s: %w", op, err))
-}
-
-// pair reads a script's {int, int} reply.
-func pair(v any) (int64, int64, error) {
-	s, ok := v.([]any)
-	if !ok || len(s) != 2 {
-		return 0, 0, fmt.Errorf("redislimiter: unexpected script reply %T", v)
-	}
-	a, ok1 := s[0].(int64)
-	b, ok2 := s[1].(int64)
-	if !ok1 || !ok2 {
-		return 0, 0, fmt.Errorf("redislimiter: unexpected script reply types %T, %T", s[0], s[1])
-	}
-	return a, b, nil
 }
 
 // localNow is this node's reading of the limiter's clock, for fail-open

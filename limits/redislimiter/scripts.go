@@ -2,16 +2,17 @@ package redislimiter
 
 import "github.com/redis/go-redis/v9"
 
-// The scripts share one preamble of helpers. Times are integer milliseconds
-// since the Unix epoch on the limiter's clock: Redis TIME plus the test-only
-// offset. Lua 5.1 numbers are doubles, exact for integers below 2^53, so
+// One script carries a batch of decisions (see batch.go): the preamble of
+// helpers, one function per kind of call, and a loop over the batch. Times
+// are integer milliseconds since the Unix epoch on the limiter's clock: Redis
+// TIME, read once per batch, plus the test-only offset. Lua 5.1 numbers are doubles, exact for integers below 2^53, so
 // millisecond arithmetic is exact; numbers are turned into strings with
 // string.format('%d') where a string is built, because tostring keeps only 14
 // significant digits.
 //
-// Every redis.call inside a script costs about as much server time as a
-// whole PING round trip, so the common paths make as few as they can: an
-// acquire under a paid plan makes five, a release three.
+// Every redis.call costs server time, so the common paths make as few as
+// they can: an acquire under a paid plan makes four (and one TIME per batch),
+// a release three.
 //
 // Keys (all in KEYS[]): per account, slots (ZSET session id -> lease expiry)
 // and run (HASH session id -> start of a trial session, 0 until Started) and
@@ -137,238 +138,273 @@ local function L()
 end
 `
 
-// acquireScript takes or refuses a slot.
+// batchScript runs a batch of calls in order, each as if it were alone: a
+// call sees the effects of the calls before it. A call that fails (a key of
+// the wrong type, say) is answered its error and the others go on; like any
+// Redis script, what a failed call wrote before failing stays written, and
+// every call is safe to run twice (see the package doc, Idempotence).
 //
-// A paid plan's request is inserted first (ZADD NX, which also finds a slot
-// the session already holds) and rolled back when a limit refuses; sets are
-// counted with ZCARD, expired members included, and only a count at the
-// limit is made exact by purging a batch and counting live members. So the
-// common grant is TIME, ZADD, ZCARD, ZADD, ZCARD. A trial plan's request
-// checks the quota before it inserts anything.
+// KEYS: 1 cap, 2 epoch, 3 debug, then three per call: slots, run, used of
+// its account.
+// ARGV: 1 offset, 2 frozen time, 3 ttl, 4 capacity (0: none), 5 purge batch,
+// 6 debug (0/1), then per call its kind and its arguments:
 //
-// KEYS: 1 cap, 2 slots, 3 run, 4 used, 5 epoch, 6 debug.
-// ARGV: 1 session id, 2 cap member, 3 offset, 4 ttl, 5 max concurrent,
-// 6 trial (0/1), 7 monthly quota in ms, 8 capacity (0: none), 9 purge batch,
-// 10 debug (0/1), 11 account, 12 frozen time.
-// Returns {refused limit (0 granted, 1 trial quota, 2 concurrency,
-// 3 capacity), lease expiry}.
-var acquireScript = redis.NewScript(acquireSrc)
+//	a (acquire): session id, cap member, max concurrent, trial (0/1), monthly quota in ms, account
+//	s (started): session id
+//	n (renew):   session id, cap member, adopt (0/1), the lease's expiry (0: none)
+//	r (release): session id, cap member
+//
+// Returns three values per call: two integers and an error message, empty
+// when the call succeeded.
+//   - acquire: refused limit (0 granted, 1 trial quota, 2 concurrency,
+//     3 capacity), lease expiry.
+//   - started: 1 when it started counting, 0 when there was nothing to start
+//     (a replay, a second call, a paid session), 2 when the session holds no
+//     live slot (released, expired, never acquired); then 0.
+//   - renew: {1, new expiry} when renewed or adopted, {0, 0} when the lease
+//     expired or was released.
+//   - release: 1 when it removed the slot, 0 when there was none (released
+//     before, expired and purged, never acquired); then 0.
+var batchScript = redis.NewScript(batchSrc)
 
-const acquireSrc = preamble + `
-local cap, slots, run, used, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local sid, member = ARGV[1], ARGV[2]
-local now = now_ms(tonumber(ARGV[3]), tonumber(ARGV[12]))
-local exp = now + tonumber(ARGV[4])
-local trial = ARGV[6] == '1'
-local batch = tonumber(ARGV[9])
+const batchSrc = preamble + `
+local cap, epoch = KEYS[1], KEYS[2]
+local offset, frozen = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local capacity = tonumber(ARGV[4])
+local batch = tonumber(ARGV[5])
+local debug = ARGV[6] == '1'
 
-local inserted = false
-if not trial then
-  inserted = redis.call('ZADD', slots, 'NX', exp, sid) == 1
+-- One reading of the clock serves the whole batch: the batch is atomic, so
+-- its calls happen at one instant.
+local clock
+local function now()
+  if not clock then clock = now_ms(offset, frozen) end
+  return clock
 end
-if not inserted then
-  -- The same session acquiring again (a retried request, a replayed script)
-  -- gets its slot back, renewed, without any check: never a second one.
-  local held = redis.call('ZSCORE', slots, sid)
-  if held then
-    held = tonumber(held)
-    if held > now then
-      redis.call('ZADD', slots, exp, sid)
-      redis.call('ZADD', cap, exp, member)
-      return {0, exp}
-    end
-    -- Expired and not purged yet: end it as the purge would, then go on as
-    -- a new session (a paid one stays inserted, with its new expiry).
-    if trial then
-      redis.call('ZREM', slots, sid)
-    else
-      redis.call('ZADD', slots, exp, sid)
-    end
-    redis.call('ZREM', cap, member)
-    L().finalize(run, used, sid, held)
+
+-- acquire takes or refuses a slot.
+--
+-- A paid plan's request is inserted first (ZADD NX, which also finds a slot
+-- the session already holds) and rolled back when a limit refuses; sets are
+-- counted with ZCARD, expired members included, and only a count at the
+-- limit is made exact by purging a batch and counting live members. So the
+-- common grant is ZADD, ZCARD, ZADD, ZCARD. A trial plan's request checks the
+-- quota before it inserts anything.
+local function acquire(k, a)
+  local slots, run, used = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local sid, member = ARGV[a], ARGV[a + 1]
+  local maxc = tonumber(ARGV[a + 2])
+  local trial = ARGV[a + 3] == '1'
+  local t = now()
+  local exp = t + ttl
+
+  local inserted = false
+  if not trial then
+    inserted = redis.call('ZADD', slots, 'NX', exp, sid) == 1
   end
-end
+  if not inserted then
+    -- The same session acquiring again (a retried request, a replayed
+    -- script) gets its slot back, renewed, without any check: never a second
+    -- one.
+    local held = redis.call('ZSCORE', slots, sid)
+    if held then
+      held = tonumber(held)
+      if held > t then
+        redis.call('ZADD', slots, exp, sid)
+        redis.call('ZADD', cap, exp, member)
+        return 0, exp
+      end
+      -- Expired and not purged yet: end it as the purge would, then go on as
+      -- a new session (a paid one stays inserted, with its new expiry).
+      if trial then
+        redis.call('ZREM', slots, sid)
+      else
+        redis.call('ZADD', slots, exp, sid)
+      end
+      redis.call('ZREM', cap, member)
+      L().finalize(run, used, sid, held)
+    end
+  end
 
-if trial then
-  local quota = tonumber(ARGV[7])
-  local field, m0 = L().month_of(now)
-  local spent = tonumber(redis.call('HGET', used, istr(field)) or '0')
-  if spent < quota then
-    -- Running sessions count up to now, or up to their lease's expiry when
-    -- their holder died and no purge has finished them yet.
-    local r = redis.call('HGETALL', run)
-    for i = 1, #r, 2 do
-      local st = tonumber(r[i + 1])
-      if st > 0 then
-        local e = now
-        local sc = redis.call('ZSCORE', slots, r[i])
-        if not sc then
-          -- Its slot is gone without a trace (its key expired): the start
-          -- alone cannot say for how long it ran.
-          redis.call('HDEL', run, r[i])
-          e = st
-        elseif tonumber(sc) < e then
-          e = tonumber(sc)
+  if trial then
+    local quota = tonumber(ARGV[a + 4])
+    local field, m0 = L().month_of(t)
+    local spent = tonumber(redis.call('HGET', used, istr(field)) or '0')
+    if spent < quota then
+      -- Running sessions count up to now, or up to their lease's expiry when
+      -- their holder died and no purge has finished them yet.
+      local r = redis.call('HGETALL', run)
+      for i = 1, #r, 2 do
+        local st = tonumber(r[i + 1])
+        if st > 0 then
+          local e = t
+          local sc = redis.call('ZSCORE', slots, r[i])
+          if not sc then
+            -- Its slot is gone without a trace (its key expired): the start
+            -- alone cannot say for how long it ran.
+            redis.call('HDEL', run, r[i])
+            e = st
+          elseif tonumber(sc) < e then
+            e = tonumber(sc)
+          end
+          local from = math.max(st, m0)
+          if e > from then spent = spent + (e - from) end
         end
-        local from = math.max(st, m0)
-        if e > from then spent = spent + (e - from) end
+      end
+    end
+    if spent >= quota then return 1, 0 end
+    redis.call('ZADD', slots, exp, sid)
+  end
+
+  local n = redis.call('ZCARD', slots)
+  if n > maxc or debug then
+    if n > maxc then L().purge_slots(slots, run, used, t, batch) end
+    n = redis.call('ZCOUNT', slots, '(' .. istr(t), '+inf')
+    if n > maxc then
+      redis.call('ZREM', slots, sid)
+      return 2, 0
+    end
+  end
+
+  local bound = capacity
+  if bound == 0 then bound = HYGIENE end
+  redis.call('ZADD', cap, exp, member)
+  local c = redis.call('ZCARD', cap)
+  if c > bound or debug then
+    if c > bound then L().purge_batch(cap, t, batch) end
+    if capacity > 0 or debug then
+      c = redis.call('ZCOUNT', cap, '(' .. istr(t), '+inf')
+      if capacity > 0 and c > capacity then
+        redis.call('ZREM', cap, member)
+        redis.call('ZREM', slots, sid)
+        return 3, 0
       end
     end
   end
-  if spent >= quota then return {1, 0} end
-  redis.call('ZADD', slots, exp, sid)
-end
 
-local debug = ARGV[10] == '1'
-local maxc = tonumber(ARGV[5])
-local n = redis.call('ZCARD', slots)
-if n > maxc or debug then
-  if n > maxc then L().purge_slots(slots, run, used, now, batch) end
-  n = redis.call('ZCOUNT', slots, '(' .. istr(now), '+inf')
-  if n > maxc then
-    redis.call('ZREM', slots, sid)
-    return {2, 0}
+  -- The first slot of a data set (a new one, or one Redis lost) dates it;
+  -- see renew.
+  if c == 1 then redis.call('SET', epoch, istr(t), 'NX') end
+  -- The first slot of an account (again) starts the expiry of its keys;
+  -- renewals push it on.
+  if n == 1 then redis.call('PEXPIRE', slots, ACCOUNT_TTL) end
+  if trial then
+    redis.call('HSET', run, sid, '0')
+    redis.call('PEXPIRE', run, ACCOUNT_TTL)
   end
+
+  if debug then
+    -- Tests read the highest live counts ever granted, to check that no
+    -- interleaving of many clients exceeded a limit.
+    local dbg = KEYS[3]
+    local function raise(f, v)
+      local old = tonumber(redis.call('HGET', dbg, f) or '0')
+      if v > old then redis.call('HSET', dbg, f, v) end
+    end
+    raise('cap', c)
+    raise('acct:' .. ARGV[a + 5], n)
+  end
+  return 0, exp
 end
 
-local capacity = tonumber(ARGV[8])
-local bound = capacity
-if bound == 0 then bound = HYGIENE end
-redis.call('ZADD', cap, exp, member)
-local c = redis.call('ZCARD', cap)
-if c > bound or debug then
-  if c > bound then L().purge_batch(cap, now, batch) end
-  if capacity > 0 or debug then
-    c = redis.call('ZCOUNT', cap, '(' .. istr(now), '+inf')
-    if capacity > 0 and c > capacity then
-      redis.call('ZREM', cap, member)
-      redis.call('ZREM', slots, sid)
-      return {3, 0}
+-- started starts counting a trial session's minutes.
+local function started(k, a)
+  local slots, run, sid = KEYS[k], KEYS[k + 1], ARGV[a]
+  local t = now()
+  local sc = redis.call('ZSCORE', slots, sid)
+  if not sc or tonumber(sc) <= t then return 2, 0 end
+  if redis.call('HGET', run, sid) ~= '0' then return 0, 0 end
+  redis.call('HSET', run, sid, istr(t))
+  return 1, 0
+end
+
+-- renew extends a live lease, or adopts one that Redis lost.
+local function renew(k, a)
+  local slots, run, used = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local sid, member = ARGV[a], ARGV[a + 1]
+  local t = now()
+  local exp = t + ttl
+
+  local sc = redis.call('ZSCORE', slots, sid)
+  if sc then
+    sc = tonumber(sc)
+    if sc > t then
+      redis.call('ZADD', slots, exp, sid)
+      redis.call('ZADD', cap, exp, member)
+      redis.call('PEXPIRE', slots, ACCOUNT_TTL)
+      return 1, exp
+    end
+    -- Expired: the slot is gone; end it now rather than at the next purge.
+    redis.call('ZREM', slots, sid)
+    redis.call('ZREM', cap, member)
+    L().finalize(run, used, sid, sc)
+    return 0, 0
+  end
+
+  -- No trace of the slot: it was released, or it expired and was purged, or
+  -- it never existed, or Redis lost its data (a restart without persistence,
+  -- a failover, a flush). Only the last is adopted: a lease last renewed
+  -- before the first slot of this data set was granted. A released or purged
+  -- lease was renewed after that, since the data set held it.
+  local lexp = tonumber(ARGV[a + 3])
+  local adopt = ARGV[a + 2] == '1'
+  if not adopt and lexp > 0 then
+    local ep = redis.call('GET', epoch)
+    adopt = (not ep) or (lexp - ttl < tonumber(ep))
+  end
+  if not adopt then return 0, 0 end
+  redis.call('ZADD', slots, exp, sid)
+  redis.call('ZADD', cap, exp, member)
+  redis.call('PEXPIRE', slots, ACCOUNT_TTL)
+  redis.call('SET', epoch, istr(t), 'NX')
+  return 1, exp
+end
+
+-- release frees a slot and finalises the session's minutes. A paid
+-- session's release is HGET, ZREM, ZREM; the clock is read only for a
+-- started trial session.
+local function release(k, a)
+  local slots, run, used = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local sid, member = ARGV[a], ARGV[a + 1]
+  local st = redis.call('HGET', run, sid)
+  if st then
+    redis.call('HDEL', run, sid)
+    st = tonumber(st)
+    if st > 0 then
+      -- Count to now, or to the lease's expiry when it expired unreleased.
+      local e = now()
+      local sc = redis.call('ZSCORE', slots, sid)
+      if sc and tonumber(sc) < e then e = tonumber(sc) end
+      L().add_usage(used, st, e)
     end
   end
-end
-
--- The first slot of a data set (a new one, or one Redis lost) dates it; see
--- renewScript.
-if c == 1 then redis.call('SET', epoch, istr(now), 'NX') end
--- The first slot of an account (again) starts the expiry of its keys;
--- renewals push it on.
-if n == 1 then redis.call('PEXPIRE', slots, ACCOUNT_TTL) end
-if trial then
-  redis.call('HSET', run, sid, '0')
-  redis.call('PEXPIRE', run, ACCOUNT_TTL)
-end
-
-if debug then
-  -- Tests read the highest live counts ever granted, to check that no
-  -- interleaving of many clients exceeded a limit.
-  local dbg = KEYS[6]
-  local function raise(f, v)
-    local old = tonumber(redis.call('HGET', dbg, f) or '0')
-    if v > old then redis.call('HSET', dbg, f, v) end
-  end
-  raise('cap', c)
-  raise('acct:' .. ARGV[11], n)
-end
-return {0, exp}
-`
-
-// startedScript starts counting a trial session's minutes.
-//
-// KEYS: 1 slots, 2 run. ARGV: 1 session id, 2 offset, 3 frozen time.
-// Returns 1 when it started counting, 0 when there was nothing to start (a
-// replay, a second call, a session acquired under a paid plan), 2 when the
-// session holds no live slot (released, expired, never acquired).
-var startedScript = redis.NewScript(startedSrc)
-
-const startedSrc = preamble + `
-local slots, run, sid = KEYS[1], KEYS[2], ARGV[1]
-local now = now_ms(tonumber(ARGV[2]), tonumber(ARGV[3]))
-local sc = redis.call('ZSCORE', slots, sid)
-if not sc or tonumber(sc) <= now then return 2 end
-if redis.call('HGET', run, sid) ~= '0' then return 0 end
-redis.call('HSET', run, sid, istr(now))
-return 1
-`
-
-// renewScript extends a live lease, or adopts one that Redis lost.
-//
-// KEYS: 1 cap, 2 slots, 3 run, 4 used, 5 epoch.
-// ARGV: 1 session id, 2 cap member, 3 offset, 4 ttl, 5 adopt (1: adopt a
-// slot with no trace, 0: only one last renewed before the data set's epoch),
-// 6 the lease's expiry (0: none), 7 frozen time.
-// Returns {1, new expiry} when renewed or adopted, {0, 0} when the lease
-// expired or was released.
-var renewScript = redis.NewScript(renewSrc)
-
-const renewSrc = preamble + `
-local cap, slots, run, used, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local sid, member = ARGV[1], ARGV[2]
-local now = now_ms(tonumber(ARGV[3]), tonumber(ARGV[7]))
-local ttl = tonumber(ARGV[4])
-local exp = now + ttl
-
-local sc = redis.call('ZSCORE', slots, sid)
-if sc then
-  sc = tonumber(sc)
-  if sc > now then
-    redis.call('ZADD', slots, exp, sid)
-    redis.call('ZADD', cap, exp, member)
-    redis.call('PEXPIRE', slots, ACCOUNT_TTL)
-    return {1, exp}
-  end
-  -- Expired: the slot is gone; end it now rather than at the next purge.
-  redis.call('ZREM', slots, sid)
+  local freed = redis.call('ZREM', slots, sid)
   redis.call('ZREM', cap, member)
-  L().finalize(run, used, sid, sc)
-  return {0, 0}
+  return freed, 0
 end
 
--- No trace of the slot: it was released, or it expired and was purged, or
--- it never existed, or Redis lost its data (a restart without persistence, a
--- failover, a flush). Only the last is adopted: a lease last renewed before
--- the first slot of this data set was granted. A released or purged lease
--- was renewed after that, since the data set held it.
-local lexp = tonumber(ARGV[6])
-local adopt = ARGV[5] == '1'
-if not adopt and lexp > 0 then
-  local ep = redis.call('GET', epoch)
-  adopt = (not ep) or (lexp - ttl < tonumber(ep))
-end
-if not adopt then return {0, 0} end
-redis.call('ZADD', slots, exp, sid)
-redis.call('ZADD', cap, exp, member)
-redis.call('PEXPIRE', slots, ACCOUNT_TTL)
-redis.call('SET', epoch, istr(now), 'NX')
-return {1, exp}
-`
+-- The kinds of call, with how many arguments follow the kind.
+local calls = {a = {acquire, 6}, s = {started, 1}, n = {renew, 4}, r = {release, 2}}
 
-// releaseScript frees a slot and finalises the session's minutes. A paid
-// session's release is HGET, ZREM, ZREM; the clock is read only for a
-// started trial session.
-//
-// KEYS: 1 cap, 2 slots, 3 run, 4 used.
-// ARGV: 1 session id, 2 cap member, 3 offset, 4 frozen time.
-// Returns 1 when it removed the slot, 0 when there was none (released
-// before, expired and purged, never acquired): a replay changes nothing.
-var releaseScript = redis.NewScript(releaseSrc)
-
-const releaseSrc = preamble + `
-local cap, slots, run, used = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local sid, member = ARGV[1], ARGV[2]
-local st = redis.call('HGET', run, sid)
-if st then
-  redis.call('HDEL', run, sid)
-  st = tonumber(st)
-  if st > 0 then
-    -- Count to now, or to the lease's expiry when it expired unreleased.
-    local e = now_ms(tonumber(ARGV[3]), tonumber(ARGV[4]))
-    local sc = redis.call('ZSCORE', slots, sid)
-    if sc and tonumber(sc) < e then e = tonumber(sc) end
-    L().add_usage(used, st, e)
+local out = {}
+local k, a = 4, 7
+while a <= #ARGV do
+  local c = calls[ARGV[a]]
+  if not c then return redis.error_reply('unknown call ' .. tostring(ARGV[a])) end
+  local ok, r1, r2 = pcall(c[1], k, a + 1)
+  if ok then
+    out[#out + 1] = r1
+    out[#out + 1] = r2
+    out[#out + 1] = ''
+  else
+    if type(r1) == 'table' then r1 = r1.err end
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = tostring(r1)
   end
+  k = k + 3
+  a = a + 1 + c[2]
 end
-local freed = redis.call('ZREM', slots, sid)
-redis.call('ZREM', cap, member)
-return freed
+return out
 `
