@@ -95,7 +95,8 @@
 //     with 400175. A binary frame is answered the same way. Every message
 //     received, valid or not, counts as activity; ping/pong frames do not.
 //   - Realtime close codes: 1000 "session closed" after the closed state,
-//     1000 "replaced by a new connection" for the old socket on reconnect,
+//     1000 "replaced by a new connection" for the old socket on reconnect
+//     (on whichever node it is, with a Relay),
 //     1001 "server shutting down", 1009 for an oversized frame. A client that
 //     does not read its queue (Realtime.SendQueue messages behind) is
 //     disconnected without a close frame.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -21,15 +22,77 @@ import (
 // session.state_updated is queued.
 const maxEarly = 16
 
+// replacedReason is the close reason of a socket replaced by a newer one,
+// on this node or (with a Relay) on another.
+const replacedReason = "replaced by a new connection"
+
 // hub maps session ids to this node's realtime socket for each session. Its
 // methods look clients up under its lock and call them after releasing it.
 type hub struct {
 	mu        sync.Mutex
 	bySession map[string]*client
 	closed    bool
+	// turns serialises, per session, registering a socket and publishing
+	// its announcement (with a Relay only).
+	turns map[string]*turn
 }
 
-func newHub() *hub { return &hub{bySession: make(map[string]*client)} }
+// turn is one session's lock in hub.turns (a token in a channel of one),
+// counted so that the map holds only sessions someone holds or waits for.
+type turn struct {
+	held chan struct{}
+	refs int // guarded by hub.mu
+}
+
+func newHub() *hub {
+	return &hub{bySession: make(map[string]*client), turns: make(map[string]*turn)}
+}
+
+// lockSession waits for the session's turn and returns the function that
+// ends it. With a Relay, a node registers a session's socket and publishes
+// its announcement in one turn, so that the relay carries a node's
+// announcements of one session in the order the node registered them.
+func (h *hub) lockSession(sessionID string) (unlock func()) {
+	h.mu.Lock()
+	t := h.turns[sessionID]
+	if t == nil {
+		t = &turn{held: make(chan struct{}, 1)}
+		h.turns[sessionID] = t
+	}
+	t.refs++
+	h.mu.Unlock()
+	t.held <- struct{}{}
+	return func() {
+		<-t.held
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if t.refs--; t.refs == 0 {
+			delete(h.turns, sessionID)
+		}
+	}
+}
+
+// announced applies an announcement heard on the relay: token is now the
+// session's socket. The session's socket here is marked announced when it
+// is token's socket; otherwise, if it was announced already, it is
+// forgotten and returned, for the caller to close. A socket not yet
+// announced is newer than the announcement and stays (see [Relay]).
+func (h *hub) announced(sessionID, token string) (old *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.bySession[sessionID]
+	switch {
+	case c == nil:
+		return nil
+	case c.token == token:
+		c.announced = true
+		return nil
+	case !c.announced:
+		return nil
+	}
+	delete(h.bySession, sessionID)
+	return c
+}
 
 // register makes c its session's socket and returns the socket it replaces.
 // It refuses (false) once the hub is closed.
@@ -110,6 +173,12 @@ type client struct {
 	sessionID string
 	account   string
 	info      SocketInfo
+	// token identifies the socket in relay announcements (with a Relay
+	// only); it is never logged nor shown to hooks.
+	token string
+	// announced is set once the socket's own announcement came back
+	// through the relay; guarded by srv.hub.mu.
+	announced bool
 	ws        *websocket.Conn
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -405,6 +474,12 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	c := s.newClient(ws, account, id)
+	if s.relay != nil {
+		// One turn per session: register, then announce (after the
+		// socket is ready, so that a slow relay does not hold it up).
+		c.token = rand.Text()
+		defer s.hub.lockSession(id)()
+	}
 	old, registered := s.hub.register(c)
 	if s.hooks.SocketOpened != nil {
 		s.hooks.SocketOpened(c.info)
@@ -412,7 +487,7 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	go c.writeLoop()
 	go c.readLoop()
 	if old != nil {
-		old.closeWith(websocket.CloseNormalClosure, "replaced by a new connection")
+		old.closeWith(websocket.CloseNormalClosure, replacedReason)
 	}
 	if !registered {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
@@ -426,6 +501,9 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		c.applyState(fsm.Closed, ^uint64(0))
 	}
 	c.markReady()
+	if s.relay != nil {
+		s.announce(ctx, c)
+	}
 }
 
 // originAllowed applies the origin policy: no Origin header, the server's

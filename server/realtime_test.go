@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -358,4 +360,41 @@ func TestServerMessageDecodes(t *testing.T) {
 		assert.NotEmpty(t, m.Type)
 	}
 	assert.Equal(t, `{"type":"error","code":500000,"message":"Internal server error"}`, string(encodeError(io.EOF)))
+}
+
+// TestHubLockSession: a session's turn is held by one caller at a time,
+// other sessions' turns are independent, and the hub forgets a turn no one
+// holds or waits for.
+func TestHubLockSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub()
+		unlock := h.lockSession("s1")
+		var order []string
+		var mu sync.Mutex
+		note := func(s string) {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, s)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			unlock2 := h.lockSession("s1")
+			note("second s1")
+			unlock2()
+		}()
+		h.lockSession("s2")() // another session: not blocked
+		synctest.Wait()
+		mu.Lock()
+		assert.Empty(t, order, "the second caller waits for the first")
+		mu.Unlock()
+
+		note("first s1 done")
+		unlock()
+		<-done
+		assert.Equal(t, []string{"first s1 done", "second s1"}, order)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		assert.Empty(t, h.turns, "no turn left")
+	})
 }

@@ -3,13 +3,16 @@ package server
 import (
 	"context"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
-// Relay carries speech commands between the server nodes of one service,
-// so that a task or an interrupt received by any node reaches the session's
-// realtime socket on whichever node holds it. Give every node the same
-// relay (package server/redisrelay is one on Redis) in Config.Relay; a
-// single node needs none.
+// Relay carries speech commands and socket announcements between the
+// server nodes of one service, so that a task or an interrupt received by
+// any node reaches the session's realtime socket on whichever node holds
+// it, and a socket that opens on one node replaces the session's socket on
+// every other. Give every node the same relay (package server/redisrelay is
+// one on Redis) in Config.Relay; a single node needs none.
 //
 // With a Relay, a node that receives streaming.task, streaming.interrupt,
 // agent.speak or agent.interrupt does not simulate the speech itself: it
@@ -21,6 +24,40 @@ import (
 // from, and a socket that reopens on another node mid-speech hears the end
 // of that speech there.
 //
+// # Replacing a socket across nodes
+//
+// Every socket a node opens with a Relay gets a random token (128 bits from
+// crypto/rand), and once registered the node publishes a RelayReplace
+// announcement carrying the session id and that token. The rule is that
+// the socket whose announcement comes last in the relay's order wins:
+//
+//   - a socket is announced once its node has heard its own announcement
+//     come back through the relay;
+//   - a node that hears an announcement for a session whose socket there is
+//     announced and has another token closes that socket, exactly as a
+//     local reconnect does (1000 "replaced by a new connection", then the
+//     SocketClosed hook), and stops routing the session's events to it;
+//   - an announcement heard while the node's socket is not yet announced is
+//     ignored: it precedes that socket's own in the relay's order, so the
+//     node's socket is the newer one and the announcing node closes its
+//     socket when it hears this one's;
+//   - a node publishes the announcements of one session in the order it
+//     registers that session's sockets (it registers the next only once the
+//     previous announcement's Publish returned), so its own relay order
+//     agrees with its local replacements.
+//
+// Every node sees the same order, so when sockets of one session open on
+// several nodes at the same instant exactly one survives: the one announced
+// last. No clock is compared, so skew between nodes does not matter.
+//
+// A Publish of an announcement that fails does not refuse the new socket
+// (no error is logged or answered: the socket is open already). That socket
+// then never becomes announced: sockets of the session on other nodes live
+// until they drop, as they did before cross-node replacement, and it is
+// itself replaced only by a later socket on its own node. An announcement
+// whose Publish failed yet that reached the relay anyway counts where it
+// landed in the relay's order.
+//
 // Implementations are safe for concurrent use by multiple goroutines, and
 // must deliver:
 //
@@ -29,14 +66,17 @@ import (
 //     commands directly);
 //   - to each subscription one message at a time, and in one order that is
 //     the same for every subscription (the order of publication, for
-//     example a single Redis channel), so that every node agrees on which
-//     task cuts which short;
+//     example a single Redis channel: a message whose Publish returned
+//     comes before any message published after that), so that every node
+//     agrees on which task cuts which short and which socket was announced
+//     last;
 //   - each message at most once (a transport that may repeat a message, such
 //     as a client that retries a publication whose reply was lost, must
 //     drop the repeat).
 //
 // A message lost (a subscription that reconnects) costs that node's model
-// the command: a speech not started there, or not cut short until it ends.
+// the command: a speech not started there, or not cut short until it ends,
+// or a socket there not replaced until it drops.
 type Relay interface {
 	// Publish sends msg about the session to every subscription of every
 	// node. An error is answered to the caller as it is: return a catalog
@@ -60,19 +100,29 @@ const (
 	// RelayInterrupt cuts the session's speech short; it does nothing when
 	// the avatar is silent.
 	RelayInterrupt RelayKind = "interrupt"
+	// RelayReplace announces that the socket RelayMessage.Socket is now the
+	// session's realtime socket: every node closes the session's announced
+	// socket with another token (see [Relay]).
+	RelayReplace RelayKind = "replace"
 )
 
-// RelayMessage is one speech command carried by a Relay. The node that
-// receives the task computes its id and duration, answers them to the
-// caller and passes them along, so that the socket's events carry what the
-// caller was answered. It is a plain value, safe to copy.
+// RelayMessage is one command carried by a Relay: a speech command or a
+// socket announcement. For a task, the node that receives it computes its
+// id and duration, answers them to the caller and passes them along, so
+// that the socket's events carry what the caller was answered. It is a
+// plain value, safe to copy.
 type RelayMessage struct {
-	// Kind is RelaySpeak or RelayInterrupt; a node ignores other kinds.
+	// Kind is RelaySpeak, RelayInterrupt or RelayReplace; a node ignores
+	// other kinds.
 	Kind RelayKind
 	// TaskID is the task's id (RelaySpeak only).
 	TaskID string
 	// Duration is how long the avatar speaks the task (RelaySpeak only).
 	Duration time.Duration
+	// Socket is the announced socket's token (RelayReplace only): an
+	// opaque random string that a relay carries as it is and, like the
+	// session id, never logs.
+	Socket string
 }
 
 // say starts a task for the session: here, or with a Relay on every node.
@@ -97,9 +147,10 @@ func (s *Server) hush(ctx context.Context, sessionID string) error {
 	return s.relay.Publish(ctx, sessionID, RelayMessage{Kind: RelayInterrupt})
 }
 
-// onRelay applies a command heard on the relay to this node's speech; the
-// events reach the session's socket if it is on this node. Malformed
-// commands are ignored.
+// onRelay applies a command heard on the relay to this node's speech (the
+// events reach the session's socket if it is on this node), or an
+// announcement to this node's socket for the session. Malformed commands
+// are ignored.
 func (s *Server) onRelay(sessionID string, msg RelayMessage) {
 	if sessionID == "" {
 		return
@@ -111,5 +162,22 @@ func (s *Server) onRelay(sessionID string, msg RelayMessage) {
 		}
 	case RelayInterrupt:
 		s.speech.interrupt(sessionID)
+	case RelayReplace:
+		if msg.Socket != "" {
+			if old := s.hub.announced(sessionID, msg.Socket); old != nil {
+				old.closeWith(websocket.CloseNormalClosure, replacedReason)
+			}
+		}
 	}
+}
+
+// announce publishes c's RelayReplace, within ctx and c's life. A failure
+// is dropped: the socket is open already and stays open, and the library
+// does not log (see [Relay] for what a lost announcement costs).
+func (s *Server) announce(ctx context.Context, c *client) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	_ = s.relay.Publish(ctx, c.sessionID, RelayMessage{Kind: RelayReplace, Socket: c.token})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -11,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -28,23 +31,66 @@ type memRelay struct {
 	published []RelayMessage
 	err       error // returned by Publish when set
 	subErr    error // returned by Subscribe when set
+	// log receives every Publish once it returns (delivered or failed);
+	// it drops what does not fit.
+	log chan publication
+	// gate, when set, is called by Publish before it publishes.
+	gate func(sessionID string, msg RelayMessage)
 }
 
-func newMemRelay() *memRelay { return &memRelay{subs: make(map[int]func(string, RelayMessage))} }
+// publication is one Publish call as the relay saw it.
+type publication struct {
+	session string
+	msg     RelayMessage
+	err     error
+}
+
+func newMemRelay() *memRelay {
+	return &memRelay{subs: make(map[int]func(string, RelayMessage)), log: make(chan publication, 1000)}
+}
 
 func (r *memRelay) Publish(_ context.Context, sessionID string, msg RelayMessage) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return r.err
+	gate := r.gate
+	r.mu.Unlock()
+	if gate != nil {
+		gate(sessionID, msg)
 	}
-	r.published = append(r.published, msg)
-	for i := range r.next {
-		if fn, ok := r.subs[i]; ok {
-			fn(sessionID, msg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.err
+	if err == nil {
+		r.published = append(r.published, msg)
+		for i := range r.next {
+			if fn, ok := r.subs[i]; ok {
+				fn(sessionID, msg)
+			}
 		}
 	}
-	return nil
+	select {
+	case r.log <- publication{sessionID, msg, err}:
+	default:
+	}
+	return err
+}
+
+// announcement waits for the next RelayReplace published for the session
+// (a guard of 5 s), skipping other publications: once it returns, every
+// node has applied it (Publish delivers before it returns).
+func (r *memRelay) announcement(t *testing.T, sessionID string) publication {
+	t.Helper()
+	guard := time.After(5 * time.Second)
+	for {
+		select {
+		case p := <-r.log:
+			if p.session == sessionID && p.msg.Kind == RelayReplace {
+				return p
+			}
+		case <-guard:
+			t.Fatal("no announcement within 5s")
+			return publication{}
+		}
+	}
 }
 
 func (r *memRelay) Subscribe(fn func(string, RelayMessage)) (func(), error) {
@@ -61,6 +107,44 @@ func (r *memRelay) Subscribe(fn func(string, RelayMessage)) (func(), error) {
 		defer r.mu.Unlock()
 		delete(r.subs, id)
 	}, nil
+}
+
+func (r *memRelay) setGate(gate func(sessionID string, msg RelayMessage)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gate = gate
+}
+
+// barrier lets n goroutines through once all n are waiting (a guard of
+// 5 s, after which it lets them through and records that it timed out).
+type barrier struct {
+	mu       sync.Mutex
+	n        int
+	open     chan struct{}
+	timedOut bool
+}
+
+func newBarrier(n int) *barrier { return &barrier{n: n, open: make(chan struct{})} }
+
+func (b *barrier) wait() {
+	b.mu.Lock()
+	if b.n--; b.n == 0 {
+		close(b.open)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.open:
+	case <-time.After(5 * time.Second):
+		b.mu.Lock()
+		b.timedOut = true
+		b.mu.Unlock()
+	}
+}
+
+func (b *barrier) failed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.timedOut
 }
 
 func (r *memRelay) setErr(err error) {
@@ -228,7 +312,17 @@ func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
 	s.expect(`{"type":"session.state_updated","state":"closed"}`)
 	require.NotNil(t, s.closeError())
 	assert.Equal(t, 0, a.clock.pending(), "no speech timer left on any node")
-	assert.Equal(t, []RelayKind{RelaySpeak, RelaySpeak, RelayInterrupt, RelayInterrupt, RelaySpeak, RelaySpeak}, relay.kinds())
+	var speech []RelayKind
+	replaces := 0
+	for _, k := range relay.kinds() {
+		if k == RelayReplace {
+			replaces++ // the socket's announcement, in no fixed place
+			continue
+		}
+		speech = append(speech, k)
+	}
+	assert.Equal(t, []RelayKind{RelaySpeak, RelaySpeak, RelayInterrupt, RelayInterrupt, RelaySpeak, RelaySpeak}, speech)
+	assert.Equal(t, 1, replaces, "one socket, one announcement")
 }
 
 func TestRelaySocketMovesMidSpeech(t *testing.T) {
@@ -332,4 +426,228 @@ func TestOnRelay(t *testing.T) {
 	e.clock.Advance(0)
 	s.expect(`{"type":"avatar_stop_talking","task_id":"t2","duration_ms":0,"interrupted":false}`)
 	s.settle()
+}
+
+// outcome reads the socket until it is closed or hears
+// avatar_start_talking, skipping state updates: "replaced" for a close
+// 1000 "replaced by a new connection", "open" for the speech. Anything
+// else fails the test.
+func (s *socket) outcome() string {
+	s.t.Helper()
+	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, data, err := s.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			require.ErrorAs(s.t, err, &ce)
+			require.Equal(s.t, websocket.CloseNormalClosure, ce.Code)
+			require.Equal(s.t, "replaced by a new connection", ce.Text)
+			return "replaced"
+		}
+		var m ServerMessage
+		require.NoError(s.t, json.Unmarshal(data, &m))
+		switch m.Type {
+		case TypeStateUpdated:
+			continue
+		case TypeStartTalking:
+			return "open"
+		}
+		s.t.Fatalf("unexpected message %s", data)
+	}
+}
+
+// TestRelayReconnectThroughAnotherNodeReplaces opens the socket on a, then
+// again on b: a closes its socket as a local reconnect would, and the
+// session's events reach b's socket only.
+func TestRelayReconnectThroughAnotherNodeReplaces(t *testing.T) {
+	relay := newMemRelay()
+	nodes := newNodes(t, 2, relay)
+	a, b := nodes[0], nodes[1]
+	cr := a.connecting("key-acme")
+	named := `{"session_id":"` + cr.SessionID + `"`
+	old := a.open(cr.RealtimeEndpoint)
+	old.expect(`{"type":"session.state_updated","state":"connected"}`)
+	first := <-a.opened
+	require.NoError(t, relay.announcement(t, cr.SessionID).err)
+
+	s := b.open(b.on(cr.RealtimeEndpoint))
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	second := <-b.opened
+	assert.Equal(t, first, second, "the same session and account")
+	require.NoError(t, relay.announcement(t, cr.SessionID).err)
+	ce := old.closeError()
+	require.NotNil(t, ce)
+	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+	assert.Equal(t, "replaced by a new connection", ce.Text)
+	assert.Equal(t, first, <-a.closed, "the SocketClosed hook, as for a local reconnect")
+	assert.Nil(t, a.srv.hub.get(cr.SessionID), "a forgot the replaced socket")
+	assert.NotNil(t, b.srv.hub.get(cr.SessionID))
+
+	// Events now reach b's socket only, whichever node they go through.
+	var t1 taskResponse
+	a.data(a.post("key-acme", PathTask, named+`,"text":"Hello, world"}`), &t1)
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	a.clock.Advance(770 * time.Millisecond)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+	s.settle()
+	require.Equal(t, http.StatusOK, a.post("key-acme", PathStop, named+`}`).status)
+	s.expect(`{"type":"session.state_updated","state":"closing"}`)
+	s.expect(`{"type":"session.state_updated","state":"closed"}`)
+	require.NotNil(t, s.closeError())
+	assert.Equal(t, second, <-b.closed)
+	assert.Empty(t, a.closed, "a's socket was closed once")
+}
+
+// TestRelaySimultaneousSocketsOneSurvives opens a session's socket on
+// several nodes at once, many times: each time exactly one survives (the
+// one announced last), and every other is closed as replaced. In the held
+// case, no announcement is published before both sockets are registered
+// and announcing, the race a naive rule (close on any other token) loses
+// with both sockets closed.
+func TestRelaySimultaneousSocketsOneSurvives(t *testing.T) {
+	tests := []struct {
+		name string
+		on   []int // the node of each socket
+		hold bool  // hold the announcements until every socket announces
+	}{
+		{"two nodes, announcements held", []int{0, 1}, true},
+		{"two nodes", []int{0, 1}, false},
+		{"two sockets on a and one on b", []int{0, 0, 1}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			relay := newMemRelay()
+			nodes := newNodes(t, 2, relay)
+			a := nodes[0]
+			survivors := map[int]int{}
+			for i := range 20 {
+				cr := a.connecting("key-acme")
+				named := `{"session_id":"` + cr.SessionID + `"`
+				bar := newBarrier(len(tt.on))
+				if tt.hold {
+					relay.setGate(func(id string, msg RelayMessage) {
+						if id == cr.SessionID && msg.Kind == RelayReplace {
+							bar.wait()
+						}
+					})
+				}
+				socks := make([]*socket, len(tt.on))
+				var wg sync.WaitGroup
+				for j, on := range tt.on {
+					n := nodes[on]
+					wg.Go(func() {
+						ws, resp, err := n.dial(n.on(cr.RealtimeEndpoint), nil)
+						if !assert.NoError(t, err) {
+							return
+						}
+						resp.Body.Close()
+						socks[j] = &socket{t: t, ws: ws}
+					})
+				}
+				wg.Wait()
+				for _, s := range socks {
+					require.NotNil(t, s)
+					t.Cleanup(func() { s.ws.Close() })
+				}
+				// Every announcement applied on every node, then a task:
+				// the survivor hears it, the others were closed before.
+				var last publication
+				for range socks {
+					last = relay.announcement(t, cr.SessionID)
+					require.NoError(t, last.err)
+				}
+				require.False(t, bar.failed(), "the announcements were not all held")
+				require.Equal(t, http.StatusOK, a.post("key-acme", PathTask, named+`,"text":"hi"}`).status)
+
+				winner := -1
+				for j, s := range socks {
+					if s.outcome() == "open" {
+						require.Equal(t, -1, winner, "iteration %d: sockets %d and %d both survived", i, winner, j)
+						winner = j
+					}
+				}
+				require.NotEqual(t, -1, winner, "iteration %d: no socket survived", i)
+				survivors[tt.on[winner]]++
+				for k, n := range nodes {
+					held := n.srv.hub.get(cr.SessionID)
+					if k != tt.on[winner] {
+						assert.Nil(t, held, "node %d forgot its socket", k)
+						continue
+					}
+					require.NotNil(t, held)
+					assert.Equal(t, last.msg.Socket, held.token, "the last announcement wins")
+				}
+				relay.setGate(nil)
+				require.Equal(t, http.StatusOK, a.post("key-acme", PathStop, named+`}`).status)
+				for _, on := range tt.on {
+					<-nodes[on].opened
+				}
+			}
+			t.Logf("survivors by node: %v", survivors)
+		})
+	}
+}
+
+// TestRelayAnnouncementPublishFails: a socket whose announcement cannot be
+// published is not refused, and the socket on the other node lives on.
+func TestRelayAnnouncementPublishFails(t *testing.T) {
+	relay := newMemRelay()
+	nodes := newNodes(t, 2, relay)
+	a, b := nodes[0], nodes[1]
+	cr := a.connecting("key-acme")
+	old := a.open(cr.RealtimeEndpoint)
+	old.expect(`{"type":"session.state_updated","state":"connected"}`)
+	require.NoError(t, relay.announcement(t, cr.SessionID).err)
+
+	down := sserrors.ErrAPIConnectionError.WithStatus(http.StatusServiceUnavailable).WithRetryAfter(time.Second)
+	relay.setErr(down)
+	s := b.open(b.on(cr.RealtimeEndpoint))
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	assert.ErrorIs(t, relay.announcement(t, cr.SessionID).err, down)
+	s.settle()
+	old.settle() // still open
+	assert.NotNil(t, a.srv.hub.get(cr.SessionID))
+	assert.NotNil(t, b.srv.hub.get(cr.SessionID))
+	assert.Empty(t, a.closed)
+}
+
+// TestOnRelayReplace feeds announcements to a node directly: malformed
+// ones and the socket's own change nothing; another token closes the
+// socket only once its own announcement was heard.
+func TestOnRelayReplace(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
+	cl, s := e.rawClient("acme", "s1")
+	cl.token = "mine"
+	_, ok := e.srv.hub.register(cl)
+	require.True(t, ok)
+	cl.applyState(fsm.Connected, 1)
+	cl.markReady()
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "theirs"})
+	s.settle() // not announced yet: the announcement is older than this socket
+	for _, msg := range []struct {
+		session string
+		msg     RelayMessage
+	}{
+		{"s1", RelayMessage{Kind: RelayReplace, Socket: "mine"}}, // announced now
+		{"", RelayMessage{Kind: RelayReplace, Socket: "theirs"}},
+		{"s1", RelayMessage{Kind: RelayReplace}},
+		{"s2", RelayMessage{Kind: RelayReplace, Socket: "theirs"}},
+		{"s1", RelayMessage{Kind: "dance", Socket: "theirs"}},
+		{"s1", RelayMessage{Kind: RelayReplace, Socket: "mine"}}, // a repeat
+	} {
+		e.srv.onRelay(msg.session, msg.msg)
+	}
+	s.settle()
+	require.Same(t, cl, e.srv.hub.get("s1"))
+
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "theirs"})
+	ce := s.closeError()
+	require.NotNil(t, ce)
+	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+	assert.Equal(t, "replaced by a new connection", ce.Text)
+	assert.Nil(t, e.srv.hub.get("s1"))
+	assert.Equal(t, SocketInfo{Account: "acme", SessionHash: ShortHash("s1")}, <-e.closed)
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "other"}) // nothing left to close
 }

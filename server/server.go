@@ -62,7 +62,9 @@ type Config struct {
 	// DefaultTaskDuration.
 	TaskDuration func(text string) time.Duration
 	// Relay carries tasks and interrupts to the node holding the session's
-	// realtime socket, when several nodes serve one service (see [Relay]).
+	// realtime socket, and announces each new socket so that it replaces the
+	// session's socket on every other node, when several nodes serve one
+	// service (see [Relay]).
 	// The default (nil) simulates speech on the node that receives the
 	// task, which is right for a single node. New subscribes to it;
 	// Shutdown and Close cancel the subscription.

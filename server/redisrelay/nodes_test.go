@@ -120,7 +120,12 @@ type node struct {
 // one fake speech clock.
 func newNodes(t *testing.T, n int, clock server.Clock) []*node {
 	t.Helper()
-	rds := redistest.Start(t)
+	return newNodesOn(t, redistest.Start(t), n, clock)
+}
+
+// newNodesOn starts n nodes as newNodes does, on rds.
+func newNodesOn(t *testing.T, rds *redistest.Server, n int, clock server.Clock) []*node {
+	t.Helper()
 	lim := limits.NewMemory(limits.MemoryConfig{SweepInterval: -1})
 	t.Cleanup(func() { lim.Close() })
 	var nodes []*node
@@ -278,4 +283,152 @@ func TestSpeechAcrossNodes(t *testing.T) {
 	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":0,"interrupted":true}`)
 	s2.expect(`{"type":"session.state_updated","state":"closing"}`)
 	s2.expect(`{"type":"session.state_updated","state":"closed"}`)
+}
+
+// started creates and starts a session through n and returns its id and
+// realtime endpoint.
+func started(t *testing.T, n *node) (id, endpoint string) {
+	t.Helper()
+	status, data := n.post(t, server.PathNew, `{}`)
+	require.Equal(t, http.StatusOK, status)
+	var created struct {
+		SessionID        string `json:"session_id"`
+		RealtimeEndpoint string `json:"realtime_endpoint"`
+	}
+	require.NoError(t, json.Unmarshal(data, &created))
+	status, _ = n.post(t, server.PathStart, `{"session_id":"`+created.SessionID+`"}`)
+	require.Equal(t, http.StatusOK, status)
+	return created.SessionID, created.RealtimeEndpoint
+}
+
+// announcement waits for the next socket announcement of the session on
+// in, skipping other messages.
+func announcement(t *testing.T, in *inbox, sessionID string) server.RelayMessage {
+	t.Helper()
+	for {
+		r := in.next(t)
+		if r.session == sessionID && r.msg.Kind == server.RelayReplace {
+			return r.msg
+		}
+	}
+}
+
+// outcome reads the socket until it is closed or hears
+// avatar_start_talking, skipping state updates: "replaced" for a close
+// 1000 "replaced by a new connection", "open" for the speech. Anything
+// else fails the test.
+func (c *wsClient) outcome() string {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			require.ErrorAs(c.t, err, &ce)
+			require.Equal(c.t, websocket.CloseNormalClosure, ce.Code)
+			require.Equal(c.t, "replaced by a new connection", ce.Text)
+			return "replaced"
+		}
+		var m server.ServerMessage
+		require.NoError(c.t, json.Unmarshal(data, &m))
+		switch m.Type {
+		case server.TypeStateUpdated:
+			continue
+		case server.TypeStartTalking:
+			return "open"
+		}
+		c.t.Fatalf("unexpected message %s", data)
+	}
+}
+
+// TestSocketReplacedAcrossNodes runs two nodes on one Redis: the socket
+// opens on a, then again on b; a closes its socket with 1000 "replaced by a
+// new connection", and the session's events reach b's socket only.
+func TestSocketReplacedAcrossNodes(t *testing.T) {
+	clock := newFakeClock()
+	rds := redistest.Start(t)
+	nodes := newNodesOn(t, rds, 2, clock)
+	a, b := nodes[0], nodes[1]
+	watch := subscribe(t, newRelay(t, rds.Client(), Config{Prefix: "rt"}))
+	id, endpoint := started(t, a)
+	named := `{"session_id":"` + id + `"`
+
+	old := dial(t, a.on(t, endpoint))
+	old.expect(`{"type":"session.state_updated","state":"connected"}`)
+	first := announcement(t, watch, id)
+	s := dial(t, b.on(t, endpoint))
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	second := announcement(t, watch, id)
+	assert.NotEmpty(t, first.Socket)
+	assert.NotEqual(t, first.Socket, second.Socket, "each socket its own token")
+	assert.Equal(t, "replaced", old.outcome())
+
+	// A task through a is spoken on b's socket; a stop through a closes it.
+	status, data := a.post(t, server.PathTask, named+`,"text":"Hello, world"}`)
+	require.Equal(t, http.StatusOK, status)
+	var t1 taskAnswer
+	require.NoError(t, json.Unmarshal(data, &t1))
+	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	clock.started(t, 770*time.Millisecond, 2)
+	clock.Advance(770 * time.Millisecond)
+	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+	status, _ = a.post(t, server.PathStop, named+`}`)
+	require.Equal(t, http.StatusOK, status)
+	s.expect(`{"type":"session.state_updated","state":"closing"}`)
+	s.expect(`{"type":"session.state_updated","state":"closed"}`)
+}
+
+// TestSimultaneousSocketsAcrossNodes opens a session's socket on two
+// nodes at once, many times: each time exactly one survives and the other
+// is closed as replaced.
+func TestSimultaneousSocketsAcrossNodes(t *testing.T) {
+	clock := newFakeClock()
+	rds := redistest.Start(t)
+	nodes := newNodesOn(t, rds, 2, clock)
+	a := nodes[0]
+	watch := subscribe(t, newRelay(t, rds.Client(), Config{Prefix: "rt"}))
+	survivors := map[int]int{}
+	for i := range 15 {
+		id, endpoint := started(t, a)
+		named := `{"session_id":"` + id + `"`
+		socks := make([]*wsClient, len(nodes))
+		var wg sync.WaitGroup
+		for j, n := range nodes {
+			wg.Go(func() {
+				conn, resp, err := websocket.DefaultDialer.Dial(n.on(t, endpoint), nil)
+				if !assert.NoError(t, err) {
+					return
+				}
+				resp.Body.Close()
+				socks[j] = &wsClient{t: t, conn: conn}
+			})
+		}
+		wg.Wait()
+		for _, s := range socks {
+			require.NotNil(t, s)
+			t.Cleanup(func() { s.conn.Close() })
+		}
+		// Both announcements are on the channel before the task: every
+		// node applies them before it, so the survivor hears the task.
+		announcement(t, watch, id)
+		announcement(t, watch, id)
+		status, data := a.post(t, server.PathTask, named+`,"text":"hi"}`)
+		require.Equal(t, http.StatusOK, status)
+		var task taskAnswer
+		require.NoError(t, json.Unmarshal(data, &task))
+
+		winner := -1
+		for j, s := range socks {
+			if s.outcome() == "open" {
+				require.Equal(t, -1, winner, "iteration %d: both sockets survived", i)
+				winner = j
+			}
+		}
+		require.NotEqual(t, -1, winner, "iteration %d: no socket survived", i)
+		survivors[winner]++
+		clock.started(t, time.Duration(task.DurationMS)*time.Millisecond, 2)
+		status, _ = a.post(t, server.PathStop, named+`}`)
+		require.Equal(t, http.StatusOK, status)
+	}
+	t.Logf("survivors by node: %v", survivors)
 }

@@ -1,8 +1,10 @@
 // Package redisrelay is a server.Relay on Redis pub/sub: it carries the
-// speech commands (a task, an interrupt) of the server nodes of one service
-// to every node, so that the realtime socket of a session hears
-// avatar_start_talking and avatar_stop_talking of every task wherever the
-// task was sent and wherever the socket is.
+// speech commands (a task, an interrupt) and the socket announcements of
+// the server nodes of one service to every node, so that the realtime
+// socket of a session hears avatar_start_talking and avatar_stop_talking
+// of every task wherever the task was sent and wherever the socket is, and
+// a socket that reconnects through another node replaces the old one there
+// (closed with 1000 "replaced by a new connection").
 //
 // Start with New (the redis.UniversalClient the node's other Redis
 // backends use, and a Config whose zero value is usable), give the Relay
@@ -15,9 +17,11 @@
 // (session/redisstore, limits/redislimiter, server/redistokens). A single
 // channel gives every subscriber the messages in one order, the order in
 // which Redis received them: every node applies the same commands in the
-// same order, so they agree on which task cuts which short. A message is a
-// small JSON object: a nonce, the session id, the command, and for a task
-// its id and duration (decided by the node that answered the task).
+// same order, so they agree on which task cuts which short and on which
+// socket of a session was announced last (the one that stays open). A
+// message is a small JSON object: a nonce, the session id, the command, for
+// a task its id and duration (decided by the node that answered the task),
+// and for an announcement the socket's token.
 //
 // Each Publish is one PUBLISH, one round trip. go-redis retries a command
 // whose reply was lost, so a message may reach Redis twice: every message
@@ -156,6 +160,7 @@ type payload struct {
 	Kind     server.RelayKind `json:"k"`
 	Task     string           `json:"t,omitempty"`
 	Duration int64            `json:"d,omitempty"` // nanoseconds
+	Socket   string           `json:"o,omitempty"` // the announced socket's token
 }
 
 // Publish implements server.Relay: one PUBLISH on the channel. An empty
@@ -176,7 +181,7 @@ func (r *Relay) Publish(ctx context.Context, sessionID string, msg server.RelayM
 	binary.BigEndian.PutUint64(nonce[8:], r.seq.Add(1))
 	data, err := json.Marshal(payload{
 		Nonce: hex.EncodeToString(nonce[:]), Session: sessionID,
-		Kind: msg.Kind, Task: msg.TaskID, Duration: int64(msg.Duration),
+		Kind: msg.Kind, Task: msg.TaskID, Duration: int64(msg.Duration), Socket: msg.Socket,
 	})
 	if err != nil {
 		return invalid("Publish: %v", err)
@@ -290,7 +295,9 @@ func decode(data string) (sessionID string, msg server.RelayMessage, nonce strin
 	if err := json.Unmarshal([]byte(data), &p); err != nil || p.Nonce == "" || p.Session == "" || p.Kind == "" {
 		return "", server.RelayMessage{}, "", false
 	}
-	return p.Session, server.RelayMessage{Kind: p.Kind, TaskID: p.Task, Duration: time.Duration(p.Duration)}, p.Nonce, true
+	return p.Session, server.RelayMessage{
+		Kind: p.Kind, TaskID: p.Task, Duration: time.Duration(p.Duration), Socket: p.Socket,
+	}, p.Nonce, true
 }
 
 // recent remembers the last nonces seen, up to a bound.

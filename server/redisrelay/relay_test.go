@@ -284,3 +284,52 @@ func TestCancelStopsDelivery(t *testing.T) {
 	assert.Error(t, err)
 	assert.False(t, errors.Is(err, ErrClosed))
 }
+
+// TestReplaceRoundTrip: an announcement crosses Redis with its socket
+// token, and the token's field is the one on the wire.
+func TestReplaceRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	r := newRelay(t, client, Config{})
+	in := subscribe(t, r)
+	ctx := context.Background()
+
+	replace := server.RelayMessage{Kind: server.RelayReplace, Socket: "tok-1"}
+	require.NoError(t, r.Publish(ctx, "s1", replace))
+	assert.Equal(t, received{"s1", replace}, in.next(t))
+
+	raw := []string{
+		`{"n":"00000000000000020000000000000001","s":"s2","k":"replace","o":"tok-2"}`,
+		`{"n":"00000000000000020000000000000002","s":"s2","k":"replace","o":7}`, // malformed: dropped
+		`{"n":"00000000000000020000000000000003","s":"s2","k":"replace"}`,       // no token: the server ignores it
+	}
+	for _, p := range raw {
+		require.NoError(t, client.Publish(ctx, r.channel, p).Err())
+	}
+	assert.Equal(t, received{"s2", server.RelayMessage{Kind: server.RelayReplace, Socket: "tok-2"}}, in.next(t))
+	assert.Equal(t, received{"s2", server.RelayMessage{Kind: server.RelayReplace}}, in.next(t))
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name    string
+		data    string
+		session string
+		msg     server.RelayMessage
+		ok      bool
+	}{
+		{"speak", `{"n":"1","s":"s1","k":"speak","t":"task-1","d":5}`, "s1", server.RelayMessage{Kind: server.RelaySpeak, TaskID: "task-1", Duration: 5}, true},
+		{"interrupt", `{"n":"1","s":"s1","k":"interrupt"}`, "s1", server.RelayMessage{Kind: server.RelayInterrupt}, true},
+		{"replace", `{"n":"1","s":"s1","k":"replace","o":"tok"}`, "s1", server.RelayMessage{Kind: server.RelayReplace, Socket: "tok"}, true},
+		{"token not a string", `{"n":"1","s":"s1","k":"replace","o":["tok"]}`, "", server.RelayMessage{}, false},
+		{"no kind", `{"n":"1","s":"s1","o":"tok"}`, "", server.RelayMessage{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			session, msg, _, ok := decode(tt.data)
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.session, session)
+			assert.Equal(t, tt.msg, msg)
+		})
+	}
+}
