@@ -7,13 +7,19 @@
 // Kill and Restart (on the same port) let failure tests take Redis away and
 // bring it back.
 //
-// When redis-server is not on PATH, Start skips the test with a message
-// saying how to install it, except when the environment variable CI is
-// non-empty: there a missing redis-server fails the test, because CI must
-// run the Redis group.
+// StartCluster runs a Redis Cluster (masters only) of such servers, with
+// cluster mode on, for the backends' cluster tests: its slots are assigned
+// and every node agrees on them when it returns, and NewClient hands out
+// *redis.ClusterClient.
 //
-// A Server is safe for concurrent use by multiple goroutines. Start from
-// Start; everything else hangs off the *Server it returns.
+// When redis-server is not on PATH, Start and StartCluster skip the test
+// with a message saying how to install it, except when the environment
+// variable CI is non-empty: there a missing redis-server fails the test,
+// because CI must run the Redis group.
+//
+// A Server and a Cluster are safe for concurrent use by multiple
+// goroutines. Start from Start (or StartCluster); everything else hangs off
+// the *Server (*Cluster) it returns.
 package redistest
 
 import (
@@ -25,6 +31,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +60,11 @@ type Server struct {
 	dir  string
 	port int
 
+	// clusterNode runs the server with --cluster-enabled, its cluster bus
+	// on busPort and its cluster state in dir (see StartCluster).
+	clusterNode bool
+	busPort     int
+
 	mu      sync.Mutex
 	proc    *process // nil while killed
 	clients []*redis.Client
@@ -76,6 +88,13 @@ type process struct {
 // calls tb.Skip, or tb.Fatal when the environment variable CI is non-empty.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return startServer(tb, lookBinary(tb), false)
+}
+
+// lookBinary returns the path of redis-server, or skips (fails under CI) the
+// test when it is not on PATH.
+func lookBinary(tb testing.TB) string {
+	tb.Helper()
 	bin, err := exec.LookPath(Binary)
 	if err != nil {
 		msg := "redistest: redis-server not found on PATH; install it (Debian/Ubuntu: apt-get install redis-server) to run the Redis tests"
@@ -84,16 +103,32 @@ func Start(tb testing.TB) *Server {
 		}
 		tb.Skip(msg)
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	return bin
+}
+
+// startServer runs bin on free loopback ports (a cluster node also gets a
+// port for its cluster bus) and registers the cleanup that stops it. It
+// tries other ports when another process takes one before redis-server
+// binds it.
+func startServer(tb testing.TB, bin string, clusterNode bool) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), clusterNode: clusterNode}
 	tb.Cleanup(s.stop)
 
+	nports := 1
+	if clusterNode {
+		nports = 2
+	}
 	var lastErr error
 	for range portAttempts {
-		port, err := freePort()
+		ports, err := freePorts(nports)
 		if err != nil {
 			tb.Fatalf("redistest: find a free port: %v", err)
 		}
-		s.port = port
+		s.port = ports[0]
+		if clusterNode {
+			s.busPort = ports[1]
+		}
 		p, err := s.launch()
 		if err == nil {
 			s.mu.Lock()
@@ -192,7 +227,7 @@ var errAddrInUse = errors.New("address already in use")
 // launch starts redis-server on s.port and waits until it accepts
 // connections and answers PING.
 func (s *Server) launch() (*process, error) {
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -202,7 +237,19 @@ func (s *Server) launch() (*process, error) {
 		"--daemonize", "no",
 		"--logfile", "", // log to stdout, where launch reads "Ready to accept connections"
 		"--loglevel", "notice",
-	)
+	}
+	if s.clusterNode {
+		args = append(args,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+			// Explicit: the default (port+10000) may be taken or past 65535.
+			"--cluster-port", strconv.Itoa(s.busPort),
+			// The address the other nodes and CLUSTER SLOTS give for this
+			// node; without it a node may not know its own until it is met.
+			"--cluster-announce-ip", "127.0.0.1",
+		)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	setDeathSignal(cmd)
 	stdout, err := cmd.StdoutPipe()
@@ -300,13 +347,19 @@ func ping(addr string) error {
 	return nil
 }
 
-// freePort asks the kernel for a free loopback port. Another process may
-// take it before redis-server binds it; Start then tries another.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts asks the kernel for n distinct free loopback ports, holding
+// each until all are found so that none is handed out twice. Another
+// process may take one before redis-server binds it; startServer then tries
+// others.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }

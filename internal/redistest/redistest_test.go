@@ -112,32 +112,45 @@ func (r *recordingTB) Fatal(args ...any) {
 }
 
 func TestMissingBinary(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		ci        string
-		wantSkip  bool
-		wantFatal bool
+	starts := []struct {
+		name  string
+		start func(testing.TB)
 	}{
-		{name: "laptop skips", ci: "", wantSkip: true},
-		{name: "CI fails", ci: "true", wantFatal: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("PATH", t.TempDir())
-			t.Setenv("CI", tc.ci)
-			r := &recordingTB{TB: t}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				Start(r)
-				t.Error("Start returned without redis-server on PATH")
-			}()
-			<-done
-			assert.Equal(t, tc.wantSkip, r.skipped != "", "skipped: %q", r.skipped)
-			assert.Equal(t, tc.wantFatal, r.fatal != "", "fatal: %q", r.fatal)
-			assert.Contains(t, r.skipped+r.fatal, "apt-get install redis-server")
-		})
+		{"Start", func(tb testing.TB) { Start(tb) }},
+		{"StartCluster", func(tb testing.TB) { StartCluster(tb, 3) }},
+	}
+	for _, st := range starts {
+		for _, tc := range []struct {
+			name      string
+			ci        string
+			wantSkip  bool
+			wantFatal bool
+		}{
+			{name: "laptop skips", ci: "", wantSkip: true},
+			{name: "CI fails", ci: "true", wantFatal: true},
+		} {
+			t.Run(st.name+"/"+tc.name, func(t *testing.T) {
+				t.Setenv("PATH", t.TempDir())
+				t.Setenv("CI", tc.ci)
+				r := &recordingTB{TB: t}
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					st.start(r)
+					t.Errorf("%s returned without redis-server on PATH", st.name)
+				}()
+				<-done
+				assert.Equal(t, tc.wantSkip, r.skipped != "", "skipped: %q", r.skipped)
+				assert.Equal(t, tc.wantFatal, r.fatal != "", "fatal: %q", r.fatal)
+				assert.Contains(t, r.skipped+r.fatal, "apt-get install redis-server")
+			})
+		}
 	}
 }
 
-// Start takes a testing.TB, so benchmarks start servers the same way.
-var _ = func(b *testing.B) *Server { return Start(b) }
+// Start and StartCluster take a testing.TB, so benchmarks start servers the
+// same way.
+var (
+	_ = func(b *testing.B) *Server { return Start(b) }
+	_ = func(b *testing.B) *Cluster { return StartCluster(b, 3) }
+)

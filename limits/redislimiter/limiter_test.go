@@ -594,22 +594,34 @@ func hashTag(key string) string {
 }
 
 func TestLimitsHoldUnderManyGoroutines(t *testing.T) {
-	ctx := context.Background()
-	const capacity, accounts, workers, rounds = 7, 4, 32, 30
-	cfg := redislimiter.Config{Capacity: capacity}
+	cfg := redislimiter.Config{Capacity: manyCapacity}
 	redislimiter.EnableDebugMax(&cfg)
 	srv := redistest.Start(t)
 	// Two limiters on two clients stand for two nodes.
 	nodes := []*rig{newRigOn(t, srv, cfg, &redis.Options{ContextTimeoutEnabled: true, PoolSize: 8}), nil}
 	cfg.Prefix = nodes[0].cfg.Prefix
 	nodes[1] = newRigOn(t, srv, cfg, &redis.Options{ContextTimeoutEnabled: true, PoolSize: 8})
+	limitsHoldUnderManyGoroutines(t, []*redislimiter.Limiter{nodes[0].lim, nodes[1].lim}, nodes[0].admin, cfg.Prefix)
+}
+
+// manyCapacity is the service capacity of limitsHoldUnderManyGoroutines.
+const manyCapacity = 7
+
+// limitsHoldUnderManyGoroutines makes 32 goroutines spread over nodes (one
+// limiter each, all under prefix, created with EnableDebugMax and Capacity
+// manyCapacity) acquire and release on four accounts, then checks in Redis,
+// through admin, the highest counts the script ever granted: within the
+// limits, and nothing left held.
+func limitsHoldUnderManyGoroutines(t *testing.T, nodes []*redislimiter.Limiter, admin redis.Cmdable, prefix string) {
+	ctx := context.Background()
+	const accounts, workers, rounds = 4, 32, 30
 	plan := limits.Plan{MaxConcurrent: 3}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := range workers {
 		wg.Go(func() {
-			lim := nodes[w%2].lim
+			lim := nodes[w%len(nodes)]
 			account := fmt.Sprint("acct", w%accounts)
 			for i := range rounds {
 				d, err := lim.Acquire(ctx, req(account, fmt.Sprint(w, "-", i), plan))
@@ -631,15 +643,15 @@ func TestLimitsHoldUnderManyGoroutines(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	got, err := nodes[0].admin.HGetAll(ctx, "{"+cfg.Prefix+"}:debug").Result()
+	got, err := admin.HGetAll(ctx, "{"+prefix+"}:debug").Result()
 	require.NoError(t, err)
-	assert.Equal(t, strconv.Itoa(capacity), got["cap"], "highest capacity count: the limit, never more")
+	assert.Equal(t, strconv.Itoa(manyCapacity), got["cap"], "highest capacity count: the limit, never more")
 	for a := range accounts {
 		n, err := strconv.Atoi(got[fmt.Sprint("acct:acct", a)])
 		require.NoError(t, err, "account %d recorded", a)
 		assert.LessOrEqual(t, n, plan.MaxConcurrent, "account %d", a)
 	}
-	assert.Zero(t, nodes[0].admin.ZCard(ctx, "{"+cfg.Prefix+"}:cap").Val(), "all released")
+	assert.Zero(t, admin.ZCard(ctx, "{"+prefix+"}:cap").Val(), "all released")
 }
 
 func TestClosedLimiterRefuses(t *testing.T) {

@@ -28,10 +28,16 @@ func (s *Store) crash() {
 }
 
 func TestEventsReachEveryNode(t *testing.T) {
-	ctx := context.Background()
 	srv := redistest.Start(t)
-	a := newNode(t, srv, Config{NodeID: "a"})
-	b := newNode(t, srv, Config{NodeID: "b"})
+	eventsReachEveryNode(t, newNode(t, srv, Config{NodeID: "a"}), newNode(t, srv, Config{NodeID: "b"}))
+}
+
+// eventsReachEveryNode changes a session through b that was created
+// through a: both nodes hear every change, in epoch order, and every commit
+// reaches both through the store's channel (a's own too, dropped by the
+// epoch guard after the call's delivery).
+func eventsReachEveryNode(t *testing.T, a, b *node) {
+	ctx := context.Background()
 	_, err := a.Insert(ctx, newRecord("s1"))
 	require.NoError(t, err)
 	for _, ev := range []fsm.Event{fsm.EventStart, fsm.EventJoin, fsm.EventClose, fsm.EventClosed} {
@@ -47,6 +53,7 @@ func TestEventsReachEveryNode(t *testing.T) {
 			tos = append(tos, e.To)
 		}
 		assert.Equal(t, want, tos, "node %s hears every change, in order", n.NodeID())
+		waitFor(t, "five channel messages on node "+n.NodeID(), 5*time.Second, func() bool { return n.fromChannel.Load() == 5 })
 	}
 	// From any node.
 	got, err := a.Get(ctx, "acme", "s1")

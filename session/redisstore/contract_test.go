@@ -16,12 +16,51 @@ import (
 
 // The contract tests repeat session's TestMemoryStoreContract and
 // TestMemoryStoreDue against Redis (session has no exported store suite),
-// plus what only a shared store must do.
+// plus what only a shared store must do. Each runs on a backend: here a
+// redis-server of its own, in rediscluster_test.go a Redis Cluster.
 
-func TestStoreContract(t *testing.T) {
+// backend is the Redis deployment the stores of one contract test share.
+type backend interface {
+	// node returns a watching Store with cfg (whose Prefix is empty: the
+	// backend chooses it), closed at the end of the test.
+	node(t testing.TB, cfg Config) *node
+	// keys returns the store's keys in Redis.
+	keys(t testing.TB) []string
+}
+
+// serverBackend is a single redis-server, with the default prefix.
+type serverBackend struct{ srv *redistest.Server }
+
+func (b serverBackend) node(t testing.TB, cfg Config) *node { return newNode(t, b.srv, cfg) }
+
+func (b serverBackend) keys(t testing.TB) []string {
+	return keys(t, b.srv.Client(), DefaultPrefix)
+}
+
+// storeContract lists the contract tests, for the backends that run them.
+var storeContract = []struct {
+	name string
+	run  func(t *testing.T, b backend)
+}{
+	{"contract", testStoreContract},
+	{"list order", testStoreListOrder},
+	{"due", testStoreDue},
+	{"closing grace", testStoreClosingGrace},
+}
+
+func TestStoreContract(t *testing.T) { testStoreContract(t, serverBackend{redistest.Start(t)}) }
+
+func TestStoreListOrder(t *testing.T) { testStoreListOrder(t, serverBackend{redistest.Start(t)}) }
+
+func TestStoreDue(t *testing.T) { testStoreDue(t, serverBackend{redistest.Start(t)}) }
+
+func TestStoreClosingGrace(t *testing.T) {
+	testStoreClosingGrace(t, serverBackend{redistest.Start(t)})
+}
+
+func testStoreContract(t *testing.T, b backend) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	s := newNode(t, srv, Config{})
+	s := b.node(t, Config{})
 	assert.Error(t, s.Watch(func(session.Event) {}), "one manager per store")
 
 	_, err := s.Insert(ctx, session.Record{ID: "bad", Account: "acme", State: fsm.Connected, Epoch: 1, CreatedAt: t0})
@@ -111,15 +150,14 @@ func TestStoreContract(t *testing.T) {
 	evs := s.log.of("a")
 	assert.Equal(t, session.ReasonIdle, evs[3].Reason)
 	assert.Equal(t, t0.Add(3*time.Minute), evs[4].At)
-	for _, k := range keys(t, srv.Client(), DefaultPrefix) {
+	for _, k := range b.keys(t) {
 		assert.NotContains(t, k, ":r:a", "nothing is left of a forgotten session")
 	}
 }
 
-func TestStoreListOrder(t *testing.T) {
+func testStoreListOrder(t *testing.T, b backend) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	s := newNode(t, srv, Config{})
+	s := b.node(t, Config{})
 	// Inserted out of time order: sorted by CreatedAt, ties in insertion order.
 	for _, tc := range []struct {
 		id string
@@ -146,10 +184,9 @@ func TestStoreListOrder(t *testing.T) {
 	assert.Empty(t, list)
 }
 
-func TestStoreDue(t *testing.T) {
+func testStoreDue(t *testing.T, b backend) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	s := newNode(t, srv, Config{ClaimTTL: time.Minute})
+	s := b.node(t, Config{ClaimTTL: time.Minute})
 	_, next, err := s.Due(ctx, t0.Add(10*time.Minute), nil)
 	require.NoError(t, err)
 	assert.Equal(t, t0.Add(10*time.Minute+DefaultPollInterval), next, "nothing to wait for but the poll")
@@ -222,10 +259,9 @@ func TestStoreDue(t *testing.T) {
 	}
 }
 
-func TestStoreClosingGrace(t *testing.T) {
+func testStoreClosingGrace(t *testing.T, b backend) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	s := newNode(t, srv, Config{ClosingGrace: time.Minute})
+	s := b.node(t, Config{ClosingGrace: time.Minute})
 	_, err := s.Insert(ctx, newRecord("a"))
 	require.NoError(t, err)
 	_, _, err = s.Transition(ctx, "acme", "a", session.Change{Event: fsm.EventClose, At: t0, Reason: session.ReasonStop})
