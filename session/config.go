@@ -43,8 +43,9 @@ type Config struct {
 	// Store keeps the sessions. The default is a new MemoryStore. A Store
 	// serves one Manager.
 	Store Store
-	// Clock tells the time and wakes the manager's loops. The default is the
-	// system clock; under testing/synctest the default is already fake.
+	// Clock tells the time and wakes the manager's loops. The default is
+	// SystemClock (time.Now, read at the cost of the monotonic clock
+	// alone); under testing/synctest the default is already fake.
 	Clock Clock
 	// Hooks are called on transitions, refusals and limiter calls.
 	Hooks Hooks
@@ -120,21 +121,6 @@ type Timer interface {
 	Reset(d time.Duration) bool
 	Stop() bool
 }
-
-// SystemClock is the Clock of the time package.
-type SystemClock struct{}
-
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() }
-
-// NewTimer returns a time.Timer.
-func (SystemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }
-
-type systemTimer struct{ t *time.Timer }
-
-func (t systemTimer) C() <-chan time.Time        { return t.t.C }
-func (t systemTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
-func (t systemTimer) Stop() bool                 { return t.t.Stop() }
 
 // ErrClosed is returned by Create, Start, Join and Stop once Close has
 // begun: HTTP 503 with code 400558 and a Retry-After, like an unavailable

@@ -32,8 +32,18 @@ func (m *Manager) timerLoop() {
 		}
 		now := m.clock.Now()
 		due, next, err := m.store.Due(ctx, now, buf)
+		// One reading serves a run of forgotten sessions: forgetting one is
+		// a map delete under a lock in a MemoryStore (one round trip in a
+		// distributed store), so their forget events carry the time the
+		// batch was found due, which precedes each delete by at most the
+		// time the batch takes. Closing a session may wait on the limiter,
+		// so what follows a close takes a new reading, and so does the wait
+		// for the next deadline after any work.
+		at := now
 		for _, d := range due {
-			m.fire(ctx, d)
+			if m.fire(ctx, d, at) {
+				at = m.clock.Now()
+			}
 		}
 		clear(due) // drop references to the records
 		if err != nil {
@@ -41,7 +51,10 @@ func (m *Manager) timerLoop() {
 		}
 		var fired <-chan time.Time
 		if !next.IsZero() {
-			wait := next.Sub(m.clock.Now())
+			if len(due) > 0 {
+				at = m.clock.Now()
+			}
+			wait := next.Sub(at)
 			if wait <= 0 {
 				continue
 			}
@@ -59,14 +72,17 @@ func (m *Manager) timerLoop() {
 	}
 }
 
-// fire acts on one due timer. A session that moved on since it was found
-// due makes the conditional change fail (ErrConflict, or its state's
-// error): the store has re-armed its timers and there is nothing to do.
-func (m *Manager) fire(ctx context.Context, d Due) {
+// fire acts on one due timer; now is a recent reading of the clock, the
+// time a retention timer forgets its session at. It reports whether it did
+// more than that (so that now is stale). A session that moved on since it
+// was found due makes the conditional change fail (ErrConflict, or its
+// state's error): the store has re-armed its timers and there is nothing to
+// do.
+func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 	rec := d.Record
 	if d.Timeout == TimeoutRetention {
-		_, _ = m.store.Delete(ctx, rec.Account, rec.ID, rec.Epoch, m.clock.Now())
-		return
+		_, _ = m.store.Delete(ctx, rec.Account, rec.ID, rec.Epoch, now)
+		return false
 	}
 	if d.Timeout == TimeoutOrphaned && rec.State == fsm.Closing {
 		// Whoever moved it to closing is gone: finish the close for them.
@@ -74,9 +90,10 @@ func (m *Manager) fire(ctx context.Context, d Due) {
 		// still at work and this timer do not both close it.
 		m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID})
 		_, _, _ = m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
-		return
+		return true
 	}
 	_, _ = m.closeSession(ctx, rec.Account, rec.ID, d.Timeout.Reason(), rec.Epoch)
+	return true
 }
 
 // observeLease learns the limiter's lease lifetime from a grant, so that
