@@ -50,9 +50,11 @@ type MemoryConfig struct {
 //
 // It is safe for concurrent use by multiple goroutines. Accounts live in a
 // fixed number of shards, each with its own mutex, so that acquires on
-// different accounts rarely contend; the service-wide count of slots is one
-// atomic counter, incremented only by compare-and-swap below the capacity,
-// so the capacity is exact without a global lock. No goroutine or timer is
+// different accounts rarely contend; under a capacity, the service-wide count
+// of slots is one atomic counter, incremented only by compare-and-swap below
+// the capacity, so the capacity is exact without a global lock. Without a
+// capacity, each shard counts its own slots, so that acquires on different
+// cores share no counter. No goroutine or timer is
 // started per lease: expired leases are reclaimed on the paths that need
 // their slot (an account at its concurrency limit, a service at its
 // capacity, a Started, Renew, Release or new Acquire of that session) and by
@@ -67,7 +69,7 @@ type Memory struct {
 	anchor   atomic.Pointer[anchor]
 	seed     maphash.Seed
 	_        [64]byte     // keep the read-mostly fields above off inUse's cache line
-	inUse    atomic.Int64 // slots held service-wide, expired or not
+	inUse    atomic.Int64 // slots held service-wide, expired or not (under a capacity)
 	_        [56]byte
 	shards   [memoryShards]shard
 
@@ -92,6 +94,10 @@ type shard struct {
 	// sweeper rebuilds a map that shrank well below it, because Go maps do
 	// not give memory back.
 	peak int
+	// held counts the shard's slots, expired or not, when the limiter has
+	// no capacity (Memory.inUse counts them otherwise). Changed under mu,
+	// read by InUse without it.
+	held atomic.Int64
 	_    [64]byte // keep shards on separate cache lines
 }
 
@@ -290,7 +296,7 @@ func (m *Memory) tryAcquire(s *shard, req Request, now int64) (d Decision, full 
 				e.expires = now + m.ttl
 				return Decision{Lease: m.lease(req.Account, req.SessionID, e.expires)}, false
 			}
-			m.drop(a, i, now)
+			m.drop(s, a, i, now)
 		}
 	}
 	plan := &req.Plan
@@ -298,13 +304,13 @@ func (m *Memory) tryAcquire(s *shard, req Request, now int64) (d Decision, full 
 		return Decision{Refused: TrialQuota}, false
 	}
 	if a.held() >= plan.MaxConcurrent {
-		if a == nil || m.purge(a, now) == 0 || a.held() >= plan.MaxConcurrent {
+		if a == nil || m.purge(s, a, now) == 0 || a.held() >= plan.MaxConcurrent {
 			return Decision{Refused: Concurrency}, false
 		}
 	}
 	// At capacity, this account's own expired leases are the cheapest to
 	// reclaim: they are under the lock already held.
-	if !m.reserve() && (a == nil || m.purge(a, now) == 0 || !m.reserve()) {
+	if !m.reserve(s) && (a == nil || m.purge(s, a, now) == 0 || !m.reserve(s)) {
 		return Decision{Refused: Capacity}, true
 	}
 	if a == nil {
@@ -318,10 +324,11 @@ func (m *Memory) tryAcquire(s *shard, req Request, now int64) (d Decision, full 
 	return Decision{Lease: m.lease(req.Account, req.SessionID, expires)}, false
 }
 
-// reserve takes one unit of capacity, never going above it.
-func (m *Memory) reserve() bool {
+// reserve takes one unit of capacity, never going above it, for a slot of
+// shard s, whose lock is held.
+func (m *Memory) reserve(s *shard) bool {
 	if m.capacity == 0 {
-		m.inUse.Add(1)
+		s.held.Add(1)
 		return true
 	}
 	for {
@@ -393,22 +400,28 @@ func (a *account) counted(e *slotEntry, now int64) int64 {
 }
 
 // drop removes a's slot i at now, adds its trial time to the month and
-// frees its unit of capacity. now is read only for a started trial slot.
-func (m *Memory) drop(a *account, i int, now int64) {
+// frees its unit of capacity. now is read only for a started trial slot. a
+// is an account of shard s, whose lock is held.
+func (m *Memory) drop(s *shard, a *account, i int, now int64) {
 	if e := &a.slots.list[i]; e.trial && e.isStarted {
 		a.roll(now)
 		a.used += a.counted(e, now)
 	}
 	a.slots.remove(i)
-	m.inUse.Add(-1)
+	if m.capacity == 0 {
+		s.held.Add(-1)
+	} else {
+		m.inUse.Add(-1)
+	}
 }
 
-// purge drops a's expired slots and returns how many it dropped.
-func (m *Memory) purge(a *account, now int64) int {
+// purge drops a's expired slots and returns how many it dropped. a is an
+// account of shard s, whose lock is held.
+func (m *Memory) purge(s *shard, a *account, now int64) int {
 	n := 0
 	for i := len(a.slots.list) - 1; i >= 0; i-- {
 		if a.slots.list[i].expires <= now {
-			m.drop(a, i, now)
+			m.drop(s, a, i, now)
 			n++
 		}
 	}
@@ -437,7 +450,7 @@ func (m *Memory) purgeShard(s *shard, now int64, forget bool) int {
 	n := 0
 	low := int64(math.MaxInt64)
 	for name, a := range s.accounts {
-		n += m.purge(a, now)
+		n += m.purge(s, a, now)
 		for i := range a.slots.list {
 			low = min(low, a.slots.list[i].expires)
 		}
@@ -505,7 +518,7 @@ func (m *Memory) live(s *shard, lease Lease, now int64) (*account, int) {
 	}
 	i := a.slots.find(lease.SessionID)
 	if i >= 0 && a.slots.list[i].expires <= now {
-		m.drop(a, i, now)
+		m.drop(s, a, i, now)
 		i = -1
 	}
 	return a, i
@@ -526,7 +539,7 @@ func (m *Memory) Release(_ context.Context, lease Lease) error {
 			if e := &a.slots.list[i]; e.trial && e.isStarted {
 				now = m.nowNano()
 			}
-			m.drop(a, i, now)
+			m.drop(s, a, i, now)
 		}
 	}
 	s.mu.Unlock()
@@ -534,8 +547,19 @@ func (m *Memory) Release(_ context.Context, lease Lease) error {
 }
 
 // InUse returns the number of slots the service holds, including leases
-// that have expired but are not yet reclaimed.
-func (m *Memory) InUse() int { return int(m.inUse.Load()) }
+// that have expired but are not yet reclaimed. Without a capacity it sums
+// the shards' counts one after the other, so that while slots are taken and
+// freed it may miss a change made during the sum.
+func (m *Memory) InUse() int {
+	if m.capacity != 0 {
+		return int(m.inUse.Load())
+	}
+	var n int64
+	for i := range m.shards {
+		n += m.shards[i].held.Load()
+	}
+	return int(n)
+}
 
 // Accounts returns the number of accounts the limiter remembers: those
 // holding a slot, those with trial minutes counted this month, and idle

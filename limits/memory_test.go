@@ -76,12 +76,18 @@ func TestMemoryDefaults(t *testing.T) {
 	m, _ := newTestMemory(t, limits.MemoryConfig{}, start)
 	l := grant(t, m, "a", paid, "s")
 	assert.Equal(t, start.Add(limits.DefaultLeaseTTL), l.Expires, "Expires with the default LeaseTTL")
-	// Capacity 0 is unlimited.
-	for i := range 1000 {
-		grant(t, m, fmt.Sprint("acct", i), paid, "s")
+	// Capacity 0 is unlimited; the slots are counted across the shards.
+	leases := make([]limits.Lease, 1000)
+	for i := range leases {
+		leases[i] = grant(t, m, fmt.Sprint("acct", i), paid, "s")
 	}
 	assert.Equal(t, 1001, m.InUse())
 	assert.Equal(t, 1001, m.Accounts())
+	for _, l := range leases[:400] {
+		require.NoError(t, m.Release(bg, l))
+		require.NoError(t, m.Release(bg, l), "a second release frees nothing more")
+	}
+	assert.Equal(t, 601, m.InUse())
 }
 
 func TestMemoryNegativeConfigIsZero(t *testing.T) {
