@@ -54,6 +54,7 @@ type Config struct {
 //	streamsession_limiter_errors_total{backend,op}         counter
 //	streamsession_limiter_fail_open_total{backend}         counter
 //	streamsession_realtime_sockets                         gauge
+//	streamsession_relay_announce_failures_total            counter
 //
 // streamsession_sessions is kept from the transitions alone: each Event
 // adds one to the state entered and takes one from the state left, so a
@@ -79,6 +80,7 @@ type Metrics struct {
 	limiterErrors  *prometheus.CounterVec
 	failOpen       *prometheus.CounterVec
 	sockets        prometheus.Gauge
+	unannounced    prometheus.Counter
 
 	// The children the hooks touch, looked up once: a hook then costs an
 	// atomic add and no label hashing.
@@ -160,6 +162,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "realtime_sockets",
 			Help:      "Realtime sockets open on this node.",
 		}),
+		unannounced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "relay_announce_failures_total",
+			Help:      "Realtime sockets opened on this node whose announcement the relay did not take, so that the session's sockets on other nodes were not replaced.",
+		}),
 	}
 	for _, s := range fsm.States() {
 		m.byState[s] = m.sessions.WithLabelValues(s.String())
@@ -176,6 +183,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.sessions, m.transitions, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
+		m.unannounced,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -274,13 +282,15 @@ func (m *Metrics) opMetrics(op session.LimiterOp) (prometheus.Observer, promethe
 		m.limiterErrors.WithLabelValues(m.backend, op.String())
 }
 
-// ServerHooks returns the hooks that keep streamsession_realtime_sockets;
-// set them as server.Config.Hooks (combine them with others with
+// ServerHooks returns the hooks that keep streamsession_realtime_sockets
+// and streamsession_relay_announce_failures_total; set them as
+// server.Config.Hooks (combine them with others with
 // observe.JoinServerHooks). Refused is left nil.
 func (m *Metrics) ServerHooks() server.Hooks {
 	return server.Hooks{
-		SocketOpened: func(server.SocketInfo) { m.sockets.Inc() },
-		SocketClosed: func(server.SocketInfo) { m.sockets.Dec() },
+		SocketOpened:   func(server.SocketInfo) { m.sockets.Inc() },
+		SocketClosed:   func(server.SocketInfo) { m.sockets.Dec() },
+		AnnounceFailed: func(server.AnnounceFailure) { m.unannounced.Inc() },
 	}
 }
 

@@ -154,6 +154,8 @@ streamsession_limiter_errors_total{backend="memory",op="started"} 0
 streamsession_limiter_fail_open_total{backend="memory"} 0
 # TYPE streamsession_realtime_sockets gauge
 streamsession_realtime_sockets 0
+# TYPE streamsession_relay_announce_failures_total counter
+streamsession_relay_announce_failures_total 0
 `
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want)))
 
@@ -295,6 +297,11 @@ func TestSocketsGauge(t *testing.T) {
 	require.NoError(t, err)
 	h := met.ServerHooks()
 	assert.Nil(t, h.Refused)
+	h.AnnounceFailed(server.AnnounceFailure{SocketInfo: server.SocketInfo{Account: "acme"}})
+	h.AnnounceFailed(server.AnnounceFailure{})
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
+		"# TYPE streamsession_relay_announce_failures_total counter\nstreamsession_relay_announce_failures_total 2\n"),
+		"streamsession_relay_announce_failures_total"))
 	info := server.SocketInfo{Account: "acme", SessionHash: "0123456789ab"}
 	steps := []struct {
 		open bool
@@ -418,7 +425,7 @@ func TestLint(t *testing.T) {
 	assert.Empty(t, problems)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	assert.Len(t, mfs, 7)
+	assert.Len(t, mfs, 8)
 	for _, mf := range mfs {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())

@@ -19,6 +19,7 @@ const (
 	MsgSocketOpened   = "realtime socket opened"
 	MsgSocketClosed   = "realtime socket closed"
 	MsgRequestRefused = "request refused"
+	MsgAnnounceFailed = "realtime socket not announced"
 )
 
 // SessionRef returns the label under which logs name a session: the first
@@ -131,7 +132,20 @@ func ServerHooks(logger *slog.Logger) server.Hooks {
 				slog.String("message", message))
 			logger.LogAttrs(context.Background(), level, MsgRequestRefused, attrs...)
 		},
+		AnnounceFailed: func(f server.AnnounceFailure) {
+			logger.LogAttrs(context.Background(), slog.LevelWarn, MsgAnnounceFailed,
+				slog.String("account", f.Account), slog.String("session", f.SessionHash),
+				slog.String("error", Redact(errString(f.Err))))
+		},
 	}
+}
+
+// errString is err's message, or "" for nil.
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // describe returns the catalog's message for code and the level of a
@@ -235,15 +249,18 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 func JoinServerHooks(hooks ...server.Hooks) server.Hooks {
 	var opened, closed []func(server.SocketInfo)
 	var refused []func(server.Refusal)
+	var unannounced []func(server.AnnounceFailure)
 	for _, h := range hooks {
 		opened = collect(opened, h.SocketOpened)
 		closed = collect(closed, h.SocketClosed)
 		refused = collect(refused, h.Refused)
+		unannounced = collect(unannounced, h.AnnounceFailed)
 	}
 	return server.Hooks{
-		SocketOpened: fanOut(opened),
-		SocketClosed: fanOut(closed),
-		Refused:      fanOut(refused),
+		SocketOpened:   fanOut(opened),
+		SocketClosed:   fanOut(closed),
+		Refused:        fanOut(refused),
+		AnnounceFailed: fanOut(unannounced),
 	}
 }
 

@@ -150,20 +150,26 @@ func TestJoinServerHooks(t *testing.T) {
 			SocketOpened: func(s server.SocketInfo) { calls = append(calls, name+":opened:"+s.Account) },
 			SocketClosed: func(s server.SocketInfo) { calls = append(calls, name+":closed:"+s.Account) },
 			Refused:      func(r server.Refusal) { calls = append(calls, name+":refused:"+r.Endpoint) },
+			AnnounceFailed: func(f server.AnnounceFailure) {
+				calls = append(calls, name+":unannounced:"+f.Account)
+			},
 		}
 	}
 	j := observe.JoinServerHooks(rec("a"), server.Hooks{}, rec("b"))
 	j.SocketOpened(server.SocketInfo{Account: "acme"})
 	j.SocketClosed(server.SocketInfo{Account: "acme"})
 	j.Refused(server.Refusal{Endpoint: "/v1/streaming.new"})
+	j.AnnounceFailed(server.AnnounceFailure{SocketInfo: server.SocketInfo{Account: "acme"}})
 	assert.Equal(t, []string{
 		"a:opened:acme", "b:opened:acme", "a:closed:acme", "b:closed:acme",
 		"a:refused:/v1/streaming.new", "b:refused:/v1/streaming.new",
+		"a:unannounced:acme", "b:unannounced:acme",
 	}, calls)
 	none := observe.JoinServerHooks(server.Hooks{})
 	assert.Nil(t, none.SocketOpened)
 	assert.Nil(t, none.SocketClosed)
 	assert.Nil(t, none.Refused)
+	assert.Nil(t, none.AnnounceFailed)
 }
 
 // TestLevelsAndFields checks each line's level and fields in isolation,
@@ -204,6 +210,10 @@ func TestLevelsAndFields(t *testing.T) {
 			h.Refused(server.Refusal{Endpoint: "/v1/" + id, Account: "acme", SessionHash: server.ShortHash(id),
 				Code: sserrors.CodeAPIConnectionError, Status: 503, Err: errors.New("cause with " + id)})
 		}, `level=WARN msg="request refused" endpoint=/v1/[redacted] account=acme session=` + sha12(id) + ` code=400558 status=503 message="API connection error"`},
+		{"socket not announced", func(_ session.Hooks, h server.Hooks) {
+			h.AnnounceFailed(server.AnnounceFailure{SocketInfo: server.SocketInfo{Account: "acme", SessionHash: server.ShortHash(id)},
+				Err: errors.New("redisrelay: publish " + id + ": connection refused")})
+		}, `level=WARN msg="realtime socket not announced" account=acme session=` + sha12(id) + ` error="redisrelay: publish [redacted]: connection refused"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -195,6 +195,9 @@ type env struct {
 	opened  chan SocketInfo
 	closed  chan SocketInfo
 	refused chan Refusal
+	// unannounced receives the sockets whose relay announcement failed
+	// (newNodes only).
+	unannounced chan AnnounceFailure
 }
 
 // newEnv starts a server; tweak adjusts its Config before New.

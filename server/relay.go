@@ -179,5 +179,8 @@ func (s *Server) announce(ctx context.Context, c *client) {
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
-	_ = s.relay.Publish(ctx, c.sessionID, RelayMessage{Kind: RelayReplace, Socket: c.token})
+	err := s.relay.Publish(ctx, c.sessionID, RelayMessage{Kind: RelayReplace, Socket: c.token})
+	if err != nil && s.hooks.AnnounceFailed != nil {
+		s.hooks.AnnounceFailed(AnnounceFailure{SocketInfo: c.info, Err: err})
+	}
 }

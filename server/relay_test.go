@@ -224,12 +224,14 @@ func newNodes(t *testing.T, n int, relay Relay) []*env {
 		e := &env{
 			t: t, mgr: mgr, lim: lim, clock: clock,
 			opened: make(chan SocketInfo, 100), closed: make(chan SocketInfo, 100), refused: make(chan Refusal, 1000),
+			unannounced: make(chan AnnounceFailure, 100),
 		}
 		e.srv, err = New(Config{
 			Manager: mgr, Accounts: testAccts, Avatars: testAvatars, Secret: testSecret, Clock: clock, Relay: relay,
 			Hooks: Hooks{
-				SocketOpened: func(s SocketInfo) { e.opened <- s },
-				SocketClosed: func(s SocketInfo) { e.closed <- s },
+				SocketOpened:   func(s SocketInfo) { e.opened <- s },
+				SocketClosed:   func(s SocketInfo) { e.closed <- s },
+				AnnounceFailed: func(f AnnounceFailure) { e.unannounced <- f },
 			},
 		})
 		require.NoError(t, err)
@@ -609,6 +611,12 @@ func TestRelayAnnouncementPublishFails(t *testing.T) {
 	assert.NotNil(t, a.srv.hub.get(cr.SessionID))
 	assert.NotNil(t, b.srv.hub.get(cr.SessionID))
 	assert.Empty(t, a.closed)
+	// The failure reaches B's hook, once, naming the socket without its id.
+	f := <-b.unannounced
+	assert.Equal(t, SocketInfo{Account: "acme", SessionHash: ShortHash(cr.SessionID)}, f.SocketInfo)
+	assert.ErrorIs(t, f.Err, down)
+	assert.Empty(t, b.unannounced)
+	assert.Empty(t, a.unannounced, "A's announcement went through")
 }
 
 // TestOnRelayReplace feeds announcements to a node directly: malformed

@@ -134,6 +134,19 @@ type Hooks struct {
 	// Refused is called for every request answered with an error (the
 	// socket upgrade included).
 	Refused func(Refusal)
+	// AnnounceFailed is called, with a Relay, when a new socket's
+	// announcement could not be published: the socket stays open, but the
+	// session's sockets on other nodes are not replaced by it and live
+	// until they drop (see [Relay]).
+	AnnounceFailed func(AnnounceFailure)
+}
+
+// AnnounceFailure describes to hooks a socket whose announcement the Relay
+// did not take. It is a plain value.
+type AnnounceFailure struct {
+	SocketInfo
+	// Err is the Relay's error.
+	Err error
 }
 
 // SocketInfo describes a realtime socket to hooks. It is a plain value.
