@@ -83,8 +83,9 @@ func (l *Limiter) do(ctx context.Context, c *call) error {
 func (l *Limiter) take() []*call {
 	n := min(len(l.queue), l.batchSize)
 	b := slices.Clone(l.queue[:n])
-	clear(l.queue[:n])
-	l.queue = append(l.queue[:0], l.queue[n:]...)
+	rest := copy(l.queue, l.queue[n:])
+	clear(l.queue[rest:]) // no stale references behind the calls left
+	l.queue = l.queue[:rest]
 	return b
 }
 

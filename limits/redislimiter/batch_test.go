@@ -285,3 +285,40 @@ func TestEveryKindOfCallInOneBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseAnswersWaitingCalls: Close answers the calls still waiting for a
+// flusher without sending them (a fail-open limiter grants nothing for
+// them either), and waits for the script already out.
+func TestCloseAnswersWaitingCalls(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, redislimiter.Config{Flushers: 1, Failure: redislimiter.FailOpen}, nil)
+	warm(t, r)
+	h := hold(t, r.lim)
+
+	first := h.start(ctx, r.lim, req("a", "s0", paid))
+	waiting := acquireAsync(ctx, r.lim, req("b", "s1", paid))
+	h.waitQueued(t, 1)
+	released := make(chan error, 1)
+	go func() { released <- r.lim.Release(ctx, limits.Lease{Account: "c", SessionID: "s2"}) }()
+	h.waitQueued(t, 2)
+
+	closed := make(chan error, 1)
+	go func() { closed <- r.lim.Close() }()
+	got := <-waiting
+	assert.ErrorIs(t, got.err, limits.ErrUnavailable)
+	assert.Equal(t, limits.Lease{}, got.d.Lease, "no fail-open lease for a call Close answered")
+	assert.ErrorIs(t, <-released, limits.ErrUnavailable)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a script was still out", err)
+	default:
+	}
+
+	h.release()
+	require.NoError(t, <-closed)
+	require.NoError(t, (<-first).err, "the script already out was answered")
+	assert.Equal(t, []int{1}, h.batches(), "the waiting calls were never sent")
+	assert.Equal(t, int64(1), r.hook.commands.Load(), "round trips")
+	assert.Zero(t, r.lim.FailOpenCount())
+	assert.Zero(t, r.admin.Exists(ctx, r.key("slots", "b")).Val())
+}

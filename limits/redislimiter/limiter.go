@@ -317,6 +317,10 @@ func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decis
 	member := nm.member
 	c := &call{kind: "a", nm: nm, args: []any{req.SessionID, member, max(req.Plan.MaxConcurrent, 0), trial, quota, req.Account}}
 	if err := l.do(ctx, c); err != nil {
+		if errors.Is(err, errClosed) {
+			// Closed meanwhile: no decision, and no fail-open either.
+			return limits.Decision{}, limits.ErrUnavailable.WithCause(err)
+		}
 		return l.acquireFailed(ctx, req, member, err)
 	}
 	if code := c.r1; code != 0 {
@@ -424,14 +428,21 @@ func (l *Limiter) Release(ctx context.Context, lease limits.Lease) error {
 	return nil
 }
 
-// Close makes every later call fail with limits.ErrUnavailable and waits for
-// calls still running on the Limiter's own goroutines (only when the client
-// lacks ContextTimeoutEnabled). It does not close the client. Closing twice
-// is harmless.
+// Close makes every later call fail with limits.ErrUnavailable, answers the
+// calls still waiting for a flusher the same way (they are never sent), and
+// waits for the scripts already sent: until their answers, the latest
+// deadline of their calls, or the client's ReadTimeout. It does not close the
+// client. Closing twice is harmless.
 func (l *Limiter) Close() error {
 	l.mu.Lock()
 	l.closed.Store(true)
+	waiting := l.queue
+	l.queue = nil
 	l.mu.Unlock()
+	for _, c := range waiting {
+		c.err = errClosed
+		close(c.done)
+	}
 	l.inflight.Wait()
 	return nil
 }

@@ -4,11 +4,12 @@ import "github.com/redis/go-redis/v9"
 
 // One script carries a batch of decisions (see batch.go): the preamble of
 // helpers, one function per kind of call, and a loop over the batch. Times
-// are integer milliseconds since the Unix epoch on the limiter's clock: Redis
-// TIME, read once per batch, plus the test-only offset. Lua 5.1 numbers are doubles, exact for integers below 2^53, so
-// millisecond arithmetic is exact; numbers are turned into strings with
-// string.format('%d') where a string is built, because tostring keeps only 14
-// significant digits.
+// are integer milliseconds since the Unix epoch on the limiter's clock:
+// Redis TIME, read once per batch, plus the test-only offset. Lua 5.1
+// numbers are doubles, exact for integers below 2^53, so millisecond
+// arithmetic is exact; numbers are turned into strings with
+// string.format('%d') where a string is built, because tostring keeps only
+// 14 significant digits.
 //
 // Every redis.call costs server time, so the common paths make as few as
 // they can: an acquire under a paid plan makes four (and one TIME per batch),
