@@ -37,8 +37,9 @@ func (m *Manager) timerLoop() {
 		// distributed store), so their forget events carry the time the
 		// batch was found due, which precedes each delete by at most the
 		// time the batch takes. Closing a session may wait on the limiter,
-		// so what follows a close takes a new reading, and so does the wait
-		// for the next deadline after any work.
+		// so what follows a close takes a new reading. The wait for the
+		// next deadline is measured from a new reading too: Due itself may
+		// be a round trip.
 		at := now
 		for _, d := range due {
 			if m.fire(ctx, d, at) {
@@ -51,10 +52,7 @@ func (m *Manager) timerLoop() {
 		}
 		var fired <-chan time.Time
 		if !next.IsZero() {
-			if len(due) > 0 {
-				at = m.clock.Now()
-			}
-			wait := next.Sub(at)
+			wait := next.Sub(m.clock.Now())
 			if wait <= 0 {
 				continue
 			}
