@@ -35,7 +35,18 @@ type hub struct {
 	// turns serialises, per session, registering a socket and publishing
 	// its announcement (with a Relay only).
 	turns map[string]*turn
+	// retired holds the tokens of this node's last retiredMax sockets that
+	// were replaced or closed (with a Relay only), oldest first in
+	// retiredOrder: an announcement of one of them that reaches the relay
+	// late (its Publish timed out, yet the command was already in Redis's
+	// hands) is stale and must not close the session's newer socket.
+	retired      map[string]struct{}
+	retiredOrder []string
 }
+
+// retiredMax bounds hub.retired: a late announcement arrives within a
+// Publish timeout, while the node closes far fewer sockets than this.
+const retiredMax = 4096
 
 // turn is one session's lock in hub.turns (a token in a channel of one),
 // counted so that the map holds only sessions someone holds or waits for.
@@ -45,7 +56,24 @@ type turn struct {
 }
 
 func newHub() *hub {
-	return &hub{bySession: make(map[string]*client), turns: make(map[string]*turn)}
+	return &hub{bySession: make(map[string]*client), turns: make(map[string]*turn), retired: make(map[string]struct{})}
+}
+
+// retire remembers the token of c, a socket of this node that is gone or
+// going. h.mu is held.
+func (h *hub) retire(c *client) {
+	if c.token == "" {
+		return
+	}
+	if _, ok := h.retired[c.token]; ok {
+		return
+	}
+	if len(h.retiredOrder) == retiredMax {
+		delete(h.retired, h.retiredOrder[0])
+		h.retiredOrder = append(h.retiredOrder[:0], h.retiredOrder[1:]...)
+	}
+	h.retired[c.token] = struct{}{}
+	h.retiredOrder = append(h.retiredOrder, c.token)
 }
 
 // lockSession waits for the session's turn and returns the function that
@@ -76,13 +104,16 @@ func (h *hub) lockSession(sessionID string) (unlock func()) {
 // session's socket. The session's socket here is marked announced when it
 // is token's socket; otherwise, if it was announced already, it is
 // forgotten and returned, for the caller to close. A socket not yet
-// announced is newer than the announcement and stays (see [Relay]).
+// announced is newer than the announcement and stays (see [Relay]), and so
+// does any socket when token is one of this node's retired sockets: its
+// announcement landed late.
 func (h *hub) announced(sessionID, token string) (old *client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	c := h.bySession[sessionID]
+	_, stale := h.retired[token]
 	switch {
-	case c == nil:
+	case c == nil, stale:
 		return nil
 	case c.token == token:
 		c.announced = true
@@ -104,6 +135,9 @@ func (h *hub) register(c *client) (old *client, ok bool) {
 	}
 	old = h.bySession[c.sessionID]
 	h.bySession[c.sessionID] = c
+	if old != nil {
+		h.retire(old)
+	}
 	return old, true
 }
 
@@ -111,6 +145,7 @@ func (h *hub) register(c *client) (old *client, ok bool) {
 func (h *hub) remove(c *client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.retire(c)
 	if h.bySession[c.sessionID] == c {
 		delete(h.bySession, c.sessionID)
 	}

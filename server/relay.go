@@ -50,13 +50,18 @@ import (
 // several nodes at the same instant exactly one survives: the one announced
 // last. No clock is compared, so skew between nodes does not matter.
 //
-// A Publish of an announcement that fails does not refuse the new socket
-// (no error is logged or answered: the socket is open already). That socket
-// then never becomes announced: sockets of the session on other nodes live
-// until they drop, as they did before cross-node replacement, and it is
-// itself replaced only by a later socket on its own node. An announcement
-// whose Publish failed yet that reached the relay anyway counts where it
-// landed in the relay's order.
+// A Publish of an announcement that fails (or outlasts the socket's write
+// timeout) does not refuse the new socket, which is open already; the
+// failure goes to Hooks.AnnounceFailed. That socket then never becomes
+// announced: sockets of the session on other nodes live until they drop, as
+// they did before cross-node replacement, and it is itself replaced only by
+// a later socket on its own node. An announcement whose Publish failed yet
+// that reached the relay anyway (the command was in Redis's hands when the
+// call gave up) lands late: its own node, which remembers the tokens of the
+// last 4,096 sockets it replaced or closed, ignores it; another node that
+// holds an announced socket of the session closes it. So the one case where
+// a session may be left with no socket is a late announcement from one node
+// while the session's newest socket is on another.
 //
 // Implementations are safe for concurrent use by multiple goroutines, and
 // must deliver:
@@ -175,7 +180,10 @@ func (s *Server) onRelay(sessionID string, msg RelayMessage) {
 // is dropped: the socket is open already and stays open, and the library
 // does not log (see [Relay] for what a lost announcement costs).
 func (s *Server) announce(ctx context.Context, c *client) {
-	ctx, cancel := context.WithCancel(ctx)
+	// The session's turn is held meanwhile: bound it by the socket's write
+	// timeout, so that a stalled relay does not hold up the session's next
+	// socket on this node for the client's whole retry budget.
+	ctx, cancel := context.WithTimeout(ctx, s.rt.WriteTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -658,4 +659,59 @@ func TestOnRelayReplace(t *testing.T) {
 	assert.Nil(t, e.srv.hub.get("s1"))
 	assert.Equal(t, SocketInfo{Account: "acme", SessionHash: ShortHash("s1")}, <-e.closed)
 	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "other"}) // nothing left to close
+}
+
+// TestLateOwnAnnouncementIsIgnored: an announcement of a socket this node
+// already replaced, or closed, that lands on the relay after the session's
+// newer socket was announced (its Publish timed out, yet reached Redis)
+// leaves the newer socket open.
+func TestLateOwnAnnouncementIsIgnored(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		retired func(e *env, old *client)
+	}{
+		{"replaced here", func(*env, *client) {}},
+		{"closed before the next socket", func(e *env, old *client) { e.srv.hub.remove(old) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
+			old, _ := e.rawClient("acme", "s1")
+			old.token = "first"
+			_, ok := e.srv.hub.register(old)
+			require.True(t, ok)
+			tc.retired(e, old)
+
+			cl, s := e.rawClient("acme", "s1")
+			cl.token = "second"
+			_, ok = e.srv.hub.register(cl)
+			require.True(t, ok)
+			cl.applyState(fsm.Connected, 1)
+			cl.markReady()
+			s.expect(`{"type":"session.state_updated","state":"connected"}`)
+			e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "second"}) // announced
+
+			e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "first"}) // late
+			s.settle()
+			require.Same(t, cl, e.srv.hub.get("s1"), "the newer socket stays")
+
+			// Another node's socket still replaces it.
+			e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "elsewhere"})
+			ce := s.closeError()
+			require.NotNil(t, ce)
+			assert.Equal(t, "replaced by a new connection", ce.Text)
+		})
+	}
+}
+
+func TestRetiredTokensAreBounded(t *testing.T) {
+	h := newHub()
+	for i := range retiredMax + 10 {
+		h.mu.Lock()
+		h.retire(&client{token: fmt.Sprint("t", i)})
+		h.mu.Unlock()
+	}
+	assert.Len(t, h.retired, retiredMax)
+	assert.Len(t, h.retiredOrder, retiredMax)
+	assert.NotContains(t, h.retired, "t0", "the oldest are forgotten first")
+	assert.Contains(t, h.retired, fmt.Sprint("t", retiredMax+9))
 }

@@ -41,7 +41,9 @@
 // did). Publish therefore routes PUBLISH by the slot of the channel's name,
 // as go-redis routes the subscriptions: every message and every subscriber
 // meet on the one master of that slot, which keeps the single order. (On a
-// single redis-server the routing changes nothing.)
+// single redis-server the routing changes nothing.) While the slot moves (a
+// failover, a resharding) publishers and subscribers may briefly disagree on
+// its master, and messages of that moment may be lost or reordered.
 //
 // # Failures
 //
