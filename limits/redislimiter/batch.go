@@ -106,7 +106,10 @@ func (l *Limiter) flush(b []*call) {
 	}
 }
 
-// send runs one batch in one script and answers every call of it.
+// send runs one batch in one script and answers every call of it. The
+// script's context carries the latest deadline of the calls, and none of
+// their values: a go-redis hook that reads a caller's context (tracing)
+// sees the batch's.
 func (l *Limiter) send(b []*call) {
 	if l.hooks.send != nil {
 		l.hooks.send(len(b))
