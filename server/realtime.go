@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,65 @@ type hub struct {
 	// hands) is stale and must not close the session's newer socket.
 	retired      map[string]struct{}
 	retiredOrder []string
+	// heard holds, for the last heardMax (session, node) pairs announced on
+	// the relay, the highest sequence number heard (see [hub.announced]).
+	heard      map[heardKey]uint64
+	heardOrder []heardKey
+	// node names this node in its sockets' tokens, and seq numbers them.
+	node string
+	seq  atomic.Uint64
+}
+
+// heardKey is one node's announcements of one session.
+type heardKey struct{ session, node string }
+
+// heardMax bounds hub.heard, as retiredMax bounds hub.retired.
+const heardMax = 4096
+
+// newToken returns a token for a new socket of this node: the node's name
+// and the next number of this node, "node.seq" (seq in base 36). Taken in
+// the session's turn, the numbers of one session's sockets on this node
+// grow in the order they are registered and announced.
+func (h *hub) newToken() string {
+	return h.node + "." + strconv.FormatUint(h.seq.Add(1), 36)
+}
+
+// parseToken splits a token made by newToken; ok is false for any other
+// string, which then carries no order.
+func parseToken(token string) (node string, seq uint64, ok bool) {
+	node, n, found := strings.Cut(token, ".")
+	if !found || node == "" {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(n, 36, 64)
+	return node, seq, err == nil
+}
+
+// supersededLocked reports whether an announcement of token for the
+// session comes after a later one of the same node (its Publish gave up
+// yet it reached the relay late, after the node's next announcement), and
+// otherwise remembers it as the node's latest. h.mu is held.
+func (h *hub) supersededLocked(sessionID, token string) bool {
+	node, seq, ok := parseToken(token)
+	if !ok {
+		return false
+	}
+	k := heardKey{sessionID, node}
+	last, seen := h.heard[k]
+	if seen {
+		if seq <= last {
+			return true
+		}
+		h.heard[k] = seq
+		return false
+	}
+	if len(h.heardOrder) == heardMax {
+		delete(h.heard, h.heardOrder[0])
+		h.heardOrder = append(h.heardOrder[:0], h.heardOrder[1:]...)
+	}
+	h.heard[k] = seq
+	h.heardOrder = append(h.heardOrder, k)
+	return false
 }
 
 // retiredMax bounds hub.retired: a late announcement arrives within a
@@ -56,7 +116,11 @@ type turn struct {
 }
 
 func newHub() *hub {
-	return &hub{bySession: make(map[string]*client), turns: make(map[string]*turn), retired: make(map[string]struct{})}
+	return &hub{
+		bySession: make(map[string]*client), turns: make(map[string]*turn),
+		retired: make(map[string]struct{}), heard: make(map[heardKey]uint64),
+		node: rand.Text(),
+	}
 }
 
 // retire remembers the token of c, a socket of this node that is gone or
@@ -104,21 +168,22 @@ func (h *hub) lockSession(sessionID string) (unlock func()) {
 // session's socket. The session's socket here is marked announced when it
 // is token's socket; otherwise, if it was announced already, it is
 // forgotten and returned, for the caller to close. A socket not yet
-// announced is newer than the announcement and stays (see [Relay]), and so
-// does any socket when token is one of this node's retired sockets: its
-// announcement landed late.
+// announced is newer than the announcement and stays (see [Relay]). A late
+// announcement, which reached the relay after a later one (its Publish gave
+// up, yet the command was already in the relay's hands), closes nothing:
+// one that comes after a later announcement of the same node for the
+// session, or one of a socket this node replaced or closed itself.
 func (h *hub) announced(sessionID, token string) (old *client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	superseded := h.supersededLocked(sessionID, token)
 	c := h.bySession[sessionID]
-	_, stale := h.retired[token]
-	switch {
-	case c == nil, stale:
-		return nil
-	case c.token == token:
+	if c != nil && c.token == token {
 		c.announced = true
 		return nil
-	case !c.announced:
+	}
+	_, retired := h.retired[token]
+	if c == nil || superseded || retired || !c.announced {
 		return nil
 	}
 	delete(h.bySession, sessionID)
@@ -512,8 +577,8 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	if s.relay != nil {
 		// One turn per session: register, then announce (after the
 		// socket is ready, so that a slow relay does not hold it up).
-		c.token = rand.Text()
 		defer s.hub.lockSession(id)()
+		c.token = s.hub.newToken()
 	}
 	old, registered := s.hub.register(c)
 	if s.hooks.SocketOpened != nil {

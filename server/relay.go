@@ -26,10 +26,12 @@ import (
 //
 // # Replacing a socket across nodes
 //
-// Every socket a node opens with a Relay gets a random token (128 bits from
-// crypto/rand), and once registered the node publishes a RelayReplace
-// announcement carrying the session id and that token. The rule is that
-// the socket whose announcement comes last in the relay's order wins:
+// Every socket a node opens with a Relay gets a token, the node's name (128
+// bits from crypto/rand, drawn when the Server starts) and the socket's
+// number on that node, and once registered the node publishes a
+// RelayReplace announcement carrying the session id and that token. The
+// rule is that the socket whose announcement comes last in the relay's
+// order wins:
 //
 //   - a socket is announced once its node has heard its own announcement
 //     come back through the relay;
@@ -57,11 +59,13 @@ import (
 // they did before cross-node replacement, and it is itself replaced only by
 // a later socket on its own node. An announcement whose Publish failed yet
 // that reached the relay anyway (the command was in Redis's hands when the
-// call gave up) lands late: its own node, which remembers the tokens of the
-// last 4,096 sockets it replaced or closed, ignores it; another node that
-// holds an announced socket of the session closes it. So the one case where
-// a session may be left with no socket is a late announcement from one node
-// while the session's newest socket is on another.
+// call gave up) may land late, after a later announcement of its node for
+// the session: every node then ignores it, since its number is lower than
+// that of the later one, which every node heard first (each node remembers
+// the highest number heard for the last 4,096 (session, node) pairs, and
+// the tokens of the last 4,096 sockets it replaced or closed itself). A
+// late announcement with no later one of its node before it counts where it
+// landed.
 //
 // Implementations are safe for concurrent use by multiple goroutines, and
 // must deliver:
@@ -124,9 +128,8 @@ type RelayMessage struct {
 	TaskID string
 	// Duration is how long the avatar speaks the task (RelaySpeak only).
 	Duration time.Duration
-	// Socket is the announced socket's token (RelayReplace only): an
-	// opaque random string that a relay carries as it is and, like the
-	// session id, never logs.
+	// Socket is the announced socket's token (RelayReplace only): a string
+	// that a relay carries as it is and, like the session id, never logs.
 	Socket string
 }
 

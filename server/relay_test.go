@@ -715,3 +715,55 @@ func TestRetiredTokensAreBounded(t *testing.T) {
 	assert.NotContains(t, h.retired, "t0", "the oldest are forgotten first")
 	assert.Contains(t, h.retired, fmt.Sprint("t", retiredMax+9))
 }
+
+// TestLateAnnouncementOfAnotherNodeIsIgnored: node B announced a1, whose
+// Publish gave up yet reached the relay late, after B's next socket a2;
+// meanwhile this node's socket x was announced. The late a1 closes nothing
+// here (it comes after B's a2), so x, the newest, survives.
+func TestLateAnnouncementOfAnotherNodeIsIgnored(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.2"}) // a2, no socket here yet
+
+	x, s := e.rawClient("acme", "s1")
+	x.token = e.srv.hub.newToken()
+	_, ok := e.srv.hub.register(x)
+	require.True(t, ok)
+	x.applyState(fsm.Connected, 1)
+	x.markReady()
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: x.token}) // x announced
+
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.1"}) // a1, late
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.2"}) // a repeat of a2
+	s.settle()
+	require.Same(t, x, e.srv.hub.get("s1"), "x stays")
+
+	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.3"}) // B's next socket
+	ce := s.closeError()
+	require.NotNil(t, ce)
+	assert.Equal(t, "replaced by a new connection", ce.Text)
+}
+
+func TestTokensOrderTheSocketsOfANode(t *testing.T) {
+	h := newHub()
+	a, b := h.newToken(), h.newToken()
+	na, sa, ok := parseToken(a)
+	require.True(t, ok)
+	nb, sb, ok := parseToken(b)
+	require.True(t, ok)
+	assert.Equal(t, na, nb)
+	assert.Less(t, sa, sb)
+	assert.NotEqual(t, na, newHub().node, "every node names itself at random")
+	for _, bad := range []string{"", "mine", ".1", "node.", "node.!", "node.1.2"} {
+		_, _, ok := parseToken(bad)
+		assert.False(t, ok, bad)
+	}
+	// The bound: the oldest (session, node) pairs are forgotten first.
+	for i := range heardMax + 1 {
+		h.mu.Lock()
+		h.supersededLocked(fmt.Sprint("s", i), "n.1")
+		h.mu.Unlock()
+	}
+	assert.Len(t, h.heard, heardMax)
+	assert.NotContains(t, h.heard, heardKey{"s0", "n"})
+}
