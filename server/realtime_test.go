@@ -155,7 +155,7 @@ func TestSocketLifecycle(t *testing.T) {
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
 	assert.Equal(t, "session closed", ce.Text)
 	assert.Equal(t, opened, <-e.closed)
-	assert.Equal(t, 0, e.clock.pending(), "no speech timer left")
+	assert.Equal(t, 0, e.clock.Pending(), "no speech timer left")
 }
 
 func TestSocketStateCommands(t *testing.T) {
@@ -175,7 +175,7 @@ func TestSocketStateCommands(t *testing.T) {
 	}
 	s.send(`{"type":"nope"}`)
 	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
-	assert.Equal(t, 0, e.clock.pending(), "nothing was spoken")
+	assert.Equal(t, 0, e.clock.Pending(), "nothing was spoken")
 	cl.kill()
 }
 

@@ -294,7 +294,7 @@ func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
 	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":300,"interrupted":true}`)
 	require.Equal(t, http.StatusOK, b.post("key-acme", PathInterrupt, named+`}`).status) // silent: nothing to say
 	s.settle()
-	assert.Equal(t, 0, a.clock.pending(), "no node models a speech any more")
+	assert.Equal(t, 0, a.clock.Pending(), "no node models a speech any more")
 
 	// The socket's own messages go through the relay too, and a task
 	// through b cuts short one spoken from the socket.
@@ -314,7 +314,7 @@ func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
 	s.expect(`{"type":"session.state_updated","state":"closing"}`)
 	s.expect(`{"type":"session.state_updated","state":"closed"}`)
 	require.NotNil(t, s.closeError())
-	assert.Equal(t, 0, a.clock.pending(), "no speech timer left on any node")
+	assert.Equal(t, 0, a.clock.Pending(), "no speech timer left on any node")
 	var speech []RelayKind
 	replaces := 0
 	for _, k := range relay.kinds() {
@@ -358,7 +358,7 @@ func TestRelaySocketMovesMidSpeech(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.post("key-acme", PathInterrupt, named+`}`).status)
 	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":2000,"interrupted":true}`)
 	s2.settle()
-	assert.Equal(t, 0, a.clock.pending())
+	assert.Equal(t, 0, a.clock.Pending())
 }
 
 func TestRelayPublishFailure(t *testing.T) {
@@ -381,7 +381,7 @@ func TestRelayPublishFailure(t *testing.T) {
 	s.expect(string(encodeError(down)))
 	s.send(`{"type":"agent.interrupt"}`)
 	s.expect(string(encodeError(down)))
-	assert.Equal(t, 0, a.clock.pending(), "nothing was spoken anywhere")
+	assert.Equal(t, 0, a.clock.Pending(), "nothing was spoken anywhere")
 
 	relay.setErr(nil)
 	s.send(`{"type":"agent.speak","text":"hi"}`)
@@ -417,12 +417,12 @@ func TestOnRelay(t *testing.T) {
 	e.srv.onRelay("", RelayMessage{Kind: RelaySpeak, TaskID: "t0", Duration: time.Second})
 	e.srv.onRelay(id, RelayMessage{Kind: "dance", TaskID: "t0", Duration: time.Second})
 	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, Duration: time.Second})
-	assert.Equal(t, 0, e.clock.pending(), "nothing spoken")
+	assert.Equal(t, 0, e.clock.Pending(), "nothing spoken")
 
 	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
 	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
 	s.expect(`{"type":"avatar_start_talking","task_id":"t1","duration_ms":2000}`)
-	assert.Equal(t, 1, e.clock.pending(), "the repeat started nothing")
+	assert.Equal(t, 1, e.clock.Pending(), "the repeat started nothing")
 	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t2", Duration: -time.Second})
 	s.expect(`{"type":"avatar_stop_talking","task_id":"t1","duration_ms":0,"interrupted":true}`)
 	s.expect(`{"type":"avatar_start_talking","task_id":"t2","duration_ms":0}`)

@@ -41,7 +41,7 @@ func TestSpeakerAfterClose(t *testing.T) {
 	_, _ = sp.speak("s1", "hello")
 	assert.Len(t, emitted, 1)
 	sp.close()
-	assert.Equal(t, 0, clock.pending(), "close stops the timers")
+	assert.Equal(t, 0, clock.Pending(), "close stops the timers")
 	id, d := sp.speak("s1", "hello")
 	assert.NotEmpty(t, id)
 	assert.Equal(t, MinSpeech, d)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamsession/streamsession/internal/fakeclock"
 	"github.com/streamsession/streamsession/internal/redistest"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
@@ -28,14 +28,13 @@ import (
 // timers run in Advance, in order. Every timer set is reported on armed, so
 // that a test knows when every node started a speech.
 type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-	armed  chan time.Duration
+	*fakeclock.Clock
+	armed <-chan time.Duration
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), armed: make(chan time.Duration, 100)}
+	c, armed := fakeclock.NewReporting(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), 100)
+	return &fakeClock{Clock: c, armed: armed}
 }
 
 // started waits until n more timers of d are set (a guard of 5 s): n nodes
@@ -49,56 +48,6 @@ func (c *fakeClock) started(t *testing.T, d time.Duration, n int) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no timer of %v within 5s", d)
 		}
-	}
-}
-
-type fakeTimer struct {
-	at      time.Time
-	f       func()
-	stopped bool
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	c.armed <- d
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		was := !t.stopped
-		t.stopped = true
-		return was
-	}
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due []*fakeTimer
-	keep := c.timers[:0]
-	for _, t := range c.timers {
-		switch {
-		case t.stopped:
-		case !t.at.After(c.now):
-			t.stopped = true
-			due = append(due, t)
-		default:
-			keep = append(keep, t)
-		}
-	}
-	c.timers = keep
-	c.mu.Unlock()
-	sort.SliceStable(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
-	for _, t := range due {
-		t.f()
 	}
 }
 
