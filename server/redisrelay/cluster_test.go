@@ -3,7 +3,6 @@ package redisrelay
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,33 +44,15 @@ func TestRedisCluster(t *testing.T) {
 	}
 
 	const perWorker, workers = 100, 4
-	var wg sync.WaitGroup
-	for w := range workers {
-		relay := []*Relay{a, b}[w%2]
-		wg.Go(func() {
-			for i := range perWorker {
-				msg := server.RelayMessage{Kind: server.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
-				assert.NoError(t, relay.Publish(ctx, fmt.Sprintf("s%d", w), msg))
-			}
-		})
-	}
-	wg.Wait()
-
-	var orders [][]received
+	order := publishFromWorkers(t, []*Relay{a, b}, inboxes, workers, perWorker, func(w, i int) server.RelayMessage {
+		return server.RelayMessage{Kind: server.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
+	})
 	for _, in := range inboxes {
-		var got []received
-		for range perWorker * workers {
-			got = append(got, in.next(t))
-		}
-		orders = append(orders, got)
 		assert.Empty(t, in.ch, "nothing more than was published")
-	}
-	for i := 1; i < len(orders); i++ {
-		assert.Equal(t, orders[0], orders[i], "subscription %d's order", i)
 	}
 	for w := range workers {
 		var tasks, want []string
-		for _, r := range orders[0] {
+		for _, r := range order {
 			if r.session == fmt.Sprintf("s%d", w) {
 				tasks = append(tasks, r.msg.TaskID)
 			}

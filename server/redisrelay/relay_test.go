@@ -103,30 +103,22 @@ func TestNewInvalid(t *testing.T) {
 // TestOneOrderForEveryNode publishes from two nodes at once: every
 // subscription of every node, the publishers' own included, receives every
 // message once, in one order.
-func TestOneOrderForEveryNode(t *testing.T) {
-	srv := redistest.Start(t)
-	a := newRelay(t, srv.Client(), Config{Prefix: "t"})
-	b := newRelay(t, srv.Client(), Config{Prefix: "t"})
-	other := newRelay(t, srv.Client(), Config{Prefix: "other"})
-	inboxes := []*inbox{subscribe(t, a), subscribe(t, b), subscribe(t, b)}
-	otherInbox := subscribe(t, other)
-
-	const perWorker, workers = 50, 4
+// publishFromWorkers has workers goroutines, taking relays in turn, each
+// publish perWorker messages msg(w, i) about session "s<w>", then reads as
+// many from every inbox, checks that all of them got one order, and returns
+// it.
+func publishFromWorkers(t *testing.T, relays []*Relay, inboxes []*inbox, workers, perWorker int, msg func(w, i int) server.RelayMessage) []received {
+	t.Helper()
 	var wg sync.WaitGroup
 	for w := range workers {
-		relay := []*Relay{a, b}[w%2]
+		relay := relays[w%len(relays)]
 		wg.Go(func() {
 			for i := range perWorker {
-				msg := server.RelayMessage{Kind: server.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
-				if i%3 == 0 {
-					msg = server.RelayMessage{Kind: server.RelayInterrupt}
-				}
-				assert.NoError(t, relay.Publish(context.Background(), fmt.Sprintf("s%d", w), msg))
+				assert.NoError(t, relay.Publish(context.Background(), fmt.Sprintf("s%d", w), msg(w, i)))
 			}
 		})
 	}
 	wg.Wait()
-
 	var orders [][]received
 	for _, in := range inboxes {
 		var got []received
@@ -138,10 +130,28 @@ func TestOneOrderForEveryNode(t *testing.T) {
 	for i := 1; i < len(orders); i++ {
 		assert.Equal(t, orders[0], orders[i], "subscription %d's order", i)
 	}
+	return orders[0]
+}
+
+func TestOneOrderForEveryNode(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRelay(t, srv.Client(), Config{Prefix: "t"})
+	b := newRelay(t, srv.Client(), Config{Prefix: "t"})
+	other := newRelay(t, srv.Client(), Config{Prefix: "other"})
+	inboxes := []*inbox{subscribe(t, a), subscribe(t, b), subscribe(t, b)}
+	otherInbox := subscribe(t, other)
+
+	const perWorker, workers = 50, 4
+	order := publishFromWorkers(t, []*Relay{a, b}, inboxes, workers, perWorker, func(w, i int) server.RelayMessage {
+		if i%3 == 0 {
+			return server.RelayMessage{Kind: server.RelayInterrupt}
+		}
+		return server.RelayMessage{Kind: server.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
+	})
 	// Each worker's messages, complete and in its own order.
 	for w := range workers {
 		var tasks []string
-		for _, r := range orders[0] {
+		for _, r := range order {
 			if r.session == fmt.Sprintf("s%d", w) && r.msg.Kind == server.RelaySpeak {
 				tasks = append(tasks, r.msg.TaskID)
 				i := 0
