@@ -409,14 +409,40 @@ func (m *Manager) Stats() Stats {
 // slot, delivers every pending event to the subscribers and stops their
 // goroutines, then returns. It does not close the Limiter or the Store.
 //
-// Close is idempotent: every call waits for the same shutdown. When ctx ends
-// first Close returns ctx.Err() and the shutdown goes on in the background.
-// Get, List, Command and Touch keep answering afterwards (closed sessions
-// answer 10005).
+// Close is idempotent: every call waits for the same shutdown, and so does
+// a Close after Leave (which then closes no session). When ctx ends first
+// Close returns ctx.Err() and the shutdown goes on in the background. Get,
+// List, Command and Touch keep answering afterwards (closed sessions answer
+// 10005).
 func (m *Manager) Close(ctx context.Context) error {
+	return m.end(ctx, true)
+}
+
+// Leave takes this node out of a service whose sessions live in a Store
+// shared by several nodes (a drain before a restart): like Close it refuses
+// new calls that change sessions (ErrClosed), waits for those in flight,
+// stops the timers and the lease renewer, delivers every pending event to
+// the subscribers and stops their goroutines; unlike Close it changes no
+// session and releases no slot. The sessions stay open in the Store, and the
+// other nodes' Managers fire their timers (the Store's deadlines are
+// shared) and take them over as the Store arranges when this node is gone
+// (session/redisstore: when its heartbeat lapses), renewing their leases
+// from then on. It does not close the Limiter or the Store.
+//
+// Leave and Close share one shutdown: the first call decides whether the
+// sessions are closed, and every later call of either waits for that
+// shutdown. When ctx ends first Leave returns ctx.Err() and the shutdown
+// goes on in the background. On a Store that no other Manager reads (the
+// MemoryStore), the sessions would be left open with nobody to close them or
+// free their slots: use Close there.
+func (m *Manager) Leave(ctx context.Context) error {
+	return m.end(ctx, false)
+}
+
+func (m *Manager) end(ctx context.Context, closeSessions bool) error {
 	m.closeOnce.Do(func() {
 		m.closing.Store(true)
-		go m.shutdown()
+		go m.shutdown(closeSessions)
 	})
 	select {
 	case <-m.closed:
@@ -426,20 +452,22 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 }
 
-func (m *Manager) shutdown() {
+func (m *Manager) shutdown(closeSessions bool) {
 	defer close(m.closed)
 	for !m.gatesIdle() {
 		<-m.drained
 	}
 	close(m.stop)
 	m.loops.Wait()
-	ctx := context.Background()
-	_ = m.store.Range(ctx, func(rec Record) bool {
-		if rec.State.Open() {
-			_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
-		}
-		return true
-	})
+	if closeSessions {
+		ctx := context.Background()
+		_ = m.store.Range(ctx, func(rec Record) bool {
+			if rec.State.Open() {
+				_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
+			}
+			return true
+		})
+	}
 	m.subMu.Lock()
 	subs := *m.subs.Load()
 	m.subs.Store(new([]*subscriber))
