@@ -55,6 +55,8 @@ type Config struct {
 //	streamsession_limiter_fail_open_total{backend}         counter
 //	streamsession_realtime_sockets                         gauge
 //	streamsession_relay_announce_failures_total            counter
+//	streamsession_drains_total                             counter
+//	streamsession_draining                                 gauge
 //
 // streamsession_sessions is kept from the transitions alone: each Event
 // adds one to the state entered and takes one from the state left, so a
@@ -81,6 +83,8 @@ type Metrics struct {
 	failOpen       *prometheus.CounterVec
 	sockets        prometheus.Gauge
 	unannounced    prometheus.Counter
+	drains         prometheus.Counter
+	draining       prometheus.Gauge
 
 	// The children the hooks touch, looked up once: a hook then costs an
 	// atomic add and no label hashing.
@@ -167,6 +171,16 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "relay_announce_failures_total",
 			Help:      "Realtime sockets opened on this node whose announcement the relay did not take, so that the session's sockets on other nodes were not replaced.",
 		}),
+		drains: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "drains_total",
+			Help:      "Drains this node began (SIGTERM or SIGINT in multi-node mode: sockets closed with 1012, /readyz 503).",
+		}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace,
+			Name:      "draining",
+			Help:      "1 while this node drains before it exits, else 0.",
+		}),
 	}
 	for _, s := range fsm.States() {
 		m.byState[s] = m.sessions.WithLabelValues(s.String())
@@ -183,7 +197,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.sessions, m.transitions, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
-		m.unannounced,
+		m.unannounced, m.drains, m.draining,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -298,3 +312,10 @@ func (m *Metrics) ServerHooks() server.Hooks {
 // Its signature is that of redislimiter.Config.OnFailOpen, where it
 // belongs; err is not recorded.
 func (m *Metrics) LimiterFailOpen(err error) { m.failOne.Inc() }
+
+// DrainStarted counts one drain of this node and sets
+// streamsession_draining to 1 (a node drains once, then exits).
+func (m *Metrics) DrainStarted() {
+	m.drains.Inc()
+	m.draining.Set(1)
+}

@@ -156,6 +156,10 @@ streamsession_limiter_fail_open_total{backend="memory"} 0
 streamsession_realtime_sockets 0
 # TYPE streamsession_relay_announce_failures_total counter
 streamsession_relay_announce_failures_total 0
+# TYPE streamsession_drains_total counter
+streamsession_drains_total 0
+# TYPE streamsession_draining gauge
+streamsession_draining 0
 `
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want)))
 
@@ -425,9 +429,23 @@ func TestLint(t *testing.T) {
 	assert.Empty(t, problems)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	assert.Len(t, mfs, 8)
+	assert.Len(t, mfs, 10)
 	for _, mf := range mfs {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())
 	}
+}
+
+func TestDrainStarted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	met, err := metrics.New(reg, metrics.Config{})
+	require.NoError(t, err)
+	want := func(drains, draining int) string {
+		return fmt.Sprintf("# TYPE streamsession_drains_total counter\nstreamsession_drains_total %d\n"+
+			"# TYPE streamsession_draining gauge\nstreamsession_draining %d\n", drains, draining)
+	}
+	names := []string{"streamsession_drains_total", "streamsession_draining"}
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want(0, 0)), names...))
+	met.DrainStarted()
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want(1, 1)), names...))
 }

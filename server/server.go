@@ -76,6 +76,14 @@ type Config struct {
 	Realtime RealtimeConfig
 	// Hooks observe the server; nil hooks are skipped.
 	Hooks Hooks
+
+	// Ready, when set, tells /readyz whether the node's backend answers
+	// (with Redis: a PING); see [Server.Health]. The default (nil) is
+	// always ready.
+	Ready func(context.Context) error
+	// ReadyTimeout bounds each Ready call. The default is
+	// DefaultReadyTimeout (1 s).
+	ReadyTimeout time.Duration
 }
 
 // RealtimeConfig tunes the realtime socket. Zero fields take the documented
@@ -193,6 +201,7 @@ type Server struct {
 
 	hub     *hub
 	speech  *speaker
+	health  *health
 	unsub   func()
 	relay   Relay  // nil on a single node
 	unrelay func() // cancels the relay subscription
@@ -252,6 +261,7 @@ func New(cfg Config) (*Server, error) {
 		maxBody:  cfg.MaxBodyBytes,
 		rt:       cfg.Realtime,
 		hooks:    cfg.Hooks,
+		health:   newHealth(cfg),
 	}
 	for _, o := range cfg.Origins {
 		if o == "*" {
@@ -311,6 +321,9 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if s.refuseWhileDraining(w, r) {
+		return
+	}
 	rt, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.fail(w, r, request{}, errNotFound)

@@ -21,12 +21,25 @@
 //	-log-format F  text (default) or json
 //	-redis ADDR    run as one node of a service sharing the Redis at ADDR (limits,
 //	               sessions, tokens and speech events in Redis); every node reads the same -config
+//	-drain-timeout D  bound of the shutdown after SIGINT or SIGTERM (default 30s)
+//	-request-grace D  at shutdown, time a request in flight may take (default 5s)
+//	-drain-delay D    with -redis: time HTTP is still served after /readyz
+//	                  turned 503, for load balancers (default 5s; 0: none)
 //
-// The server serves the live session console at / and Prometheus metrics at
-// /metrics. It logs to standard error with log/slog, never a token, an API key
-// or a raw session id (sessions appear as a short hash). SIGINT or SIGTERM
-// stops it: it stops accepting, closes every session (connected clients
-// receive closing and closed), frees every slot and exits 0.
+// The server serves the live session console at /, Prometheus metrics at
+// /metrics and the probes /healthz and /readyz. It logs to standard error
+// with log/slog, never a token, an API key or a raw session id (sessions
+// appear as a short hash).
+//
+// SIGINT or SIGTERM stops it, within -drain-timeout, and it exits 0. Alone
+// (without -redis) it closes every session (reason shutdown: connected
+// clients receive closing and closed, then a close frame) and frees every
+// slot, while the listener stops: a connection that carries no request is
+// closed at once, a request in flight gets -request-grace. With -redis it
+// drains instead: /readyz answers 503, every realtime socket is closed with
+// 1012 (service restart) so that its client reopens it through another
+// node, HTTP is served for -drain-delay more, and the node leaves without
+// changing any session.
 package main
 
 import (
@@ -60,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", time.Minute, "client: give up after this long")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on this address instead of -addr")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	var shut serveOptions
+	fs.DurationVar(&shut.DrainTimeout, "drain-timeout", defaultDrainTimeout, "bound of the shutdown after SIGINT or SIGTERM: the node exits within it")
+	fs.DurationVar(&shut.RequestGrace, "request-grace", defaultRequestGrace, "at shutdown, how long a request in flight may take before its connection is closed")
+	fs.DurationVar(&shut.DrainDelay, "drain-delay", defaultDrainDelay, "with -redis: how long a draining node keeps serving HTTP after /readyz turned 503 (0: none)")
 	var rds redisOptions
 	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port): run as one node of the service sharing that Redis")
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
@@ -98,7 +115,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streaming: -log-format must be text or json, not %q\n", *logFormat)
 		return 2
 	}
-	if err := serve(ctx, serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds}, stdout, logger); err != nil {
+	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds,
+		DrainTimeout: shut.DrainTimeout, RequestGrace: shut.RequestGrace, DrainDelay: shut.DrainDelay}
+	if err := serve(ctx, opts, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1
 	}

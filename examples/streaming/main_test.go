@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,7 +29,17 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
@@ -228,83 +241,259 @@ func TestClientReportsAPIErrors(t *testing.T) {
 	assert.Contains(t, errOut.String(), "HTTP 401: 400112 Unauthorized")
 }
 
-// TestSignalShutdown builds the binary and stops it with SIGTERM while a
-// client is connected: the client receives closing and closed, the process
-// exits 0.
-func TestSignalShutdown(t *testing.T) {
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the command once per test run, in a directory TestMain
+// removes.
+func binary(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "streaming")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "streaming-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "streaming")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
 
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+// proc is the server running as a separate process.
+type proc struct {
+	cmd    *exec.Cmd
+	base   string
+	stderr *lockedBuffer
+	exited chan error
+}
+
+// startBinary runs the built server on a free port with args.
+func startBinary(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
 	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
 	sc := bufio.NewScanner(stdout)
-	base := ""
 	for sc.Scan() {
 		if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-			base = m[1]
+			p.base = m[1]
 			break
 		}
 	}
 	go func() {
 		io.Copy(io.Discard, stdout)
-		exited <- cmd.Wait()
+		p.exited <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
-			<-exited
+			<-p.exited
 		}
 	})
-	require.NotEmpty(t, base, "stderr:\n%s", stderr.String())
+	require.NotEmpty(t, p.base, "stderr:\n%s", p.stderr.String())
+	return p
+}
 
-	call := func(path, body string, out any) {
-		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
-		req.Header.Set("X-Api-Key", "demo-pro-key")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		require.NoError(t, sserrors.DecodeResponse(resp, out))
-	}
-	var created struct {
-		SessionID        string `json:"session_id"`
-		RealtimeEndpoint string `json:"realtime_endpoint"`
-	}
-	call("/v1/streaming.new", `{}`, &created)
-	call("/v1/streaming.start", `{"session_id":"`+created.SessionID+`"}`, nil)
-	ws, _, err := websocket.DefaultDialer.Dial(created.RealtimeEndpoint, nil)
+// call makes an API call with demo-pro-key and decodes the answer's data.
+func (p *proc) call(t *testing.T, path, body string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, p.base+path, strings.NewReader(body))
+	req.Header.Set("X-Api-Key", "demo-pro-key")
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer ws.Close()
-	read := func() string {
-		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, msg, err := ws.ReadMessage()
-		require.NoError(t, err)
-		return string(msg)
-	}
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"connected"}`, read())
+	defer resp.Body.Close()
+	require.NoError(t, sserrors.DecodeResponse(resp, out))
+}
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, read())
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, read())
+type created struct {
+	SessionID        string `json:"session_id"`
+	RealtimeEndpoint string `json:"realtime_endpoint"`
+}
+
+// connected creates and starts a session and opens its realtime socket,
+// which has received connected.
+func (p *proc) connected(t *testing.T) (created, *websocket.Conn) {
+	t.Helper()
+	var c created
+	p.call(t, "/v1/streaming.new", `{}`, &c)
+	p.call(t, "/v1/streaming.start", `{"session_id":"`+c.SessionID+`"}`, nil)
+	ws, _, err := websocket.DefaultDialer.Dial(c.RealtimeEndpoint, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+	assert.JSONEq(t, `{"type":"session.state_updated","state":"connected"}`, readWS(t, ws))
+	return c, ws
+}
+
+func readWS(t *testing.T, ws *websocket.Conn) string {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	require.NoError(t, err)
+	return string(msg)
+}
+
+// TestSignalShutdown builds the binary and stops it with SIGTERM while a
+// client is connected: the client receives closing and closed, the process
+// exits 0.
+func TestSignalShutdown(t *testing.T) {
+	p := startBinary(t)
+	_, ws := p.connected(t)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, readWS(t, ws))
+	_, _, err := ws.ReadMessage()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+
+	select {
+	case err := <-p.exited:
+		require.NoError(t, err, "exit status 0; stderr:\n%s", p.stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the server did not exit; stderr:\n%s", p.stderr.String())
+	}
+	assert.Contains(t, p.stderr.String(), "shutting down")
+}
+
+// closedWithin reads from conn until it is closed by the server (EOF or a
+// reset) and returns when that happened, or fails after within.
+func closedWithin(t *testing.T, what string, conn net.Conn, within time.Duration) <-chan time.Time {
+	t.Helper()
+	at := make(chan time.Time, 1)
+	go func() {
+		conn.SetReadDeadline(time.Now().Add(within))
+		_, err := io.Copy(io.Discard, conn)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("%s: still open after %v", what, within)
+		}
+		at <- time.Now()
+	}()
+	return at
+}
+
+// TestShutdownNotHeldHostage stops the binary with SIGTERM while four
+// connections are present: one that has sent nothing, an idle keep-alive
+// one, one with a request in flight whose body never arrives, and an open
+// realtime socket. The session is closed (reason shutdown) and its socket
+// gets closing, closed and a close frame; the quiet connections are closed
+// at once, the slow request's after -request-grace; the process exits 0
+// well within -drain-timeout.
+func TestShutdownNotHeldHostage(t *testing.T) {
+	const grace = time.Second
+	p := startBinary(t, "-request-grace", grace.String(), "-drain-timeout", "10s")
+	_, ws := p.connected(t)
+	addr := strings.TrimPrefix(p.base, "http://")
+	dial := func() net.Conn {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+
+	silent := dial()
+
+	idle := dial()
+	_, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	idleReader := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(idleReader, nil)
+	require.NoError(t, err)
+	_, err = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.False(t, resp.Close, "the connection is kept alive")
+
+	// The slow request: the server's 100 Continue proves its handler is
+	// reading the body, so the request is in flight; the body never comes.
+	slow := dial()
+	_, err = io.WriteString(slow, "POST /v1/streaming.task HTTP/1.1\r\nHost: x\r\nX-Api-Key: demo-pro-key\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+	require.NoError(t, err)
+	slowReader := bufio.NewReader(slow)
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := slowReader.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.1 100 Continue\r\n", line)
+	_, err = io.WriteString(slow, `{"session_id":`)
+	require.NoError(t, err)
+
+	signalled := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	silentAt := closedWithin(t, "silent connection", silent, 5*time.Second)
+	idleAt := closedWithin(t, "idle keep-alive connection", idle, 5*time.Second)
+	slowAt := closedWithin(t, "slow request", slow, 5*time.Second)
+
+	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, readWS(t, ws))
 	_, _, err = ws.ReadMessage()
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
 
 	select {
-	case err := <-exited:
-		require.NoError(t, err, "exit status 0; stderr:\n%s", stderr.String())
+	case err := <-p.exited:
+		require.NoError(t, err, "exit status 0; stderr:\n%s", p.stderr.String())
 	case <-time.After(10 * time.Second):
-		t.Fatalf("the server did not exit; stderr:\n%s", stderr.String())
+		t.Fatalf("the server did not exit; stderr:\n%s", p.stderr.String())
 	}
-	assert.Contains(t, stderr.String(), "shutting down")
+	exit := time.Since(signalled)
+	silentClosed, idleClosed, slowClosed := (<-silentAt).Sub(signalled), (<-idleAt).Sub(signalled), (<-slowAt).Sub(signalled)
+	t.Logf("after SIGTERM: silent connection closed in %v, idle keep-alive in %v, slow request in %v, exit 0 in %v",
+		silentClosed.Round(time.Millisecond), idleClosed.Round(time.Millisecond), slowClosed.Round(time.Millisecond), exit.Round(time.Millisecond))
+	assert.Less(t, silentClosed, grace, "a silent connection is closed at once")
+	assert.Less(t, idleClosed, grace, "an idle connection is closed at once")
+	assert.GreaterOrEqual(t, slowClosed, grace*9/10, "a request in flight gets its grace")
+	assert.Less(t, exit, grace+3*time.Second, "the exit waits for nothing but the grace")
+
+	logged := p.stderr.String()
+	assert.Regexp(t, `msg="session transition".*from=connected to=closing .*reason=shutdown`, logged)
+	assert.Regexp(t, `msg="session transition".*from=closing to=closed`, logged)
+	assert.Contains(t, logged, "requests cut at shutdown")
+	assert.NotContains(t, logged, "deadline exceeded")
+}
+
+// TestShutdownWithSilentConnection is the reported case alone: a session
+// and a TCP connection that sends nothing. The process closes the session
+// and exits 0 without waiting for the connection (the request grace is
+// long, so only an exit that does not wait for it passes).
+func TestShutdownWithSilentConnection(t *testing.T) {
+	p := startBinary(t, "-request-grace", "20s", "-drain-timeout", "30s")
+	_, ws := p.connected(t)
+	silent, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+	require.NoError(t, err)
+	defer silent.Close()
+
+	signalled := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	silentAt := closedWithin(t, "silent connection", silent, 5*time.Second)
+	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, readWS(t, ws))
+	select {
+	case err := <-p.exited:
+		require.NoError(t, err, "exit status 0; stderr:\n%s", p.stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the server did not exit; stderr:\n%s", p.stderr.String())
+	}
+	exit := time.Since(signalled)
+	t.Logf("after SIGTERM with a silent connection: connection closed in %v, exit 0 in %v",
+		(<-silentAt).Sub(signalled).Round(time.Millisecond), exit.Round(time.Millisecond))
+	assert.Less(t, exit, 2*time.Second)
+	assert.Regexp(t, `from=connected to=closing .*reason=shutdown`, p.stderr.String())
 }

@@ -22,8 +22,18 @@ import (
 	"github.com/streamsession/streamsession/session"
 )
 
-// shutdownTimeout bounds the graceful shutdown after SIGINT or SIGTERM.
-const shutdownTimeout = 5 * time.Second
+// Defaults of the shutdown flags.
+const (
+	// defaultDrainTimeout bounds the whole shutdown (-drain-timeout).
+	defaultDrainTimeout = 30 * time.Second
+	// defaultRequestGrace is how long a request in flight when the listener
+	// stops may take to finish (-request-grace).
+	defaultRequestGrace = 5 * time.Second
+	// defaultDrainDelay is how long a draining node keeps serving HTTP after
+	// /readyz turned 503, so that load balancers take it out of rotation
+	// before it stops listening (-drain-delay).
+	defaultDrainDelay = 5 * time.Second
+)
 
 type serveOptions struct {
 	Addr       string
@@ -34,10 +44,31 @@ type serveOptions struct {
 	// Redis, when its Addr is set, puts the limiter, the sessions and the
 	// bearer tokens in Redis (see redis.go).
 	Redis redisOptions
+	// DrainTimeout bounds the shutdown after SIGINT or SIGTERM: the node
+	// exits within it. Zero means defaultDrainTimeout.
+	DrainTimeout time.Duration
+	// RequestGrace is how long a request in flight when the listener stops
+	// may take to finish before its connection is closed. Zero means
+	// defaultRequestGrace.
+	RequestGrace time.Duration
+	// DrainDelay is how long a draining node (with -redis) keeps serving
+	// HTTP after /readyz turned 503 (-drain-delay; zero: none).
+	DrainDelay time.Duration
 }
 
-// serve runs the server until ctx is done, then shuts it down gracefully.
+func (o *serveOptions) setDefaults() {
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = defaultDrainTimeout
+	}
+	if o.RequestGrace <= 0 {
+		o.RequestGrace = defaultRequestGrace
+	}
+}
+
+// serve runs the server until ctx is done, then shuts it down (see
+// shutdown).
 func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slog.Logger) error {
+	opts.setDefaults()
 	cfg := config.Demo()
 	if opts.ConfigPath != "" {
 		var err error
@@ -62,8 +93,10 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		if rds, err = openRedis(ctx, opts.Redis, cfg); err != nil {
 			return err
 		}
-		defer rds.close() // after svc.Shutdown
+		defer rds.close() // after the shutdown
 		rds.apply(&svcOpts)
+		// /readyz: this node can take work while Redis answers.
+		svcOpts.Server.Ready = func(ctx context.Context) error { return rds.client.Ping(ctx).Err() }
 	}
 	svc, err := config.NewService(cfg, svcOpts)
 	if err != nil {
@@ -83,7 +116,7 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		}
 		mmux := http.NewServeMux()
 		mmux.Handle("/metrics", metricsHandler)
-		metricsServer = &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
+		metricsServer = &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 		go func() { _ = metricsServer.Serve(mln) }()
 		defer metricsServer.Close()
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", mln.Addr())
@@ -101,14 +134,21 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		api = rds.handler(api)
 	}
 	mux.Handle("/v1/", api)
+	health := svc.Server.Health()
+	mux.Handle(server.PathHealthz, health)
+	mux.Handle(server.PathReadyz, health)
 	if metricsServer == nil {
 		mux.Handle("/metrics", metricsHandler)
 	}
 	mux.Handle("/", consolePage(cfg, opts.ConfigPath == ""))
+	conns := newConnTracker()
 	hs := &http.Server{
-		Handler:           mux,
+		Handler: mux,
+		// A client has this long to send its request's headers, and an
+		// idle keep-alive connection is closed after IdleTimeout.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		ConnState:         conns.track,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
@@ -116,28 +156,110 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	printBanner(stdout, base, cfg, opts.ConfigPath == "")
 	logger.Info("listening", "addr", ln.Addr().String(), "accounts", len(cfg.Accounts), "capacity", cfg.Capacity)
 
+	n := &node{opts: opts, svc: svc, hs: hs, conns: conns, served: served, met: met, logger: logger}
 	select {
 	case <-ctx.Done():
 	case err := <-served:
 		_ = svc.Shutdown(context.Background())
 		return err
 	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	if rds != nil {
+		return n.drain()
+	}
+	return n.shutdown()
+}
+
+// node is what the shutdown of a running server works on.
+type node struct {
+	opts   serveOptions
+	svc    *config.Service
+	hs     *http.Server
+	conns  *connTracker
+	served chan error
+	met    *metrics.Metrics
+	logger *slog.Logger
+}
+
+// shutdown ends a node that runs alone (in memory): nothing would survive
+// it, so it closes every session (reason shutdown: sockets receive closing
+// and closed, then a close frame, and every slot is freed). The session
+// work does not wait for the listener: the listener stops at the same time
+// (connections that carry no request are closed at once, a request in
+// flight gets RequestGrace), so a client that holds a silent connection
+// cannot hold the shutdown. It fails (exit status 1) only when the sessions
+// could not be closed within DrainTimeout.
+func (n *node) shutdown() error {
+	start := time.Now()
+	n.logger.Info("shutting down", "timeout", n.opts.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.DrainTimeout)
 	defer cancel()
-	// Stop accepting and let requests in flight finish, then close every
-	// session (sockets receive closing and closed), the sockets and the
-	// limiter.
-	errHTTP := hs.Shutdown(sctx)
-	errSvc := svc.Shutdown(sctx)
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		errHTTP = errors.Join(errHTTP, err)
+	httpDone := n.stopHTTP(ctx)
+	errSvc := n.svc.Shutdown(ctx)
+	<-httpDone
+	if errSvc != nil {
+		return fmt.Errorf("shutdown: %w", errSvc)
 	}
-	if err := errors.Join(errHTTP, errSvc); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	logger.Info("stopped")
+	n.logger.Info("stopped", "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// drain ends one node of a multi-node service without ending its
+// sessions, whose state is in Redis: /readyz turns 503 at once, every
+// realtime socket is closed with 1012 (its client reopens it through
+// another node), HTTP requests are served until the sockets are gone and
+// DrainDelay has passed, then the listener stops as in shutdown and the
+// Manager leaves (its loops stop; no session changes state, no slot is
+// freed). It fails when the node could not leave within DrainTimeout.
+func (n *node) drain() error {
+	start := time.Now()
+	n.met.DrainStarted()
+	n.logger.Info("draining", "timeout", n.opts.DrainTimeout, "delay", n.opts.DrainDelay)
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.DrainTimeout)
+	defer cancel()
+	// Each answer from now on closes its connection, so that clients and
+	// load balancers reconnect to the nodes that stay.
+	n.hs.SetKeepAlivesEnabled(false)
+	delay := time.NewTimer(n.opts.DrainDelay)
+	defer delay.Stop()
+	errDrain := n.svc.Server.Drain(ctx)
+	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errDrain)
+	select {
+	case <-delay.C:
+	case <-ctx.Done():
+	}
+	<-n.stopHTTP(ctx)
+	errMgr := n.svc.Manager.Leave(ctx)
+	errSrv := n.svc.Server.Shutdown(ctx)
+	if err := errors.Join(errMgr, errSrv); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	n.logger.Info("stopped", "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// stopHTTP stops the listener and closes every connection that carries no
+// request at once; a request in flight gets RequestGrace (within ctx) to
+// finish, then its connection is closed. The channel is closed when the
+// HTTP server has stopped.
+func (n *node) stopHTTP(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gctx, cancel := context.WithTimeout(ctx, n.opts.RequestGrace)
+		defer cancel()
+		shut := make(chan error, 1)
+		go func() { shut <- n.hs.Shutdown(gctx) }()
+		n.conns.closeQuiet()
+		if err := <-shut; err != nil {
+			// Requests still in flight: cut them.
+			n.logger.Warn("requests cut at shutdown", "grace", n.opts.RequestGrace, "active", n.conns.active())
+			_ = n.hs.Close()
+		}
+		if err := <-n.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Warn("http server", "err", err)
+		}
+	}()
+	return done
 }
 
 // printBanner tells a newcomer what to do next. API keys are printed only
