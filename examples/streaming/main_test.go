@@ -485,6 +485,10 @@ func TestShutdownWithSilentConnection(t *testing.T) {
 	silentAt := closedWithin(t, "silent connection", silent, 5*time.Second)
 	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, readWS(t, ws))
 	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, readWS(t, ws))
+	_, _, err = ws.ReadMessage() // the close frame, which the client answers
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
 	select {
 	case err := <-p.exited:
 		require.NoError(t, err, "exit status 0; stderr:\n%s", p.stderr.String())
