@@ -3,49 +3,26 @@ package server
 import (
 	"context"
 	"net/http"
-
-	"github.com/gorilla/websocket"
 )
-
-// CloseServiceRestart is the WebSocket close code a draining node closes
-// its realtime sockets with (1012, "service restart", RFC 6455 registry):
-// the client should open the socket again, through any node, with the same
-// session_token.
-const CloseServiceRestart = websocket.CloseServiceRestart
-
-// drainReason is the close reason sent with CloseServiceRestart.
-const drainReason = "service restart: reconnect"
 
 // Drain takes this node out of a multi-node service before it stops,
 // without touching any session: /readyz answers 503 from now on, a new
 // realtime socket is refused (503, code 400558, Retry-After) so that the
 // client opens it through another node, every socket open here is closed
-// with CloseServiceRestart (1012) and reason "service restart: reconnect",
-// and the HTTP API goes on serving (the sessions' state is in the shared
-// Store). It returns when the sockets' goroutines have ended, or ctx.Err()
-// when ctx ends first (the sockets left are dropped by Shutdown or Close).
+// with 1012 (websocket.CloseServiceRestart) and reason
+// realtime.ReasonServiceRestart, and the HTTP API goes on serving (the
+// sessions' state is in the shared Store). It returns when the sockets'
+// goroutines have ended, or ctx.Err() when ctx ends first (the sockets left
+// are dropped by Shutdown or Close).
 //
-// Drain does not stop the Manager: call Manager.Leave, then Shutdown, once
-// the node has stopped serving HTTP. Calling it again, or after Shutdown,
+// Drain does not stop the Manager: once the node has stopped serving HTTP,
+// call Manager.Leave, then Shutdown. Calling it again, or after Shutdown,
 // closes nothing more and waits the same way. On a single node, whose
 // sessions would not survive it, close the Manager and call Shutdown
 // instead.
 func (s *Server) Drain(ctx context.Context) error {
 	s.health.draining.Store(true)
-	for _, c := range s.hub.close() {
-		c.closeWith(CloseServiceRestart, drainReason)
-	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.rt.Drain(ctx)
 }
 
 // refuseWhileDraining answers a realtime upgrade on a draining node with

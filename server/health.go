@@ -79,7 +79,7 @@ func (s *Server) Health() http.Handler {
 // or shut down, or when Config.Ready fails or does not answer within
 // Config.ReadyTimeout (the error then wraps Ready's).
 func (s *Server) Ready(ctx context.Context) error {
-	if s.health.draining.Load() || s.isShutdown() {
+	if s.health.draining.Load() || s.rt.Closed() {
 		return errNotReady
 	}
 	if s.health.ready == nil {
