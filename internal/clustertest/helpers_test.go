@@ -140,6 +140,7 @@ func (c *cluster) start(bin, name string, extra ...string) *node {
 		"-redis", c.redis.Addr(), "-redis-prefix", c.prefix,
 		"-addr", "127.0.0.1:0", "-config", c.config,
 		"-lease-ttl", leaseTTL.String(), "-node-ttl", nodeTTL.String(),
+		"-drain-delay", "0s", // no load balancer to wait for
 	}, extra...)
 	cmd := exec.Command(bin, args...)
 	n := &node{name: name, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}

@@ -90,7 +90,11 @@ func (lc *lbCluster) startNode(i int) *node {
 // on its port.
 func (lc *lbCluster) restart(i int) {
 	lc.t.Helper()
-	lc.nodes[i].stop(lc.t)
+	old := lc.nodes[i]
+	old.stop(lc.t)
+	logged := old.log.String()
+	assert.Contains(lc.t, logged, "msg=draining", "%s drains", old.name)
+	assert.NotContains(lc.t, logged, "to=closing", "no session closes (a node's log sees the whole cluster's transitions)")
 	lc.nodes[i] = lc.startNode(i)
 }
 
