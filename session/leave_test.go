@@ -13,8 +13,8 @@ import (
 )
 
 // TestLeaveKeepsSessionsOpen checks the drain path: Leave stops the node's
-// loops and subscribers but changes no session and frees no slot, and a
-// later Close does not close them either.
+// loops and subscribers, renews each open session's lease once, changes no
+// session and frees no slot, and a later Close does not close them either.
 func TestLeaveKeepsSessionsOpen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
@@ -41,8 +41,14 @@ func TestLeaveKeepsSessionsOpen(t *testing.T) {
 		require.NoError(t, err)
 		synctest.Wait()
 		before := len(log.snapshot())
+		lim.mu.Lock()
+		renewed := lim.renewals
+		lim.mu.Unlock()
 
 		require.NoError(t, m.Leave(ctx))
+		lim.mu.Lock()
+		assert.Equal(t, renewed+len(open), lim.renewals, "each open session leaves with a fresh lease")
+		lim.mu.Unlock()
 		require.NoError(t, m.Close(ctx), "Close after Leave waits for the same shutdown")
 		assert.Len(t, log.snapshot(), before, "no session changed: subscribers saw nothing more")
 		assert.Equal(t, len(open), lim.heldCount(), "every open session keeps its slot")
