@@ -52,7 +52,8 @@ type serveOptions struct {
 	// defaultRequestGrace.
 	RequestGrace time.Duration
 	// DrainDelay is how long a draining node (with -redis) keeps serving
-	// HTTP after /readyz turned 503 (-drain-delay; zero: none).
+	// HTTP after /readyz turned 503 (-drain-delay; zero: none), at most
+	// half of DrainTimeout.
 	DrainDelay time.Duration
 }
 
@@ -89,11 +90,18 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		Server: server.Config{Hooks: observe.JoinServerHooks(met.ServerHooks(), observe.ServerHooks(logger))},
 	}
 	var rds *redisBackends
+	// deadline is when the node must have exited, set when the shutdown
+	// begins.
+	deadline := time.Now().Add(opts.DrainTimeout)
 	if opts.Redis.Addr != "" {
 		if rds, err = openRedis(ctx, opts.Redis, cfg); err != nil {
 			return err
 		}
-		defer rds.close() // after the shutdown
+		defer func() { // after the shutdown, within its bound
+			if err := rds.closeBy(deadline); err != nil {
+				logger.Warn("closing the Redis backends", "err", err)
+			}
+		}()
 		rds.apply(&svcOpts)
 		// /readyz: this node can take work while Redis answers.
 		svcOpts.Server.Ready = func(ctx context.Context) error { return rds.client.Ping(ctx).Err() }
@@ -163,6 +171,7 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		_ = svc.Shutdown(context.Background())
 		return err
 	}
+	deadline = time.Now().Add(opts.DrainTimeout)
 	if rds != nil {
 		return n.drain()
 	}
@@ -214,12 +223,13 @@ func (n *node) drain() error {
 	start := time.Now()
 	n.met.DrainStarted()
 	n.logger.Info("draining", "timeout", n.opts.DrainTimeout, "delay", n.opts.DrainDelay)
-	ctx, cancel := context.WithTimeout(context.Background(), n.opts.DrainTimeout)
+	// Redis is closed afterwards, within the same bound (see serve).
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.DrainTimeout*9/10)
 	defer cancel()
 	// Each answer from now on closes its connection, so that clients and
 	// load balancers reconnect to the nodes that stay.
 	n.hs.SetKeepAlivesEnabled(false)
-	delay := time.NewTimer(n.opts.DrainDelay)
+	delay := time.NewTimer(min(n.opts.DrainDelay, n.opts.DrainTimeout/2))
 	defer delay.Stop()
 	errDrain := n.svc.Server.Drain(ctx)
 	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errDrain)
@@ -228,9 +238,11 @@ func (n *node) drain() error {
 	case <-ctx.Done():
 	}
 	<-n.stopHTTP(ctx)
-	errMgr := n.svc.Manager.Leave(ctx)
+	// The sockets are gone: the Server's subscriptions end at once. Then
+	// the Manager leaves, which needs Redis to hand the sessions over.
 	errSrv := n.svc.Server.Shutdown(ctx)
-	if err := errors.Join(errMgr, errSrv); err != nil {
+	errMgr := n.svc.Manager.Leave(ctx)
+	if err := errors.Join(errSrv, errMgr); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
 	n.logger.Info("stopped", "elapsed", time.Since(start).Round(time.Millisecond))
@@ -296,4 +308,20 @@ func consolePage(cfg *config.Config, demo bool) http.Handler {
 		}
 	}
 	return console.Handler(console.Options{DemoKeys: keys})
+}
+
+// closeBy closes the Redis backends, giving up at deadline (a Redis that
+// does not answer would otherwise hold the exit for its timeouts): the
+// node's heartbeat then lapses by itself.
+func (b *redisBackends) closeBy(deadline time.Time) error {
+	done := make(chan error, 1)
+	go func() { done <- b.close() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return errors.New("redis: not closed before the shutdown deadline")
+	}
 }
