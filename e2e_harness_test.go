@@ -27,6 +27,7 @@ import (
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -108,8 +109,8 @@ type service struct {
 	// slots reads the slots held in the limiter.
 	slots func() int
 
-	opened chan server.SocketInfo
-	closed chan server.SocketInfo
+	opened chan realtime.SocketInfo
+	closed chan realtime.SocketInfo
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -156,12 +157,12 @@ func buildService(t *testing.T, configJSON string, opts []stackOption) *stack {
 	cfg, err := config.Parse([]byte(configJSON))
 	require.NoError(t, err)
 	st := &stack{t: t, service: &service{
-		opened: make(chan server.SocketInfo, 1024),
-		closed: make(chan server.SocketInfo, 1024),
+		opened: make(chan realtime.SocketInfo, 1024),
+		closed: make(chan realtime.SocketInfo, 1024),
 	}}
 	o := config.Options{Server: server.Config{Hooks: server.Hooks{
-		SocketOpened: func(i server.SocketInfo) { nonBlockingSend(st.opened, i) },
-		SocketClosed: func(i server.SocketInfo) { nonBlockingSend(st.closed, i) },
+		SocketOpened: func(i realtime.SocketInfo) { nonBlockingSend(st.opened, i) },
+		SocketClosed: func(i realtime.SocketInfo) { nonBlockingSend(st.closed, i) },
 	}}}
 	for _, f := range opts {
 		f(&o)
@@ -511,11 +512,11 @@ func (c *wsClient) expect(msg string) {
 }
 
 // message decodes the next message.
-func (c *wsClient) message() server.ServerMessage {
+func (c *wsClient) message() realtime.ServerMessage {
 	c.st.t.Helper()
 	got, ok := c.next()
 	require.True(c.st.t, ok, "no message (reading ended with %v)", c.endErr())
-	var m server.ServerMessage
+	var m realtime.ServerMessage
 	require.NoError(c.st.t, json.Unmarshal([]byte(got), &m), got)
 	return m
 }

@@ -20,6 +20,7 @@ import (
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -153,14 +154,14 @@ func TestLifecycle(t *testing.T) {
 			var task taskData
 			data(t, r, &task)
 			require.Regexp(t, taskIDPattern, task.TaskID)
-			wantMS := server.DefaultTaskDuration("Hello, world").Milliseconds()
+			wantMS := realtime.DefaultTaskDuration("Hello, world").Milliseconds()
 			want(t, http.StatusOK, fmt.Sprintf(`{"code":100,"message":"success","data":{"task_id":%q,"duration_ms":%d}}`, task.TaskID, wantMS), r)
 			ws.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, wantMS))
 
 			// interrupt cuts it short, and says so.
 			want(t, http.StatusOK, bodyNull, st.post(h, server.PathInterrupt, idBody(d.SessionID)))
 			stop := ws.message()
-			assert.Equal(t, server.TypeStopTalking, stop.Type)
+			assert.Equal(t, realtime.TypeStopTalking, stop.Type)
 			assert.Equal(t, task.TaskID, stop.TaskID)
 			assert.True(t, stop.Interrupted)
 			assert.Less(t, stop.DurationMS, wantMS)
@@ -169,7 +170,7 @@ func TestLifecycle(t *testing.T) {
 			// The same over the socket.
 			ws.send(`{"type":"agent.speak","text":"Bonjour"}`)
 			start := ws.message()
-			assert.Equal(t, server.ServerMessage{Type: server.TypeStartTalking, TaskID: start.TaskID, DurationMS: server.DefaultTaskDuration("Bonjour").Milliseconds()}, start)
+			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: realtime.DefaultTaskDuration("Bonjour").Milliseconds()}, start)
 			assert.Regexp(t, taskIDPattern, start.TaskID)
 			assert.NotEqual(t, task.TaskID, start.TaskID)
 			// The socket's reader handles messages in order, so the answer to
@@ -178,7 +179,7 @@ func TestLifecycle(t *testing.T) {
 			ws.send(`{"type":"session.keep_alive"}`)
 			ws.send(`{"type":"agent.interrupt"}`)
 			stop = ws.message()
-			assert.Equal(t, server.TypeStopTalking, stop.Type)
+			assert.Equal(t, realtime.TypeStopTalking, stop.Type)
 			assert.Equal(t, start.TaskID, stop.TaskID)
 			assert.True(t, stop.Interrupted)
 
@@ -562,7 +563,7 @@ func TestLimits(t *testing.T) {
 		// Running sessions are not touched.
 		want(t, http.StatusOK, bodyNull, st.post(acme, server.PathKeepAlive, idBody(d.SessionID)))
 		ws.send(`{"type":"agent.speak","text":"during the outage"}`)
-		assert.Equal(t, server.TypeStartTalking, ws.message().Type)
+		assert.Equal(t, realtime.TypeStartTalking, ws.message().Type)
 		want(t, http.StatusOK, bodyNull, st.post(tryout, server.PathStart, idBody(trial.SessionID)), "a failure to count minutes does not fail start")
 		want(t, http.StatusOK, bodyNull, st.post(tryout, server.PathStop, idBody(trial.SessionID)))
 		assert.Equal(t, 1, st.slots())
@@ -780,7 +781,7 @@ func TestReconnect(t *testing.T) {
 	st := newStack(t, serviceConfig)
 	d, first := st.connected(acme)
 	opened := <-st.opened
-	assert.Equal(t, server.SocketInfo{Account: "acme", SessionHash: server.ShortHash(d.SessionID)}, opened)
+	assert.Equal(t, realtime.SocketInfo{Account: "acme", SessionHash: server.ShortHash(d.SessionID)}, opened)
 	assert.NotContains(t, opened.SessionHash, d.SessionID[:8], "hooks never see the raw id")
 
 	second := st.open(d.RealtimeEndpoint, nil)
@@ -793,9 +794,9 @@ func TestReconnect(t *testing.T) {
 	// Events reach the new socket.
 	var task taskData
 	data(t, st.post(acme, server.PathTask, taskBody(d.SessionID, "still here")), &task)
-	second.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, server.DefaultTaskDuration("still here").Milliseconds()))
+	second.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, realtime.DefaultTaskDuration("still here").Milliseconds()))
 	want(t, http.StatusOK, bodyNull, st.post(acme, server.PathInterrupt, idBody(d.SessionID)))
-	assert.Equal(t, server.TypeStopTalking, second.message().Type)
+	assert.Equal(t, realtime.TypeStopTalking, second.message().Type)
 	first.quiet()
 
 	// A drop without a close frame.
@@ -818,10 +819,10 @@ func TestReconnect(t *testing.T) {
 	third.expect(stateEvent("connected"))
 	third.send(`{"type":"agent.speak","text":"back"}`)
 	back := third.message()
-	assert.Equal(t, server.TypeStartTalking, back.Type)
+	assert.Equal(t, realtime.TypeStartTalking, back.Type)
 	third.send(`{"type":"agent.interrupt"}`)
 	stopBack := third.message()
-	assert.Equal(t, server.ServerMessage{Type: server.TypeStopTalking, TaskID: back.TaskID, DurationMS: stopBack.DurationMS, Interrupted: true}, stopBack)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStopTalking, TaskID: back.TaskID, DurationMS: stopBack.DurationMS, Interrupted: true}, stopBack)
 
 	// Sockets opened at once: each upgrade succeeds, the last registered
 	// replaces the others, and exactly one socket remains.
@@ -856,10 +857,10 @@ func TestReconnect(t *testing.T) {
 	// text is long enough to be still spoken when the stop comes.
 	long := strings.Repeat("word ", 200)
 	data(t, st.post(acme, server.PathTask, taskBody(d.SessionID, long)), &task)
-	survivor.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, server.DefaultTaskDuration(long).Milliseconds()))
+	survivor.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, realtime.DefaultTaskDuration(long).Milliseconds()))
 	want(t, http.StatusOK, bodyNull, st.post(acme, server.PathStop, idBody(d.SessionID)))
 	stop := survivor.message()
-	assert.Equal(t, server.ServerMessage{Type: server.TypeStopTalking, TaskID: task.TaskID, DurationMS: stop.DurationMS, Interrupted: true}, stop)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStopTalking, TaskID: task.TaskID, DurationMS: stop.DurationMS, Interrupted: true}, stop)
 	survivor.expect(stateEvent("closing"))
 	survivor.expect(stateEvent("closed"))
 	survivor.wantClose(websocket.CloseNormalClosure, "session closed")
@@ -1126,9 +1127,9 @@ func TestHostileInput(t *testing.T) {
 		ws.expect(eventInvalid)
 		// The socket stays open and works.
 		ws.send(`{"type":"agent.speak","text":"still open"}`)
-		assert.Equal(t, server.TypeStartTalking, ws.message().Type)
+		assert.Equal(t, realtime.TypeStartTalking, ws.message().Type)
 		ws.send(`{"type":"agent.interrupt"}`)
-		assert.Equal(t, server.TypeStopTalking, ws.message().Type)
+		assert.Equal(t, realtime.TypeStopTalking, ws.message().Type)
 		assert.Equal(t, fsm.Connected, st.state("n", d.SessionID))
 
 		// An oversized frame closes the socket with 1009; the session
@@ -1142,7 +1143,7 @@ func TestHostileInput(t *testing.T) {
 		again.expect(stateEvent("connected"))
 		again.send(`{"type":"session.keep_alive"}`)
 		again.send(`{"type":"agent.speak","text":"back"}`)
-		assert.Equal(t, server.TypeStartTalking, again.message().Type)
+		assert.Equal(t, realtime.TypeStartTalking, again.message().Type)
 	})
 }
 
@@ -1452,7 +1453,7 @@ func TestTimers(t *testing.T) {
 			spoken := time.Now()
 			first := ws.message()
 			require.Regexp(t, taskIDPattern, first.TaskID)
-			assert.Equal(t, server.ServerMessage{Type: server.TypeStartTalking, TaskID: first.TaskID, DurationMS: 770}, first)
+			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: first.TaskID, DurationMS: 770}, first)
 			sleepUntil(t, spoken.Add(770*time.Millisecond-time.Nanosecond))
 			ws.quiet()
 			sleepUntil(t, spoken.Add(770*time.Millisecond))
@@ -1474,7 +1475,7 @@ func TestTimers(t *testing.T) {
 			ws.send(`{"type":"agent.speak","text":"four"}`)
 			ws.expect(stopMsg(one.TaskID, 100, true))
 			four := ws.message()
-			assert.Equal(t, server.ServerMessage{Type: server.TypeStartTalking, TaskID: four.TaskID, DurationMS: 500}, four)
+			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: four.TaskID, DurationMS: 500}, four)
 
 			// Closing the session ends the speech first.
 			time.Sleep(200 * time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // apiClient calls the Streaming API of one server with one API key, over
@@ -111,7 +112,7 @@ func dialRealtime(ctx context.Context, d *websocket.Dialer, s newSession) (*webs
 			_ = conn.Close()
 			return nil, err
 		}
-		if msg.Type == server.TypeStateUpdated && msg.State == "connected" {
+		if msg.Type == realtime.TypeStateUpdated && msg.State == "connected" {
 			return conn, nil
 		}
 	}

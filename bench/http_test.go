@@ -18,6 +18,7 @@ import (
 
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // taskText is what every benchmarked task says (770 ms of simulated
@@ -54,7 +55,7 @@ func benchHTTPTaskStreamsession(b *testing.B) {
 	// drops a socket that falls 32 tasks behind, which a reader that keeps
 	// up still does on a loaded 2-core machine. A longer queue keeps the
 	// socket, so that every event is delivered and its cost measured.
-	opts := config.Options{Server: server.Config{Realtime: server.RealtimeConfig{SendQueue: httpSendQueue}}}
+	opts := config.Options{Server: server.Config{Realtime: realtime.SocketConfig{SendQueue: httpSendQueue}}}
 	svc, err := config.NewService(config.Demo(), opts)
 	if err != nil {
 		b.Fatal(err)
@@ -97,9 +98,9 @@ func benchHTTPTaskStreamsession(b *testing.B) {
 				return
 			}
 			switch msg.Type {
-			case server.TypeStartTalking:
+			case realtime.TypeStartTalking:
 				started.Add(1)
-			case server.TypeStateUpdated:
+			case realtime.TypeStateUpdated:
 				end.last = msg.State
 			}
 		}
@@ -137,7 +138,7 @@ func benchHTTPTaskStreamsession(b *testing.B) {
 
 func benchHTTPTaskBare(b *testing.B) {
 	ctx := context.Background()
-	duration := server.DefaultTaskDuration(taskText).Milliseconds()
+	duration := realtime.DefaultTaskDuration(taskText).Milliseconds()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			SessionID string `json:"session_id"`

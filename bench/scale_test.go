@@ -27,6 +27,7 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // The scale check: 10,000 realtime WebSocket sessions connected
@@ -283,7 +284,7 @@ func TestScaleClients(t *testing.T) {
 			if err := conn.ReadJSON(&msg); err != nil {
 				return
 			}
-			if msg.Type != server.TypeStateUpdated {
+			if msg.Type != realtime.TypeStateUpdated {
 				continue
 			}
 			switch msg.State {

@@ -13,6 +13,7 @@ import (
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -288,9 +289,9 @@ func (m *Metrics) opMetrics(op session.LimiterOp) (prometheus.Observer, promethe
 // observe.JoinServerHooks). Refused is left nil.
 func (m *Metrics) ServerHooks() server.Hooks {
 	return server.Hooks{
-		SocketOpened:   func(server.SocketInfo) { m.sockets.Inc() },
-		SocketClosed:   func(server.SocketInfo) { m.sockets.Dec() },
-		AnnounceFailed: func(server.AnnounceFailure) { m.unannounced.Inc() },
+		SocketOpened:   func(realtime.SocketInfo) { m.sockets.Inc() },
+		SocketClosed:   func(realtime.SocketInfo) { m.sockets.Dec() },
+		AnnounceFailed: func(realtime.AnnounceFailure) { m.unannounced.Inc() },
 	}
 }
 

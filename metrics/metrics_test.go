@@ -22,7 +22,7 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/metrics"
-	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -279,7 +279,7 @@ func TestNewTwiceOnOneRegistry(t *testing.T) {
 	require.ErrorAs(t, err, &already)
 	assert.Nil(t, second)
 
-	first.ServerHooks().SocketOpened(server.SocketInfo{})
+	first.ServerHooks().SocketOpened(realtime.SocketInfo{})
 	after, err := testutil.GatherAndCount(reg)
 	require.NoError(t, err)
 	assert.Equal(t, before, after)
@@ -297,12 +297,12 @@ func TestSocketsGauge(t *testing.T) {
 	require.NoError(t, err)
 	h := met.ServerHooks()
 	assert.Nil(t, h.Refused)
-	h.AnnounceFailed(server.AnnounceFailure{SocketInfo: server.SocketInfo{Account: "acme"}})
-	h.AnnounceFailed(server.AnnounceFailure{})
+	h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: "acme"}})
+	h.AnnounceFailed(realtime.AnnounceFailure{})
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
 		"# TYPE streamsession_relay_announce_failures_total counter\nstreamsession_relay_announce_failures_total 2\n"),
 		"streamsession_relay_announce_failures_total"))
-	info := server.SocketInfo{Account: "acme", SessionHash: "0123456789ab"}
+	info := realtime.SocketInfo{Account: "acme", SessionHash: "0123456789ab"}
 	steps := []struct {
 		open bool
 		want float64

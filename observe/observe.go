@@ -8,6 +8,7 @@ import (
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -105,11 +106,11 @@ func ServerHooks(logger *slog.Logger) server.Hooks {
 		logger = slog.Default()
 	}
 	return server.Hooks{
-		SocketOpened: func(s server.SocketInfo) {
+		SocketOpened: func(s realtime.SocketInfo) {
 			logger.LogAttrs(context.Background(), slog.LevelInfo, MsgSocketOpened,
 				slog.String("account", s.Account), slog.String("session", s.SessionHash))
 		},
-		SocketClosed: func(s server.SocketInfo) {
+		SocketClosed: func(s realtime.SocketInfo) {
 			logger.LogAttrs(context.Background(), slog.LevelInfo, MsgSocketClosed,
 				slog.String("account", s.Account), slog.String("session", s.SessionHash))
 		},
@@ -132,7 +133,7 @@ func ServerHooks(logger *slog.Logger) server.Hooks {
 				slog.String("message", message))
 			logger.LogAttrs(context.Background(), level, MsgRequestRefused, attrs...)
 		},
-		AnnounceFailed: func(f server.AnnounceFailure) {
+		AnnounceFailed: func(f realtime.AnnounceFailure) {
 			logger.LogAttrs(context.Background(), slog.LevelWarn, MsgAnnounceFailed,
 				slog.String("account", f.Account), slog.String("session", f.SessionHash),
 				slog.String("error", Redact(errString(f.Err))))
@@ -247,9 +248,9 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 
 // JoinServerHooks is JoinHooks for server.Hooks.
 func JoinServerHooks(hooks ...server.Hooks) server.Hooks {
-	var opened, closed []func(server.SocketInfo)
+	var opened, closed []func(realtime.SocketInfo)
 	var refused []func(server.Refusal)
-	var unannounced []func(server.AnnounceFailure)
+	var unannounced []func(realtime.AnnounceFailure)
 	for _, h := range hooks {
 		opened = collect(opened, h.SocketOpened)
 		closed = collect(closed, h.SocketClosed)

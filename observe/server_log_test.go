@@ -23,6 +23,7 @@ import (
 	"github.com/streamsession/streamsession/metrics"
 	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -85,8 +86,8 @@ func TestServerLog(t *testing.T) {
 				Accounts: server.AccountsByKey{apiKey: {Name: "acme", Plan: limits.PaidPlan}},
 				Avatars:  testAvatars,
 				Hooks: observe.JoinServerHooks(met.ServerHooks(), observe.ServerHooks(logger), server.Hooks{
-					SocketOpened: func(server.SocketInfo) { opened <- struct{}{} },
-					SocketClosed: func(server.SocketInfo) { closed <- struct{}{} },
+					SocketOpened: func(realtime.SocketInfo) { opened <- struct{}{} },
+					SocketClosed: func(realtime.SocketInfo) { closed <- struct{}{} },
 				}),
 			})
 			require.NoError(t, err)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"strings"
 	"sync"
 	"time"
@@ -281,23 +280,6 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// newTaskID returns a random UUID (version 4) for a task.
-func newTaskID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// ShortHash returns a short, stable, non-reversible label for a session id
-// (the first 12 hex digits of its SHA-256), for logs and metrics where the
-// raw id must not appear.
-func ShortHash(id string) string {
-	if id == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:6])
-}
+// ShortHash is [session.ShortHash]: a short, stable, non-reversible label
+// for a session id, for logs and metrics where the raw id must not appear.
+func ShortHash(id string) string { return session.ShortHash(id) }

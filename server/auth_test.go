@@ -149,13 +149,3 @@ func TestShortHash(t *testing.T) {
 	assert.NotEqual(t, h, ShortHash("0123456789abcdef0123456789abcdee"))
 	assert.Equal(t, "", ShortHash(""))
 }
-
-func TestNewTaskID(t *testing.T) {
-	seen := map[string]bool{}
-	for range 100 {
-		id := newTaskID()
-		assert.Regexp(t, taskIDPattern, id)
-		assert.False(t, seen[id])
-		seen[id] = true
-	}
-}

@@ -14,24 +14,20 @@
 //     in-memory one by default, see [NewMemoryTokens]).
 //   - Request decoding: bodies are limited to Config.MaxBodyBytes (1 MiB);
 //     validation maps to the catalog's codes (see "Decisions" below).
-//   - The realtime socket: one reader and one writer goroutine per
-//     connection, a bounded send queue, ping/pong and write deadlines.
-//   - Simulated speech: every task (REST streaming.task or agent.speak on the
-//     socket) is "spoken" for [DefaultTaskDuration] of its text and announced
-//     with avatar_start_talking / avatar_stop_talking. When several nodes
-//     serve one service, a [Relay] (Config.Relay; server/redisrelay on
-//     Redis) carries tasks and interrupts to the node holding the socket.
+//   - The realtime socket's upgrade: origin, token and state checks, then the
+//     connection is handed to package [realtime], which runs the sockets and
+//     the simulated speech (and, with Config.Relay, what several nodes need).
 //
 // The package does not log. It reports what happens through [Hooks] (sockets
 // opened and closed, refused requests), never with a raw token, API key or
-// session id: hooks receive [ShortHash] of the session id.
+// session id: hooks receive [session.ShortHash] of the session id.
 //
 // # Concurrency
 //
 // A [Server] is safe for concurrent use by multiple goroutines. It takes one
 // [session.Manager.Subscribe] subscription for the whole server and routes
 // each transition to the socket of its session (at most one per session on
-// this node); with a [Relay], one Relay subscription likewise for speech
+// this node); with a Relay, one Relay subscription likewise for speech
 // commands. Per-node state lives behind small types: bearer tokens behind
 // [TokenStore]; the session access token is stateless (an HMAC under
 // Config.Secret, so nodes sharing the secret accept each other's tokens).
@@ -70,36 +66,6 @@
 //     task_mode sync and async both answer at once with {task_id,
 //     duration_ms}. A new task while the avatar speaks cuts the current one
 //     short (its avatar_stop_talking has "interrupted": true).
-//   - Speech on several nodes (Config.Relay set): the node that receives a
-//     task (streaming.task or agent.speak) computes its task_id and
-//     duration_ms with its own TaskDuration, publishes them on the relay and
-//     answers them; an interrupt is published the same way. No node
-//     simulates speech directly: every node, the publisher included, applies
-//     the relay's commands to its own model of each session's speech, in the
-//     relay's order (one order for all nodes), and a session's closing
-//     interrupts it on every node. Only the node holding the session's socket
-//     has a socket to tell, so each avatar_start_talking and
-//     avatar_stop_talking reaches the socket once, with the task_id and
-//     duration_ms the caller was answered, wherever the socket is; a socket
-//     that reopens on another node mid-speech hears that speech end there,
-//     since that node modelled it too. The duration_ms of an interrupted
-//     avatar_stop_talking is measured by the socket's node, from when it
-//     heard the task. A Publish that fails answers its error (the Redis
-//     relay: 503/400558), after the call counted as activity; nothing is
-//     spoken. A node that misses a command (its relay subscription
-//     reconnecting) does not model that speech: a socket on it hears
-//     nothing of it. Without a Relay, speech is simulated on the receiving
-//     node alone, as on a single node.
-//   - Realtime: a message that is not one of the three client messages,
-//     including agent.speak without a non-empty text, gets an error event
-//     with 400175. A binary frame is answered the same way. Every message
-//     received, valid or not, counts as activity; ping/pong frames do not.
-//   - Realtime close codes: 1000 "session closed" after the closed state,
-//     1000 "replaced by a new connection" for the old socket on reconnect
-//     (on whichever node it is, with a Relay),
-//     1001 "server shutting down", 1009 for an oversized frame. A client that
-//     does not read its queue (Realtime.SendQueue messages behind) is
-//     disconnected without a close frame.
 //   - Origin: requests without an Origin header are allowed; otherwise the
 //     Origin must equal the request's own origin (same host) or be listed in
 //     Config.Origins ("*" allows any). Refused: 403 with code 400562

@@ -12,6 +12,7 @@ import (
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -98,7 +99,7 @@ func ExampleDecodeClientMessage() {
 		`{"type":"session.keep_alive"}`,
 		`{"type":"agent.dance"}`,
 	} {
-		msg, err := server.DecodeClientMessage([]byte(raw))
+		msg, err := realtime.DecodeClientMessage([]byte(raw))
 		if err != nil {
 			fmt.Println("refused:", sserrors.CodeOf(err))
 			continue

@@ -410,7 +410,7 @@ func (s *Server) task(r *http.Request, req *request) (any, error) {
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdTask); err != nil {
 		return nil, err
 	}
-	taskID, d, err := s.say(r.Context(), id, *body.Text)
+	taskID, d, err := s.rt.Say(r.Context(), id, *body.Text)
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +425,7 @@ func (s *Server) interrupt(r *http.Request, req *request) (any, error) {
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdInterrupt); err != nil {
 		return nil, err
 	}
-	return nil, s.hush(r.Context(), id)
+	return nil, s.rt.Hush(r.Context(), id)
 }
 
 // command serves the endpoints that only check the state (and count as

@@ -18,6 +18,8 @@ import (
 
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/session"
+
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // Test accounts: API key → account.
@@ -124,12 +126,12 @@ type env struct {
 	lim     *fakeLimiter
 	clock   *fakeClock
 	http    *httptest.Server
-	opened  chan SocketInfo
-	closed  chan SocketInfo
+	opened  chan realtime.SocketInfo
+	closed  chan realtime.SocketInfo
 	refused chan Refusal
 	// unannounced receives the sockets whose relay announcement failed
 	// (newNodes only).
-	unannounced chan AnnounceFailure
+	unannounced chan realtime.AnnounceFailure
 }
 
 // newEnv starts a server; tweak adjusts its Config before New.
@@ -140,7 +142,7 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	require.NoError(t, err)
 	e := &env{
 		t: t, mgr: mgr, lim: lim, clock: newFakeClock(),
-		opened: make(chan SocketInfo, 100), closed: make(chan SocketInfo, 100), refused: make(chan Refusal, 1000),
+		opened: make(chan realtime.SocketInfo, 100), closed: make(chan realtime.SocketInfo, 100), refused: make(chan Refusal, 1000),
 	}
 	cfg := Config{
 		Manager:  mgr,
@@ -149,8 +151,8 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 		Secret:   testSecret,
 		Clock:    e.clock,
 		Hooks: Hooks{
-			SocketOpened: func(s SocketInfo) { e.opened <- s },
-			SocketClosed: func(s SocketInfo) { e.closed <- s },
+			SocketOpened: func(s realtime.SocketInfo) { e.opened <- s },
+			SocketClosed: func(s realtime.SocketInfo) { e.closed <- s },
 			Refused: func(r Refusal) {
 				select {
 				case e.refused <- r:
@@ -300,10 +302,10 @@ func (s *socket) read() string {
 	return string(data)
 }
 
-// message reads the next message as a ServerMessage.
-func (s *socket) message() ServerMessage {
+// message reads the next message as a realtime.ServerMessage.
+func (s *socket) message() realtime.ServerMessage {
 	s.t.Helper()
-	var m ServerMessage
+	var m realtime.ServerMessage
 	require.NoError(s.t, json.Unmarshal([]byte(s.read()), &m))
 	return m
 }

@@ -2,15 +2,11 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 func wsURL(e *env, id, token string) string {
@@ -104,7 +101,7 @@ func TestSocketLifecycle(t *testing.T) {
 	s := e.open(c.RealtimeEndpoint)
 	s.expect(`{"type":"session.state_updated","state":"connected"}`)
 	opened := <-e.opened
-	assert.Equal(t, SocketInfo{Account: "acme", SessionHash: ShortHash(c.SessionID)}, opened)
+	assert.Equal(t, realtime.SocketInfo{Account: "acme", SessionHash: ShortHash(c.SessionID)}, opened)
 	assert.NotContains(t, opened.SessionHash, c.SessionID)
 
 	info, err := e.mgr.Get(context.Background(), "acme", c.SessionID)
@@ -115,7 +112,7 @@ func TestSocketLifecycle(t *testing.T) {
 	s.send(`{"type":"session.keep_alive"}`)
 	s.send(`{"type":"agent.speak","text":"Hello, world"}`)
 	start := s.message()
-	assert.Equal(t, ServerMessage{Type: TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
 	assert.Regexp(t, taskIDPattern, start.TaskID)
 	e.clock.Advance(770 * time.Millisecond)
 	s.expect(`{"type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":770,"interrupted":false}`)
@@ -158,51 +155,6 @@ func TestSocketLifecycle(t *testing.T) {
 	assert.Equal(t, 0, e.clock.Pending(), "no speech timer left")
 }
 
-func TestSocketStateCommands(t *testing.T) {
-	e := newEnv(t, nil)
-	c := e.newSession("key-acme")
-	// A socket whose session is no longer connected (a client racing a
-	// stop): its messages are answered with the state's error event.
-	_, err := e.mgr.Stop(context.Background(), "acme", c.SessionID)
-	require.NoError(t, err)
-	cl, s := e.rawClient("acme", c.SessionID)
-	cl.applyState(fsm.Connected, 1)
-	cl.markReady()
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
-	for _, msg := range []string{`{"type":"agent.speak","text":"late"}`, `{"type":"agent.interrupt"}`, `{"type":"session.keep_alive"}`} {
-		s.send(msg)
-		s.expect(`{"type":"error","code":10005,"message":"Session state wrong: closed"}`)
-	}
-	s.send(`{"type":"nope"}`)
-	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
-	assert.Equal(t, 0, e.clock.Pending(), "nothing was spoken")
-	cl.kill()
-}
-
-// rawClient upgrades a socket outside the handshake's checks and runs a
-// client for sessionID on it, unregistered.
-func (e *env) rawClient(account, sessionID string) (*client, *socket) {
-	e.t.Helper()
-	serverSide := make(chan *websocket.Conn, 1)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := e.srv.upgrader.Upgrade(w, r, nil)
-		if err == nil {
-			serverSide <- ws
-		}
-	}))
-	e.t.Cleanup(hs.Close)
-	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
-	require.NoError(e.t, err)
-	e.t.Cleanup(func() { peer.Close() })
-	cl := e.srv.newClient(<-serverSide, account, sessionID)
-	e.srv.mu.Lock()
-	e.srv.wg.Add(2)
-	e.srv.mu.Unlock()
-	go cl.writeLoop()
-	go cl.readLoop()
-	return cl, &socket{t: e.t, ws: peer}
-}
-
 func TestSocketDropLeavesSessionConnected(t *testing.T) {
 	e := newEnv(t, nil)
 	c, s := e.connect("key-acme")
@@ -232,7 +184,7 @@ func TestReconnectReplacesSocket(t *testing.T) {
 
 	// Events now reach the new socket only.
 	s.send(`{"type":"agent.speak","text":"hi"}`)
-	assert.Equal(t, TypeStartTalking, s.message().Type)
+	assert.Equal(t, realtime.TypeStartTalking, s.message().Type)
 }
 
 func TestOversizedFrame(t *testing.T) {
@@ -268,52 +220,6 @@ func TestUnansweredPingsDropTheSocket(t *testing.T) {
 	assert.Equal(t, fsm.Connected, info.State)
 }
 
-// TestSlowClientIsDropped fills a socket's send queue while its writer is
-// not running: the next message drops the connection instead of blocking.
-func TestSlowClientIsDropped(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Realtime.SendQueue = 4 })
-	serverSide := make(chan *websocket.Conn, 1)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := e.srv.upgrader.Upgrade(w, r, nil)
-		require.NoError(t, err)
-		serverSide <- ws
-	}))
-	defer hs.Close()
-	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
-	require.NoError(t, err)
-	defer peer.Close()
-	cl := e.srv.newClient(<-serverSide, "acme", "s1")
-	cl.applyState(fsm.Connected, 2)
-	cl.markReady() // one message queued
-	for i := 0; i < 3; i++ {
-		cl.sendData([]byte(`{}`))
-	}
-	require.NoError(t, cl.ctx.Err(), "the queue is full, not overflowing")
-	cl.sendData([]byte(`{}`))
-	assert.Error(t, cl.ctx.Err(), "an overflow kills the client")
-	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _, err = peer.ReadMessage()
-	assert.Error(t, err, "the connection is gone")
-}
-
-// TestEarlyMessagesWaitForTheFirstState: a message for a socket that has
-// not received its first state_updated is held until then.
-func TestEarlyMessagesWaitForTheFirstState(t *testing.T) {
-	e := newEnv(t, nil)
-	cl, s := e.rawClient("acme", "s1")
-	cl.sendData([]byte(`{"type":"early"}`))
-	cl.applyState(fsm.Connecting, 2)
-	cl.applyState(fsm.Connected, 3)
-	cl.applyState(fsm.Connecting, 2) // stale: ignored
-	cl.markReady()
-	cl.applyState(fsm.Connected, 3) // the same epoch again: ignored
-	cl.applyState(fsm.Closing, 4)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
-	s.expect(`{"type":"early"}`)
-	s.expect(`{"type":"session.state_updated","state":"closing"}`)
-	cl.kill()
-}
-
 func TestShutdown(t *testing.T) {
 	t.Run("server shutdown closes sockets with 1001", func(t *testing.T) {
 		e := newEnv(t, nil)
@@ -345,56 +251,5 @@ func TestShutdown(t *testing.T) {
 		assert.Equal(t, 1000, ce.Code)
 		require.NoError(t, e.srv.Shutdown(context.Background()))
 		assert.Equal(t, 0, e.lim.heldCount())
-	})
-}
-
-func TestServerMessageDecodes(t *testing.T) {
-	for _, raw := range []string{
-		string(encodeState("connected")),
-		string(marshalMessage(startTalkingMessage{Type: TypeStartTalking, TaskID: "t", DurationMS: 5})),
-		string(marshalMessage(stopTalkingMessage{Type: TypeStopTalking, TaskID: "t", DurationMS: 5, Interrupted: true})),
-		string(encodeError(nil)),
-	} {
-		var m ServerMessage
-		require.NoError(t, json.Unmarshal([]byte(raw), &m), raw)
-		assert.NotEmpty(t, m.Type)
-	}
-	assert.Equal(t, `{"type":"error","code":500000,"message":"Internal server error"}`, string(encodeError(io.EOF)))
-}
-
-// TestHubLockSession: a session's turn is held by one caller at a time,
-// other sessions' turns are independent, and the hub forgets a turn no one
-// holds or waits for.
-func TestHubLockSession(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newHub()
-		unlock := h.lockSession("s1")
-		var order []string
-		var mu sync.Mutex
-		note := func(s string) {
-			mu.Lock()
-			defer mu.Unlock()
-			order = append(order, s)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			unlock2 := h.lockSession("s1")
-			note("second s1")
-			unlock2()
-		}()
-		h.lockSession("s2")() // another session: not blocked
-		synctest.Wait()
-		mu.Lock()
-		assert.Empty(t, order, "the second caller waits for the first")
-		mu.Unlock()
-
-		note("first s1 done")
-		unlock()
-		<-done
-		assert.Equal(t, []string{"first s1 done", "second s1"}, order)
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		assert.Empty(t, h.turns, "no turn left")
 	})
 }

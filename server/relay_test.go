@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,39 +17,40 @@ import (
 	"github.com/stretchr/testify/require"
 
 	sserrors "github.com/streamsession/streamsession/errors"
-	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/session"
+
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
-// memRelay is a Relay in memory: Publish hands the message to every
+// memRelay is a realtime.Relay in memory: Publish hands the message to every
 // subscription at once, under one lock, so that every subscription sees one
 // order (what a single Redis channel gives).
 type memRelay struct {
 	mu        sync.Mutex
-	subs      map[int]func(string, RelayMessage)
+	subs      map[int]func(string, realtime.RelayMessage)
 	next      int
-	published []RelayMessage
+	published []realtime.RelayMessage
 	err       error // returned by Publish when set
 	subErr    error // returned by Subscribe when set
 	// log receives every Publish once it returns (delivered or failed);
 	// it drops what does not fit.
 	log chan publication
 	// gate, when set, is called by Publish before it publishes.
-	gate func(sessionID string, msg RelayMessage)
+	gate func(sessionID string, msg realtime.RelayMessage)
 }
 
 // publication is one Publish call as the relay saw it.
 type publication struct {
 	session string
-	msg     RelayMessage
+	msg     realtime.RelayMessage
 	err     error
 }
 
 func newMemRelay() *memRelay {
-	return &memRelay{subs: make(map[int]func(string, RelayMessage)), log: make(chan publication, 1000)}
+	return &memRelay{subs: make(map[int]func(string, realtime.RelayMessage)), log: make(chan publication, 1000)}
 }
 
-func (r *memRelay) Publish(_ context.Context, sessionID string, msg RelayMessage) error {
+func (r *memRelay) Publish(_ context.Context, sessionID string, msg realtime.RelayMessage) error {
 	r.mu.Lock()
 	gate := r.gate
 	r.mu.Unlock()
@@ -75,7 +75,7 @@ func (r *memRelay) Publish(_ context.Context, sessionID string, msg RelayMessage
 	return err
 }
 
-// announcement waits for the next RelayReplace published for the session
+// announcement waits for the next realtime.RelayReplace published for the session
 // (a guard of 5 s), skipping other publications: once it returns, every
 // node has applied it (Publish delivers before it returns).
 func (r *memRelay) announcement(t *testing.T, sessionID string) publication {
@@ -84,7 +84,7 @@ func (r *memRelay) announcement(t *testing.T, sessionID string) publication {
 	for {
 		select {
 		case p := <-r.log:
-			if p.session == sessionID && p.msg.Kind == RelayReplace {
+			if p.session == sessionID && p.msg.Kind == realtime.RelayReplace {
 				return p
 			}
 		case <-guard:
@@ -94,7 +94,7 @@ func (r *memRelay) announcement(t *testing.T, sessionID string) publication {
 	}
 }
 
-func (r *memRelay) Subscribe(fn func(string, RelayMessage)) (func(), error) {
+func (r *memRelay) Subscribe(fn func(string, realtime.RelayMessage)) (func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.subErr != nil {
@@ -110,7 +110,7 @@ func (r *memRelay) Subscribe(fn func(string, RelayMessage)) (func(), error) {
 	}, nil
 }
 
-func (r *memRelay) setGate(gate func(sessionID string, msg RelayMessage)) {
+func (r *memRelay) setGate(gate func(sessionID string, msg realtime.RelayMessage)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gate = gate
@@ -160,10 +160,10 @@ func (r *memRelay) subscriptions() int {
 	return len(r.subs)
 }
 
-func (r *memRelay) kinds() []RelayKind {
+func (r *memRelay) kinds() []realtime.RelayKind {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []RelayKind
+	var out []realtime.RelayKind
 	for _, m := range r.published {
 		out = append(out, m.Kind)
 	}
@@ -213,7 +213,7 @@ func (v storeView) Watch(fn func(session.Event)) error {
 // newNodes starts n server nodes of one service: each its own Manager and
 // Server over one shared store, limiter and fake clock, with relay (nil:
 // none) in every node's Config.
-func newNodes(t *testing.T, n int, relay Relay) []*env {
+func newNodes(t *testing.T, n int, relay realtime.Relay) []*env {
 	t.Helper()
 	store := newSharedStore(t)
 	lim := newFakeLimiter(1000)
@@ -224,15 +224,15 @@ func newNodes(t *testing.T, n int, relay Relay) []*env {
 		require.NoError(t, err)
 		e := &env{
 			t: t, mgr: mgr, lim: lim, clock: clock,
-			opened: make(chan SocketInfo, 100), closed: make(chan SocketInfo, 100), refused: make(chan Refusal, 1000),
-			unannounced: make(chan AnnounceFailure, 100),
+			opened: make(chan realtime.SocketInfo, 100), closed: make(chan realtime.SocketInfo, 100), refused: make(chan Refusal, 1000),
+			unannounced: make(chan realtime.AnnounceFailure, 100),
 		}
 		e.srv, err = New(Config{
 			Manager: mgr, Accounts: testAccts, Avatars: testAvatars, Secret: testSecret, Clock: clock, Relay: relay,
 			Hooks: Hooks{
-				SocketOpened:   func(s SocketInfo) { e.opened <- s },
-				SocketClosed:   func(s SocketInfo) { e.closed <- s },
-				AnnounceFailed: func(f AnnounceFailure) { e.unannounced <- f },
+				SocketOpened:   func(s realtime.SocketInfo) { e.opened <- s },
+				SocketClosed:   func(s realtime.SocketInfo) { e.closed <- s },
+				AnnounceFailed: func(f realtime.AnnounceFailure) { e.unannounced <- f },
 			},
 		})
 		require.NoError(t, err)
@@ -300,7 +300,7 @@ func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
 	// through b cuts short one spoken from the socket.
 	s.send(`{"type":"agent.speak","text":"one two three"}`)
 	start := s.message()
-	assert.Equal(t, ServerMessage{Type: TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
 	a.clock.Advance(100 * time.Millisecond)
 	var t3 taskResponse
 	b.data(b.post("key-acme", PathTask, named+`,"text":"four"}`), &t3)
@@ -315,16 +315,16 @@ func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
 	s.expect(`{"type":"session.state_updated","state":"closed"}`)
 	require.NotNil(t, s.closeError())
 	assert.Equal(t, 0, a.clock.Pending(), "no speech timer left on any node")
-	var speech []RelayKind
+	var speech []realtime.RelayKind
 	replaces := 0
 	for _, k := range relay.kinds() {
-		if k == RelayReplace {
+		if k == realtime.RelayReplace {
 			replaces++ // the socket's announcement, in no fixed place
 			continue
 		}
 		speech = append(speech, k)
 	}
-	assert.Equal(t, []RelayKind{RelaySpeak, RelaySpeak, RelayInterrupt, RelayInterrupt, RelaySpeak, RelaySpeak}, speech)
+	assert.Equal(t, []realtime.RelayKind{realtime.RelaySpeak, realtime.RelaySpeak, realtime.RelayInterrupt, realtime.RelayInterrupt, realtime.RelaySpeak, realtime.RelaySpeak}, speech)
 	assert.Equal(t, 1, replaces, "one socket, one announcement")
 }
 
@@ -378,14 +378,14 @@ func TestRelayPublishFailure(t *testing.T) {
 	assert.Equal(t, "1", r.header.Get("Retry-After"))
 	assert.Equal(t, http.StatusServiceUnavailable, b.post("key-acme", PathInterrupt, named+`}`).status)
 	s.send(`{"type":"agent.speak","text":"hi"}`)
-	s.expect(string(encodeError(down)))
+	s.expect(`{"type":"error","code":400558,"message":"API connection error"}`)
 	s.send(`{"type":"agent.interrupt"}`)
-	s.expect(string(encodeError(down)))
+	s.expect(`{"type":"error","code":400558,"message":"API connection error"}`)
 	assert.Equal(t, 0, a.clock.Pending(), "nothing was spoken anywhere")
 
 	relay.setErr(nil)
 	s.send(`{"type":"agent.speak","text":"hi"}`)
-	assert.Equal(t, TypeStartTalking, s.message().Type)
+	assert.Equal(t, realtime.TypeStartTalking, s.message().Type)
 }
 
 func TestRelaySubscription(t *testing.T) {
@@ -407,30 +407,6 @@ func TestRelaySubscription(t *testing.T) {
 	require.NoError(t, srv.Close())
 }
 
-// TestOnRelay feeds a node's relay handler directly: malformed commands
-// change nothing, and a command delivered twice is applied once.
-func TestOnRelay(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
-	c, s := e.connect("key-acme")
-	id := c.SessionID
-
-	e.srv.onRelay("", RelayMessage{Kind: RelaySpeak, TaskID: "t0", Duration: time.Second})
-	e.srv.onRelay(id, RelayMessage{Kind: "dance", TaskID: "t0", Duration: time.Second})
-	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, Duration: time.Second})
-	assert.Equal(t, 0, e.clock.Pending(), "nothing spoken")
-
-	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
-	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
-	s.expect(`{"type":"avatar_start_talking","task_id":"t1","duration_ms":2000}`)
-	assert.Equal(t, 1, e.clock.Pending(), "the repeat started nothing")
-	e.srv.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t2", Duration: -time.Second})
-	s.expect(`{"type":"avatar_stop_talking","task_id":"t1","duration_ms":0,"interrupted":true}`)
-	s.expect(`{"type":"avatar_start_talking","task_id":"t2","duration_ms":0}`)
-	e.clock.Advance(0)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"t2","duration_ms":0,"interrupted":false}`)
-	s.settle()
-}
-
 // outcome reads the socket until it is closed or hears
 // avatar_start_talking, skipping state updates: "replaced" for a close
 // 1000 "replaced by a new connection", "open" for the speech. Anything
@@ -447,12 +423,12 @@ func (s *socket) outcome() string {
 			require.Equal(s.t, "replaced by a new connection", ce.Text)
 			return "replaced"
 		}
-		var m ServerMessage
+		var m realtime.ServerMessage
 		require.NoError(s.t, json.Unmarshal(data, &m))
 		switch m.Type {
-		case TypeStateUpdated:
+		case realtime.TypeStateUpdated:
 			continue
-		case TypeStartTalking:
+		case realtime.TypeStartTalking:
 			return "open"
 		}
 		s.t.Fatalf("unexpected message %s", data)
@@ -483,8 +459,8 @@ func TestRelayReconnectThroughAnotherNodeReplaces(t *testing.T) {
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
 	assert.Equal(t, "replaced by a new connection", ce.Text)
 	assert.Equal(t, first, <-a.closed, "the SocketClosed hook, as for a local reconnect")
-	assert.Nil(t, a.srv.hub.get(cr.SessionID), "a forgot the replaced socket")
-	assert.NotNil(t, b.srv.hub.get(cr.SessionID))
+	assert.False(t, a.srv.rt.Holds(cr.SessionID), "a forgot the replaced socket")
+	assert.True(t, b.srv.rt.Holds(cr.SessionID))
 
 	// Events now reach b's socket only, whichever node they go through.
 	var t1 taskResponse
@@ -528,8 +504,8 @@ func TestRelaySimultaneousSocketsOneSurvives(t *testing.T) {
 				named := `{"session_id":"` + cr.SessionID + `"`
 				bar := newBarrier(len(tt.on))
 				if tt.hold {
-					relay.setGate(func(id string, msg RelayMessage) {
-						if id == cr.SessionID && msg.Kind == RelayReplace {
+					relay.setGate(func(id string, msg realtime.RelayMessage) {
+						if id == cr.SessionID && msg.Kind == realtime.RelayReplace {
 							bar.wait()
 						}
 					})
@@ -554,10 +530,8 @@ func TestRelaySimultaneousSocketsOneSurvives(t *testing.T) {
 				}
 				// Every announcement applied on every node, then a task:
 				// the survivor hears it, the others were closed before.
-				var last publication
 				for range socks {
-					last = relay.announcement(t, cr.SessionID)
-					require.NoError(t, last.err)
+					require.NoError(t, relay.announcement(t, cr.SessionID).err)
 				}
 				require.False(t, bar.failed(), "the announcements were not all held")
 				require.Equal(t, http.StatusOK, a.post("key-acme", PathTask, named+`,"text":"hi"}`).status)
@@ -572,13 +546,12 @@ func TestRelaySimultaneousSocketsOneSurvives(t *testing.T) {
 				require.NotEqual(t, -1, winner, "iteration %d: no socket survived", i)
 				survivors[tt.on[winner]]++
 				for k, n := range nodes {
-					held := n.srv.hub.get(cr.SessionID)
+					held := n.srv.rt.Holds(cr.SessionID)
 					if k != tt.on[winner] {
-						assert.Nil(t, held, "node %d forgot its socket", k)
+						assert.False(t, held, "node %d forgot its socket", k)
 						continue
 					}
-					require.NotNil(t, held)
-					assert.Equal(t, last.msg.Socket, held.token, "the last announcement wins")
+					assert.True(t, held, "the winner's node holds it")
 				}
 				relay.setGate(nil)
 				require.Equal(t, http.StatusOK, a.post("key-acme", PathStop, named+`}`).status)
@@ -609,161 +582,13 @@ func TestRelayAnnouncementPublishFails(t *testing.T) {
 	assert.ErrorIs(t, relay.announcement(t, cr.SessionID).err, down)
 	s.settle()
 	old.settle() // still open
-	assert.NotNil(t, a.srv.hub.get(cr.SessionID))
-	assert.NotNil(t, b.srv.hub.get(cr.SessionID))
+	assert.True(t, a.srv.rt.Holds(cr.SessionID))
+	assert.True(t, b.srv.rt.Holds(cr.SessionID))
 	assert.Empty(t, a.closed)
 	// The failure reaches B's hook, once, naming the socket without its id.
 	f := <-b.unannounced
-	assert.Equal(t, SocketInfo{Account: "acme", SessionHash: ShortHash(cr.SessionID)}, f.SocketInfo)
+	assert.Equal(t, realtime.SocketInfo{Account: "acme", SessionHash: ShortHash(cr.SessionID)}, f.SocketInfo)
 	assert.ErrorIs(t, f.Err, down)
 	assert.Empty(t, b.unannounced)
 	assert.Empty(t, a.unannounced, "A's announcement went through")
-}
-
-// TestOnRelayReplace feeds announcements to a node directly: malformed
-// ones and the socket's own change nothing; another token closes the
-// socket only once its own announcement was heard.
-func TestOnRelayReplace(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
-	cl, s := e.rawClient("acme", "s1")
-	cl.token = "mine"
-	_, ok := e.srv.hub.register(cl)
-	require.True(t, ok)
-	cl.applyState(fsm.Connected, 1)
-	cl.markReady()
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
-
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "theirs"})
-	s.settle() // not announced yet: the announcement is older than this socket
-	for _, msg := range []struct {
-		session string
-		msg     RelayMessage
-	}{
-		{"s1", RelayMessage{Kind: RelayReplace, Socket: "mine"}}, // announced now
-		{"", RelayMessage{Kind: RelayReplace, Socket: "theirs"}},
-		{"s1", RelayMessage{Kind: RelayReplace}},
-		{"s2", RelayMessage{Kind: RelayReplace, Socket: "theirs"}},
-		{"s1", RelayMessage{Kind: "dance", Socket: "theirs"}},
-		{"s1", RelayMessage{Kind: RelayReplace, Socket: "mine"}}, // a repeat
-	} {
-		e.srv.onRelay(msg.session, msg.msg)
-	}
-	s.settle()
-	require.Same(t, cl, e.srv.hub.get("s1"))
-
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "theirs"})
-	ce := s.closeError()
-	require.NotNil(t, ce)
-	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
-	assert.Equal(t, "replaced by a new connection", ce.Text)
-	assert.Nil(t, e.srv.hub.get("s1"))
-	assert.Equal(t, SocketInfo{Account: "acme", SessionHash: ShortHash("s1")}, <-e.closed)
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "other"}) // nothing left to close
-}
-
-// TestLateOwnAnnouncementIsIgnored: an announcement of a socket this node
-// already replaced, or closed, that lands on the relay after the session's
-// newer socket was announced (its Publish timed out, yet reached Redis)
-// leaves the newer socket open.
-func TestLateOwnAnnouncementIsIgnored(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		retired func(e *env, old *client)
-	}{
-		{"replaced here", func(*env, *client) {}},
-		{"closed before the next socket", func(e *env, old *client) { e.srv.hub.remove(old) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
-			old, _ := e.rawClient("acme", "s1")
-			old.token = "first"
-			_, ok := e.srv.hub.register(old)
-			require.True(t, ok)
-			tc.retired(e, old)
-
-			cl, s := e.rawClient("acme", "s1")
-			cl.token = "second"
-			_, ok = e.srv.hub.register(cl)
-			require.True(t, ok)
-			cl.applyState(fsm.Connected, 1)
-			cl.markReady()
-			s.expect(`{"type":"session.state_updated","state":"connected"}`)
-			e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "second"}) // announced
-
-			e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "first"}) // late
-			s.settle()
-			require.Same(t, cl, e.srv.hub.get("s1"), "the newer socket stays")
-
-			// Another node's socket still replaces it.
-			e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "elsewhere"})
-			ce := s.closeError()
-			require.NotNil(t, ce)
-			assert.Equal(t, "replaced by a new connection", ce.Text)
-		})
-	}
-}
-
-func TestRetiredTokensAreBounded(t *testing.T) {
-	h := newHub()
-	for i := range retiredMax + 10 {
-		h.mu.Lock()
-		h.retire(&client{token: fmt.Sprint("t", i)})
-		h.mu.Unlock()
-	}
-	assert.Len(t, h.retired, retiredMax)
-	assert.Len(t, h.retiredOrder, retiredMax)
-	assert.NotContains(t, h.retired, "t0", "the oldest are forgotten first")
-	assert.Contains(t, h.retired, fmt.Sprint("t", retiredMax+9))
-}
-
-// TestLateAnnouncementOfAnotherNodeIsIgnored: node B announced a1, whose
-// Publish gave up yet reached the relay late, after B's next socket a2;
-// meanwhile this node's socket x was announced. The late a1 closes nothing
-// here (it comes after B's a2), so x, the newest, survives.
-func TestLateAnnouncementOfAnotherNodeIsIgnored(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Relay = newMemRelay() })
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.2"}) // a2, no socket here yet
-
-	x, s := e.rawClient("acme", "s1")
-	x.token = e.srv.hub.newToken()
-	_, ok := e.srv.hub.register(x)
-	require.True(t, ok)
-	x.applyState(fsm.Connected, 1)
-	x.markReady()
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: x.token}) // x announced
-
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.1"}) // a1, late
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.2"}) // a repeat of a2
-	s.settle()
-	require.Same(t, x, e.srv.hub.get("s1"), "x stays")
-
-	e.srv.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.3"}) // B's next socket
-	ce := s.closeError()
-	require.NotNil(t, ce)
-	assert.Equal(t, "replaced by a new connection", ce.Text)
-}
-
-func TestTokensOrderTheSocketsOfANode(t *testing.T) {
-	h := newHub()
-	a, b := h.newToken(), h.newToken()
-	na, sa, ok := parseToken(a)
-	require.True(t, ok)
-	nb, sb, ok := parseToken(b)
-	require.True(t, ok)
-	assert.Equal(t, na, nb)
-	assert.Less(t, sa, sb)
-	assert.NotEqual(t, na, newHub().node, "every node names itself at random")
-	for _, bad := range []string{"", "mine", ".1", "node.", "node.!", "node.1.2"} {
-		_, _, ok := parseToken(bad)
-		assert.False(t, ok, bad)
-	}
-	// The bound: the oldest (session, node) pairs are forgotten first.
-	for i := range heardMax + 1 {
-		h.mu.Lock()
-		h.supersededLocked(fmt.Sprint("s", i), "n.1")
-		h.mu.Unlock()
-	}
-	assert.Len(t, h.heard, heardMax)
-	assert.NotContains(t, h.heard, heardKey{"s0", "n"})
 }

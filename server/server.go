@@ -8,13 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	sserrors "github.com/streamsession/streamsession/errors"
-	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -57,68 +56,25 @@ type Config struct {
 
 	// Clock times simulated speech and bearer tokens. The default is the
 	// real clock.
-	Clock Clock
+	Clock realtime.Clock
 	// TaskDuration says how long the avatar speaks a text. The default is
 	// DefaultTaskDuration.
 	TaskDuration func(text string) time.Duration
 	// Relay carries tasks and interrupts to the node holding the session's
 	// realtime socket, and announces each new socket so that it replaces the
 	// session's socket on every other node, when several nodes serve one
-	// service (see [Relay]).
+	// service (see [realtime.Relay]).
 	// The default (nil) simulates speech on the node that receives the
 	// task, which is right for a single node. New subscribes to it;
 	// Shutdown and Close cancel the subscription.
-	Relay Relay
+	Relay realtime.Relay
 	// MaxBodyBytes limits request bodies. The default is
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
 	// Realtime tunes the realtime socket.
-	Realtime RealtimeConfig
+	Realtime realtime.SocketConfig
 	// Hooks observe the server; nil hooks are skipped.
 	Hooks Hooks
-}
-
-// RealtimeConfig tunes the realtime socket. Zero fields take the documented
-// defaults.
-type RealtimeConfig struct {
-	// MaxMessageBytes is the largest client message; a larger one closes
-	// the socket with 1009. The default is 64 KiB.
-	MaxMessageBytes int64
-	// SendQueue is how many messages may wait for a slow client before it
-	// is disconnected. The default is 64.
-	SendQueue int
-	// PingInterval is how often the server pings. The default is 20 s.
-	PingInterval time.Duration
-	// PongTimeout is how long the server waits for any frame (a pong
-	// included) before it drops the socket. The default is 3 × PingInterval
-	// / 2 (30 s).
-	PongTimeout time.Duration
-	// WriteTimeout bounds each write. The default is 10 s.
-	WriteTimeout time.Duration
-	// CloseGrace is how long the server waits for the client's close frame
-	// after sending its own. The default is 2 s.
-	CloseGrace time.Duration
-}
-
-func (c *RealtimeConfig) setDefaults() {
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 10
-	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = 64
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 20 * time.Second
-	}
-	if c.PongTimeout <= 0 {
-		c.PongTimeout = c.PingInterval * 3 / 2
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.CloseGrace <= 0 {
-		c.CloseGrace = 2 * time.Second
-	}
 }
 
 // Hooks let a caller observe the server (for metrics and logs) without the
@@ -128,9 +84,9 @@ func (c *RealtimeConfig) setDefaults() {
 // id.
 type Hooks struct {
 	// SocketOpened is called when a realtime socket is established.
-	SocketOpened func(SocketInfo)
+	SocketOpened func(realtime.SocketInfo)
 	// SocketClosed is called once for every socket SocketOpened reported.
-	SocketClosed func(SocketInfo)
+	SocketClosed func(realtime.SocketInfo)
 	// Refused is called for every request answered with an error (the
 	// socket upgrade included).
 	Refused func(Refusal)
@@ -138,23 +94,7 @@ type Hooks struct {
 	// announcement could not be published: the socket stays open, but the
 	// session's sockets on other nodes are not replaced by it and live
 	// until they drop (see [Relay]).
-	AnnounceFailed func(AnnounceFailure)
-}
-
-// AnnounceFailure describes to hooks a socket whose announcement the Relay
-// did not take. It is a plain value.
-type AnnounceFailure struct {
-	SocketInfo
-	// Err is the Relay's error.
-	Err error
-}
-
-// SocketInfo describes a realtime socket to hooks. It is a plain value.
-type SocketInfo struct {
-	// Account is the session's account name.
-	Account string
-	// SessionHash is ShortHash of the session id.
-	SessionHash string
+	AnnounceFailed func(realtime.AnnounceFailure)
 }
 
 // Refusal describes a refused request to hooks. It is a plain value.
@@ -163,7 +103,7 @@ type Refusal struct {
 	Endpoint string
 	// Account is the caller's account name, empty when not authenticated.
 	Account string
-	// SessionHash is ShortHash of the session id named, if any.
+	// SessionHash is session.ShortHash of the session id named, if any.
 	SessionHash string
 	// Code and Status are the catalog code and HTTP status answered.
 	Code   sserrors.Code
@@ -184,26 +124,11 @@ type Server struct {
 	origins  map[string]bool
 	anyOrig  bool
 	base     *url.URL
-	clock    Clock
 	maxBody  int64
-	rt       RealtimeConfig
 	hooks    Hooks
 	routes   map[string]route
 	upgrader websocket.Upgrader
-
-	hub     *hub
-	speech  *speaker
-	unsub   func()
-	relay   Relay  // nil on a single node
-	unrelay func() // cancels the relay subscription
-
-	// ctx is cancelled by Close; socket goroutines derive theirs from it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // socket goroutines
-
-	mu       sync.Mutex
-	shutdown bool
+	rt       *realtime.Hub
 }
 
 // New returns a Server for cfg. It subscribes once to cfg.Manager's
@@ -220,17 +145,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Avatars == nil {
 		return nil, errors.New("server: Config.Avatars is required")
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
-	}
-	if cfg.TaskDuration == nil {
-		cfg.TaskDuration = DefaultTaskDuration
-	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.Tokens == nil {
-		cfg.Tokens = NewMemoryTokens(MemoryTokensConfig{TTL: cfg.TokenTTL, Now: cfg.Clock.Now})
+		now := time.Now
+		if cfg.Clock != nil {
+			now = cfg.Clock.Now
+		}
+		cfg.Tokens = NewMemoryTokens(MemoryTokensConfig{TTL: cfg.TokenTTL, Now: now})
 	}
 	secret := cfg.Secret
 	if len(secret) == 0 {
@@ -239,8 +162,6 @@ func New(cfg Config) (*Server, error) {
 	} else {
 		secret = append([]byte(nil), secret...)
 	}
-	cfg.Realtime.setDefaults()
-
 	s := &Server{
 		mgr:      cfg.Manager,
 		accounts: cfg.Accounts,
@@ -248,9 +169,7 @@ func New(cfg Config) (*Server, error) {
 		tokens:   cfg.Tokens,
 		access:   accessTokens{secret: secret},
 		origins:  make(map[string]bool),
-		clock:    cfg.Clock,
 		maxBody:  cfg.MaxBodyBytes,
-		rt:       cfg.Realtime,
 		hooks:    cfg.Hooks,
 	}
 	for _, o := range cfg.Origins {
@@ -291,20 +210,23 @@ func New(cfg Config) (*Server, error) {
 			s.fail(w, r, request{}, err)
 		},
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.hub = newHub()
-	s.speech = newSpeaker(cfg.Clock, cfg.TaskDuration, s.hub.send)
 	s.routes = s.newRoutes()
-	s.unrelay = func() {}
-	if cfg.Relay != nil {
-		cancel, err := cfg.Relay.Subscribe(s.onRelay)
-		if err != nil {
-			s.cancel()
-			return nil, fmt.Errorf("server: Config.Relay: subscribe: %w", err)
-		}
-		s.relay, s.unrelay = cfg.Relay, cancel
+	hub, err := realtime.New(realtime.Config{
+		Manager:      cfg.Manager,
+		Socket:       cfg.Realtime,
+		Clock:        cfg.Clock,
+		TaskDuration: cfg.TaskDuration,
+		Relay:        cfg.Relay,
+		Hooks: realtime.Hooks{
+			SocketOpened:   cfg.Hooks.SocketOpened,
+			SocketClosed:   cfg.Hooks.SocketClosed,
+			AnnounceFailed: cfg.Hooks.AnnounceFailed,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: Config.Relay: subscribe: %w", err)
 	}
-	s.unsub = cfg.Manager.Subscribe(s.onEvent)
+	s.rt = hub
 	return s, nil
 }
 
@@ -331,7 +253,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err e
 		s.hooks.Refused(Refusal{
 			Endpoint:    r.URL.Path,
 			Account:     req.account.Name,
-			SessionHash: ShortHash(req.sessionID),
+			SessionHash: session.ShortHash(req.sessionID),
 			Code:        sserrors.CodeOf(err),
 			Status:      sserrors.StatusOf(err),
 			Err:         err,
@@ -346,64 +268,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err e
 // clients the closed state first, close the Manager before calling
 // Shutdown. Calling it again does nothing more and returns nil once the
 // sockets are gone.
-func (s *Server) Shutdown(ctx context.Context) error {
-	for _, c := range s.stop() {
-		c.closeWith(websocket.CloseGoingAway, "server shutting down")
-	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.cancel() // kills every socket
-		<-done
-		return ctx.Err()
-	}
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.rt.Shutdown(ctx) }
 
 // Close drops every realtime socket at once (no close frame) and releases
 // what Shutdown releases. It returns when the sockets' goroutines have
 // ended.
-func (s *Server) Close() error {
-	s.stop()
-	s.cancel() // kills every socket
-	s.wg.Wait()
-	return nil
-}
-
-// stop refuses new sockets, ends the subscriptions and speech (once) and
-// returns the sockets registered.
-func (s *Server) stop() []*client {
-	s.mu.Lock()
-	first := !s.shutdown
-	s.shutdown = true
-	s.mu.Unlock()
-	if first {
-		s.unsub()
-		s.unrelay()
-		s.speech.close()
-	}
-	return s.hub.close()
-}
-
-func (s *Server) isShutdown() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.shutdown
-}
-
-// onEvent routes one Manager transition to this node's socket for the
-// session, and ends its speech when it closes.
-func (s *Server) onEvent(ev session.Event) {
-	if ev.To == fsm.Unknown {
-		return // the end of the retention window: no socket is left by then
-	}
-	if ev.To >= fsm.Closing {
-		s.speech.interrupt(ev.SessionID)
-	}
-	s.hub.state(ev.SessionID, ev.To, ev.Epoch)
-}
+func (s *Server) Close() error { return s.rt.Close() }

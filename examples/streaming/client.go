@@ -16,6 +16,7 @@ import (
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -107,23 +108,23 @@ func runClient(ctx context.Context, opts clientOptions, out io.Writer) error {
 		return fmt.Errorf("realtime socket: %w", err)
 	}
 	defer ws.Close()
-	events := make(chan server.ServerMessage, 64)
+	events := make(chan realtime.ServerMessage, 64)
 	go func() {
 		defer close(events)
 		for {
-			var m server.ServerMessage
+			var m realtime.ServerMessage
 			if err := ws.ReadJSON(&m); err != nil {
 				var ce *websocket.CloseError
 				if errors.As(err, &ce) {
-					events <- server.ServerMessage{Type: socketClosed, Code: sserrors.Code(ce.Code), Message: ce.Text}
+					events <- realtime.ServerMessage{Type: socketClosed, Code: sserrors.Code(ce.Code), Message: ce.Text}
 				}
 				return
 			}
 			events <- m
 		}
 	}()
-	if _, err := c.await(ctx, events, func(m server.ServerMessage) bool {
-		return m.Type == server.TypeStateUpdated && m.State == "connected"
+	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool {
+		return m.Type == realtime.TypeStateUpdated && m.State == "connected"
 	}); err != nil {
 		return err
 	}
@@ -140,23 +141,23 @@ func runClient(ctx context.Context, opts clientOptions, out io.Writer) error {
 		return err
 	}
 	c.printf("task %s: the avatar speaks for %d ms", task.TaskID, task.DurationMS)
-	if _, err := c.await(ctx, events, func(m server.ServerMessage) bool {
-		return m.Type == server.TypeStopTalking && m.TaskID == task.TaskID
+	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool {
+		return m.Type == realtime.TypeStopTalking && m.TaskID == task.TaskID
 	}); err != nil {
 		return err
 	}
 
 	c.step(`socket: {"type":"agent.speak"}, then {"type":"agent.interrupt"}`)
-	if err := ws.WriteJSON(server.ClientMessage{Type: server.TypeSpeak, Text: strings.Repeat(opts.Text+" ", 4)}); err != nil {
+	if err := ws.WriteJSON(realtime.ClientMessage{Type: realtime.TypeSpeak, Text: strings.Repeat(opts.Text+" ", 4)}); err != nil {
 		return err
 	}
-	if _, err := c.await(ctx, events, func(m server.ServerMessage) bool { return m.Type == server.TypeStartTalking }); err != nil {
+	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool { return m.Type == realtime.TypeStartTalking }); err != nil {
 		return err
 	}
-	if err := ws.WriteJSON(server.ClientMessage{Type: server.TypeInterrupt}); err != nil {
+	if err := ws.WriteJSON(realtime.ClientMessage{Type: realtime.TypeInterrupt}); err != nil {
 		return err
 	}
-	if _, err := c.await(ctx, events, func(m server.ServerMessage) bool { return m.Type == server.TypeStopTalking }); err != nil {
+	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool { return m.Type == realtime.TypeStopTalking }); err != nil {
 		return err
 	}
 
@@ -169,8 +170,8 @@ func runClient(ctx context.Context, opts clientOptions, out io.Writer) error {
 	}
 	stopped = true
 	c.printf("stopped: the session is closed and its slot free")
-	if _, err := c.await(ctx, events, func(m server.ServerMessage) bool {
-		return m.Type == server.TypeStateUpdated && m.State == "closed"
+	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool {
+		return m.Type == realtime.TypeStateUpdated && m.State == "closed"
 	}); err != nil {
 		return err
 	}
@@ -213,33 +214,33 @@ func (c *demoClient) call(ctx context.Context, method, path string, body, out an
 }
 
 // await prints the socket's events until one satisfies done.
-func (c *demoClient) await(ctx context.Context, events <-chan server.ServerMessage, done func(server.ServerMessage) bool) (server.ServerMessage, error) {
+func (c *demoClient) await(ctx context.Context, events <-chan realtime.ServerMessage, done func(realtime.ServerMessage) bool) (realtime.ServerMessage, error) {
 	for {
 		select {
 		case m, ok := <-events:
 			if !ok {
-				return server.ServerMessage{}, errors.New("the realtime socket closed early")
+				return realtime.ServerMessage{}, errors.New("the realtime socket closed early")
 			}
 			c.printEvent(m)
 			if done(m) {
 				return m, nil
 			}
 		case <-ctx.Done():
-			return server.ServerMessage{}, ctx.Err()
+			return realtime.ServerMessage{}, ctx.Err()
 		}
 	}
 }
 
-func (c *demoClient) printEvent(m server.ServerMessage) {
+func (c *demoClient) printEvent(m realtime.ServerMessage) {
 	switch m.Type {
-	case server.TypeStateUpdated:
+	case realtime.TypeStateUpdated:
 		if s, err := fsm.ParseState(m.State); err == nil {
 			c.guard.Observe(s)
 		}
 		c.printf("event %s: %s", m.Type, m.State)
-	case server.TypeStartTalking:
+	case realtime.TypeStartTalking:
 		c.printf("event %s: task %s, %d ms", m.Type, m.TaskID, m.DurationMS)
-	case server.TypeStopTalking:
+	case realtime.TypeStopTalking:
 		c.printf("event %s: task %s, %d ms, interrupted=%v", m.Type, m.TaskID, m.DurationMS, m.Interrupted)
 	case socketClosed:
 		c.printf("the server closed the socket: %d %s", m.Code, m.Message)

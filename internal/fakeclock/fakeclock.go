@@ -1,5 +1,5 @@
 // Package fakeclock is a clock for tests that moves only when told to: it
-// has the methods of server.Clock (Now and AfterFunc), and Advance, which
+// has the methods of realtime.Clock (Now and AfterFunc), and Advance, which
 // runs the timers that fall due. It is safe for concurrent use by multiple
 // goroutines.
 package fakeclock

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamsession/streamsession/internal/redistest"
-	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // TestRedisCluster is TestOneOrderForEveryNode on a Redis Cluster of three
@@ -44,8 +44,8 @@ func TestRedisCluster(t *testing.T) {
 	}
 
 	const perWorker, workers = 100, 4
-	order := publishFromWorkers(t, []*Relay{a, b}, inboxes, workers, perWorker, func(w, i int) server.RelayMessage {
-		return server.RelayMessage{Kind: server.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
+	order := publishFromWorkers(t, []*Relay{a, b}, inboxes, workers, perWorker, func(w, i int) realtime.RelayMessage {
+		return realtime.RelayMessage{Kind: realtime.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
 	})
 	for _, in := range inboxes {
 		assert.Empty(t, in.ch, "nothing more than was published")

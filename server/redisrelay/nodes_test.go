@@ -20,11 +20,12 @@ import (
 	"github.com/streamsession/streamsession/internal/redistest"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 	"github.com/streamsession/streamsession/session/redisstore"
 )
 
-// fakeClock is a server.Clock that moves only when Advance is called; due
+// fakeClock is a realtime.Clock that moves only when Advance is called; due
 // timers run in Advance, in order. Every timer set is reported on armed, so
 // that a test knows when every node started a speech.
 type fakeClock struct {
@@ -67,13 +68,13 @@ type node struct {
 // newNodes starts n nodes of one service on Redis (sessions in
 // redisstore, speech through the Relay) sharing one in-process limiter and
 // one fake speech clock.
-func newNodes(t *testing.T, n int, clock server.Clock) []*node {
+func newNodes(t *testing.T, n int, clock realtime.Clock) []*node {
 	t.Helper()
 	return newNodesOn(t, redistest.Start(t), n, clock)
 }
 
 // newNodesOn starts n nodes as newNodes does, on rds.
-func newNodesOn(t *testing.T, rds *redistest.Server, n int, clock server.Clock) []*node {
+func newNodesOn(t *testing.T, rds *redistest.Server, n int, clock realtime.Clock) []*node {
 	t.Helper()
 	lim := limits.NewMemory(limits.MemoryConfig{SweepInterval: -1})
 	t.Cleanup(func() { lim.Close() })
@@ -223,9 +224,9 @@ func TestSpeechAcrossNodes(t *testing.T) {
 	// speech ends on every node before the session closes.
 	require.NoError(t, s2.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"agent.speak","text":"four"}`)))
 	s2.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var start server.ServerMessage
+	var start realtime.ServerMessage
 	require.NoError(t, s2.conn.ReadJSON(&start))
-	assert.Equal(t, server.ServerMessage{Type: server.TypeStartTalking, TaskID: start.TaskID, DurationMS: 500}, start)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 500}, start)
 	clock.started(t, 500*time.Millisecond, 2)
 	status, _ = a.post(t, server.PathStop, named+`}`)
 	require.Equal(t, http.StatusOK, status)
@@ -252,11 +253,11 @@ func started(t *testing.T, n *node) (id, endpoint string) {
 
 // announcement waits for the next socket announcement of the session on
 // in, skipping other messages.
-func announcement(t *testing.T, in *inbox, sessionID string) server.RelayMessage {
+func announcement(t *testing.T, in *inbox, sessionID string) realtime.RelayMessage {
 	t.Helper()
 	for {
 		r := in.next(t)
-		if r.session == sessionID && r.msg.Kind == server.RelayReplace {
+		if r.session == sessionID && r.msg.Kind == realtime.RelayReplace {
 			return r.msg
 		}
 	}
@@ -278,12 +279,12 @@ func (c *wsClient) outcome() string {
 			require.Equal(c.t, "replaced by a new connection", ce.Text)
 			return "replaced"
 		}
-		var m server.ServerMessage
+		var m realtime.ServerMessage
 		require.NoError(c.t, json.Unmarshal(data, &m))
 		switch m.Type {
-		case server.TypeStateUpdated:
+		case realtime.TypeStateUpdated:
 			continue
-		case server.TypeStartTalking:
+		case realtime.TypeStartTalking:
 			return "open"
 		}
 		c.t.Fatalf("unexpected message %s", data)

@@ -1,4 +1,4 @@
-// Package redisrelay is a server.Relay on Redis pub/sub: it carries the
+// Package redisrelay is a realtime.Relay on Redis pub/sub: it carries the
 // speech commands (a task, an interrupt) and the socket announcements of
 // the server nodes of one service to every node, so that the realtime
 // socket of a session hears avatar_start_talking and avatar_stop_talking
@@ -30,7 +30,7 @@
 // messages. Pub/sub delivers at most once: a subscription that reconnects
 // (Redis restarted, the network cut) loses the messages published
 // meanwhile; the speech it missed is simply not modelled on that node (see
-// server.Relay).
+// realtime.Relay).
 //
 // # Redis Cluster
 //
@@ -75,7 +75,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	sserrors "github.com/streamsession/streamsession/errors"
-	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // Defaults of Config's zero values, and the duplicate filter's window.
@@ -110,7 +110,7 @@ type Config struct {
 	SubscribeWait time.Duration
 }
 
-// Relay is a server.Relay on a Redis channel. It is safe for concurrent
+// Relay is a realtime.Relay on a Redis channel. It is safe for concurrent
 // use by multiple goroutines.
 type Relay struct {
 	client  redis.UniversalClient
@@ -124,7 +124,7 @@ type Relay struct {
 	closed bool
 }
 
-var _ server.Relay = (*Relay)(nil)
+var _ realtime.Relay = (*Relay)(nil)
 
 // New returns a Relay on client. It does not contact Redis. The client
 // stays the caller's; create it with ContextTimeoutEnabled so that Publish
@@ -168,18 +168,18 @@ func unavailable(op string, err error) error {
 
 // payload is a message on the channel.
 type payload struct {
-	Nonce    string           `json:"n"`
-	Session  string           `json:"s"`
-	Kind     server.RelayKind `json:"k"`
-	Task     string           `json:"t,omitempty"`
-	Duration int64            `json:"d,omitempty"` // nanoseconds
-	Socket   string           `json:"o,omitempty"` // the announced socket's token
+	Nonce    string             `json:"n"`
+	Session  string             `json:"s"`
+	Kind     realtime.RelayKind `json:"k"`
+	Task     string             `json:"t,omitempty"`
+	Duration int64              `json:"d,omitempty"` // nanoseconds
+	Socket   string             `json:"o,omitempty"` // the announced socket's token
 }
 
-// Publish implements server.Relay: one PUBLISH on the channel. An empty
+// Publish implements realtime.Relay: one PUBLISH on the channel. An empty
 // session id is a 400175 error; a Redis failure, or a Relay closed, is
 // 503/400558.
-func (r *Relay) Publish(ctx context.Context, sessionID string, msg server.RelayMessage) error {
+func (r *Relay) Publish(ctx context.Context, sessionID string, msg realtime.RelayMessage) error {
 	if sessionID == "" {
 		return invalid("Publish: empty session id")
 	}
@@ -211,13 +211,13 @@ func (r *Relay) Publish(ctx context.Context, sessionID string, msg server.RelayM
 	return nil
 }
 
-// Subscribe implements server.Relay: it subscribes to the channel and calls
+// Subscribe implements realtime.Relay: it subscribes to the channel and calls
 // fn for each message, from the subscription's goroutine, one at a time in
 // the channel's order, dropping malformed and repeated messages. It waits
 // up to Config.SubscribeWait for Redis to confirm the subscription. cancel
 // stops the subscription and waits for its goroutine; calling it again does
 // nothing. It fails with ErrClosed after Close.
-func (r *Relay) Subscribe(fn func(sessionID string, msg server.RelayMessage)) (cancel func(), err error) {
+func (r *Relay) Subscribe(fn func(sessionID string, msg realtime.RelayMessage)) (cancel func(), err error) {
 	if fn == nil {
 		return nil, errors.New("redisrelay: Subscribe: nil function")
 	}
@@ -270,7 +270,7 @@ func (r *Relay) Close() error {
 // that reads it.
 type subscription struct {
 	ps   *redis.PubSub
-	fn   func(string, server.RelayMessage)
+	fn   func(string, realtime.RelayMessage)
 	seen *recent // used by the listener only
 	done chan struct{}
 	once sync.Once
@@ -306,12 +306,12 @@ func (s *subscription) close() error {
 }
 
 // decode reads a payload; ok is false for anything malformed.
-func decode(data string) (sessionID string, msg server.RelayMessage, nonce string, ok bool) {
+func decode(data string) (sessionID string, msg realtime.RelayMessage, nonce string, ok bool) {
 	var p payload
 	if err := json.Unmarshal([]byte(data), &p); err != nil || p.Nonce == "" || p.Session == "" || p.Kind == "" {
-		return "", server.RelayMessage{}, "", false
+		return "", realtime.RelayMessage{}, "", false
 	}
-	return p.Session, server.RelayMessage{
+	return p.Session, realtime.RelayMessage{
 		Kind: p.Kind, TaskID: p.Task, Duration: time.Duration(p.Duration), Socket: p.Socket,
 	}, p.Nonce, true
 }

@@ -15,7 +15,7 @@ import (
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/internal/redistest"
-	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 func TestMain(m *testing.M) {
@@ -32,7 +32,7 @@ func (quiet) Printf(context.Context, string, ...any) {}
 // received is one message as a subscription got it.
 type received struct {
 	session string
-	msg     server.RelayMessage
+	msg     realtime.RelayMessage
 }
 
 // inbox collects what a subscription receives; next waits for the next
@@ -44,7 +44,7 @@ type inbox struct {
 
 func newInbox() *inbox { return &inbox{ch: make(chan received, 10000)} }
 
-func (b *inbox) fn(id string, msg server.RelayMessage) { b.ch <- received{id, msg} }
+func (b *inbox) fn(id string, msg realtime.RelayMessage) { b.ch <- received{id, msg} }
 
 func (b *inbox) next(t *testing.T) received {
 	t.Helper()
@@ -107,7 +107,7 @@ func TestNewInvalid(t *testing.T) {
 // publish perWorker messages msg(w, i) about session "s<w>", then reads as
 // many from every inbox, checks that all of them got one order, and returns
 // it.
-func publishFromWorkers(t *testing.T, relays []*Relay, inboxes []*inbox, workers, perWorker int, msg func(w, i int) server.RelayMessage) []received {
+func publishFromWorkers(t *testing.T, relays []*Relay, inboxes []*inbox, workers, perWorker int, msg func(w, i int) realtime.RelayMessage) []received {
 	t.Helper()
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -142,17 +142,17 @@ func TestOneOrderForEveryNode(t *testing.T) {
 	otherInbox := subscribe(t, other)
 
 	const perWorker, workers = 50, 4
-	order := publishFromWorkers(t, []*Relay{a, b}, inboxes, workers, perWorker, func(w, i int) server.RelayMessage {
+	order := publishFromWorkers(t, []*Relay{a, b}, inboxes, workers, perWorker, func(w, i int) realtime.RelayMessage {
 		if i%3 == 0 {
-			return server.RelayMessage{Kind: server.RelayInterrupt}
+			return realtime.RelayMessage{Kind: realtime.RelayInterrupt}
 		}
-		return server.RelayMessage{Kind: server.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
+		return realtime.RelayMessage{Kind: realtime.RelaySpeak, TaskID: fmt.Sprintf("w%d-%d", w, i), Duration: time.Duration(i) * time.Millisecond}
 	})
 	// Each worker's messages, complete and in its own order.
 	for w := range workers {
 		var tasks []string
 		for _, r := range order {
-			if r.session == fmt.Sprintf("s%d", w) && r.msg.Kind == server.RelaySpeak {
+			if r.session == fmt.Sprintf("s%d", w) && r.msg.Kind == realtime.RelaySpeak {
 				tasks = append(tasks, r.msg.TaskID)
 				i := 0
 				fmt.Sscanf(r.msg.TaskID, fmt.Sprintf("w%d-%%d", w), &i)
@@ -170,8 +170,8 @@ func TestOneOrderForEveryNode(t *testing.T) {
 
 	// Another prefix is another service: it heard nothing. A message
 	// published there now is the first it receives.
-	require.NoError(t, other.Publish(context.Background(), "x", server.RelayMessage{Kind: server.RelayInterrupt}))
-	assert.Equal(t, received{"x", server.RelayMessage{Kind: server.RelayInterrupt}}, otherInbox.next(t))
+	require.NoError(t, other.Publish(context.Background(), "x", realtime.RelayMessage{Kind: realtime.RelayInterrupt}))
+	assert.Equal(t, received{"x", realtime.RelayMessage{Kind: realtime.RelayInterrupt}}, otherInbox.next(t))
 }
 
 // TestRepeatsAndMalformedAreDropped publishes on the channel directly: a
@@ -196,8 +196,8 @@ func TestRepeatsAndMalformedAreDropped(t *testing.T) {
 	publish(speak)
 	publish(`{"n":"00000000000000010000000000000002","s":"s1","k":"interrupt"}`)
 
-	assert.Equal(t, received{"s1", server.RelayMessage{Kind: server.RelaySpeak, TaskID: "task-1", Duration: 770 * time.Millisecond}}, in.next(t))
-	assert.Equal(t, received{"s1", server.RelayMessage{Kind: server.RelayInterrupt}}, in.next(t), "the repeat and the malformed were dropped")
+	assert.Equal(t, received{"s1", realtime.RelayMessage{Kind: realtime.RelaySpeak, TaskID: "task-1", Duration: 770 * time.Millisecond}}, in.next(t))
+	assert.Equal(t, received{"s1", realtime.RelayMessage{Kind: realtime.RelayInterrupt}}, in.next(t), "the repeat and the malformed were dropped")
 }
 
 func TestRecentWindow(t *testing.T) {
@@ -218,7 +218,7 @@ func TestPublishFailures(t *testing.T) {
 	client := srv.NewClient(&redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1})
 	r := newRelay(t, client, Config{})
 	ctx := context.Background()
-	msg := server.RelayMessage{Kind: server.RelayInterrupt}
+	msg := realtime.RelayMessage{Kind: realtime.RelayInterrupt}
 
 	err := r.Publish(ctx, "", msg)
 	assert.Equal(t, sserrors.CodeOf(sserrors.ErrInvalidParameter), sserrors.CodeOf(err))
@@ -243,7 +243,7 @@ func TestPublishFailures(t *testing.T) {
 	err = r.Publish(ctx, "s1", msg)
 	assert.Equal(t, 503, sserrors.StatusOf(err))
 	assert.ErrorIs(t, err, ErrClosed)
-	_, err = r.Subscribe(func(string, server.RelayMessage) {})
+	_, err = r.Subscribe(func(string, realtime.RelayMessage) {})
 	assert.ErrorIs(t, err, ErrClosed)
 	require.NoError(t, r.Close(), "Close twice")
 }
@@ -255,7 +255,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	r := newRelay(t, srv.NewClient(&redis.Options{ContextTimeoutEnabled: true}), Config{})
 	in := subscribe(t, r)
 	ctx := context.Background()
-	require.NoError(t, r.Publish(ctx, "s1", server.RelayMessage{Kind: server.RelayInterrupt}))
+	require.NoError(t, r.Publish(ctx, "s1", realtime.RelayMessage{Kind: realtime.RelayInterrupt}))
 	assert.Equal(t, "s1", in.next(t).session)
 
 	srv.Restart()
@@ -265,7 +265,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	var got received
 	for i := 0; got.session == ""; i++ {
 		require.Less(t, i, 100, "no message after the restart")
-		_ = r.Publish(ctx, fmt.Sprintf("after-%d", i), server.RelayMessage{Kind: server.RelayInterrupt})
+		_ = r.Publish(ctx, fmt.Sprintf("after-%d", i), realtime.RelayMessage{Kind: realtime.RelayInterrupt})
 		select {
 		case got = <-in.ch:
 		case <-time.After(100 * time.Millisecond):
@@ -287,7 +287,7 @@ func TestCancelStopsDelivery(t *testing.T) {
 	cancel()
 	cancel() // twice: nothing more
 
-	require.NoError(t, r.Publish(context.Background(), "s1", server.RelayMessage{Kind: server.RelayInterrupt}))
+	require.NoError(t, r.Publish(context.Background(), "s1", realtime.RelayMessage{Kind: realtime.RelayInterrupt}))
 	assert.Equal(t, "s1", kept.next(t).session)
 	assert.Empty(t, gone.ch, "a cancelled subscription hears nothing")
 	_, err = r.Subscribe(nil)
@@ -304,7 +304,7 @@ func TestReplaceRoundTrip(t *testing.T) {
 	in := subscribe(t, r)
 	ctx := context.Background()
 
-	replace := server.RelayMessage{Kind: server.RelayReplace, Socket: "tok-1"}
+	replace := realtime.RelayMessage{Kind: realtime.RelayReplace, Socket: "tok-1"}
 	require.NoError(t, r.Publish(ctx, "s1", replace))
 	assert.Equal(t, received{"s1", replace}, in.next(t))
 
@@ -316,8 +316,8 @@ func TestReplaceRoundTrip(t *testing.T) {
 	for _, p := range raw {
 		require.NoError(t, client.Publish(ctx, r.channel, p).Err())
 	}
-	assert.Equal(t, received{"s2", server.RelayMessage{Kind: server.RelayReplace, Socket: "tok-2"}}, in.next(t))
-	assert.Equal(t, received{"s2", server.RelayMessage{Kind: server.RelayReplace}}, in.next(t))
+	assert.Equal(t, received{"s2", realtime.RelayMessage{Kind: realtime.RelayReplace, Socket: "tok-2"}}, in.next(t))
+	assert.Equal(t, received{"s2", realtime.RelayMessage{Kind: realtime.RelayReplace}}, in.next(t))
 }
 
 func TestDecode(t *testing.T) {
@@ -325,14 +325,14 @@ func TestDecode(t *testing.T) {
 		name    string
 		data    string
 		session string
-		msg     server.RelayMessage
+		msg     realtime.RelayMessage
 		ok      bool
 	}{
-		{"speak", `{"n":"1","s":"s1","k":"speak","t":"task-1","d":5}`, "s1", server.RelayMessage{Kind: server.RelaySpeak, TaskID: "task-1", Duration: 5}, true},
-		{"interrupt", `{"n":"1","s":"s1","k":"interrupt"}`, "s1", server.RelayMessage{Kind: server.RelayInterrupt}, true},
-		{"replace", `{"n":"1","s":"s1","k":"replace","o":"tok"}`, "s1", server.RelayMessage{Kind: server.RelayReplace, Socket: "tok"}, true},
-		{"token not a string", `{"n":"1","s":"s1","k":"replace","o":["tok"]}`, "", server.RelayMessage{}, false},
-		{"no kind", `{"n":"1","s":"s1","o":"tok"}`, "", server.RelayMessage{}, false},
+		{"speak", `{"n":"1","s":"s1","k":"speak","t":"task-1","d":5}`, "s1", realtime.RelayMessage{Kind: realtime.RelaySpeak, TaskID: "task-1", Duration: 5}, true},
+		{"interrupt", `{"n":"1","s":"s1","k":"interrupt"}`, "s1", realtime.RelayMessage{Kind: realtime.RelayInterrupt}, true},
+		{"replace", `{"n":"1","s":"s1","k":"replace","o":"tok"}`, "s1", realtime.RelayMessage{Kind: realtime.RelayReplace, Socket: "tok"}, true},
+		{"token not a string", `{"n":"1","s":"s1","k":"replace","o":["tok"]}`, "", realtime.RelayMessage{}, false},
+		{"no kind", `{"n":"1","s":"s1","o":"tok"}`, "", realtime.RelayMessage{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package server
+package realtime
 
 import (
 	"strings"
@@ -47,4 +47,14 @@ func TestSpeakerAfterClose(t *testing.T) {
 	assert.Equal(t, MinSpeech, d)
 	clock.Advance(time.Hour)
 	assert.Len(t, emitted, 1, "nothing is emitted after close")
+}
+
+func TestNewTaskID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := newTaskID()
+		assert.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, id)
+		assert.False(t, seen[id])
+		seen[id] = true
+	}
 }

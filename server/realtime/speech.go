@@ -1,12 +1,14 @@
-package server
+package realtime
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"sync"
 	"time"
 	"unicode"
 )
 
-// Clock tells the time and runs timers. The server uses it for simulated
+// Clock tells the time and runs timers. The Hub uses it for simulated
 // speech; tests inject a fake one. Implementations are safe for concurrent
 // use by multiple goroutines.
 type Clock interface {
@@ -165,4 +167,14 @@ func (s *speaker) close() {
 		}
 		delete(s.current, id)
 	}
+}
+
+// newTaskID returns a random UUID (version 4) for a task.
+func newTaskID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

@@ -1,4 +1,4 @@
-package server
+package realtime
 
 import (
 	"context"
@@ -12,7 +12,8 @@ import (
 // any node reaches the session's realtime socket on whichever node holds
 // it, and a socket that opens on one node replaces the session's socket on
 // every other. Give every node the same relay (package server/redisrelay is
-// one on Redis) in Config.Relay; a single node needs none.
+// one on Redis) in Config.Relay (server.Config.Relay); a single node needs
+// none.
 //
 // With a Relay, a node that receives streaming.task, streaming.interrupt,
 // agent.speak or agent.interrupt does not simulate the speech itself: it
@@ -27,7 +28,7 @@ import (
 // # Replacing a socket across nodes
 //
 // Every socket a node opens with a Relay gets a token, the node's name (128
-// bits from crypto/rand, drawn when the Server starts) and the socket's
+// bits from crypto/rand, drawn when the Hub starts) and the socket's
 // number on that node, and once registered the node publishes a
 // RelayReplace announcement carrying the session id and that token. The
 // rule is that the socket whose announcement comes last in the relay's
@@ -133,65 +134,94 @@ type RelayMessage struct {
 	Socket string
 }
 
-// say starts a task for the session: here, or with a Relay on every node.
-// It returns the task's id and duration.
-func (s *Server) say(ctx context.Context, sessionID, text string) (string, time.Duration, error) {
-	if s.relay == nil {
-		id, d := s.speech.speak(sessionID, text)
-		return id, d, nil
+// Say starts a task for the session, as streaming.task and agent.speak do:
+// here, or with a Relay on every node. It returns the task's id and how
+// long the avatar speaks text. The caller has checked that the session is
+// connected. With a Relay, an error is the Relay's Publish error and
+// nothing is spoken.
+func (h *Hub) Say(ctx context.Context, sessionID, text string) (taskID string, d time.Duration, err error) {
+	if h.relay == nil {
+		taskID, d = h.speech.speak(sessionID, text)
+		return taskID, d, nil
 	}
-	id, d := newTaskID(), max(s.speech.duration(text), 0)
-	err := s.relay.Publish(ctx, sessionID, RelayMessage{Kind: RelaySpeak, TaskID: id, Duration: d})
-	return id, d, err
+	taskID, d = newTaskID(), max(h.speech.duration(text), 0)
+	err = h.relay.Publish(ctx, sessionID, RelayMessage{Kind: RelaySpeak, TaskID: taskID, Duration: d})
+	return taskID, d, err
 }
 
-// hush interrupts the session's speech: here, or with a Relay on every
-// node.
-func (s *Server) hush(ctx context.Context, sessionID string) error {
-	if s.relay == nil {
-		s.speech.interrupt(sessionID)
+// Hush interrupts the session's speech, as streaming.interrupt and
+// agent.interrupt do: here, or with a Relay on every node. It does nothing
+// when the avatar is silent.
+func (h *Hub) Hush(ctx context.Context, sessionID string) error {
+	if h.relay == nil {
+		h.speech.interrupt(sessionID)
 		return nil
 	}
-	return s.relay.Publish(ctx, sessionID, RelayMessage{Kind: RelayInterrupt})
+	return h.relay.Publish(ctx, sessionID, RelayMessage{Kind: RelayInterrupt})
 }
 
 // onRelay applies a command heard on the relay to this node's speech (the
 // events reach the session's socket if it is on this node), or an
 // announcement to this node's socket for the session. Malformed commands
 // are ignored.
-func (s *Server) onRelay(sessionID string, msg RelayMessage) {
+func (h *Hub) onRelay(sessionID string, msg RelayMessage) {
 	if sessionID == "" {
 		return
 	}
 	switch msg.Kind {
 	case RelaySpeak:
 		if msg.TaskID != "" {
-			s.speech.start(sessionID, msg.TaskID, max(msg.Duration, 0))
+			h.speech.start(sessionID, msg.TaskID, max(msg.Duration, 0))
 		}
 	case RelayInterrupt:
-		s.speech.interrupt(sessionID)
+		h.speech.interrupt(sessionID)
 	case RelayReplace:
 		if msg.Socket != "" {
-			if old := s.hub.announced(sessionID, msg.Socket); old != nil {
-				old.closeWith(websocket.CloseNormalClosure, replacedReason)
+			if old := h.announced(sessionID, msg.Socket); old != nil {
+				old.closeWith(websocket.CloseNormalClosure, ReasonReplaced)
 			}
 		}
 	}
 }
 
+// announced applies an announcement heard on the relay: token is now the
+// session's socket. The session's socket here is marked announced when it
+// is token's socket; otherwise, if it was announced already, it is
+// forgotten and returned, for the caller to close. A socket not yet
+// announced is newer than the announcement and stays (see [Relay]); a
+// stale announcement (see [socketOrder.hear]) closes nothing.
+func (h *Hub) announced(sessionID, token string) (old *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	stale := h.order.hear(sessionID, token)
+	c := h.bySession[sessionID]
+	if c == nil {
+		return nil
+	}
+	if c.token == token {
+		h.order.markAnnounced(token)
+		return nil
+	}
+	if stale || !h.order.isAnnounced(c.token) {
+		return nil
+	}
+	delete(h.bySession, sessionID)
+	return c
+}
+
 // announce publishes c's RelayReplace, within ctx and c's life. A failure
-// is dropped: the socket is open already and stays open, and the library
-// does not log (see [Relay] for what a lost announcement costs).
-func (s *Server) announce(ctx context.Context, c *client) {
+// goes to Hooks.AnnounceFailed: the socket is open already and stays open
+// (see [Relay] for what a lost announcement costs).
+func (h *Hub) announce(ctx context.Context, c *client) {
 	// The session's turn is held meanwhile: bound it by the socket's write
 	// timeout, so that a stalled relay does not hold up the session's next
 	// socket on this node for the client's whole retry budget.
-	ctx, cancel := context.WithTimeout(ctx, s.rt.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.sock.WriteTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
-	err := s.relay.Publish(ctx, c.sessionID, RelayMessage{Kind: RelayReplace, Socket: c.token})
-	if err != nil && s.hooks.AnnounceFailed != nil {
-		s.hooks.AnnounceFailed(AnnounceFailure{SocketInfo: c.info, Err: err})
+	err := h.relay.Publish(ctx, c.sessionID, RelayMessage{Kind: RelayReplace, Socket: c.token})
+	if err != nil && h.hooks.AnnounceFailed != nil {
+		h.hooks.AnnounceFailed(AnnounceFailure{SocketInfo: c.info, Err: err})
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package realtime
 
 import (
 	"bytes"
@@ -118,7 +118,7 @@ func marshalMessage(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
 		// Every message type above marshals: only strings, numbers and bools.
-		panic("server: marshal realtime message: " + err.Error())
+		panic("realtime: marshal message: " + err.Error())
 	}
 	return b
 }

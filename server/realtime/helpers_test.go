@@ -1,0 +1,191 @@
+package realtime
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/streamsession/streamsession/internal/fakeclock"
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/session"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+}
+
+// upgrader upgrades the tests' sockets without the HTTP layer's checks.
+var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+
+// env is a Hub over a real Manager, with an httptest.Server that upgrades
+// any request and serves it as the socket of ?account=…&session_id=…
+// (package server authenticates; here nothing is checked).
+type env struct {
+	t      *testing.T
+	mgr    *session.Manager
+	hub    *Hub
+	clock  *fakeclock.Clock
+	http   *httptest.Server
+	closed chan SocketInfo
+}
+
+// newEnv starts a Hub; tweak adjusts its Config before New.
+func newEnv(t *testing.T, tweak func(*Config)) *env {
+	t.Helper()
+	lim := limits.NewMemory(limits.MemoryConfig{Capacity: 100})
+	mgr, err := session.NewManager(session.Config{
+		Limiter: lim,
+		Avatars: session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true, Default: true}},
+	})
+	require.NoError(t, err)
+	e := &env{t: t, mgr: mgr, clock: newFakeClock(), closed: make(chan SocketInfo, 100)}
+	cfg := Config{
+		Manager: mgr,
+		Clock:   e.clock,
+		Hooks:   Hooks{SocketClosed: func(s SocketInfo) { e.closed <- s }},
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e.hub, err = New(cfg)
+	require.NoError(t, err)
+	e.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		q := r.URL.Query()
+		e.hub.Serve(r.Context(), ws, q.Get("account"), q.Get("session_id"))
+	}))
+	t.Cleanup(func() {
+		e.http.Close()
+		require.NoError(t, e.hub.Close())
+		require.NoError(t, mgr.Close(context.Background()))
+		require.NoError(t, lim.Close())
+	})
+	return e
+}
+
+// create creates a session of account, in new.
+func (e *env) create(account string) string {
+	e.t.Helper()
+	info, err := e.mgr.Create(context.Background(), session.Account{Name: account, Plan: limits.PaidPlan}, session.CreateOptions{})
+	require.NoError(e.t, err)
+	return info.ID
+}
+
+// connect creates, starts and joins a session, opens its socket and reads
+// the first state_updated (connected).
+func (e *env) connect(account string) (string, *socket) {
+	e.t.Helper()
+	ctx := context.Background()
+	id := e.create(account)
+	_, err := e.mgr.Start(ctx, account, id)
+	require.NoError(e.t, err)
+	_, err = e.mgr.Join(ctx, account, id)
+	require.NoError(e.t, err)
+	s := e.open(account, id)
+	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	return id, s
+}
+
+// open dials the session's socket.
+func (e *env) open(account, id string) *socket {
+	e.t.Helper()
+	u := "ws" + strings.TrimPrefix(e.http.URL, "http") + "/?account=" + url.QueryEscape(account) + "&session_id=" + url.QueryEscape(id)
+	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { ws.Close() })
+	return &socket{t: e.t, ws: ws}
+}
+
+// rawClient upgrades a socket and runs a client for sessionID on it,
+// unregistered.
+func (e *env) rawClient(account, sessionID string) (*client, *socket) {
+	e.t.Helper()
+	serverSide := make(chan *websocket.Conn, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err == nil {
+			serverSide <- ws
+		}
+	}))
+	e.t.Cleanup(hs.Close)
+	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { peer.Close() })
+	cl := e.hub.newClient(<-serverSide, account, sessionID)
+	e.hub.wg.Add(2)
+	go cl.writeLoop()
+	go cl.readLoop()
+	return cl, &socket{t: e.t, ws: peer}
+}
+
+// nopRelay is a Relay that delivers nothing: it gives a Hub the multi-node
+// paths, for tests that feed onRelay by hand.
+type nopRelay struct{}
+
+func (nopRelay) Publish(context.Context, string, RelayMessage) error { return nil }
+
+func (nopRelay) Subscribe(func(string, RelayMessage)) (func(), error) { return func() {}, nil }
+
+// socket is a test client's realtime socket.
+type socket struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+// read returns the next text message (a guard deadline of 5 s).
+func (s *socket) read() string {
+	s.t.Helper()
+	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, data, err := s.ws.ReadMessage()
+	require.NoError(s.t, err)
+	require.Equal(s.t, websocket.TextMessage, typ)
+	return string(data)
+}
+
+func (s *socket) expect(want string) {
+	s.t.Helper()
+	require.JSONEq(s.t, want, s.read())
+}
+
+func (s *socket) send(msg string) {
+	s.t.Helper()
+	require.NoError(s.t, s.ws.WriteMessage(websocket.TextMessage, []byte(msg)))
+}
+
+// settle makes sure the hub served everything sent before: an invalid
+// message is answered in order.
+func (s *socket) settle() {
+	s.t.Helper()
+	s.send(`{"type":"nothing"}`)
+	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
+}
+
+// closeError reads until the connection ends and returns the close frame's
+// error (nil when it ended without one).
+func (s *socket) closeError() *websocket.CloseError {
+	s.t.Helper()
+	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := s.ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce
+		}
+		return nil
+	}
+}

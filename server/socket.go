@@ -1,0 +1,95 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gorilla/websocket"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
+)
+
+// serveRealtime authenticates the realtime socket's upgrade, moves the
+// session to connected and hands the connection to the realtime Hub. Every
+// refusal is the JSON error with its status, never a 101.
+func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id, token := q.Get("session_id"), q.Get("session_token")
+	req := request{sessionID: id}
+	if s.rt.Closed() {
+		s.fail(w, r, req, errUnavailable)
+		return
+	}
+	if !s.originAllowed(r) {
+		s.fail(w, r, req, errForbiddenOrigin)
+		return
+	}
+	account, ok := s.access.verify(token, id)
+	if !ok {
+		s.fail(w, r, req, sserrors.ErrUnauthorized)
+		return
+	}
+	req.account.Name = account
+	ctx := r.Context()
+	info, err := s.mgr.Get(ctx, account, id)
+	if err == nil && info.State != fsm.Connecting && info.State != fsm.Connected {
+		err = sserrors.SessionState(info.State.String())
+	}
+	if err == nil && !isHandshake(r) {
+		err = sserrors.ErrInvalidParameter
+	}
+	if err == nil {
+		_, err = s.mgr.Join(ctx, account, id)
+	}
+	if err != nil {
+		if errors.Is(err, sserrors.ErrSessionNotFound) {
+			err = sserrors.ErrUnauthorized // an unknown id answers like a wrong token
+		}
+		s.fail(w, r, req, err)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered; the session stays connected, as after a drop
+	}
+	s.rt.Serve(ctx, ws, account, id)
+}
+
+// originAllowed applies the origin policy: no Origin header, the server's
+// own origin, or one listed in Config.Origins.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.anyOrig {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	return s.origins[strings.ToLower(strings.TrimRight(origin, "/"))]
+}
+
+// isHandshake reports whether r is a WebSocket version 13 opening handshake
+// the upgrader will accept.
+func isHandshake(r *http.Request) bool {
+	if !websocket.IsWebSocketUpgrade(r) {
+		return false
+	}
+	version := false
+	for _, v := range r.Header.Values("Sec-Websocket-Version") {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(t) == "13" {
+				version = true
+			}
+		}
+	}
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
+	return version && err == nil && len(key) == 16
+}
