@@ -50,6 +50,7 @@ type Config struct {
 //
 //	streamsession_sessions{state}                          gauge
 //	streamsession_session_transitions_total{from,to}       counter
+//	streamsession_sessions_closed_total{reason}            counter
 //	streamsession_session_refusals_total{code}             counter
 //	streamsession_limiter_call_duration_seconds{backend,op} histogram
 //	streamsession_limiter_errors_total{backend,op}         counter
@@ -76,6 +77,7 @@ type Metrics struct {
 
 	sessions       *prometheus.GaugeVec
 	transitions    *prometheus.CounterVec
+	closed         *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
 	limiterSeconds *prometheus.HistogramVec
 	limiterErrors  *prometheus.CounterVec
@@ -137,6 +139,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "session_transitions_total",
 			Help:      "Session transitions, by the state left and the state entered (from unknown: created; to unknown: forgotten after retention).",
 		}, []string{"from", "to"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "sessions_closed_total",
+			Help:      "Sessions closed, by what closed them (stop, idle, duration, join, shutdown, lease_lost, ...: the reason clients receive with the closed state).",
+		}, []string{"reason"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "session_refusals_total",
@@ -183,7 +190,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
-		m.sessions, m.transitions, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
+		m.sessions, m.transitions, m.closed, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
 		m.unannounced,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -244,6 +251,9 @@ func (m *Metrics) transition(e session.Event) {
 	}
 	if g := m.state(e.To); g != nil {
 		g.Inc()
+	}
+	if e.To == fsm.Closed {
+		m.closed.WithLabelValues(e.Reason.String()).Inc()
 	}
 	if validState(e.From) && validState(e.To) && m.byMove[e.From][e.To] != nil {
 		m.byMove[e.From][e.To].Inc()

@@ -139,6 +139,8 @@ func TestScriptedSession(t *testing.T) {
 				"unknown>new": 2, "new>connecting": 1, "connecting>connected": 1,
 				"connected>closing": 1, "closing>closed": 1,
 			}) + `
+# TYPE streamsession_sessions_closed_total counter
+streamsession_sessions_closed_total{reason="stop"} 1
 # TYPE streamsession_session_refusals_total counter
 streamsession_session_refusals_total{code="10007"} 1
 streamsession_session_refusals_total{code="10012"} 1

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -28,13 +29,13 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, req, errForbiddenOrigin)
 		return
 	}
-	account, ok := s.access.verify(token, id)
-	if !ok {
-		s.fail(w, r, req, sserrors.ErrUnauthorized)
+	ctx := r.Context()
+	account, err := s.socketAccount(ctx, token, id)
+	if err != nil {
+		s.fail(w, r, req, err)
 		return
 	}
 	req.account.Name = account
-	ctx := r.Context()
 	info, err := s.mgr.Get(ctx, account, id)
 	if err == nil && info.State != fsm.Connecting && info.State != fsm.Connected {
 		err = sserrors.SessionState(info.State.String())
@@ -57,6 +58,29 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered; the session stays connected, as after a drop
 	}
 	s.rt.Serve(ctx, ws, account, id)
+}
+
+// socketAccount returns the account that session_token authorises for the
+// session's socket: the session's access_token, or a bearer token of the
+// session's account (HeyGen's SDK 2.x passes the token it was built with)
+// that is unused or bound to this session. Checking a bearer token this way
+// does not spend it. The caller still checks that the session is the
+// account's (an unknown id answers like a wrong token).
+func (s *Server) socketAccount(ctx context.Context, token, sessionID string) (string, error) {
+	if account, ok := s.access.verify(token, sessionID); ok {
+		return account, nil
+	}
+	if token == "" {
+		return "", sserrors.ErrUnauthorized
+	}
+	t, err := s.tokens.Get(ctx, token)
+	if err != nil {
+		return "", unauthorizedOr(err)
+	}
+	if t.SessionID != "" && t.SessionID != sessionID {
+		return "", sserrors.ErrUnauthorized
+	}
+	return t.Account.Name, nil
 }
 
 // originAllowed applies the origin policy: no Origin header, the server's

@@ -290,11 +290,11 @@ func TestSignalShutdown(t *testing.T) {
 		require.NoError(t, err)
 		return string(msg)
 	}
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"connected"}`, read())
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`, read())
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, read())
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, read())
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"shutdown"}`, read())
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"shutdown"}`, read())
 	_, _, err = ws.ReadMessage()
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)
