@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -82,6 +83,9 @@ func (s *Server) newRoutes() map[string]route {
 func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req, err := s.authenticate(r, allowToken)
+		if err == nil {
+			err = s.allow(r.Context(), req.account.Name)
+		}
 		if err != nil {
 			s.fail(w, r, req, err)
 			return
@@ -91,6 +95,9 @@ func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, 
 		}
 		data, err := fn(r, &req)
 		if err != nil {
+			if sserrors.StatusOf(err) == http.StatusRequestTimeout {
+				w.Header().Set("Connection", "close")
+			}
 			s.fail(w, r, req, err)
 			return
 		}
@@ -162,6 +169,9 @@ func decode(r *http.Request, v any) error {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return errBodyTooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errBodyTimeout.WithCause(err)
 		}
 		return sserrors.ErrMissingParams.WithCause(err)
 	}
