@@ -103,6 +103,8 @@ func parseOrigin(origin string, wildcard bool) (site, port string, err error) {
 	host := strings.ToLower(u.Hostname())
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
+	} else if strings.Trim(host, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != "" {
+		return "", "", fmt.Errorf("host %q is not a name or an IP address", host)
 	}
 	site = scheme + "://" + host
 	if hostport != rest {
