@@ -26,8 +26,9 @@ type RateLimit struct {
 // Unlimited reports whether l sets no budget.
 func (l RateLimit) Unlimited() bool { return !(l.PerSecond > 0) || math.IsInf(l.PerSecond, 1) }
 
-// burst is Burst, or ceil(PerSecond) when Burst is not set.
-func (l RateLimit) burst() int {
+// EffectiveBurst is Burst, or ceil(PerSecond) (at least 1) when Burst is
+// not set.
+func (l RateLimit) EffectiveBurst() int {
 	if l.Burst > 0 {
 		return l.Burst
 	}
@@ -133,7 +134,7 @@ func (m *MemoryRateLimiter) Allow(_ context.Context, key string, limit RateLimit
 		return RateDecision{Allowed: true}, nil
 	}
 	now := m.now()
-	every, burst := rate.Limit(limit.PerSecond), limit.burst()
+	every, burst := rate.Limit(limit.PerSecond), limit.EffectiveBurst()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if now.Sub(m.lastSweep) >= m.interval {

@@ -29,8 +29,8 @@ func TestRateLimitBurst(t *testing.T) {
 		{RateLimit{PerSecond: 50, Burst: 1}, 1},
 	}
 	for _, tt := range tests {
-		if got := tt.limit.burst(); got != tt.burst {
-			t.Errorf("%+v.burst() = %d, want %d", tt.limit, got, tt.burst)
+		if got := tt.limit.EffectiveBurst(); got != tt.burst {
+			t.Errorf("%+v.EffectiveBurst() = %d, want %d", tt.limit, got, tt.burst)
 		}
 	}
 	for _, l := range []RateLimit{{}, {PerSecond: -1, Burst: 3}, {Burst: 5}} {
