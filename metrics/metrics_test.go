@@ -296,7 +296,6 @@ func TestSocketsGauge(t *testing.T) {
 	met, err := metrics.New(reg, metrics.Config{})
 	require.NoError(t, err)
 	h := met.ServerHooks()
-	assert.Nil(t, h.Refused)
 	h.AnnounceFailed(server.AnnounceFailure{SocketInfo: server.SocketInfo{Account: "acme"}})
 	h.AnnounceFailed(server.AnnounceFailure{})
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
@@ -430,4 +429,19 @@ func TestLint(t *testing.T) {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())
 	}
+}
+
+func TestRequestRefusals(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	met, err := metrics.New(reg, metrics.Config{})
+	require.NoError(t, err)
+	h := met.ServerHooks()
+	for _, code := range []sserrors.Code{sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeUnauthorized} {
+		h.Refused(server.Refusal{Endpoint: server.PathNew, Account: "acme", Code: code, Status: sserrors.StatusOf(sserrors.ErrUnauthorized)})
+	}
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
+		"# TYPE streamsession_request_refusals_total counter\n"+
+			"streamsession_request_refusals_total{code=\"400112\"} 1\n"+
+			"streamsession_request_refusals_total{code=\"400140\"} 2\n"),
+		"streamsession_request_refusals_total"))
 }
