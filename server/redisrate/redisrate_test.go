@@ -20,6 +20,7 @@ import (
 	"github.com/streamsession/streamsession/internal/redistest"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/ratelimittest"
 )
 
 func TestMain(m *testing.M) {
@@ -44,6 +45,17 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	assert.ErrorIs(t, err, sserrors.ErrInvalidParameter)
 	assert.Equal(t, "fail-closed", FailClosed.String())
 	assert.Equal(t, "fail-open", FailOpen.String())
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	ratelimittest.Run(t, func(t *testing.T) server.RateLimiter {
+		l, err := New(srv.NewClient(&redis.Options{ContextTimeoutEnabled: true}), Config{Prefix: "conformance"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
 }
 
 // TestAllowSharesOneBudget: two Limiters (two nodes) on one Redis take
