@@ -16,7 +16,7 @@ import (
 // average, up to Burst at once (a token bucket, or the equivalent GCRA). It
 // is a plain value.
 type RateLimit struct {
-	// PerSecond is the sustained rate. Zero (or less) means unlimited.
+	// PerSecond is the sustained rate. Zero, less or +Inf means unlimited.
 	PerSecond float64
 	// Burst is how many requests may arrive at once after a quiet spell.
 	// Zero (or less) takes ceil(PerSecond).
@@ -54,8 +54,9 @@ type RateDecision struct {
 // [MemoryRateLimiter], and server/redisrate for a budget shared by every
 // node on one Redis.
 type RateLimiter interface {
-	// Allow takes one request from key's budget under limit (limit is never
-	// unlimited: the server does not ask then). A refusal is a decision with
+	// Allow takes one request from key's budget under limit (an unlimited
+	// limit is allowed, though the server does not ask then; a budget whose
+	// limit changed goes on under the new one). A refusal is a decision with
 	// Allowed false and a positive RetryAfter, not an error; an error means
 	// the limiter could not decide (its backend is unreachable, ctx ended),
 	// and the server then answers 503/400558 with a Retry-After (fail
