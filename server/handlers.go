@@ -162,7 +162,8 @@ func bearerToken(r *http.Request) (string, bool) {
 
 // decode reads a JSON object body into v: an empty body is {}; a body that
 // is not a JSON object is 40001; a value of the wrong type is 400175; a body
-// over the limit is 413/400175.
+// over the limit is 413/400175; one not all there by the body read deadline
+// is 408/400175.
 func decode(r *http.Request, v any) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
