@@ -57,6 +57,7 @@ type Config struct {
 //	streamsession_limiter_fail_open_total{backend}         counter
 //	streamsession_realtime_sockets                         gauge
 //	streamsession_relay_announce_failures_total            counter
+//	streamsession_request_refusals_total{code}             counter
 //
 // streamsession_sessions is kept from the transitions alone: each Event
 // adds one to the state entered and takes one from the state left, so a
@@ -84,6 +85,7 @@ type Metrics struct {
 	failOpen       *prometheus.CounterVec
 	sockets        prometheus.Gauge
 	unannounced    prometheus.Counter
+	requestRefused *prometheus.CounterVec
 
 	// The children the hooks touch, looked up once: a hook then costs an
 	// atomic add and no label hashing.
@@ -175,6 +177,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "relay_announce_failures_total",
 			Help:      "Realtime sockets opened on this node whose announcement the relay did not take, so that the session's sockets on other nodes were not replaced.",
 		}),
+		requestRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "request_refusals_total",
+			Help:      "API requests and socket upgrades this node answered with an error, by the catalog error code answered (400112 unauthorized, 400140 rate limit, 400175 bad input, 400558 backend unavailable, ...).",
+		}, []string{"code"}),
 	}
 	for _, s := range fsm.States() {
 		m.byState[s] = m.sessions.WithLabelValues(s.String())
@@ -191,7 +198,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.sessions, m.transitions, m.closed, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
-		m.unannounced,
+		m.unannounced, m.requestRefused,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -293,15 +300,18 @@ func (m *Metrics) opMetrics(op session.LimiterOp) (prometheus.Observer, promethe
 		m.limiterErrors.WithLabelValues(m.backend, op.String())
 }
 
-// ServerHooks returns the hooks that keep streamsession_realtime_sockets
-// and streamsession_relay_announce_failures_total; set them as
-// server.Config.Hooks (combine them with others with
-// observe.JoinServerHooks). Refused is left nil.
+// ServerHooks returns the hooks that keep streamsession_realtime_sockets,
+// streamsession_relay_announce_failures_total and
+// streamsession_request_refusals_total; set them as server.Config.Hooks
+// (combine them with others with observe.JoinServerHooks).
 func (m *Metrics) ServerHooks() server.Hooks {
 	return server.Hooks{
 		SocketOpened:   func(realtime.SocketInfo) { m.sockets.Inc() },
 		SocketClosed:   func(realtime.SocketInfo) { m.sockets.Dec() },
 		AnnounceFailed: func(realtime.AnnounceFailure) { m.unannounced.Inc() },
+		Refused: func(r server.Refusal) {
+			m.requestRefused.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
+		},
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/metrics"
+	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
@@ -298,7 +299,6 @@ func TestSocketsGauge(t *testing.T) {
 	met, err := metrics.New(reg, metrics.Config{})
 	require.NoError(t, err)
 	h := met.ServerHooks()
-	assert.Nil(t, h.Refused)
 	h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: "acme"}})
 	h.AnnounceFailed(realtime.AnnounceFailure{})
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
@@ -432,4 +432,19 @@ func TestLint(t *testing.T) {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())
 	}
+}
+
+func TestRequestRefusals(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	met, err := metrics.New(reg, metrics.Config{})
+	require.NoError(t, err)
+	h := met.ServerHooks()
+	for _, code := range []sserrors.Code{sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeUnauthorized} {
+		h.Refused(server.Refusal{Endpoint: server.PathNew, Account: "acme", Code: code, Status: sserrors.StatusOf(sserrors.ErrUnauthorized)})
+	}
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
+		"# TYPE streamsession_request_refusals_total counter\n"+
+			"streamsession_request_refusals_total{code=\"400112\"} 1\n"+
+			"streamsession_request_refusals_total{code=\"400140\"} 2\n"),
+		"streamsession_request_refusals_total"))
 }

@@ -36,6 +36,10 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.account.Name = account
+	if err := s.allow(ctx, account); err != nil {
+		s.fail(w, r, req, err)
+		return
+	}
 	info, err := s.mgr.Get(ctx, account, id)
 	if err == nil && info.State != fsm.Connecting && info.State != fsm.Connected {
 		err = sserrors.SessionState(info.State.String())
@@ -84,20 +88,14 @@ func (s *Server) socketAccount(ctx context.Context, token, sessionID string) (st
 }
 
 // originAllowed applies the origin policy: no Origin header, the server's
-// own origin, or one listed in Config.Origins.
+// own origin, or one Config.Origins allows (the CORS setting).
 func (s *Server) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" || s.anyOrig {
+	if origin == "" || s.originPolicy.Allows(origin) {
 		return true
 	}
 	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if u.Host != "" && strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	return s.origins[strings.ToLower(strings.TrimRight(origin, "/"))]
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
 // isHandshake reports whether r is a WebSocket version 13 opening handshake
