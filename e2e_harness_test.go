@@ -59,7 +59,7 @@ const (
 	bodyUnavailable      = `{"code":400558,"message":"API connection error"}`
 	bodyEmptyList        = `{"code":100,"message":"success","data":{"sessions":[]}}`
 
-	eventInvalid = `{"type":"error","code":400175,"message":"Invalid parameter"}`
+	eventInvalid = `{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`
 )
 
 // wrongState is the 400 body of a call the session's state refuses, by the
@@ -73,11 +73,17 @@ var wrongState = map[fsm.State]string{
 }
 
 func stateEvent(state string) string {
-	return `{"type":"session.state_updated","state":"` + state + `"}`
+	return `{"type":"session.state_updated","event_type":"session.state_updated","state":"` + state + `"}`
+}
+
+// endEvent is the session.state_updated of a closing or closed session,
+// with the reason it ends.
+func endEvent(state string, reason session.Reason) string {
+	return `{"type":"session.state_updated","event_type":"session.state_updated","state":"` + state + `","reason":"` + reason.String() + `"}`
 }
 
 func errorEvent(body string) string {
-	return `{"type":"error",` + strings.TrimPrefix(body, "{")
+	return `{"type":"error","event_type":"error",` + strings.TrimPrefix(body, "{")
 }
 
 var (
@@ -655,8 +661,8 @@ func (st *stack) wantClosedBy(account, id string, reason session.Reason, ws *wsC
 	assert.Equal(st.t, fsm.Closed, info.State)
 	assert.Equal(st.t, reason, info.Reason)
 	if ws != nil {
-		ws.expect(stateEvent("closing"))
-		ws.expect(stateEvent("closed"))
+		ws.expect(endEvent("closing", reason))
+		ws.expect(endEvent("closed", reason))
 		ws.wantClose(websocket.CloseNormalClosure, "session closed")
 	}
 }

@@ -156,7 +156,7 @@ func TestLifecycle(t *testing.T) {
 			require.Regexp(t, taskIDPattern, task.TaskID)
 			wantMS := realtime.DefaultTaskDuration("Hello, world").Milliseconds()
 			want(t, http.StatusOK, fmt.Sprintf(`{"code":100,"message":"success","data":{"task_id":%q,"duration_ms":%d}}`, task.TaskID, wantMS), r)
-			ws.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, wantMS))
+			ws.expect(fmt.Sprintf(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, wantMS))
 
 			// interrupt cuts it short, and says so.
 			want(t, http.StatusOK, bodyNull, st.post(h, server.PathInterrupt, idBody(d.SessionID)))
@@ -170,7 +170,7 @@ func TestLifecycle(t *testing.T) {
 			// The same over the socket.
 			ws.send(`{"type":"agent.speak","text":"Bonjour"}`)
 			start := ws.message()
-			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: realtime.DefaultTaskDuration("Bonjour").Milliseconds()}, start)
+			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, EventType: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: realtime.DefaultTaskDuration("Bonjour").Milliseconds()}, start)
 			assert.Regexp(t, taskIDPattern, start.TaskID)
 			assert.NotEqual(t, task.TaskID, start.TaskID)
 			// The socket's reader handles messages in order, so the answer to
@@ -193,8 +193,8 @@ func TestLifecycle(t *testing.T) {
 			// socket hears closing and closed, then the server closes it.
 			want(t, http.StatusOK, bodyNull, st.post(h, server.PathStop, idBody(d.SessionID)))
 			assert.Equal(t, 0, st.slots(), "the slot is free when stop answers")
-			ws.expect(stateEvent("closing"))
-			ws.expect(stateEvent("closed"))
+			ws.expect(endEvent("closing", session.ReasonStop))
+			ws.expect(endEvent("closed", session.ReasonStop))
 			ws.wantClose(websocket.CloseNormalClosure, "session closed")
 
 			want(t, http.StatusBadRequest, wrongState[fsm.Closed], st.post(h, server.PathStop, idBody(d.SessionID)), "a second stop")
@@ -235,17 +235,17 @@ func TestWrongStateCodes(t *testing.T) {
 			done := make(chan reply, 1)
 			go func() { done <- st.post(acme, server.PathStop, idBody(d.SessionID)) }()
 			require.Equal(t, d.SessionID, <-gate.entered)
-			ws.expect(stateEvent("closing"))
+			ws.expect(endEvent("closing", session.ReasonStop))
 			return d, ws, func() {
 				let()
 				want(t, http.StatusOK, bodyNull, <-done, "the held stop")
-				ws.expect(stateEvent("closed"))
+				ws.expect(endEvent("closed", session.ReasonStop))
 				ws.wantClose(websocket.CloseNormalClosure, "session closed")
 			}
 		case fsm.Closed:
 			want(t, http.StatusOK, bodyNull, st.post(acme, server.PathStop, idBody(d.SessionID)))
-			ws.expect(stateEvent("closing"))
-			ws.expect(stateEvent("closed"))
+			ws.expect(endEvent("closing", session.ReasonStop))
+			ws.expect(endEvent("closed", session.ReasonStop))
 			ws.wantClose(websocket.CloseNormalClosure, "session closed")
 		}
 		return d, ws, nil
@@ -339,8 +339,8 @@ func TestWrongStateCodes(t *testing.T) {
 		}
 		assert.Equal(t, 1, ok, "exactly one stop succeeds")
 		assert.Equal(t, 0, st.slots())
-		ws.expect(stateEvent("closing"))
-		ws.expect(stateEvent("closed"))
+		ws.expect(endEvent("closing", session.ReasonStop))
+		ws.expect(endEvent("closed", session.ReasonStop))
 		ws.wantClose(websocket.CloseNormalClosure, "session closed")
 	})
 }
@@ -794,7 +794,7 @@ func TestReconnect(t *testing.T) {
 	// Events reach the new socket.
 	var task taskData
 	data(t, st.post(acme, server.PathTask, taskBody(d.SessionID, "still here")), &task)
-	second.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, realtime.DefaultTaskDuration("still here").Milliseconds()))
+	second.expect(fmt.Sprintf(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, realtime.DefaultTaskDuration("still here").Milliseconds()))
 	want(t, http.StatusOK, bodyNull, st.post(acme, server.PathInterrupt, idBody(d.SessionID)))
 	assert.Equal(t, realtime.TypeStopTalking, second.message().Type)
 	first.quiet()
@@ -822,7 +822,7 @@ func TestReconnect(t *testing.T) {
 	assert.Equal(t, realtime.TypeStartTalking, back.Type)
 	third.send(`{"type":"agent.interrupt"}`)
 	stopBack := third.message()
-	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStopTalking, TaskID: back.TaskID, DurationMS: stopBack.DurationMS, Interrupted: true}, stopBack)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStopTalking, EventType: realtime.TypeStopTalking, TaskID: back.TaskID, DurationMS: stopBack.DurationMS, Interrupted: true}, stopBack)
 
 	// Sockets opened at once: each upgrade succeeds, the last registered
 	// replaces the others, and exactly one socket remains.
@@ -857,12 +857,12 @@ func TestReconnect(t *testing.T) {
 	// text is long enough to be still spoken when the stop comes.
 	long := strings.Repeat("word ", 200)
 	data(t, st.post(acme, server.PathTask, taskBody(d.SessionID, long)), &task)
-	survivor.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, realtime.DefaultTaskDuration(long).Milliseconds()))
+	survivor.expect(fmt.Sprintf(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, task.TaskID, realtime.DefaultTaskDuration(long).Milliseconds()))
 	want(t, http.StatusOK, bodyNull, st.post(acme, server.PathStop, idBody(d.SessionID)))
 	stop := survivor.message()
-	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStopTalking, TaskID: task.TaskID, DurationMS: stop.DurationMS, Interrupted: true}, stop)
-	survivor.expect(stateEvent("closing"))
-	survivor.expect(stateEvent("closed"))
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStopTalking, EventType: realtime.TypeStopTalking, TaskID: task.TaskID, DurationMS: stop.DurationMS, Interrupted: true}, stop)
+	survivor.expect(endEvent("closing", session.ReasonStop))
+	survivor.expect(endEvent("closed", session.ReasonStop))
 	survivor.wantClose(websocket.CloseNormalClosure, "session closed")
 }
 
@@ -886,8 +886,8 @@ func TestGracefulShutdown(t *testing.T) {
 
 	require.NoError(t, st.shutdown())
 	for _, ws := range sockets {
-		ws.expect(stateEvent("closing"))
-		ws.expect(stateEvent("closed"))
+		ws.expect(endEvent("closing", session.ReasonShutdown))
+		ws.expect(endEvent("closed", session.ReasonShutdown))
 		ws.wantClose(websocket.CloseNormalClosure, "session closed")
 	}
 	assert.Equal(t, 0, st.slots(), "every slot is free")
@@ -1119,7 +1119,7 @@ func TestHostileInput(t *testing.T) {
 		d, ws := st.connected(h)
 		for _, msg := range []string{`{"type":"agent.dance"}`, `not json`, `{`, `[]`, `null`, `""`, `{"type":5}`, `{"type":null}`,
 			`{}`, `{"type":"agent.speak"}`, `{"type":"agent.speak","text":""}`, `{"type":"agent.speak","text":7}`,
-			`{"type":"AGENT.SPEAK","text":"hi"}`, `{"type":"session.keep_alive"} trailing`, "\xff\xfe", ``} {
+			`{"type":"AGENT.SPEAK","text":"hi"}`, `{"type":"session.keep_alive"} trailing`, ``} {
 			ws.send(msg)
 			ws.expect(eventInvalid)
 		}
@@ -1144,6 +1144,28 @@ func TestHostileInput(t *testing.T) {
 		again.send(`{"type":"session.keep_alive"}`)
 		again.send(`{"type":"agent.speak","text":"back"}`)
 		assert.Equal(t, realtime.TypeStartTalking, again.message().Type)
+
+		// A text frame that is not UTF-8 closes the socket with 1007, and a
+		// client over the message rate is closed with 1008: both say why,
+		// and the session is untouched.
+		bad := st.open(d.RealtimeEndpoint, nil)
+		bad.expect(stateEvent("connected"))
+		bad.send("\xff\xc0")
+		ce = bad.closeError()
+		assert.Equal(t, websocket.CloseInvalidFramePayloadData, ce.Code)
+		assert.Equal(t, realtime.ReasonInvalidUTF8, ce.Text)
+		flood := st.open(d.RealtimeEndpoint, nil)
+		flood.expect(stateEvent("connected"))
+		for range 100 {
+			if flood.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"session.keep_alive"}`)) != nil {
+				break // closed under us
+			}
+		}
+		ce = flood.closeError()
+		assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+		assert.Equal(t, realtime.ReasonTooManyMessages, ce.Text)
+		assert.Equal(t, fsm.Connected, st.state("n", d.SessionID))
+		assert.Equal(t, 1, st.slots())
 	})
 }
 
@@ -1243,9 +1265,9 @@ func TestTimers(t *testing.T) {
 			assert.Equal(t, fsm.Connected, st.state("pro", d.SessionID), "past the second deadline")
 			var task taskData
 			data(t, st.post(pro, server.PathTask, taskBody(d.SessionID, "Hi")), &task)
-			ws.expect(fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":500}`, task.TaskID))
+			ws.expect(fmt.Sprintf(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":%q,"duration_ms":500}`, task.TaskID))
 			sleepUntil(t, joined.Add(78*time.Second+500*time.Millisecond))
-			ws.expect(fmt.Sprintf(`{"type":"avatar_stop_talking","task_id":%q,"duration_ms":500,"interrupted":false}`, task.TaskID))
+			ws.expect(fmt.Sprintf(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":%q,"duration_ms":500,"interrupted":false}`, task.TaskID))
 
 			// Any message counts, even one refused; pings and pongs do not
 			// (the client answers the server's pings all along).
@@ -1441,10 +1463,10 @@ func TestTimers(t *testing.T) {
 		inBubble(t, func(t *testing.T, st *stack) {
 			d, ws := st.connected(pro)
 			startMsg := func(id string, ms int) string {
-				return fmt.Sprintf(`{"type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, id, ms)
+				return fmt.Sprintf(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":%q,"duration_ms":%d}`, id, ms)
 			}
 			stopMsg := func(id string, ms int, interrupted bool) string {
-				return fmt.Sprintf(`{"type":"avatar_stop_talking","task_id":%q,"duration_ms":%d,"interrupted":%t}`, id, ms, interrupted)
+				return fmt.Sprintf(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":%q,"duration_ms":%d,"interrupted":%t}`, id, ms, interrupted)
 			}
 
 			// Spoken to the end: 11 letters at 70 ms.
@@ -1453,7 +1475,7 @@ func TestTimers(t *testing.T) {
 			spoken := time.Now()
 			first := ws.message()
 			require.Regexp(t, taskIDPattern, first.TaskID)
-			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: first.TaskID, DurationMS: 770}, first)
+			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, EventType: realtime.TypeStartTalking, TaskID: first.TaskID, DurationMS: 770}, first)
 			sleepUntil(t, spoken.Add(770*time.Millisecond-time.Nanosecond))
 			ws.quiet()
 			sleepUntil(t, spoken.Add(770*time.Millisecond))
@@ -1475,7 +1497,7 @@ func TestTimers(t *testing.T) {
 			ws.send(`{"type":"agent.speak","text":"four"}`)
 			ws.expect(stopMsg(one.TaskID, 100, true))
 			four := ws.message()
-			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: four.TaskID, DurationMS: 500}, four)
+			assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, EventType: realtime.TypeStartTalking, TaskID: four.TaskID, DurationMS: 500}, four)
 
 			// Closing the session ends the speech first.
 			time.Sleep(200 * time.Millisecond)

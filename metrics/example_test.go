@@ -80,4 +80,5 @@ func Example() {
 	// streamsession_session_transitions_total{from=new,to=connecting} 1
 	// streamsession_session_transitions_total{from=unknown,to=new} 1
 	// streamsession_sessions{state=closed} 1
+	// streamsession_sessions_closed_total{reason=stop} 1
 }

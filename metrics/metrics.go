@@ -50,12 +50,14 @@ type Config struct {
 //
 //	streamsession_sessions{state}                          gauge
 //	streamsession_session_transitions_total{from,to}       counter
+//	streamsession_sessions_closed_total{reason}            counter
 //	streamsession_session_refusals_total{code}             counter
 //	streamsession_limiter_call_duration_seconds{backend,op} histogram
 //	streamsession_limiter_errors_total{backend,op}         counter
 //	streamsession_limiter_fail_open_total{backend}         counter
 //	streamsession_realtime_sockets                         gauge
 //	streamsession_relay_announce_failures_total            counter
+//	streamsession_request_refusals_total{code}             counter
 //	streamsession_drains_total                             counter
 //	streamsession_draining                                 gauge
 //
@@ -78,12 +80,14 @@ type Metrics struct {
 
 	sessions       *prometheus.GaugeVec
 	transitions    *prometheus.CounterVec
+	closed         *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
 	limiterSeconds *prometheus.HistogramVec
 	limiterErrors  *prometheus.CounterVec
 	failOpen       *prometheus.CounterVec
 	sockets        prometheus.Gauge
 	unannounced    prometheus.Counter
+	requestRefused *prometheus.CounterVec
 	drains         prometheus.Counter
 	draining       prometheus.Gauge
 
@@ -141,6 +145,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "session_transitions_total",
 			Help:      "Session transitions, by the state left and the state entered (from unknown: created; to unknown: forgotten after retention).",
 		}, []string{"from", "to"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "sessions_closed_total",
+			Help:      "Sessions closed, by what closed them (stop, idle, duration, join, shutdown, lease_lost, ...: the reason clients receive with the closed state).",
+		}, []string{"reason"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "session_refusals_total",
@@ -172,6 +181,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "relay_announce_failures_total",
 			Help:      "Realtime sockets opened on this node whose announcement the relay did not take, so that the session's sockets on other nodes were not replaced.",
 		}),
+		requestRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "request_refusals_total",
+			Help:      "API requests and socket upgrades this node answered with an error, by the catalog error code answered (400112 unauthorized, 400140 rate limit, 400175 bad input, 400558 backend unavailable, ...).",
+		}, []string{"code"}),
 		drains: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "drains_total",
@@ -197,8 +211,8 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
-		m.sessions, m.transitions, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
-		m.unannounced, m.drains, m.draining,
+		m.sessions, m.transitions, m.closed, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
+		m.unannounced, m.requestRefused, m.drains, m.draining,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -259,6 +273,9 @@ func (m *Metrics) transition(e session.Event) {
 	if g := m.state(e.To); g != nil {
 		g.Inc()
 	}
+	if e.To == fsm.Closed {
+		m.closed.WithLabelValues(e.Reason.String()).Inc()
+	}
 	if validState(e.From) && validState(e.To) && m.byMove[e.From][e.To] != nil {
 		m.byMove[e.From][e.To].Inc()
 		return
@@ -297,15 +314,18 @@ func (m *Metrics) opMetrics(op session.LimiterOp) (prometheus.Observer, promethe
 		m.limiterErrors.WithLabelValues(m.backend, op.String())
 }
 
-// ServerHooks returns the hooks that keep streamsession_realtime_sockets
-// and streamsession_relay_announce_failures_total; set them as
-// server.Config.Hooks (combine them with others with
-// observe.JoinServerHooks). Refused is left nil.
+// ServerHooks returns the hooks that keep streamsession_realtime_sockets,
+// streamsession_relay_announce_failures_total and
+// streamsession_request_refusals_total; set them as server.Config.Hooks
+// (combine them with others with observe.JoinServerHooks).
 func (m *Metrics) ServerHooks() server.Hooks {
 	return server.Hooks{
 		SocketOpened:   func(realtime.SocketInfo) { m.sockets.Inc() },
 		SocketClosed:   func(realtime.SocketInfo) { m.sockets.Dec() },
 		AnnounceFailed: func(realtime.AnnounceFailure) { m.unannounced.Inc() },
+		Refused: func(r server.Refusal) {
+			m.requestRefused.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
+		},
 	}
 }
 

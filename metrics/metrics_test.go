@@ -22,6 +22,7 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/metrics"
+	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
@@ -139,6 +140,8 @@ func TestScriptedSession(t *testing.T) {
 				"unknown>new": 2, "new>connecting": 1, "connecting>connected": 1,
 				"connected>closing": 1, "closing>closed": 1,
 			}) + `
+# TYPE streamsession_sessions_closed_total counter
+streamsession_sessions_closed_total{reason="stop"} 1
 # TYPE streamsession_session_refusals_total counter
 streamsession_session_refusals_total{code="10007"} 1
 streamsession_session_refusals_total{code="10012"} 1
@@ -300,7 +303,6 @@ func TestSocketsGauge(t *testing.T) {
 	met, err := metrics.New(reg, metrics.Config{})
 	require.NoError(t, err)
 	h := met.ServerHooks()
-	assert.Nil(t, h.Refused)
 	h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: "acme"}})
 	h.AnnounceFailed(realtime.AnnounceFailure{})
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
@@ -434,6 +436,21 @@ func TestLint(t *testing.T) {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())
 	}
+}
+
+func TestRequestRefusals(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	met, err := metrics.New(reg, metrics.Config{})
+	require.NoError(t, err)
+	h := met.ServerHooks()
+	for _, code := range []sserrors.Code{sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeUnauthorized} {
+		h.Refused(server.Refusal{Endpoint: server.PathNew, Account: "acme", Code: code, Status: sserrors.StatusOf(sserrors.ErrUnauthorized)})
+	}
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
+		"# TYPE streamsession_request_refusals_total counter\n"+
+			"streamsession_request_refusals_total{code=\"400112\"} 1\n"+
+			"streamsession_request_refusals_total{code=\"400140\"} 2\n"),
+		"streamsession_request_refusals_total"))
 }
 
 func TestDrainStarted(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -82,6 +83,9 @@ func (s *Server) newRoutes() map[string]route {
 func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req, err := s.authenticate(r, allowToken)
+		if err == nil {
+			err = s.allow(r.Context(), req.account.Name)
+		}
 		if err != nil {
 			s.fail(w, r, req, err)
 			return
@@ -91,6 +95,9 @@ func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, 
 		}
 		data, err := fn(r, &req)
 		if err != nil {
+			if sserrors.StatusOf(err) == http.StatusRequestTimeout {
+				w.Header().Set("Connection", "close")
+			}
 			s.fail(w, r, req, err)
 			return
 		}
@@ -155,13 +162,17 @@ func bearerToken(r *http.Request) (string, bool) {
 
 // decode reads a JSON object body into v: an empty body is {}; a body that
 // is not a JSON object is 40001; a value of the wrong type is 400175; a body
-// over the limit is 413/400175.
+// over the limit is 413/400175; one not all there by the body read deadline
+// is 408/400175.
 func decode(r *http.Request, v any) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return errBodyTooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errBodyTimeout.WithCause(err)
 		}
 		return sserrors.ErrMissingParams.WithCause(err)
 	}

@@ -75,7 +75,7 @@ func TestEnvelopesGolden(t *testing.T) {
 		{name: "task", method: "POST", path: PathTask, body: `{"session_id":"<ID>","text":"Hello, world","task_type":"repeat","task_mode":"sync"}`, status: 200,
 			before: func() {
 				sock = e.open(c.RealtimeEndpoint)
-				sock.expect(`{"type":"session.state_updated","state":"connected"}`)
+				sock.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 			},
 			want: `{"code":100,"message":"success","data":{"task_id":"<TASK>","duration_ms":770}}`},
 		{name: "interrupt", method: "POST", path: PathInterrupt, body: `{"session_id":"<ID>"}`, status: 200, want: bodyNull},
@@ -122,10 +122,10 @@ func TestEnvelopesGolden(t *testing.T) {
 	}
 	// The socket saw the task, its interruption and the close.
 	require.NotEmpty(t, taskID)
-	sock.expect(`{"type":"avatar_start_talking","task_id":"` + taskID + `","duration_ms":770}`)
-	sock.expect(`{"type":"avatar_stop_talking","task_id":"` + taskID + `","duration_ms":0,"interrupted":true}`)
-	sock.expect(`{"type":"session.state_updated","state":"closing"}`)
-	sock.expect(`{"type":"session.state_updated","state":"closed"}`)
+	sock.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + taskID + `","duration_ms":770}`)
+	sock.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + taskID + `","duration_ms":0,"interrupted":true}`)
+	sock.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"stop"}`)
+	sock.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
 	ce := sock.closeError()
 	require.NotNil(t, ce)
 	assert.Equal(t, 1000, ce.Code)

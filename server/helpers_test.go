@@ -277,7 +277,7 @@ func (e *env) connect(apiKey string) (created, *socket) {
 	e.t.Helper()
 	c := e.connecting(apiKey)
 	s := e.open(c.RealtimeEndpoint)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	return c, s
 }
 

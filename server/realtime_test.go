@@ -81,7 +81,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	t.Run("allowed origins", func(t *testing.T) {
 		for _, origin := range []string{"https://app.example.com", e.http.URL} {
 			s := e.open2(conn.RealtimeEndpoint, http.Header{"Origin": {origin}})
-			s.expect(`{"type":"session.state_updated","state":"connected"}`)
+			s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 		}
 	})
 }
@@ -99,7 +99,7 @@ func TestSocketLifecycle(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.connecting("key-acme")
 	s := e.open(c.RealtimeEndpoint)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	opened := <-e.opened
 	assert.Equal(t, realtime.SocketInfo{Account: "acme", SessionHash: ShortHash(c.SessionID)}, opened)
 	assert.NotContains(t, opened.SessionHash, c.SessionID)
@@ -112,41 +112,41 @@ func TestSocketLifecycle(t *testing.T) {
 	s.send(`{"type":"session.keep_alive"}`)
 	s.send(`{"type":"agent.speak","text":"Hello, world"}`)
 	start := s.message()
-	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, EventType: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
 	assert.Regexp(t, taskIDPattern, start.TaskID)
 	e.clock.Advance(770 * time.Millisecond)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":770,"interrupted":false}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":770,"interrupted":false}`)
 
 	s.send(`{"type":"agent.speak","text":"` + strings.Repeat("word ", 100) + `"}`)
 	long := s.message()
 	assert.Equal(t, int64(400*70), long.DurationMS)
 	e.clock.Advance(1234 * time.Millisecond)
 	s.send(`{"type":"agent.interrupt"}`)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + long.TaskID + `","duration_ms":1234,"interrupted":true}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + long.TaskID + `","duration_ms":1234,"interrupted":true}`)
 	s.send(`{"type":"agent.interrupt"}`) // silent: nothing to say
 
 	for _, bad := range []string{`{"type":"agent.dance"}`, `not json`, `{"type":"agent.speak"}`, `{"type":"agent.speak","text":""}`, `[]`, `{"type":5}`} {
 		s.send(bad)
-		s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
+		s.expect(`{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`)
 	}
 	require.NoError(t, s.ws.WriteMessage(websocket.BinaryMessage, []byte(`{"type":"session.keep_alive"}`)))
-	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
+	s.expect(`{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`)
 
 	// A REST task reaches the socket too, and a newer task cuts the current one.
 	var t1, t2 taskResponse
 	e.data(e.post("key-acme", PathTask, `{"session_id":"`+c.SessionID+`","text":"one two three"}`), &t1)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
 	e.clock.Advance(100 * time.Millisecond)
 	e.data(e.post("key-acme", PathTask, `{"session_id":"`+c.SessionID+`","text":"four","task_mode":"async","task_type":"chat"}`), &t2)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":100,"interrupted":true}`)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":500}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":100,"interrupted":true}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":500}`)
 	assert.Equal(t, int64(500), t2.DurationMS)
 
 	// Stop: the speech ends, then closing, closed and the close frame.
 	require.Equal(t, 200, e.post("key-acme", PathStop, `{"session_id":"`+c.SessionID+`"}`).status)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":0,"interrupted":true}`)
-	s.expect(`{"type":"session.state_updated","state":"closing"}`)
-	s.expect(`{"type":"session.state_updated","state":"closed"}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":0,"interrupted":true}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"stop"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
 	ce := s.closeError()
 	require.NotNil(t, ce)
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
@@ -167,7 +167,7 @@ func TestSocketDropLeavesSessionConnected(t *testing.T) {
 
 	// Reopen with the same token: connected again, first message first.
 	s2 := e.open(c.RealtimeEndpoint)
-	s2.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s2.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 }
 
 func TestReconnectReplacesSocket(t *testing.T) {
@@ -175,7 +175,7 @@ func TestReconnectReplacesSocket(t *testing.T) {
 	c, old := e.connect("key-acme")
 	first := <-e.opened
 	s := e.open(c.RealtimeEndpoint)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	ce := old.closeError()
 	require.NotNil(t, ce)
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
@@ -244,12 +244,62 @@ func TestShutdown(t *testing.T) {
 		e := newEnv(t, nil)
 		_, s := e.connect("key-acme")
 		require.NoError(t, e.mgr.Close(context.Background()))
-		s.expect(`{"type":"session.state_updated","state":"closing"}`)
-		s.expect(`{"type":"session.state_updated","state":"closed"}`)
+		s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"shutdown"}`)
+		s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"shutdown"}`)
 		ce := s.closeError()
 		require.NotNil(t, ce)
 		assert.Equal(t, 1000, ce.Code)
 		require.NoError(t, e.srv.Shutdown(context.Background()))
 		assert.Equal(t, 0, e.lim.heldCount())
 	})
+}
+
+// TestSocketWithBearerToken: HeyGen's SDK 2.x opens the socket with the
+// bearer token it was built with as session_token, and extra query
+// parameters: a token of the session's account, unused or bound to this
+// session, opens it without being spent; any other token is 401.
+func TestSocketWithBearerToken(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.mintToken("key-acme")
+	var c created
+	e.data(e.do("POST", PathNew, bearer(token), map[string]any{}), &c)
+	r := e.do("POST", PathStart, bearer(token), map[string]string{"session_id": c.SessionID})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	sdkURL := func(id, tok string) string {
+		return wsURL(e, id, tok) + "&silence_response=false&push_to_talk=false&arch_version=v2"
+	}
+
+	s := e.open(sdkURL(c.SessionID, token))
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
+	s.send(`{"type":"agent.speak","text":"hi"}`)
+	m := s.message()
+	assert.Equal(t, realtime.TypeStartTalking, m.Type)
+	assert.Equal(t, realtime.TypeStartTalking, m.EventType)
+	// Not spent: the token still authorises its session's calls.
+	r = e.do("POST", PathKeepAlive, bearer(token), map[string]string{"session_id": c.SessionID})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+
+	// An unused token of the same account opens it too.
+	s2 := e.open(sdkURL(c.SessionID, e.mintToken("key-acme")))
+	s2.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
+
+	// A token bound to another session, another account's token, and a
+	// random string: 401, and nothing changes.
+	other := e.connecting("key-acme")
+	otherToken := e.mintToken("key-acme")
+	var bound created
+	e.data(e.do("POST", PathNew, bearer(otherToken), map[string]any{}), &bound)
+	for _, tok := range []string{otherToken, e.mintToken("key-globex"), "sst_nope"} {
+		_, resp, err := e.dial(sdkURL(c.SessionID, tok), nil)
+		require.Error(t, err)
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		body, _ := io.ReadAll(resp.Body)
+		assert.Equal(t, `{"code":400112,"message":"Unauthorized"}`, string(body))
+	}
+	_, resp, err := e.dial(sdkURL(other.SessionID, e.mintToken("key-globex")), nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "another account's session is unknown to the token")
+	info, err := e.mgr.Get(context.Background(), "acme", other.SessionID)
+	require.NoError(t, err)
+	assert.Equal(t, fsm.Connecting, info.State)
 }

@@ -264,7 +264,7 @@ func (e *env) on(endpoint string) string {
 func (s *socket) settle() {
 	s.t.Helper()
 	s.send(`{"type":"nothing"}`)
-	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
+	s.expect(`{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`)
 }
 
 func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
@@ -273,25 +273,25 @@ func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	c := b.connecting("key-acme") // created and started through b
 	s := a.open(a.on(c.RealtimeEndpoint))
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	named := `{"session_id":"` + c.SessionID + `"`
 
 	// A task through b is spoken to the socket on a, with b's answer.
 	var t1 taskResponse
 	b.data(b.post("key-acme", PathTask, named+`,"text":"Hello, world"}`), &t1)
 	assert.Equal(t, int64(770), t1.DurationMS)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
 	a.clock.Advance(770 * time.Millisecond)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
 	s.settle() // each event once
 
 	// An interrupt through b cuts short a task given through a.
 	var t2 taskResponse
 	a.data(a.post("key-acme", PathTask, named+`,"text":"`+strings.Repeat("word ", 100)+`"}`), &t2)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":28000}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":28000}`)
 	a.clock.Advance(300 * time.Millisecond)
 	require.Equal(t, http.StatusOK, b.post("key-acme", PathInterrupt, named+`}`).status)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":300,"interrupted":true}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":300,"interrupted":true}`)
 	require.Equal(t, http.StatusOK, b.post("key-acme", PathInterrupt, named+`}`).status) // silent: nothing to say
 	s.settle()
 	assert.Equal(t, 0, a.clock.Pending(), "no node models a speech any more")
@@ -300,19 +300,19 @@ func TestRelaySpeechReachesTheSocketOnAnotherNode(t *testing.T) {
 	// through b cuts short one spoken from the socket.
 	s.send(`{"type":"agent.speak","text":"one two three"}`)
 	start := s.message()
-	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, EventType: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 770}, start)
 	a.clock.Advance(100 * time.Millisecond)
 	var t3 taskResponse
 	b.data(b.post("key-acme", PathTask, named+`,"text":"four"}`), &t3)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":100,"interrupted":true}`)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t3.TaskID + `","duration_ms":500}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":100,"interrupted":true}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t3.TaskID + `","duration_ms":500}`)
 
 	// A stop through b ends the speech on every node; the socket hears it
 	// before closing.
 	require.Equal(t, http.StatusOK, b.post("key-acme", PathStop, named+`}`).status)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t3.TaskID + `","duration_ms":0,"interrupted":true}`)
-	s.expect(`{"type":"session.state_updated","state":"closing"}`)
-	s.expect(`{"type":"session.state_updated","state":"closed"}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t3.TaskID + `","duration_ms":0,"interrupted":true}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"stop"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
 	require.NotNil(t, s.closeError())
 	assert.Equal(t, 0, a.clock.Pending(), "no speech timer left on any node")
 	var speech []realtime.RelayKind
@@ -334,29 +334,29 @@ func TestRelaySocketMovesMidSpeech(t *testing.T) {
 	cr := a.connecting("key-acme")
 	named := `{"session_id":"` + cr.SessionID + `"`
 	s := a.open(cr.RealtimeEndpoint)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	<-a.opened
 
 	var t1 taskResponse
 	c.data(c.post("key-acme", PathTask, named+`,"text":"`+strings.Repeat("a", 100)+`"}`), &t1)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":7000}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":7000}`)
 	a.clock.Advance(time.Second)
 
 	// The socket drops and reopens on b mid-speech: b hears the end.
 	s.ws.Close()
 	<-a.closed
 	s2 := b.open(b.on(cr.RealtimeEndpoint))
-	s2.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s2.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	a.clock.Advance(6 * time.Second)
-	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":7000,"interrupted":false}`)
+	s2.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":7000,"interrupted":false}`)
 
 	// Tasks and interrupts through a, which held the socket, reach b.
 	var t2 taskResponse
 	a.data(a.post("key-acme", PathTask, named+`,"text":"`+strings.Repeat("a", 100)+`"}`), &t2)
-	s2.expect(`{"type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":7000}`)
+	s2.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":7000}`)
 	a.clock.Advance(2 * time.Second)
 	require.Equal(t, http.StatusOK, a.post("key-acme", PathInterrupt, named+`}`).status)
-	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":2000,"interrupted":true}`)
+	s2.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":2000,"interrupted":true}`)
 	s2.settle()
 	assert.Equal(t, 0, a.clock.Pending())
 }
@@ -367,7 +367,7 @@ func TestRelayPublishFailure(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	cr := a.connecting("key-acme")
 	s := a.open(cr.RealtimeEndpoint)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	named := `{"session_id":"` + cr.SessionID + `"`
 
 	down := sserrors.ErrAPIConnectionError.WithStatus(http.StatusServiceUnavailable).WithRetryAfter(time.Second)
@@ -378,9 +378,9 @@ func TestRelayPublishFailure(t *testing.T) {
 	assert.Equal(t, "1", r.header.Get("Retry-After"))
 	assert.Equal(t, http.StatusServiceUnavailable, b.post("key-acme", PathInterrupt, named+`}`).status)
 	s.send(`{"type":"agent.speak","text":"hi"}`)
-	s.expect(`{"type":"error","code":400558,"message":"API connection error"}`)
+	s.expect(`{"type":"error","event_type":"error","code":400558,"message":"API connection error"}`)
 	s.send(`{"type":"agent.interrupt"}`)
-	s.expect(`{"type":"error","code":400558,"message":"API connection error"}`)
+	s.expect(`{"type":"error","event_type":"error","code":400558,"message":"API connection error"}`)
 	assert.Equal(t, 0, a.clock.Pending(), "nothing was spoken anywhere")
 
 	relay.setErr(nil)
@@ -445,12 +445,12 @@ func TestRelayReconnectThroughAnotherNodeReplaces(t *testing.T) {
 	cr := a.connecting("key-acme")
 	named := `{"session_id":"` + cr.SessionID + `"`
 	old := a.open(cr.RealtimeEndpoint)
-	old.expect(`{"type":"session.state_updated","state":"connected"}`)
+	old.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	first := <-a.opened
 	require.NoError(t, relay.announcement(t, cr.SessionID).err)
 
 	s := b.open(b.on(cr.RealtimeEndpoint))
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	second := <-b.opened
 	assert.Equal(t, first, second, "the same session and account")
 	require.NoError(t, relay.announcement(t, cr.SessionID).err)
@@ -465,13 +465,13 @@ func TestRelayReconnectThroughAnotherNodeReplaces(t *testing.T) {
 	// Events now reach b's socket only, whichever node they go through.
 	var t1 taskResponse
 	a.data(a.post("key-acme", PathTask, named+`,"text":"Hello, world"}`), &t1)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
 	a.clock.Advance(770 * time.Millisecond)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
 	s.settle()
 	require.Equal(t, http.StatusOK, a.post("key-acme", PathStop, named+`}`).status)
-	s.expect(`{"type":"session.state_updated","state":"closing"}`)
-	s.expect(`{"type":"session.state_updated","state":"closed"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"stop"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
 	require.NotNil(t, s.closeError())
 	assert.Equal(t, second, <-b.closed)
 	assert.Empty(t, a.closed, "a's socket was closed once")
@@ -572,13 +572,13 @@ func TestRelayAnnouncementPublishFails(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	cr := a.connecting("key-acme")
 	old := a.open(cr.RealtimeEndpoint)
-	old.expect(`{"type":"session.state_updated","state":"connected"}`)
+	old.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	require.NoError(t, relay.announcement(t, cr.SessionID).err)
 
 	down := sserrors.ErrAPIConnectionError.WithStatus(http.StatusServiceUnavailable).WithRetryAfter(time.Second)
 	relay.setErr(down)
 	s := b.open(b.on(cr.RealtimeEndpoint))
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	assert.ErrorIs(t, relay.announcement(t, cr.SessionID).err, down)
 	s.settle()
 	old.settle() // still open

@@ -43,9 +43,14 @@ type Config struct {
 	// bytes, so tokens die with the process.
 	Secret []byte
 
-	// Origins lists the Origin header values ("https://app.example.com")
-	// allowed to open the realtime socket besides the server's own origin;
-	// "*" allows any. Requests without an Origin header are always allowed.
+	// Origins lists the browser origins allowed to call the API (CORS: a
+	// preflight gets 204 with the allow headers, every answer the
+	// Access-Control-Allow-Origin header) and to open the realtime socket
+	// besides the server's own origin: exact origins
+	// ("https://app.example.com"), "*" for any, or a port wildcard
+	// ("http://localhost:*"); see [OriginPolicy]. Other origins get no CORS
+	// header. Requests without an Origin header are always allowed. New
+	// fails on a malformed entry.
 	Origins []string
 	// BaseURL, when set, is the public base of realtime_endpoint
 	// ("wss://api.example.com" or "https://api.example.com/prefix"; http
@@ -71,6 +76,23 @@ type Config struct {
 	// MaxBodyBytes limits request bodies. The default is
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the reading of a request's body, counted from
+	// when the server starts serving the request: a body not all there in
+	// time answers 408/400175 and the connection closes. The default is
+	// DefaultBodyReadTimeout (10 s); negative means no bound. The realtime
+	// upgrade is not bounded by it.
+	BodyReadTimeout time.Duration
+	// RateLimit returns the request budget of the named account; nil, or
+	// the zero RateLimit, means unlimited. Each account has its own budget,
+	// taken once per authenticated request (the realtime upgrade included)
+	// before any work: over it, the request answers 429/400140 with a
+	// Retry-After and changes nothing.
+	RateLimit func(account string) RateLimit
+	// RateLimiter keeps the budgets of RateLimit. The default is a
+	// [MemoryRateLimiter] on Clock; server/redisrate shares them between
+	// the nodes of one Redis. When it fails, the request answers
+	// 503/400558 with a Retry-After (see [RateLimiter]).
+	RateLimiter RateLimiter
 	// Realtime tunes the realtime socket.
 	Realtime realtime.SocketConfig
 	// Hooks observe the server; nil hooks are skipped.
@@ -129,8 +151,6 @@ type Server struct {
 	avatars  session.AvatarCatalog
 	tokens   TokenStore
 	access   accessTokens
-	origins  map[string]bool
-	anyOrig  bool
 	base     *url.URL
 	maxBody  int64
 	hooks    Hooks
@@ -138,6 +158,12 @@ type Server struct {
 	upgrader websocket.Upgrader
 	rt       *realtime.Hub
 	health   *health
+
+	// originPolicy is Config.Origins, for CORS and the socket's origin check.
+	originPolicy *OriginPolicy
+	bodyTimeout  time.Duration
+	rateLimit    func(account string) RateLimit
+	rates        RateLimiter
 }
 
 // New returns a Server for cfg. It subscribes once to cfg.Manager's
@@ -171,23 +197,35 @@ func New(cfg Config) (*Server, error) {
 	} else {
 		secret = append([]byte(nil), secret...)
 	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.RateLimiter == nil {
+		now := time.Now
+		if cfg.Clock != nil {
+			now = cfg.Clock.Now
+		}
+		cfg.RateLimiter = NewMemoryRateLimiter(MemoryRateLimiterConfig{Now: now})
+	}
+	policy, err := NewOriginPolicy(cfg.Origins)
+	if err != nil {
+		return nil, fmt.Errorf("server: Config.Origins%w", err)
+	}
+
 	s := &Server{
 		mgr:      cfg.Manager,
 		accounts: cfg.Accounts,
 		avatars:  cfg.Avatars,
 		tokens:   cfg.Tokens,
 		access:   accessTokens{secret: secret},
-		origins:  make(map[string]bool),
 		maxBody:  cfg.MaxBodyBytes,
 		hooks:    cfg.Hooks,
-		health:   newHealth(cfg),
-	}
-	for _, o := range cfg.Origins {
-		if o == "*" {
-			s.anyOrig = true
-			continue
-		}
-		s.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+
+		originPolicy: policy,
+		bodyTimeout:  cfg.BodyReadTimeout,
+		rateLimit:    cfg.RateLimit,
+		rates:        cfg.RateLimiter,
+		health:       newHealth(cfg),
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
@@ -246,9 +284,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.refuseWhileDraining(w, r) {
 		return
 	}
+	s.setBodyDeadline(w, r)
+	isPreflight := s.cors(w, r)
 	rt, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.fail(w, r, request{}, errNotFound)
+		return
+	}
+	if isPreflight {
+		preflight(w, rt)
 		return
 	}
 	if r.Method != rt.method {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -28,13 +29,17 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, req, errForbiddenOrigin)
 		return
 	}
-	account, ok := s.access.verify(token, id)
-	if !ok {
-		s.fail(w, r, req, sserrors.ErrUnauthorized)
+	ctx := r.Context()
+	account, err := s.socketAccount(ctx, token, id)
+	if err != nil {
+		s.fail(w, r, req, err)
 		return
 	}
 	req.account.Name = account
-	ctx := r.Context()
+	if err := s.allow(ctx, account); err != nil {
+		s.fail(w, r, req, err)
+		return
+	}
 	info, err := s.mgr.Get(ctx, account, id)
 	if err == nil && info.State != fsm.Connecting && info.State != fsm.Connected {
 		err = sserrors.SessionState(info.State.String())
@@ -59,21 +64,38 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	s.rt.Serve(ctx, ws, account, id)
 }
 
+// socketAccount returns the account that session_token authorises for the
+// session's socket: the session's access_token, or a bearer token of the
+// session's account (HeyGen's SDK 2.x passes the token it was built with)
+// that is unused or bound to this session. Checking a bearer token this way
+// does not spend it. The caller still checks that the session is the
+// account's (an unknown id answers like a wrong token).
+func (s *Server) socketAccount(ctx context.Context, token, sessionID string) (string, error) {
+	if account, ok := s.access.verify(token, sessionID); ok {
+		return account, nil
+	}
+	if token == "" {
+		return "", sserrors.ErrUnauthorized
+	}
+	t, err := s.tokens.Get(ctx, token)
+	if err != nil {
+		return "", unauthorizedOr(err)
+	}
+	if t.SessionID != "" && t.SessionID != sessionID {
+		return "", sserrors.ErrUnauthorized
+	}
+	return t.Account.Name, nil
+}
+
 // originAllowed applies the origin policy: no Origin header, the server's
-// own origin, or one listed in Config.Origins.
+// own origin, or one Config.Origins allows (the CORS setting).
 func (s *Server) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" || s.anyOrig {
+	if origin == "" || s.originPolicy.Allows(origin) {
 		return true
 	}
 	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if u.Host != "" && strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	return s.origins[strings.ToLower(strings.TrimRight(origin, "/"))]
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
 // isHandshake reports whether r is a WebSocket version 13 opening handshake

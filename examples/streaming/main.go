@@ -19,6 +19,11 @@
 //	-text TEXT     client: what the avatar says
 //	-metrics-addr ADDR  serve /metrics there instead of on -addr
 //	-log-format F  text (default) or json
+//	-cors-origin O browser origins allowed to call the API (CORS) and open the socket,
+//	               instead of the configuration's cors_origins: repeat the flag or
+//	               separate origins with commas ("https://app.example.com",
+//	               "http://localhost:*" for any port, "*" for any origin;
+//	               -cors-origin "" allows none)
 //	-redis ADDR    run as one node of a service sharing the Redis at ADDR (limits,
 //	               sessions, tokens and speech events in Redis); every node reads the same -config
 //	-drain-timeout D  bound of the shutdown after SIGINT or SIGTERM (default 30s)
@@ -50,6 +55,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -77,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&shut.DrainTimeout, "drain-timeout", defaultDrainTimeout, "bound of the shutdown after SIGINT or SIGTERM: the node exits within it")
 	fs.DurationVar(&shut.RequestGrace, "request-grace", defaultRequestGrace, "at shutdown, how long a request in flight may take before its connection is closed")
 	fs.DurationVar(&shut.DrainDelay, "drain-delay", defaultDrainDelay, "with -redis: how long a draining node keeps serving HTTP after /readyz turned 503 (0: none)")
+	var cors originsFlag
+	fs.Var(&cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; replaces the configuration's cors_origins)")
 	var rds redisOptions
 	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port): run as one node of the service sharing that Redis")
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
@@ -115,11 +123,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streaming: -log-format must be text or json, not %q\n", *logFormat)
 		return 2
 	}
-	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds,
+	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds, CORSOrigins: cors.origins,
 		DrainTimeout: shut.DrainTimeout, RequestGrace: shut.RequestGrace, DrainDelay: shut.DrainDelay}
 	if err := serve(ctx, opts, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// originsFlag collects -cors-origin: every use adds its comma-separated
+// origins; origins stays nil while the flag is not given, so that the
+// configuration's cors_origins apply.
+type originsFlag struct{ origins []string }
+
+func (f *originsFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return strings.Join(f.origins, ",")
+}
+
+func (f *originsFlag) Set(v string) error {
+	if f.origins == nil {
+		f.origins = []string{}
+	}
+	for o := range strings.SplitSeq(v, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			f.origins = append(f.origins, o)
+		}
+	}
+	return nil
 }

@@ -334,7 +334,7 @@ func (p *proc) connected(t *testing.T) (created, *websocket.Conn) {
 	ws, _, err := websocket.DefaultDialer.Dial(c.RealtimeEndpoint, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { ws.Close() })
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"connected"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`, readWS(t, ws))
 	return c, ws
 }
 
@@ -354,8 +354,8 @@ func TestSignalShutdown(t *testing.T) {
 	_, ws := p.connected(t)
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, readWS(t, ws))
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"shutdown"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"shutdown"}`, readWS(t, ws))
 	_, _, err := ws.ReadMessage()
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)
@@ -440,8 +440,8 @@ func TestShutdownNotHeldHostage(t *testing.T) {
 	idleAt := closedWithin(t, "idle keep-alive connection", idle, 5*time.Second)
 	slowAt := closedWithin(t, "slow request", slow, 5*time.Second)
 
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, readWS(t, ws))
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"shutdown"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"shutdown"}`, readWS(t, ws))
 	_, _, err = ws.ReadMessage()
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)
@@ -483,8 +483,8 @@ func TestShutdownWithSilentConnection(t *testing.T) {
 	signalled := time.Now()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	silentAt := closedWithin(t, "silent connection", silent, 5*time.Second)
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closing"}`, readWS(t, ws))
-	assert.JSONEq(t, `{"type":"session.state_updated","state":"closed"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"shutdown"}`, readWS(t, ws))
+	assert.JSONEq(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"shutdown"}`, readWS(t, ws))
 	_, _, err = ws.ReadMessage() // the close frame, which the client answers
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)

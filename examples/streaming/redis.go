@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamsession/streamsession/limits/redislimiter"
 	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/redisrate"
 	"github.com/streamsession/streamsession/server/redisrelay"
 	"github.com/streamsession/streamsession/server/redistokens"
 	"github.com/streamsession/streamsession/session/redisstore"
@@ -51,6 +52,7 @@ type redisBackends struct {
 	store   *redisstore.Store
 	tokens  *redistokens.Store
 	relay   *redisrelay.Relay
+	rates   *redisrate.Limiter
 	secret  []byte
 
 	requestTimeout time.Duration
@@ -93,6 +95,9 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	if b.relay, err = redisrelay.New(client, redisrelay.Config{Prefix: opts.Prefix}); err != nil {
 		return fail(err)
 	}
+	if b.rates, err = redisrate.New(client, redisrate.Config{Prefix: opts.Prefix}); err != nil {
+		return fail(err)
+	}
 	return b, nil
 }
 
@@ -103,6 +108,7 @@ func (b *redisBackends) apply(o *config.Options) {
 	o.Server.Tokens = b.tokens
 	o.Server.Secret = b.secret
 	o.Server.Relay = b.relay
+	o.Server.RateLimiter = b.rates
 }
 
 // handler bounds the context of every request to h by the request

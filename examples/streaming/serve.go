@@ -44,6 +44,9 @@ type serveOptions struct {
 	// Redis, when its Addr is set, puts the limiter, the sessions and the
 	// bearer tokens in Redis (see redis.go).
 	Redis redisOptions
+	// CORSOrigins, when not nil (-cors-origin given), replaces the
+	// configuration's cors_origins.
+	CORSOrigins []string
 	// DrainTimeout bounds the shutdown after SIGINT or SIGTERM: the node
 	// exits within it. Zero means defaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -76,6 +79,9 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		if cfg, err = config.Load(opts.ConfigPath); err != nil {
 			return err
 		}
+	}
+	if opts.CORSOrigins != nil {
+		cfg.CORSOrigins = opts.CORSOrigins
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

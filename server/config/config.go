@@ -13,6 +13,8 @@
 //	  "capacity": 1000,
 //	  "join_timeout_seconds": 300,
 //	  "closed_retention_seconds": 600,
+//	  "body_read_timeout_seconds": 10,
+//	  "cors_origins": ["http://localhost:*", "http://127.0.0.1:*"],
 //	  "plans": {
 //	    "trial": {"max_concurrent": 3, "trial": true, "monthly_minutes": 300, "session_duration_limit": 600},
 //	    "pro":   {"max_concurrent": 100}
@@ -33,13 +35,23 @@
 // accounts. A key that is present replaces its default entirely: "plans",
 // "accounts" and "avatars" are not merged with the demo ones. Inside them:
 //
-//   - capacity (the open sessions of the whole service), join_timeout_seconds
-//     and closed_retention_seconds are whole numbers from 1 to 31536000.
+//   - capacity (the open sessions of the whole service), join_timeout_seconds,
+//     closed_retention_seconds and body_read_timeout_seconds (how long a
+//     request's body may take to arrive: server.Config.BodyReadTimeout) are
+//     whole numbers from 1 to 31536000.
+//   - cors_origins lists the browser origins allowed to call the API and
+//     open the realtime socket (server.Config.Origins): exact origins
+//     ("https://app.example.com"), "*" for any, or a port wildcard
+//     ("http://localhost:*"); [] allows none.
 //   - A plan: "trial" (default false); "max_concurrent" (default 3 for a
 //     trial plan, 100 otherwise; 0 allows no session); "monthly_minutes"
 //     (default 300; counted for trial plans only; 0 refuses every session);
 //     "session_duration_limit" in seconds (default 600 for a trial plan, 0 =
-//     none otherwise). Numbers are 0 or more.
+//     none otherwise); "requests_per_second" (a number above 0, at most
+//     1000000; default none: unlimited) and "burst" (1 or more; default the
+//     rate rounded up; only with requests_per_second), the request budget of
+//     each account of the plan (server.Config.RateLimit). Numbers are 0 or
+//     more unless said.
 //   - An account: "api_key" and "name" are required and unique; "plan"
 //     (default "trial") names a plan.
 //   - An avatar: "avatar_id" is required and unique; "public" (default
@@ -92,6 +104,13 @@ type Config struct {
 	JoinTimeout time.Duration
 	// ClosedRetention is how long a closed session stays addressable.
 	ClosedRetention time.Duration
+	// BodyReadTimeout bounds the reading of a request's body.
+	BodyReadTimeout time.Duration
+	// CORSOrigins are the browser origins allowed (server.Config.Origins).
+	CORSOrigins []string
+	// RateLimits holds, by plan name, the request budget of each account of
+	// the plans that set one; the other plans are unlimited.
+	RateLimits map[string]server.RateLimit
 	// Plans by name.
 	Plans map[string]limits.Plan
 	// Accounts in file order.
@@ -113,6 +132,8 @@ type (
 		Capacity               *int                `json:"capacity"`
 		JoinTimeoutSeconds     *int                `json:"join_timeout_seconds"`
 		ClosedRetentionSeconds *int                `json:"closed_retention_seconds"`
+		BodyReadTimeoutSeconds *int                `json:"body_read_timeout_seconds"`
+		CORSOrigins            *[]string           `json:"cors_origins"`
 		Plans                  map[string]planJSON `json:"plans"`
 		Accounts               []accountJSON       `json:"accounts"`
 		Avatars                []avatarJSON        `json:"avatars"`
@@ -122,6 +143,9 @@ type (
 		Trial                *bool `json:"trial"`
 		MonthlyMinutes       *int  `json:"monthly_minutes"`
 		SessionDurationLimit *int  `json:"session_duration_limit"`
+
+		RequestsPerSecond *float64 `json:"requests_per_second"`
+		Burst             *int     `json:"burst"`
 	}
 	accountJSON struct {
 		APIKey *string `json:"api_key"`
@@ -179,6 +203,12 @@ func Parse(data []byte) (*Config, error) {
 	}
 	if f.ClosedRetentionSeconds == nil {
 		f.ClosedRetentionSeconds = demo.ClosedRetentionSeconds
+	}
+	if f.BodyReadTimeoutSeconds == nil {
+		f.BodyReadTimeoutSeconds = demo.BodyReadTimeoutSeconds
+	}
+	if f.CORSOrigins == nil {
+		f.CORSOrigins = demo.CORSOrigins
 	}
 	if f.Plans == nil {
 		f.Plans = demo.Plans
@@ -244,6 +274,15 @@ func (f *fileJSON) resolve() (*Config, error) {
 	}
 	c.JoinTimeout = time.Duration(join) * time.Second
 	c.ClosedRetention = time.Duration(retention) * time.Second
+	bodyTimeout, err := between("body_read_timeout_seconds", *f.BodyReadTimeoutSeconds, 1, maxSeconds)
+	if err != nil {
+		return nil, err
+	}
+	c.BodyReadTimeout = time.Duration(bodyTimeout) * time.Second
+	c.CORSOrigins = append([]string{}, *f.CORSOrigins...)
+	if _, err := server.NewOriginPolicy(c.CORSOrigins); err != nil {
+		return nil, fmt.Errorf("config: cors_origins%w", err)
+	}
 
 	for name, p := range f.Plans {
 		plan, err := p.resolve(name)
@@ -251,6 +290,16 @@ func (f *fileJSON) resolve() (*Config, error) {
 			return nil, err
 		}
 		c.Plans[name] = plan
+		rate, err := p.rateLimit(name)
+		if err != nil {
+			return nil, err
+		}
+		if !rate.Unlimited() {
+			if c.RateLimits == nil {
+				c.RateLimits = make(map[string]server.RateLimit)
+			}
+			c.RateLimits[name] = rate
+		}
 	}
 
 	keys, names := make(map[string]bool), make(map[string]bool)
@@ -361,6 +410,51 @@ func (p planJSON) resolve(name string) (limits.Plan, error) {
 	return plan, nil
 }
 
+// maxRequestsPerSecond bounds a plan's requests_per_second.
+const maxRequestsPerSecond = 1e6
+
+// rateLimit is the plan's request budget: requests_per_second and burst.
+func (p planJSON) rateLimit(name string) (server.RateLimit, error) {
+	key := "plans." + name
+	if p.RequestsPerSecond == nil {
+		if p.Burst != nil {
+			return server.RateLimit{}, fmt.Errorf("config: %s.burst: needs requests_per_second", key)
+		}
+		return server.RateLimit{}, nil
+	}
+	rps := *p.RequestsPerSecond
+	if !(rps > 0 && rps <= maxRequestsPerSecond) {
+		return server.RateLimit{}, fmt.Errorf("config: %s.requests_per_second: %v is outside (0, %v]", key, rps, float64(maxRequestsPerSecond))
+	}
+	limit := server.RateLimit{PerSecond: rps}
+	if p.Burst != nil {
+		n, err := between(key+".burst", *p.Burst, 1, 1<<31-1)
+		if err != nil {
+			return server.RateLimit{}, err
+		}
+		limit.Burst = n
+	}
+	limit.Burst = limit.EffectiveBurst()
+	return limit, nil
+}
+
+// RateLimit returns a lookup of each account's request budget by account
+// name, for server.Config.RateLimit: its plan's requests_per_second and
+// burst, and the zero RateLimit (unlimited) for an account whose plan sets
+// none or a name c does not have. It returns nil when no plan sets one.
+func (c *Config) RateLimit() func(account string) server.RateLimit {
+	if len(c.RateLimits) == 0 {
+		return nil
+	}
+	byAccount := make(map[string]server.RateLimit)
+	for _, a := range c.Accounts {
+		if r, ok := c.RateLimits[a.Plan.Name]; ok {
+			byAccount[a.Name] = r
+		}
+	}
+	return func(account string) server.RateLimit { return byAccount[account] }
+}
+
 func between(key string, v, lo, hi int) (int, error) {
 	if v < lo || v > hi {
 		return 0, fmt.Errorf("config: %s: %d is outside %d–%d", key, v, lo, hi)
@@ -380,7 +474,8 @@ func (c *Config) AccountsByKey() server.AccountsByKey {
 // Options adjust [NewService]. The zero value is the single-node default.
 type Options struct {
 	// Server is the template of the server's configuration; NewService
-	// fills in Manager, Accounts and Avatars.
+	// fills in Manager, Accounts, Avatars, Origins (cors_origins),
+	// BodyReadTimeout and RateLimit from the configuration.
 	Server server.Config
 	// Session is the template of the manager's configuration; NewService
 	// fills in Limiter, Avatars, JoinTimeout and Retention.
@@ -430,6 +525,9 @@ func NewService(c *Config, opts Options) (*Service, error) {
 	hcfg.Manager = mgr
 	hcfg.Accounts = c.AccountsByKey()
 	hcfg.Avatars = c.Avatars
+	hcfg.Origins = c.CORSOrigins
+	hcfg.BodyReadTimeout = c.BodyReadTimeout
+	hcfg.RateLimit = c.RateLimit()
 	srv, err := server.New(hcfg)
 	if err != nil {
 		_ = mgr.Close(context.Background())

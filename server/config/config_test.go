@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -27,6 +28,10 @@ func TestDemo(t *testing.T) {
 	assert.Equal(t, 1000, c.Capacity)
 	assert.Equal(t, 300*time.Second, c.JoinTimeout)
 	assert.Equal(t, 600*time.Second, c.ClosedRetention)
+	assert.Equal(t, 10*time.Second, c.BodyReadTimeout)
+	assert.Equal(t, []string{"http://localhost:*", "http://127.0.0.1:*"}, c.CORSOrigins)
+	assert.Nil(t, c.RateLimits, "the demo plans are unlimited")
+	assert.Nil(t, c.RateLimit())
 	assert.Equal(t, map[string]limits.Plan{
 		"trial": {Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second},
 		"pro":   {Name: "pro", MaxConcurrent: 100, MonthlyMinutes: 300},
@@ -113,6 +118,18 @@ func TestParseErrors(t *testing.T) {
 		{"bad status", `{"avatars": [{"avatar_id": "a", "status": "RETIRED"}]}`, `avatars[0].status`},
 		{"two defaults", `{"avatars": [{"avatar_id": "a", "default": true}, {"avatar_id": "b", "default": true}]}`, `avatars[1].default`},
 		{"unknown owner", `{"avatars": [{"avatar_id": "a", "owner": "nobody"}]}`, `avatars[0].owner: no account is named "nobody"`},
+		{"zero body timeout", `{"body_read_timeout_seconds": 0}`, `body_read_timeout_seconds: 0 is outside 1`},
+		{"body timeout not a number", `{"body_read_timeout_seconds": "10s"}`, `body_read_timeout_seconds`},
+		{"cors_origins not a list", `{"cors_origins": "*"}`, `cors_origins`},
+		{"cors origin with a path", `{"cors_origins": ["https://a.example", "https://b.example/app"]}`, `cors_origins[1] "https://b.example/app"`},
+		{"cors origin without a scheme", `{"cors_origins": ["localhost:3000"]}`, `cors_origins[0]`},
+		{"zero rate", `{"plans": {"p": {"requests_per_second": 0}}}`, `plans.p.requests_per_second: 0 is outside`},
+		{"negative rate", `{"plans": {"p": {"requests_per_second": -2}}}`, `plans.p.requests_per_second`},
+		{"huge rate", `{"plans": {"p": {"requests_per_second": 1e7}}}`, `plans.p.requests_per_second`},
+		{"rate not a number", `{"plans": {"p": {"requests_per_second": "10/s"}}}`, `requests_per_second`},
+		{"zero burst", `{"plans": {"p": {"requests_per_second": 1, "burst": 0}}}`, `plans.p.burst: 0 is outside 1`},
+		{"fractional burst", `{"plans": {"p": {"requests_per_second": 1, "burst": 1.5}}}`, `burst`},
+		{"burst without a rate", `{"plans": {"p": {"burst": 5}}}`, `plans.p.burst: needs requests_per_second`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,6 +139,73 @@ func TestParseErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 			assert.True(t, strings.HasPrefix(err.Error(), "config: "), err.Error())
 		})
+	}
+}
+
+func TestParseRateLimitsAndCORS(t *testing.T) {
+	c, err := Parse([]byte(`{
+		"body_read_timeout_seconds": 3,
+		"cors_origins": ["https://app.example.com", "*"],
+		"plans": {"free": {"trial": true, "requests_per_second": 0.5}, "pro": {"requests_per_second": 2.5}, "gold": {"requests_per_second": 10, "burst": 40}, "open": {}},
+		"accounts": [{"api_key": "k1", "name": "a1", "plan": "free"}, {"api_key": "k2", "name": "a2", "plan": "pro"},
+			{"api_key": "k3", "name": "a3", "plan": "gold"}, {"api_key": "k4", "name": "a4", "plan": "open"}]
+	}`))
+	require.NoError(t, err)
+	assert.Equal(t, 3*time.Second, c.BodyReadTimeout)
+	assert.Equal(t, []string{"https://app.example.com", "*"}, c.CORSOrigins)
+	assert.Equal(t, map[string]server.RateLimit{
+		"free": {PerSecond: 0.5, Burst: 1},
+		"pro":  {PerSecond: 2.5, Burst: 3}, // burst: the rate rounded up
+		"gold": {PerSecond: 10, Burst: 40},
+	}, c.RateLimits)
+	assert.Equal(t, limits.Plan{Name: "gold", MaxConcurrent: 100, MonthlyMinutes: 300}, c.Plans["gold"], "the plan itself is unchanged")
+
+	lookup := c.RateLimit()
+	require.NotNil(t, lookup)
+	assert.Equal(t, server.RateLimit{PerSecond: 0.5, Burst: 1}, lookup("a1"))
+	assert.Equal(t, server.RateLimit{PerSecond: 10, Burst: 40}, lookup("a3"))
+	assert.True(t, lookup("a4").Unlimited(), "a plan without a rate")
+	assert.True(t, lookup("nobody").Unlimited())
+
+	none, err := Parse([]byte(`{"cors_origins": []}`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{}, none.CORSOrigins, "[] allows no origin")
+}
+
+// TestNewServiceWiresServerKeys: the body deadline, the CORS origins and the
+// plans' request budgets reach the server.
+func TestNewServiceWiresServerKeys(t *testing.T) {
+	c, err := Parse([]byte(`{
+		"cors_origins": ["https://app.example.com"],
+		"plans": {"pro": {"requests_per_second": 0.001, "burst": 2}, "trial": {"trial": true}},
+		"accounts": [{"api_key": "k-pro", "name": "pro-co", "plan": "pro"}, {"api_key": "k-trial", "name": "trial-co", "plan": "trial"}]
+	}`))
+	require.NoError(t, err)
+	svc, err := NewService(c, Options{})
+	require.NoError(t, err)
+	ts := httptest.NewServer(svc.Server)
+	defer ts.Close()
+	defer svc.Shutdown(context.Background())
+
+	get := func(key, origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/streaming/avatar.list", nil)
+		req.Header.Set("X-Api-Key", key)
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	for range 2 {
+		resp := get("k-pro", "https://app.example.com")
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "https://app.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	resp := get("k-pro", "http://localhost:3000")
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "burst 2")
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "the demo's localhost origins are replaced")
+	for range 5 {
+		assert.Equal(t, http.StatusOK, get("k-trial", "").StatusCode, "another plan, unlimited")
 	}
 }
 

@@ -50,6 +50,13 @@ type SocketConfig struct {
 	// CloseGrace is how long the server waits for the client's close frame
 	// after sending its own. The default is 2 s.
 	CloseGrace time.Duration
+	// MessageRate bounds the messages a client sends, per second, with
+	// MessageBurst at once: a client over it is closed with 1008 and a
+	// reason saying so, and what it sent past the bound is not served. The
+	// defaults are 10 a second and a burst of 20 (a person talking to an
+	// avatar sends far fewer).
+	MessageRate  float64
+	MessageBurst int
 }
 
 func (c *SocketConfig) setDefaults() {
@@ -70,6 +77,12 @@ func (c *SocketConfig) setDefaults() {
 	}
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = 2 * time.Second
+	}
+	if c.MessageRate <= 0 {
+		c.MessageRate = 10
+	}
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = 20
 	}
 }
 

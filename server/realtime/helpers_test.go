@@ -95,7 +95,7 @@ func (e *env) connect(account string) (string, *socket) {
 	_, err = e.mgr.Join(ctx, account, id)
 	require.NoError(e.t, err)
 	s := e.open(account, id)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	return id, s
 }
 
@@ -170,7 +170,7 @@ func (s *socket) send(msg string) {
 func (s *socket) settle() {
 	s.t.Helper()
 	s.send(`{"type":"nothing"}`)
-	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
+	s.expect(`{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`)
 }
 
 // closeError reads until the connection ends and returns the close frame's

@@ -6,8 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
@@ -28,6 +30,15 @@ const (
 	ReasonSessionClosed = "session closed"
 	// ReasonShuttingDown closes every socket on Shutdown (code 1001).
 	ReasonShuttingDown = "server shutting down"
+	// ReasonInvalidUTF8 closes a socket that sent a text frame that is not
+	// UTF-8 (code 1007).
+	ReasonInvalidUTF8 = "text frame is not valid UTF-8"
+	// ReasonTooManyMessages closes a socket that sent more than
+	// SocketConfig.MessageRate allows (code 1008).
+	ReasonTooManyMessages = "too many messages: over the socket's message rate"
+	// ReasonSlowReader closes a socket whose client does not read what the
+	// server sends (SocketConfig.SendQueue messages behind; code 1008).
+	ReasonSlowReader = "client too slow: send queue full"
 )
 
 // Hub runs one node's realtime sockets: at most one per session, each with
@@ -149,9 +160,9 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, account, sessionID 
 	// The state after registration: transitions from now on reach c, and
 	// epochs order them against this snapshot.
 	if info, err := h.mgr.Get(c.ctx, account, sessionID); err == nil {
-		c.applyState(info.State, info.Epoch)
+		c.applyState(info.State, info.Epoch, info.Reason)
 	} else if errors.Is(err, sserrors.ErrSessionNotFound) {
-		c.applyState(fsm.Closed, ^uint64(0))
+		c.applyState(fsm.Closed, ^uint64(0), session.ReasonNone)
 	}
 	c.markReady()
 	if h.relay != nil {
@@ -223,7 +234,7 @@ func (h *Hub) onEvent(ev session.Event) {
 		h.speech.interrupt(ev.SessionID)
 	}
 	if c := h.get(ev.SessionID); c != nil {
-		c.applyState(ev.To, ev.Epoch)
+		c.applyState(ev.To, ev.Epoch, ev.Reason)
 	}
 }
 
@@ -290,15 +301,21 @@ type client struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	send       chan frame
+	send chan frame
+	// urgent carries a close frame that goes before the queued messages
+	// (a client that breaks the rules learns why at once).
+	urgent     chan frame
 	readerDone chan struct{}
-	killOnce   sync.Once
-	sentClose  atomic.Bool
+	// rate bounds the client's messages; used by the reader only.
+	rate      *rate.Limiter
+	killOnce  sync.Once
+	sentClose atomic.Bool
 
 	mu        sync.Mutex
 	ready     bool // the first session.state_updated is queued
 	haveState bool
 	state     fsm.State
+	reason    session.Reason
 	epoch     uint64
 	early     [][]byte
 	closing   bool // nothing more is queued
@@ -317,20 +334,22 @@ func (h *Hub) newClient(ws *websocket.Conn, account, sessionID string) *client {
 		ctx:        ctx,
 		cancel:     cancel,
 		send:       make(chan frame, h.sock.SendQueue),
+		urgent:     make(chan frame, 1),
 		readerDone: make(chan struct{}),
+		rate:       rate.NewLimiter(rate.Limit(h.sock.MessageRate), h.sock.MessageBurst),
 	}
 }
 
 // applyState records a transition (or a snapshot) with its epoch; older
 // news is ignored. Once ready, a newer state is queued, and the closed state
 // ends the socket.
-func (c *client) applyState(state fsm.State, epoch uint64) {
+func (c *client) applyState(state fsm.State, epoch uint64, reason session.Reason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.haveState && epoch <= c.epoch {
 		return
 	}
-	c.haveState, c.state, c.epoch = true, state, epoch
+	c.haveState, c.state, c.epoch, c.reason = true, state, epoch, reason
 	if c.ready {
 		c.queueStateLocked()
 	}
@@ -354,7 +373,7 @@ func (c *client) queueStateLocked() {
 		return
 	}
 	c.lastSent = c.state
-	c.queueLocked(encodeState(c.state.String()))
+	c.queueLocked(encodeState(c.state, c.reason))
 	if c.state == fsm.Closed {
 		c.closeLocked(websocket.CloseNormalClosure, ReasonSessionClosed)
 	}
@@ -374,7 +393,7 @@ func (c *client) sendData(msg []byte) {
 }
 
 // queueLocked queues msg without blocking; a full queue means the client
-// does not read, and it is dropped.
+// does not read: it is closed with 1008.
 func (c *client) queueLocked(msg []byte) {
 	if c.closing {
 		return
@@ -382,7 +401,26 @@ func (c *client) queueLocked(msg []byte) {
 	select {
 	case c.send <- frame{data: msg}:
 	default:
-		c.closing = true
+		c.abortLocked(websocket.ClosePolicyViolation, ReasonSlowReader)
+	}
+}
+
+// abort closes the socket with code and reason ahead of the messages
+// queued, which are dropped.
+func (c *client) abort(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.abortLocked(code, reason)
+}
+
+func (c *client) abortLocked(code int, reason string) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	select {
+	case c.urgent <- frame{code: code, reason: reason}:
+	default:
 		c.kill()
 	}
 }
@@ -422,22 +460,19 @@ func (c *client) writeLoop() {
 	defer ping.Stop()
 	for {
 		select {
+		case f := <-c.urgent:
+			c.writeClose(f)
+			return
+		default:
+		}
+		select {
+		case f := <-c.urgent:
+			c.writeClose(f)
+			return
 		case f := <-c.send:
 			deadline := time.Now().Add(sock.WriteTimeout)
 			if f.code != 0 {
-				c.sentClose.Store(true)
-				err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), deadline)
-				if err == nil {
-					// Wait for the client's close frame, within reason.
-					grace := time.NewTimer(sock.CloseGrace)
-					select {
-					case <-c.readerDone:
-					case <-c.ctx.Done():
-					case <-grace.C:
-					}
-					grace.Stop()
-				}
-				c.kill()
+				c.writeClose(f)
 				return
 			}
 			c.ws.SetWriteDeadline(deadline)
@@ -455,6 +490,25 @@ func (c *client) writeLoop() {
 			return
 		}
 	}
+}
+
+// writeClose sends the close frame f, waits (within CloseGrace) for the
+// client's, and drops the connection.
+func (c *client) writeClose(f frame) {
+	sock := c.hub.sock
+	c.sentClose.Store(true)
+	err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), time.Now().Add(sock.WriteTimeout))
+	if err == nil {
+		// Wait for the client's close frame, within reason.
+		grace := time.NewTimer(sock.CloseGrace)
+		select {
+		case <-c.readerDone:
+		case <-c.ctx.Done():
+		case <-grace.C:
+		}
+		grace.Stop()
+	}
+	c.kill()
 }
 
 func (c *client) readLoop() {
@@ -487,8 +541,24 @@ func (c *client) readLoop() {
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-		c.handle(typ, data)
+		if c.isClosing() {
+			continue // a close frame is on its way: what follows is not served
+		}
+		switch {
+		case typ == websocket.TextMessage && !utf8.Valid(data):
+			c.abort(websocket.CloseInvalidFramePayloadData, ReasonInvalidUTF8)
+		case !c.rate.Allow():
+			c.abort(websocket.ClosePolicyViolation, ReasonTooManyMessages)
+		default:
+			c.handle(typ, data)
+		}
 	}
+}
+
+func (c *client) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
 }
 
 // handle serves one client message.

@@ -26,22 +26,23 @@ func TestSocketStateCommands(t *testing.T) {
 	_, err := e.mgr.Stop(context.Background(), "acme", id)
 	require.NoError(t, err)
 	cl, s := e.rawClient("acme", id)
-	cl.applyState(fsm.Connected, 1)
+	cl.applyState(fsm.Connected, 1, session.ReasonNone)
 	cl.markReady()
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	for _, msg := range []string{`{"type":"agent.speak","text":"late"}`, `{"type":"agent.interrupt"}`, `{"type":"session.keep_alive"}`} {
 		s.send(msg)
-		s.expect(`{"type":"error","code":10005,"message":"Session state wrong: closed"}`)
+		s.expect(`{"type":"error","event_type":"error","code":10005,"message":"Session state wrong: closed"}`)
 	}
 	s.send(`{"type":"nope"}`)
-	s.expect(`{"type":"error","code":400175,"message":"Invalid parameter"}`)
+	s.expect(`{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`)
 	assert.Equal(t, 0, e.clock.Pending(), "nothing was spoken")
 	cl.kill()
 }
 
-// TestSlowClientIsDropped fills a socket's send queue while its writer is
-// not running: the next message drops the connection instead of blocking.
-func TestSlowClientIsDropped(t *testing.T) {
+// TestSlowClientIsClosed fills a socket's send queue while its writer is
+// not running: the next message does not block; the socket is closed with
+// 1008 and a reason ahead of what was queued, then dropped.
+func TestSlowClientIsClosed(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Socket.SendQueue = 4 })
 	serverSide := make(chan *websocket.Conn, 1)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -54,17 +55,68 @@ func TestSlowClientIsDropped(t *testing.T) {
 	require.NoError(t, err)
 	defer peer.Close()
 	cl := e.hub.newClient(<-serverSide, "acme", "s1")
-	cl.applyState(fsm.Connected, 2)
+	cl.applyState(fsm.Connected, 2, session.ReasonNone)
 	cl.markReady() // one message queued
 	for i := 0; i < 3; i++ {
 		cl.sendData([]byte(`{}`))
 	}
-	require.NoError(t, cl.ctx.Err(), "the queue is full, not overflowing")
+	require.Empty(t, cl.urgent, "the queue is full, not overflowing")
 	cl.sendData([]byte(`{}`))
-	assert.Error(t, cl.ctx.Err(), "an overflow kills the client")
-	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _, err = peer.ReadMessage()
-	assert.Error(t, err, "the connection is gone")
+	require.Len(t, cl.urgent, 1, "an overflow closes the socket")
+	cl.sendData([]byte(`{}`)) // nothing more is queued, nothing blocks
+
+	e.hub.wg.Add(2)
+	go cl.writeLoop()
+	go cl.readLoop()
+	s := &socket{t: t, ws: peer}
+	ce := s.closeError()
+	require.NotNil(t, ce, "a close frame, not a drop")
+	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+	assert.Equal(t, ReasonSlowReader, ce.Text)
+	<-cl.ctx.Done()
+}
+
+// TestClientRulesCloseTheSocket: a text frame that is not UTF-8 closes the
+// socket with 1007, more messages than the rate allows with 1008; what came
+// after is not served and the session is untouched.
+func TestClientRulesCloseTheSocket(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Socket.MessageRate, c.Socket.MessageBurst = 0.01, 3 })
+	id, s := e.connect("acme")
+	s.send("{\"type\":\"agent.speak\",\"text\":\"\xff\xc0\"}")
+	ce := s.closeError()
+	require.NotNil(t, ce)
+	assert.Equal(t, websocket.CloseInvalidFramePayloadData, ce.Code)
+	assert.Equal(t, ReasonInvalidUTF8, ce.Text)
+	assert.Equal(t, 0, e.clock.Pending(), "nothing was spoken")
+
+	s = e.open("acme", id)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
+	for range 3 {
+		s.settle() // within the burst: served
+	}
+	s.send(`{"type":"agent.speak","text":"over the bound"}`)
+	s.send(`{"type":"agent.speak","text":"after the close"}`)
+	ce = s.closeError()
+	require.NotNil(t, ce)
+	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+	assert.Equal(t, ReasonTooManyMessages, ce.Text)
+	assert.Equal(t, 0, e.clock.Pending(), "nothing was spoken")
+	info, err := e.mgr.Get(context.Background(), "acme", id)
+	require.NoError(t, err)
+	assert.Equal(t, fsm.Connected, info.State)
+}
+
+// TestReasonReachesTheSocket: closing and closed carry the reason, on the
+// live socket and in the first message of a socket opened late.
+func TestReasonReachesTheSocket(t *testing.T) {
+	e := newEnv(t, nil)
+	id, s := e.connect("acme")
+	_, err := e.mgr.Stop(context.Background(), "acme", id)
+	require.NoError(t, err)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"stop"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
+	late := e.open("acme", id)
+	late.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
 }
 
 // TestEarlyMessagesWaitForTheFirstState: a message for a socket that has
@@ -73,30 +125,36 @@ func TestEarlyMessagesWaitForTheFirstState(t *testing.T) {
 	e := newEnv(t, nil)
 	cl, s := e.rawClient("acme", "s1")
 	cl.sendData([]byte(`{"type":"early"}`))
-	cl.applyState(fsm.Connecting, 2)
-	cl.applyState(fsm.Connected, 3)
-	cl.applyState(fsm.Connecting, 2) // stale: ignored
+	cl.applyState(fsm.Connecting, 2, session.ReasonNone)
+	cl.applyState(fsm.Connected, 3, session.ReasonNone)
+	cl.applyState(fsm.Connecting, 2, session.ReasonNone) // stale: ignored
 	cl.markReady()
-	cl.applyState(fsm.Connected, 3) // the same epoch again: ignored
-	cl.applyState(fsm.Closing, 4)
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	cl.applyState(fsm.Connected, 3, session.ReasonNone) // the same epoch again: ignored
+	cl.applyState(fsm.Closing, 4, session.ReasonNone)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	s.expect(`{"type":"early"}`)
-	s.expect(`{"type":"session.state_updated","state":"closing"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing"}`)
 	cl.kill()
 }
 
 func TestServerMessageDecodes(t *testing.T) {
 	for _, raw := range []string{
-		string(encodeState("connected")),
-		string(marshalMessage(startTalkingMessage{Type: TypeStartTalking, TaskID: "t", DurationMS: 5})),
-		string(marshalMessage(stopTalkingMessage{Type: TypeStopTalking, TaskID: "t", DurationMS: 5, Interrupted: true})),
+		string(encodeState(fsm.Connected, session.ReasonNone)),
+		string(encodeState(fsm.Closed, session.ReasonIdle)),
+		string(encodeStartTalking("t", 5*time.Millisecond)),
+		string(encodeStopTalking("t", 5*time.Millisecond, true)),
 		string(encodeError(nil)),
 	} {
 		var m ServerMessage
 		require.NoError(t, json.Unmarshal([]byte(raw), &m), raw)
 		assert.NotEmpty(t, m.Type)
+		assert.Equal(t, m.Type, m.EventType, "every event carries event_type equal to type")
 	}
-	assert.Equal(t, `{"type":"error","code":500000,"message":"Internal server error"}`, string(encodeError(io.EOF)))
+	// The reason goes with closing and closed only.
+	assert.Equal(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"idle"}`, string(encodeState(fsm.Closed, session.ReasonIdle)))
+	assert.Equal(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`, string(encodeState(fsm.Connected, session.ReasonStop)))
+	assert.Equal(t, `{"type":"session.state_updated","event_type":"session.state_updated","state":"closing"}`, string(encodeState(fsm.Closing, session.ReasonNone)))
+	assert.Equal(t, `{"type":"error","event_type":"error","code":500000,"message":"Internal server error"}`, string(encodeError(io.EOF)))
 }
 
 // TestOnRelay feeds a node's relay handler directly: malformed commands
@@ -112,13 +170,13 @@ func TestOnRelay(t *testing.T) {
 
 	e.hub.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
 	e.hub.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t1", Duration: 2 * time.Second})
-	s.expect(`{"type":"avatar_start_talking","task_id":"t1","duration_ms":2000}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"t1","duration_ms":2000}`)
 	assert.Equal(t, 1, e.clock.Pending(), "the repeat started nothing")
 	e.hub.onRelay(id, RelayMessage{Kind: RelaySpeak, TaskID: "t2", Duration: -time.Second})
-	s.expect(`{"type":"avatar_stop_talking","task_id":"t1","duration_ms":0,"interrupted":true}`)
-	s.expect(`{"type":"avatar_start_talking","task_id":"t2","duration_ms":0}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"t1","duration_ms":0,"interrupted":true}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"t2","duration_ms":0}`)
 	e.clock.Advance(0)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"t2","duration_ms":0,"interrupted":false}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"t2","duration_ms":0,"interrupted":false}`)
 	s.settle()
 }
 
@@ -131,9 +189,9 @@ func TestOnRelayReplace(t *testing.T) {
 	cl.token = "mine"
 	_, ok := e.hub.register(cl)
 	require.True(t, ok)
-	cl.applyState(fsm.Connected, 1)
+	cl.applyState(fsm.Connected, 1, session.ReasonNone)
 	cl.markReady()
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 
 	e.hub.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "theirs"})
 	s.settle() // not announced yet: the announcement is older than this socket
@@ -187,9 +245,9 @@ func TestLateOwnAnnouncementIsIgnored(t *testing.T) {
 			cl.token = "second"
 			_, ok = e.hub.register(cl)
 			require.True(t, ok)
-			cl.applyState(fsm.Connected, 1)
+			cl.applyState(fsm.Connected, 1, session.ReasonNone)
 			cl.markReady()
-			s.expect(`{"type":"session.state_updated","state":"connected"}`)
+			s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 			e.hub.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "second"}) // announced
 
 			e.hub.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "first"}) // late
@@ -217,9 +275,9 @@ func TestLateAnnouncementOfAnotherNodeIsIgnored(t *testing.T) {
 	x.token = e.hub.order.newToken()
 	_, ok := e.hub.register(x)
 	require.True(t, ok)
-	x.applyState(fsm.Connected, 1)
+	x.applyState(fsm.Connected, 1, session.ReasonNone)
 	x.markReady()
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	e.hub.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: x.token}) // x announced
 
 	e.hub.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "nodeB.1"}) // a1, late

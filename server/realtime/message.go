@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"time"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/session"
 )
 
 // Message types on the realtime socket.
@@ -68,10 +71,13 @@ func DecodeClientMessage(data []byte) (ClientMessage, error) {
 }
 
 // ServerMessage is any message the server sends on the realtime socket, for
-// clients to decode. Which fields are set depends on Type:
+// clients to decode. Every message carries EventType equal to Type (HeyGen's
+// SDK 2.x reads event_type). Which other fields are set depends on Type:
 //
 //   - TypeStateUpdated: State ("new", "connecting", "connected", "closing",
-//     "closed").
+//     "closed") and, for closing and closed, Reason: why the session ends
+//     ("stop", "idle", "duration", "join", "shutdown", "lease_lost", ...: the
+//     names of session.Reason).
 //   - TypeStartTalking: TaskID, DurationMS (how long the text takes).
 //   - TypeStopTalking: TaskID, DurationMS (how long the avatar actually
 //     spoke) and Interrupted (true when cut short by an interrupt, a newer
@@ -81,7 +87,9 @@ func DecodeClientMessage(data []byte) (ClientMessage, error) {
 // It is a plain value, safe to copy.
 type ServerMessage struct {
 	Type        string        `json:"type"`
+	EventType   string        `json:"event_type"`
 	State       string        `json:"state,omitempty"`
+	Reason      string        `json:"reason,omitempty"`
 	TaskID      string        `json:"task_id,omitempty"`
 	DurationMS  int64         `json:"duration_ms,omitempty"`
 	Interrupted bool          `json:"interrupted,omitempty"`
@@ -93,24 +101,29 @@ type ServerMessage struct {
 // the wire contract, so they are not derived from ServerMessage).
 type (
 	stateMessage struct {
-		Type  string `json:"type"`
-		State string `json:"state"`
+		Type      string `json:"type"`
+		EventType string `json:"event_type"`
+		State     string `json:"state"`
+		Reason    string `json:"reason,omitempty"`
 	}
 	startTalkingMessage struct {
 		Type       string `json:"type"`
+		EventType  string `json:"event_type"`
 		TaskID     string `json:"task_id"`
 		DurationMS int64  `json:"duration_ms"`
 	}
 	stopTalkingMessage struct {
 		Type        string `json:"type"`
+		EventType   string `json:"event_type"`
 		TaskID      string `json:"task_id"`
 		DurationMS  int64  `json:"duration_ms"`
 		Interrupted bool   `json:"interrupted"`
 	}
 	errorMessage struct {
-		Type    string        `json:"type"`
-		Code    sserrors.Code `json:"code"`
-		Message string        `json:"message"`
+		Type      string        `json:"type"`
+		EventType string        `json:"event_type"`
+		Code      sserrors.Code `json:"code"`
+		Message   string        `json:"message"`
 	}
 )
 
@@ -123,8 +136,22 @@ func marshalMessage(v any) []byte {
 	return b
 }
 
-func encodeState(state string) []byte {
-	return marshalMessage(stateMessage{Type: TypeStateUpdated, State: state})
+// encodeState encodes session.state_updated; the reason is sent with
+// closing and closed only.
+func encodeState(state fsm.State, reason session.Reason) []byte {
+	m := stateMessage{Type: TypeStateUpdated, EventType: TypeStateUpdated, State: state.String()}
+	if state >= fsm.Closing && reason != session.ReasonNone {
+		m.Reason = reason.String()
+	}
+	return marshalMessage(m)
+}
+
+func encodeStartTalking(taskID string, d time.Duration) []byte {
+	return marshalMessage(startTalkingMessage{Type: TypeStartTalking, EventType: TypeStartTalking, TaskID: taskID, DurationMS: d.Milliseconds()})
+}
+
+func encodeStopTalking(taskID string, spoke time.Duration, interrupted bool) []byte {
+	return marshalMessage(stopTalkingMessage{Type: TypeStopTalking, EventType: TypeStopTalking, TaskID: taskID, DurationMS: spoke.Milliseconds(), Interrupted: interrupted})
 }
 
 func encodeError(err error) []byte {
@@ -132,5 +159,5 @@ func encodeError(err error) []byte {
 	if !ok {
 		e = sserrors.ErrInternalServerError
 	}
-	return marshalMessage(errorMessage{Type: TypeError, Code: e.Code, Message: e.Message})
+	return marshalMessage(errorMessage{Type: TypeError, EventType: TypeError, Code: e.Code, Message: e.Message})
 }

@@ -114,7 +114,7 @@ func (s *speaker) start(sessionID, id string, d time.Duration) {
 	// The timer exists before anyone hears of the task; it cannot fire
 	// before the start is emitted, since finish needs s.mu.
 	t.stop = s.clock.AfterFunc(d, func() { s.finish(sessionID, t) })
-	s.emit(sessionID, marshalMessage(startTalkingMessage{Type: TypeStartTalking, TaskID: t.id, DurationMS: d.Milliseconds()}))
+	s.emit(sessionID, encodeStartTalking(t.id, d))
 }
 
 // finish ends t when its time is up, unless it was interrupted meanwhile.
@@ -125,7 +125,7 @@ func (s *speaker) finish(sessionID string, t *task) {
 		return
 	}
 	delete(s.current, sessionID)
-	s.emit(sessionID, marshalMessage(stopTalkingMessage{Type: TypeStopTalking, TaskID: t.id, DurationMS: t.duration.Milliseconds()}))
+	s.emit(sessionID, encodeStopTalking(t.id, t.duration, false))
 }
 
 // interrupt cuts the session's speech short; it does nothing when the avatar
@@ -152,7 +152,7 @@ func (s *speaker) interruptLocked(sessionID string) {
 	if spoke < 0 {
 		spoke = 0
 	}
-	s.emit(sessionID, marshalMessage(stopTalkingMessage{Type: TypeStopTalking, TaskID: t.id, DurationMS: spoke.Milliseconds(), Interrupted: true}))
+	s.emit(sessionID, encodeStopTalking(t.id, spoke, true))
 }
 
 // close stops every speech without events; later calls to speak emit

@@ -180,7 +180,7 @@ func TestSpeechAcrossNodes(t *testing.T) {
 	status, _ = b.post(t, server.PathStart, named+`}`)
 	require.Equal(t, http.StatusOK, status)
 	s := dial(t, a.on(t, created.RealtimeEndpoint))
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 
 	task := func(n *node, text string) taskAnswer {
 		t.Helper()
@@ -195,30 +195,30 @@ func TestSpeechAcrossNodes(t *testing.T) {
 	// once both nodes started the task.
 	t1 := task(b, "Hello, world")
 	assert.Equal(t, int64(770), t1.DurationMS)
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
 	clock.started(t, 770*time.Millisecond, 2)
 	clock.Advance(770 * time.Millisecond)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
 
 	// An interrupt through b cuts a task through b short.
 	t2 := task(b, strings.Repeat("word ", 100))
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":28000}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t2.TaskID + `","duration_ms":28000}`)
 	clock.started(t, 28*time.Second, 2)
 	clock.Advance(1234 * time.Millisecond)
 	status, _ = b.post(t, server.PathInterrupt, named+`}`)
 	require.Equal(t, http.StatusOK, status)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":1234,"interrupted":true}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t2.TaskID + `","duration_ms":1234,"interrupted":true}`)
 
 	// The socket drops and reopens on b mid-speech: b's socket hears the
 	// end of the task that a's socket heard begin.
 	t3 := task(a, strings.Repeat("a", 100))
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t3.TaskID + `","duration_ms":7000}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t3.TaskID + `","duration_ms":7000}`)
 	clock.started(t, 7*time.Second, 2)
 	s.conn.Close()
 	s2 := dial(t, b.on(t, created.RealtimeEndpoint))
-	s2.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s2.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	clock.Advance(7 * time.Second)
-	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + t3.TaskID + `","duration_ms":7000,"interrupted":false}`)
+	s2.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t3.TaskID + `","duration_ms":7000,"interrupted":false}`)
 
 	// An agent.speak on the moved socket, then a stop through a: the
 	// speech ends on every node before the session closes.
@@ -226,13 +226,13 @@ func TestSpeechAcrossNodes(t *testing.T) {
 	s2.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var start realtime.ServerMessage
 	require.NoError(t, s2.conn.ReadJSON(&start))
-	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 500}, start)
+	assert.Equal(t, realtime.ServerMessage{Type: realtime.TypeStartTalking, EventType: realtime.TypeStartTalking, TaskID: start.TaskID, DurationMS: 500}, start)
 	clock.started(t, 500*time.Millisecond, 2)
 	status, _ = a.post(t, server.PathStop, named+`}`)
 	require.Equal(t, http.StatusOK, status)
-	s2.expect(`{"type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":0,"interrupted":true}`)
-	s2.expect(`{"type":"session.state_updated","state":"closing"}`)
-	s2.expect(`{"type":"session.state_updated","state":"closed"}`)
+	s2.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + start.TaskID + `","duration_ms":0,"interrupted":true}`)
+	s2.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"stop"}`)
+	s2.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
 }
 
 // started creates and starts a session through n and returns its id and
@@ -304,10 +304,10 @@ func TestSocketReplacedAcrossNodes(t *testing.T) {
 	named := `{"session_id":"` + id + `"`
 
 	old := dial(t, a.on(t, endpoint))
-	old.expect(`{"type":"session.state_updated","state":"connected"}`)
+	old.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	first := announcement(t, watch, id)
 	s := dial(t, b.on(t, endpoint))
-	s.expect(`{"type":"session.state_updated","state":"connected"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	second := announcement(t, watch, id)
 	assert.NotEmpty(t, first.Socket)
 	assert.NotEqual(t, first.Socket, second.Socket, "each socket its own token")
@@ -318,14 +318,14 @@ func TestSocketReplacedAcrossNodes(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	var t1 taskAnswer
 	require.NoError(t, json.Unmarshal(data, &t1))
-	s.expect(`{"type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
+	s.expect(`{"type":"avatar_start_talking","event_type":"avatar_start_talking","task_id":"` + t1.TaskID + `","duration_ms":770}`)
 	clock.started(t, 770*time.Millisecond, 2)
 	clock.Advance(770 * time.Millisecond)
-	s.expect(`{"type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
+	s.expect(`{"type":"avatar_stop_talking","event_type":"avatar_stop_talking","task_id":"` + t1.TaskID + `","duration_ms":770,"interrupted":false}`)
 	status, _ = a.post(t, server.PathStop, named+`}`)
 	require.Equal(t, http.StatusOK, status)
-	s.expect(`{"type":"session.state_updated","state":"closing"}`)
-	s.expect(`{"type":"session.state_updated","state":"closed"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing","reason":"stop"}`)
+	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closed","reason":"stop"}`)
 }
 
 // TestSimultaneousSocketsAcrossNodes opens a session's socket on two

@@ -1,0 +1,183 @@
+// Package redisrate keeps the per-account request budgets of the server
+// (a server.RateLimiter) in Redis, so that every node of a service shares
+// one budget per account: a burst spent through one node is spent for all.
+//
+// It is a thin layer over github.com/go-redis/redis_rate/v10, a GCRA
+// (generic cell rate algorithm) limiter: each decision is one Lua script on
+// one key, "rate:{Prefix}:r:<account>", which holds the account's
+// theoretical arrival time and expires once the budget has refilled, so
+// Redis keeps only the accounts that are spending. Time comes from Redis
+// TIME, so node clocks do not matter. A refusal writes nothing: it costs
+// the account nothing, and its RetryAfter is exact.
+//
+// # When Redis fails
+//
+// Config.Failure says what Allow does when Redis cannot be reached or does
+// not answer within Config.Timeout: FailClosed (the default, as for the
+// session limiter of limits/redislimiter) returns an error wrapping
+// errors.ErrBackendUnavailable, which the server answers 503/400558 with a
+// Retry-After; FailOpen lets the request through unchecked and reports the
+// error to Config.OnFailOpen (for a metric). Fail-closed is the default
+// because on a node that uses Redis for its sessions and tokens an outage
+// stops most calls anyway, and a budget that silently stops counting is a
+// surprise; choose FailOpen when the budget only guards against floods and
+// availability matters more. A caller that went away (its context
+// cancelled) gets its context's error either way.
+//
+// Concurrency: a Limiter is safe for concurrent use by multiple goroutines;
+// it starts no goroutine and needs no Close (the client stays the
+// caller's).
+package redisrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/server"
+)
+
+// Defaults of Config's zero values.
+const (
+	// DefaultPrefix is the hash tag of every key (the other Redis backends'
+	// default too; the key names never collide).
+	DefaultPrefix = "streamsession"
+	// DefaultTimeout bounds one decision.
+	DefaultTimeout = time.Second
+)
+
+// FailurePolicy says what Allow does when Redis cannot be reached.
+type FailurePolicy int
+
+const (
+	// FailClosed returns an error wrapping errors.ErrBackendUnavailable
+	// (HTTP 503, code 400558, Retry-After). The default.
+	FailClosed FailurePolicy = iota
+	// FailOpen allows the request without a decision and calls
+	// Config.OnFailOpen with the error.
+	FailOpen
+)
+
+// String returns "fail-closed" or "fail-open".
+func (p FailurePolicy) String() string {
+	switch p {
+	case FailClosed:
+		return "fail-closed"
+	case FailOpen:
+		return "fail-open"
+	}
+	return "FailurePolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Config configures a Limiter. The zero value of every field is a
+// documented default. Every node sharing a budget uses the same Prefix.
+type Config struct {
+	// Prefix is the hash tag of every key. It must not contain '{' or '}'.
+	// The default is DefaultPrefix.
+	Prefix string
+	// Timeout bounds each decision, within the caller's context. The
+	// default is DefaultTimeout (1 s).
+	Timeout time.Duration
+	// Failure is what Allow does when Redis cannot be reached. The default
+	// is FailClosed.
+	Failure FailurePolicy
+	// OnFailOpen, if set, is called with the Redis error each time
+	// FailOpen lets a request through undecided. It must be fast and safe
+	// for concurrent use.
+	OnFailOpen func(err error)
+}
+
+// Limiter is a server.RateLimiter whose budgets live in Redis. It is safe
+// for concurrent use by multiple goroutines.
+type Limiter struct {
+	gcra    *redis_rate.Limiter
+	prefix  string
+	timeout time.Duration
+	failure FailurePolicy
+	onOpen  func(error)
+}
+
+var _ server.RateLimiter = (*Limiter)(nil)
+
+// New returns a Limiter on client. It does not contact Redis. Create the
+// client with ContextTimeoutEnabled so that a call returns by its
+// deadline. An invalid cfg is a 400175 error.
+func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
+	if client == nil {
+		return nil, invalid("nil client")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, invalid("Prefix %q contains a brace", cfg.Prefix)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Timeout < time.Millisecond {
+		return nil, invalid("Timeout must be at least 1ms")
+	}
+	if cfg.Failure != FailClosed && cfg.Failure != FailOpen {
+		return nil, invalid("unknown Failure %v", cfg.Failure)
+	}
+	return &Limiter{
+		gcra:    redis_rate.NewLimiter(client),
+		prefix:  "{" + cfg.Prefix + "}:r:",
+		timeout: cfg.Timeout,
+		failure: cfg.Failure,
+		onOpen:  cfg.OnFailOpen,
+	}, nil
+}
+
+func invalid(format string, args ...any) error {
+	return sserrors.ErrInvalidParameter.WithCause(fmt.Errorf("redisrate: "+format, args...))
+}
+
+// Allow takes one request from key's budget under limit, in one script. A
+// refusal (Allowed false, RetryAfter until one request passes) writes
+// nothing. When Redis fails, it follows Config.Failure (see the package
+// doc). An unlimited limit is always allowed without asking Redis.
+func (l *Limiter) Allow(ctx context.Context, key string, limit server.RateLimit) (server.RateDecision, error) {
+	if limit.Unlimited() {
+		return server.RateDecision{Allowed: true}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return server.RateDecision{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	res, err := l.gcra.Allow(cctx, l.prefix+key, gcraLimit(limit))
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return server.RateDecision{}, ctx.Err()
+		}
+		if l.failure == FailOpen {
+			if l.onOpen != nil {
+				l.onOpen(err)
+			}
+			return server.RateDecision{Allowed: true}, nil
+		}
+		return server.RateDecision{}, sserrors.ErrBackendUnavailable.WithCause(fmt.Errorf("redisrate: %w", err))
+	}
+	if res.Allowed > 0 {
+		return server.RateDecision{Allowed: true}, nil
+	}
+	return server.RateDecision{RetryAfter: max(res.RetryAfter, time.Nanosecond)}, nil
+}
+
+// gcraLimit expresses limit in redis_rate's terms: one request every
+// 1/PerSecond (to the nanosecond, so fractional rates are exact), Burst at
+// once.
+func gcraLimit(limit server.RateLimit) redis_rate.Limit {
+	period := time.Duration(math.Min(float64(time.Second)/limit.PerSecond, 1<<62))
+	return redis_rate.Limit{Rate: 1, Period: max(period, time.Nanosecond), Burst: limit.EffectiveBurst()}
+}
