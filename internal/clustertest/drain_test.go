@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"syscall"
 	"testing"
@@ -24,7 +25,7 @@ func get(t *testing.T, url string) (int, string, http.Header) {
 }
 
 // TestDrainOnSIGTERM: a session created and started through n0, its socket
-// on n0; SIGTERM to n0. While n0 drains, its /readyz answers 503 (its
+// on n0, and a silent TCP connection to n0; SIGTERM to n0. While n0 drains, its /readyz answers 503 (its
 // /healthz 200), its metrics count the drain, its API still serves and a
 // new socket there is refused with 503/400558; the socket is closed with
 // 1012 and reopens on n1, receiving the current state first; the session
@@ -47,6 +48,11 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	var m wsMessage
 	require.NoError(t, ws.ReadJSON(&m))
 	require.Equal(t, wsMessage{Type: "session.state_updated", State: "connected"}, m)
+
+	// A connection that sends nothing must not hold the node.
+	silent, err := net.Dial("tcp", n0.base[len("http://"):])
+	require.NoError(t, err)
+	defer silent.Close()
 
 	signalled := time.Now()
 	require.NoError(t, n0.cmd.Process.Signal(syscall.SIGTERM))
@@ -86,6 +92,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		t.Fatalf("n0 did not exit:\n%s", n0.log)
 	}
 	assert.Equal(t, 0, n0.cmd.ProcessState.ExitCode(), "n0's log:\n%s", n0.log)
+	assert.Less(t, time.Since(signalled), 4*time.Second, "the drain delay (2s), not the silent connection, decides the exit")
 	t.Logf("socket closed with 1012 %v after SIGTERM; n0 exited after %v (drain delay 2s)",
 		closed.Round(time.Millisecond), time.Since(signalled).Round(time.Millisecond))
 
