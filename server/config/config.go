@@ -39,7 +39,10 @@
 //     trial plan, 100 otherwise; 0 allows no session); "monthly_minutes"
 //     (default 300; counted for trial plans only; 0 refuses every session);
 //     "session_duration_limit" in seconds (default 600 for a trial plan, 0 =
-//     none otherwise). Numbers are 0 or more.
+//     none otherwise); "max_tokens_per_account" (default 1000, at most
+//     1000000; 0 refuses every streaming.create_token), the bearer tokens an
+//     account of the plan may hold at once before create_token answers
+//     429/400140. Numbers are 0 or more.
 //   - An account: "api_key" and "name" are required and unique; "plan"
 //     (default "trial") names a plan.
 //   - An avatar: "avatar_id" is required and unique; "public" (default
@@ -79,6 +82,10 @@ import (
 //go:embed demo.json
 var DemoJSON []byte
 
+// maxTokensPerAccount bounds max_tokens_per_account: a million outstanding
+// tokens already hold about 200 MB of one node's memory (or Redis's).
+const maxTokensPerAccount = 1_000_000
+
 // maxSeconds bounds every duration in the file (one year), so that no value
 // overflows a time.Duration.
 const maxSeconds = 365 * 24 * 3600
@@ -94,6 +101,8 @@ type Config struct {
 	ClosedRetention time.Duration
 	// Plans by name.
 	Plans map[string]limits.Plan
+	// MaxTokens is each plan's max_tokens_per_account, by plan name.
+	MaxTokens map[string]int
 	// Accounts in file order.
 	Accounts []Account
 	// Avatars in file order.
@@ -122,6 +131,7 @@ type (
 		Trial                *bool `json:"trial"`
 		MonthlyMinutes       *int  `json:"monthly_minutes"`
 		SessionDurationLimit *int  `json:"session_duration_limit"`
+		MaxTokensPerAccount  *int  `json:"max_tokens_per_account"`
 	}
 	accountJSON struct {
 		APIKey *string `json:"api_key"`
@@ -229,7 +239,7 @@ func decodeStrict(data []byte, v any) error {
 }
 
 func (f *fileJSON) resolve() (*Config, error) {
-	c := &Config{Plans: make(map[string]limits.Plan)}
+	c := &Config{Plans: make(map[string]limits.Plan), MaxTokens: make(map[string]int)}
 	var err error
 	if c.Capacity, err = between("capacity", *f.Capacity, 1, 1<<31-1); err != nil {
 		return nil, err
@@ -251,6 +261,14 @@ func (f *fileJSON) resolve() (*Config, error) {
 			return nil, err
 		}
 		c.Plans[name] = plan
+		c.MaxTokens[name] = server.DefaultMaxTokensPerAccount
+		if p.MaxTokensPerAccount != nil {
+			n, err := between("plans."+name+".max_tokens_per_account", *p.MaxTokensPerAccount, 0, maxTokensPerAccount)
+			if err != nil {
+				return nil, err
+			}
+			c.MaxTokens[name] = n
+		}
 	}
 
 	keys, names := make(map[string]bool), make(map[string]bool)
@@ -377,10 +395,23 @@ func (c *Config) AccountsByKey() server.AccountsByKey {
 	return m
 }
 
+// MaxTokensPerAccount returns the bound of outstanding bearer tokens of
+// acct: its plan's max_tokens_per_account, or
+// server.DefaultMaxTokensPerAccount for a plan the file does not have. Its
+// signature is that of server.MemoryTokensConfig.MaxPerAccount and
+// redistokens.Config.MaxPerAccount, where it belongs.
+func (c *Config) MaxTokensPerAccount(acct session.Account) int {
+	if n, ok := c.MaxTokens[acct.Plan.Name]; ok {
+		return n
+	}
+	return server.DefaultMaxTokensPerAccount
+}
+
 // Options adjust [NewService]. The zero value is the single-node default.
 type Options struct {
 	// Server is the template of the server's configuration; NewService
-	// fills in Manager, Accounts and Avatars.
+	// fills in Manager, Accounts and Avatars, and Tokens when it is nil (an
+	// in-memory store bounded by each plan's max_tokens_per_account).
 	Server server.Config
 	// Session is the template of the manager's configuration; NewService
 	// fills in Limiter, Avatars, JoinTimeout and Retention.
@@ -430,6 +461,13 @@ func NewService(c *Config, opts Options) (*Service, error) {
 	hcfg.Manager = mgr
 	hcfg.Accounts = c.AccountsByKey()
 	hcfg.Avatars = c.Avatars
+	if hcfg.Tokens == nil {
+		tcfg := server.MemoryTokensConfig{TTL: hcfg.TokenTTL, MaxPerAccount: c.MaxTokensPerAccount}
+		if hcfg.Clock != nil {
+			tcfg.Now = hcfg.Clock.Now
+		}
+		hcfg.Tokens = server.NewMemoryTokens(tcfg)
+	}
 	srv, err := server.New(hcfg)
 	if err != nil {
 		_ = mgr.Close(context.Background())
