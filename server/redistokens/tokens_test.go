@@ -245,4 +245,3 @@ func TestSharedSecret(t *testing.T) {
 	_, err = SharedSecret(ctx, srv.Client(), "{bad}")
 	assert.Equal(t, sserrors.CodeInvalidParameter, sserrors.CodeOf(err))
 }
-
