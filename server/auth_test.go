@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -245,4 +247,85 @@ func TestNewTaskID(t *testing.T) {
 		assert.False(t, seen[id])
 		seen[id] = true
 	}
+}
+
+// TestCreateTokenBoundedPerAccount: one account flooding create_token gets
+// 429/400140 with a Retry-After past its bound, each refusal reaches the
+// Refused hook; another account still mints and calls.
+func TestCreateTokenBoundedPerAccount(t *testing.T) {
+	const bound = 20
+	e := newEnv(t, func(c *Config) {
+		c.Tokens = NewMemoryTokens(MemoryTokensConfig{Now: c.Clock.Now, MaxPerAccount: func(a session.Account) int {
+			if a.Name == "acme" {
+				return bound
+			}
+			return DefaultMaxTokensPerAccount
+		}})
+	})
+	var ok, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 5 {
+				r := e.post("key-acme", PathCreateToken, "")
+				switch r.status {
+				case http.StatusOK:
+					ok.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+					assert.Equal(t, `{"code":400140,"message":"Exceed rate limit"}`, r.body)
+					assert.Equal(t, "60", r.header.Get("Retry-After"))
+				default:
+					t.Errorf("create_token: %d %s", r.status, r.body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(bound), ok.Load())
+	assert.Equal(t, int32(16*5-bound), refused.Load())
+	for range 16*5 - bound {
+		r := <-e.refused
+		assert.Equal(t, Refusal{Endpoint: PathCreateToken, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429, Err: r.Err}, r)
+	}
+
+	token := e.mintToken("key-globex")
+	r := e.do("GET", PathList, bearer(token), nil)
+	assert.Equal(t, http.StatusOK, r.status, "another account's bearer calls")
+	r = e.do("POST", PathNew, bearer(token), "{}")
+	assert.Equal(t, http.StatusOK, r.status, r.body)
+}
+
+// revokeDuringCreate is a TokenStore whose Spend loses its token while the
+// session is created (as when it expires or is revoked meanwhile).
+type revokeDuringCreate struct{ *MemoryTokens }
+
+func (s revokeDuringCreate) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
+	return s.MemoryTokens.Spend(ctx, token, func(ctx context.Context, acct session.Account) (string, error) {
+		id, err := create(ctx, acct)
+		_ = s.Revoke(ctx, token) // cannot fail in memory
+		return id, err
+	}, discard)
+}
+
+// TestSpendLostStopsTheSession: when the token cannot be bound to the
+// session its streaming.new created, the session is stopped and its slot
+// freed; the caller gets 401/400112 and no session id.
+func TestSpendLostStopsTheSession(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Tokens = revokeDuringCreate{NewMemoryTokens(MemoryTokensConfig{Now: c.Clock.Now})}
+	})
+	token := e.mintToken("key-limited")
+	r := e.do("POST", PathNew, bearer(token), "{}")
+	assert.Equal(t, http.StatusUnauthorized, r.status)
+	assert.Equal(t, bodyUnauthorized, r.body)
+	infos, err := e.mgr.List(context.Background(), "limited")
+	require.NoError(t, err)
+	for _, info := range infos {
+		assert.Equal(t, fsm.Closed, info.State, "the session is stopped")
+	}
+	e.lim.mu.Lock()
+	assert.Empty(t, e.lim.held, "its slot is free")
+	e.lim.mu.Unlock()
+	e.newSession("key-limited") // the plan's one slot
 }
