@@ -50,6 +50,7 @@ type Config struct {
 //	streamsession_sessions{state}                          gauge
 //	streamsession_session_transitions_total{from,to}       counter
 //	streamsession_session_refusals_total{code}             counter
+//	streamsession_request_refusals_total{code}             counter
 //	streamsession_limiter_call_duration_seconds{backend,op} histogram
 //	streamsession_limiter_errors_total{backend,op}         counter
 //	streamsession_limiter_fail_open_total{backend}         counter
@@ -76,6 +77,7 @@ type Metrics struct {
 	sessions       *prometheus.GaugeVec
 	transitions    *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
+	requestRefused *prometheus.CounterVec
 	limiterSeconds *prometheus.HistogramVec
 	limiterErrors  *prometheus.CounterVec
 	failOpen       *prometheus.CounterVec
@@ -141,6 +143,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "session_refusals_total",
 			Help:      "Session creations refused, by the catalog error code answered (10007 concurrency, 10014 capacity, 10015 trial quota, 400558 limiter unavailable, ...).",
 		}, []string{"code"}),
+		requestRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "request_refusals_total",
+			Help:      "API requests (the realtime socket upgrade included) the server answered with an error, by the catalog error code (400112 unauthorized, 400140 rate limit, ...).",
+		}, []string{"code"}),
 		limiterSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace,
 			Name:      "limiter_call_duration_seconds",
@@ -182,7 +189,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
-		m.sessions, m.transitions, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
+		m.sessions, m.transitions, m.refusals, m.requestRefused, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
 		m.unannounced,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -282,15 +289,21 @@ func (m *Metrics) opMetrics(op session.LimiterOp) (prometheus.Observer, promethe
 		m.limiterErrors.WithLabelValues(m.backend, op.String())
 }
 
-// ServerHooks returns the hooks that keep streamsession_realtime_sockets
-// and streamsession_relay_announce_failures_total; set them as
-// server.Config.Hooks (combine them with others with
-// observe.JoinServerHooks). Refused is left nil.
+// ServerHooks returns the hooks that keep streamsession_realtime_sockets,
+// streamsession_relay_announce_failures_total and
+// streamsession_request_refusals_total; set them as server.Config.Hooks
+// (combine them with others with observe.JoinServerHooks). A refused
+// streaming.new counts there and, when the Manager refused it, in
+// streamsession_session_refusals_total too: the two families say which
+// layer refused.
 func (m *Metrics) ServerHooks() server.Hooks {
 	return server.Hooks{
 		SocketOpened:   func(server.SocketInfo) { m.sockets.Inc() },
 		SocketClosed:   func(server.SocketInfo) { m.sockets.Dec() },
 		AnnounceFailed: func(server.AnnounceFailure) { m.unannounced.Inc() },
+		Refused: func(r server.Refusal) {
+			m.requestRefused.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
+		},
 	}
 }
 
