@@ -29,7 +29,8 @@
 //	{…}:a  the account (JSON), as of its latest Mint
 //
 // Redis never holds a token, nor what rebuilds one. Time is Redis's TIME.
-// Each call first drops up to 64 expired members of its account (lazily:
+// Every call but Revoke and a Spend's release first drops up to 64 expired
+// members of its account (lazily:
 // an expired token stops counting at once, since counting reads scores);
 // each use sets the token's score to now + TTL and the three keys' expiry to
 // TTL, so an account's keys vanish an hour after its last token was used.
@@ -375,8 +376,8 @@ func (s *Store) Revoke(ctx context.Context, token string) error {
 }
 
 // The scripts. KEYS: 1 the account's sorted set, 2 its states, 3 its
-// account. ARGV[1] is always the token's member, ARGV[2] (but for release
-// and revoke) the TTL in ms.
+// account. ARGV[1] is always the token's member; each script lists the
+// rest.
 
 // prelude reads Redis's clock, drops up to 64 expired tokens of the
 // account, and defines live (the token has not expired) and keep (restart
