@@ -38,7 +38,7 @@ type Config struct {
 	// TokenTTL is how long a bearer token lives unused (used only for the
 	// default Tokens). The default is DefaultTokenTTL (one hour).
 	TokenTTL time.Duration
-	// Secret keys the session access tokens (HMAC-SHA256). Nodes that share
+	// Secret keys the session access tokens (AES-GCM). Nodes that share
 	// a secret accept each other's access tokens. The default is 32 random
 	// bytes, so tokens die with the process.
 	Secret []byte

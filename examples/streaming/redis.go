@@ -86,7 +86,9 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	}); err != nil {
 		return fail(err)
 	}
-	if b.tokens, err = redistokens.New(client, redistokens.Config{Prefix: opts.Prefix}); err != nil {
+	if b.tokens, err = redistokens.New(client, redistokens.Config{
+		Secret: secret, Prefix: opts.Prefix, MaxPerAccount: cfg.MaxTokensPerAccount,
+	}); err != nil {
 		return fail(err)
 	}
 	if b.store, err = redisstore.New(client, redisstore.Config{Prefix: opts.Prefix, NodeTTL: opts.NodeTTL}); err != nil {

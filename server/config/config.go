@@ -50,8 +50,11 @@
 //     none otherwise); "requests_per_second" (a number above 0, at most
 //     1000000; default none: unlimited) and "burst" (1 or more; default the
 //     rate rounded up; only with requests_per_second), the request budget of
-//     each account of the plan (server.Config.RateLimit). Numbers are 0 or
-//     more unless said.
+//     each account of the plan (server.Config.RateLimit);
+//     "max_tokens_per_account" (default 1000, at most 1000000; 0 refuses
+//     every streaming.create_token), the bearer tokens an account of the
+//     plan may hold at once before create_token answers 429/400140. Numbers
+//     are 0 or more unless said.
 //   - An account: "api_key" and "name" are required and unique; "plan"
 //     (default "trial") names a plan.
 //   - An avatar: "avatar_id" is required and unique; "public" (default
@@ -91,6 +94,10 @@ import (
 //go:embed demo.json
 var DemoJSON []byte
 
+// maxTokensPerAccount bounds max_tokens_per_account: a million outstanding
+// tokens already hold about 200 MB of one node's memory (or Redis's).
+const maxTokensPerAccount = 1_000_000
+
 // maxSeconds bounds every duration in the file (one year), so that no value
 // overflows a time.Duration.
 const maxSeconds = 365 * 24 * 3600
@@ -113,6 +120,8 @@ type Config struct {
 	RateLimits map[string]server.RateLimit
 	// Plans by name.
 	Plans map[string]limits.Plan
+	// MaxTokens is each plan's max_tokens_per_account, by plan name.
+	MaxTokens map[string]int
 	// Accounts in file order.
 	Accounts []Account
 	// Avatars in file order.
@@ -143,6 +152,7 @@ type (
 		Trial                *bool `json:"trial"`
 		MonthlyMinutes       *int  `json:"monthly_minutes"`
 		SessionDurationLimit *int  `json:"session_duration_limit"`
+		MaxTokensPerAccount  *int  `json:"max_tokens_per_account"`
 
 		RequestsPerSecond *float64 `json:"requests_per_second"`
 		Burst             *int     `json:"burst"`
@@ -259,7 +269,7 @@ func decodeStrict(data []byte, v any) error {
 }
 
 func (f *fileJSON) resolve() (*Config, error) {
-	c := &Config{Plans: make(map[string]limits.Plan)}
+	c := &Config{Plans: make(map[string]limits.Plan), MaxTokens: make(map[string]int)}
 	var err error
 	if c.Capacity, err = between("capacity", *f.Capacity, 1, 1<<31-1); err != nil {
 		return nil, err
@@ -290,6 +300,14 @@ func (f *fileJSON) resolve() (*Config, error) {
 			return nil, err
 		}
 		c.Plans[name] = plan
+		c.MaxTokens[name] = server.DefaultMaxTokensPerAccount
+		if p.MaxTokensPerAccount != nil {
+			n, err := between("plans."+name+".max_tokens_per_account", *p.MaxTokensPerAccount, 0, maxTokensPerAccount)
+			if err != nil {
+				return nil, err
+			}
+			c.MaxTokens[name] = n
+		}
 		rate, err := p.rateLimit(name)
 		if err != nil {
 			return nil, err
@@ -471,11 +489,25 @@ func (c *Config) AccountsByKey() server.AccountsByKey {
 	return m
 }
 
+// MaxTokensPerAccount returns the bound of outstanding bearer tokens of
+// acct: its plan's max_tokens_per_account, or
+// server.DefaultMaxTokensPerAccount for a plan the file does not have. Its
+// signature is that of server.MemoryTokensConfig.MaxPerAccount and
+// redistokens.Config.MaxPerAccount, where it belongs.
+func (c *Config) MaxTokensPerAccount(acct session.Account) int {
+	if n, ok := c.MaxTokens[acct.Plan.Name]; ok {
+		return n
+	}
+	return server.DefaultMaxTokensPerAccount
+}
+
 // Options adjust [NewService]. The zero value is the single-node default.
 type Options struct {
 	// Server is the template of the server's configuration; NewService
 	// fills in Manager, Accounts, Avatars, Origins (cors_origins),
-	// BodyReadTimeout and RateLimit from the configuration.
+	// BodyReadTimeout and RateLimit from the configuration, and Tokens when
+	// it is nil (an in-memory store bounded by each plan's
+	// max_tokens_per_account).
 	Server server.Config
 	// Session is the template of the manager's configuration; NewService
 	// fills in Limiter, Avatars, JoinTimeout and Retention.
@@ -528,6 +560,13 @@ func NewService(c *Config, opts Options) (*Service, error) {
 	hcfg.Origins = c.CORSOrigins
 	hcfg.BodyReadTimeout = c.BodyReadTimeout
 	hcfg.RateLimit = c.RateLimit()
+	if hcfg.Tokens == nil {
+		tcfg := server.MemoryTokensConfig{TTL: hcfg.TokenTTL, MaxPerAccount: c.MaxTokensPerAccount}
+		if hcfg.Clock != nil {
+			tcfg.Now = hcfg.Clock.Now
+		}
+		hcfg.Tokens = server.NewMemoryTokens(tcfg)
+	}
 	srv, err := server.New(hcfg)
 	if err != nil {
 		_ = mgr.Close(context.Background())
