@@ -63,7 +63,7 @@ func (s *Server) newRoutes() map[string]route {
 	}
 	return map[string]route{
 		PathCreateToken:    post(false, s.createToken),
-		PathNew:            post(true, s.newSession),
+		PathNew:            {method: http.MethodPost, serve: s.idempotent(s.handle(true, s.newSession))},
 		PathStart:          post(true, s.start),
 		PathICE:            post(true, s.ice),
 		PathTask:           post(true, s.task),

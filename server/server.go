@@ -74,6 +74,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Realtime tunes the realtime socket.
 	Realtime RealtimeConfig
+	// Idempotency configures the Idempotency-Key of streaming.new (see
+	// [IdempotencyConfig]).
+	Idempotency IdempotencyConfig
 	// Hooks observe the server; nil hooks are skipped.
 	Hooks Hooks
 }
@@ -191,6 +194,9 @@ type Server struct {
 	routes   map[string]route
 	upgrader websocket.Upgrader
 
+	idem       IdempotencyStore
+	idemFailed func(error)
+
 	hub     *hub
 	speech  *speaker
 	unsub   func()
@@ -240,6 +246,9 @@ func New(cfg Config) (*Server, error) {
 		secret = append([]byte(nil), secret...)
 	}
 	cfg.Realtime.setDefaults()
+	if cfg.Idempotency.Store == nil {
+		cfg.Idempotency.Store = NewMemoryIdempotency(MemoryIdempotencyConfig{TTL: cfg.Idempotency.TTL, Now: cfg.Clock.Now})
+	}
 
 	s := &Server{
 		mgr:      cfg.Manager,
@@ -252,6 +261,9 @@ func New(cfg Config) (*Server, error) {
 		maxBody:  cfg.MaxBodyBytes,
 		rt:       cfg.Realtime,
 		hooks:    cfg.Hooks,
+
+		idem:       cfg.Idempotency.Store,
+		idemFailed: cfg.Idempotency.FinishFailed,
 	}
 	for _, o := range cfg.Origins {
 		if o == "*" {
