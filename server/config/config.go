@@ -13,6 +13,7 @@
 //	  "capacity": 1000,
 //	  "join_timeout_seconds": 300,
 //	  "closed_retention_seconds": 600,
+//	  "idempotency_ttl_seconds": 86400,
 //	  "plans": {
 //	    "trial": {"max_concurrent": 3, "trial": true, "monthly_minutes": 300, "session_duration_limit": 600},
 //	    "pro":   {"max_concurrent": 100}
@@ -35,6 +36,8 @@
 //
 //   - capacity (the open sessions of the whole service), join_timeout_seconds
 //     and closed_retention_seconds are whole numbers from 1 to 31536000.
+//   - idempotency_ttl_seconds (how long streaming.new keeps an
+//     Idempotency-Key and its answer) is a whole number from 1 to 31536000.
 //   - A plan: "trial" (default false); "max_concurrent" (default 3 for a
 //     trial plan, 100 otherwise; 0 allows no session); "monthly_minutes"
 //     (default 300; counted for trial plans only; 0 refuses every session);
@@ -92,6 +95,8 @@ type Config struct {
 	JoinTimeout time.Duration
 	// ClosedRetention is how long a closed session stays addressable.
 	ClosedRetention time.Duration
+	// IdempotencyTTL is how long streaming.new keeps an Idempotency-Key.
+	IdempotencyTTL time.Duration
 	// Plans by name.
 	Plans map[string]limits.Plan
 	// Accounts in file order.
@@ -113,6 +118,7 @@ type (
 		Capacity               *int                `json:"capacity"`
 		JoinTimeoutSeconds     *int                `json:"join_timeout_seconds"`
 		ClosedRetentionSeconds *int                `json:"closed_retention_seconds"`
+		IdempotencyTTLSeconds  *int                `json:"idempotency_ttl_seconds"`
 		Plans                  map[string]planJSON `json:"plans"`
 		Accounts               []accountJSON       `json:"accounts"`
 		Avatars                []avatarJSON        `json:"avatars"`
@@ -180,6 +186,9 @@ func Parse(data []byte) (*Config, error) {
 	if f.ClosedRetentionSeconds == nil {
 		f.ClosedRetentionSeconds = demo.ClosedRetentionSeconds
 	}
+	if f.IdempotencyTTLSeconds == nil {
+		f.IdempotencyTTLSeconds = demo.IdempotencyTTLSeconds
+	}
 	if f.Plans == nil {
 		f.Plans = demo.Plans
 	}
@@ -242,6 +251,11 @@ func (f *fileJSON) resolve() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	idem, err := between("idempotency_ttl_seconds", *f.IdempotencyTTLSeconds, 1, maxSeconds)
+	if err != nil {
+		return nil, err
+	}
+	c.IdempotencyTTL = time.Duration(idem) * time.Second
 	c.JoinTimeout = time.Duration(join) * time.Second
 	c.ClosedRetention = time.Duration(retention) * time.Second
 
@@ -380,7 +394,8 @@ func (c *Config) AccountsByKey() server.AccountsByKey {
 // Options adjust [NewService]. The zero value is the single-node default.
 type Options struct {
 	// Server is the template of the server's configuration; NewService
-	// fills in Manager, Accounts and Avatars.
+	// fills in Manager, Accounts and Avatars, and Idempotency.TTL when it
+	// is zero.
 	Server server.Config
 	// Session is the template of the manager's configuration; NewService
 	// fills in Limiter, Avatars, JoinTimeout and Retention.
@@ -430,6 +445,9 @@ func NewService(c *Config, opts Options) (*Service, error) {
 	hcfg.Manager = mgr
 	hcfg.Accounts = c.AccountsByKey()
 	hcfg.Avatars = c.Avatars
+	if hcfg.Idempotency.TTL == 0 {
+		hcfg.Idempotency.TTL = c.IdempotencyTTL
+	}
 	srv, err := server.New(hcfg)
 	if err != nil {
 		_ = mgr.Close(context.Background())
