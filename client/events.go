@@ -118,6 +118,8 @@ func (s *Session) Connect(ctx context.Context) (<-chan Event, error) {
 	if st := s.guard.State(); s.c.guard && st != fsm.Connecting && st != fsm.Connected {
 		return nil, fsm.StateError(st)
 	}
+	s.connectMu.Lock()
+	defer s.connectMu.Unlock()
 	if old := s.current(); old != nil {
 		old.close()
 	}

@@ -28,8 +28,9 @@ type Session struct {
 
 	guard session.Guard
 
-	mu     sync.Mutex
-	stream *stream // the realtime socket, nil until Connect
+	connectMu sync.Mutex // serialises Connect
+	mu        sync.Mutex
+	stream    *stream // the realtime socket, nil until Connect
 }
 
 // ID returns the session id.
