@@ -117,6 +117,19 @@ type IdempotencyConfig struct {
 	FinishFailed func(error)
 }
 
+// store returns c.Store, or else a MemoryIdempotency with c.TTL on clock
+// (nil: the real clock).
+func (c IdempotencyConfig) store(clock interface{ Now() time.Time }) IdempotencyStore {
+	if c.Store != nil {
+		return c.Store
+	}
+	cfg := MemoryIdempotencyConfig{TTL: c.TTL}
+	if clock != nil {
+		cfg.Now = clock.Now
+	}
+	return NewMemoryIdempotency(cfg)
+}
+
 // idempotent wraps the streaming.new route: with an Idempotency-Key it
 // replays a stored answer before next authenticates again and spends a
 // bearer token; without one it is next.

@@ -74,11 +74,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Realtime tunes the realtime socket.
 	Realtime RealtimeConfig
+	// Hooks observe the server; nil hooks are skipped.
+	Hooks Hooks
 	// Idempotency configures the Idempotency-Key of streaming.new (see
 	// [IdempotencyConfig]).
 	Idempotency IdempotencyConfig
-	// Hooks observe the server; nil hooks are skipped.
-	Hooks Hooks
 }
 
 // RealtimeConfig tunes the realtime socket. Zero fields take the documented
@@ -179,6 +179,9 @@ type Refusal struct {
 // is an [http.Handler] answering paths under /v1/ (every other path is a
 // JSON 404). It is safe for concurrent use by multiple goroutines.
 type Server struct {
+	idem       IdempotencyStore // Config.Idempotency
+	idemFailed func(error)
+
 	mgr      *session.Manager
 	accounts Accounts
 	avatars  session.AvatarCatalog
@@ -193,9 +196,6 @@ type Server struct {
 	hooks    Hooks
 	routes   map[string]route
 	upgrader websocket.Upgrader
-
-	idem       IdempotencyStore
-	idemFailed func(error)
 
 	hub     *hub
 	speech  *speaker
@@ -246,11 +246,11 @@ func New(cfg Config) (*Server, error) {
 		secret = append([]byte(nil), secret...)
 	}
 	cfg.Realtime.setDefaults()
-	if cfg.Idempotency.Store == nil {
-		cfg.Idempotency.Store = NewMemoryIdempotency(MemoryIdempotencyConfig{TTL: cfg.Idempotency.TTL, Now: cfg.Clock.Now})
-	}
 
 	s := &Server{
+		idem:       cfg.Idempotency.store(cfg.Clock),
+		idemFailed: cfg.Idempotency.FinishFailed,
+
 		mgr:      cfg.Manager,
 		accounts: cfg.Accounts,
 		avatars:  cfg.Avatars,
@@ -261,9 +261,6 @@ func New(cfg Config) (*Server, error) {
 		maxBody:  cfg.MaxBodyBytes,
 		rt:       cfg.Realtime,
 		hooks:    cfg.Hooks,
-
-		idem:       cfg.Idempotency.Store,
-		idemFailed: cfg.Idempotency.FinishFailed,
 	}
 	for _, o := range cfg.Origins {
 		if o == "*" {
