@@ -277,8 +277,8 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	}
 }
 
-// backoffDelay is the attempt's delay without a Retry-After: full jitter
-// over an exponential ceiling, at least base/2.
+// backoffDelay is the attempt's delay without a Retry-After: a random
+// delay between half and all of an exponential ceiling.
 func (c *Client) backoffDelay(attempt int) time.Duration {
 	return backoff{base: c.baseDelay, max: c.maxDelay}.delay(attempt)
 }

@@ -39,6 +39,9 @@ var (
 type backend struct {
 	mgr   *session.Manager
 	lim   *limits.Memory
+	// down makes the limiter's next Acquire calls fail as an unreachable
+	// backend does, while positive.
+	down  atomic.Int32
 	srv   *server.Server
 	http  *httptest.Server
 	front atomic.Pointer[func(http.ResponseWriter, *http.Request) bool]
@@ -49,7 +52,7 @@ type backend struct {
 func startBackend() *backend {
 	b := &backend{lim: limits.NewMemory(limits.MemoryConfig{Capacity: 100})}
 	var err error
-	if b.mgr, err = session.NewManager(session.Config{Limiter: b.lim, Avatars: testAvatars}); err != nil {
+	if b.mgr, err = session.NewManager(session.Config{Limiter: flaky{b.lim, &b.down}, Avatars: testAvatars}); err != nil {
 		panic(err)
 	}
 	if b.srv, err = server.New(server.Config{Manager: b.mgr, Accounts: testAccounts, Avatars: testAvatars, Secret: testSecret}); err != nil {
@@ -209,4 +212,19 @@ func (h *hijacked) cut() {
 		c.Close()
 	}
 	h.conns = nil
+}
+
+// flaky is a limiter whose Acquire fails with limits.ErrUnavailable while
+// its counter is positive (each failure counts it down).
+type flaky struct {
+	limits.Limiter
+	down *atomic.Int32
+}
+
+func (f flaky) Acquire(ctx context.Context, r limits.Request) (limits.Decision, error) {
+	if f.down.Add(-1) >= 0 {
+		return limits.Decision{}, limits.ErrUnavailable
+	}
+	f.down.Store(0)
+	return f.Limiter.Acquire(ctx, r)
 }

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -227,4 +228,44 @@ func TestTransportRetries(t *testing.T) {
 		require.ErrorAs(t, sess.KeepAlive(t.Context()), &te)
 		assert.Equal(t, before+3, count(), "keep_alive is resent")
 	})
+}
+
+// TestRequestBodies: every field reaches the wire under its name; zero
+// fields are not sent.
+func TestRequestBodies(t *testing.T) {
+	var bodies []string
+	var mu sync.Mutex
+	s := &scripted{answer: func(_ int, w http.ResponseWriter, r *http.Request) error {
+		data, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, r.URL.Path+" "+string(data))
+		mu.Unlock()
+		if r.URL.Path == "/v1/streaming.new" {
+			created(w)
+			return nil
+		}
+		sserrors.WriteData(w, map[string]any{"task_id": "t1", "duration_ms": 1500})
+		return nil
+	}}
+	c := s.client(t, client.WithoutGuard())
+	ctx := t.Context()
+	_, err := c.NewSession(ctx, client.NewSessionRequest{})
+	require.NoError(t, err)
+	sess, err := c.NewSession(ctx, client.NewSessionRequest{
+		AvatarID: "a", AvatarName: "n", Quality: "low", Voice: &client.Voice{VoiceID: "v", Rate: 1.25, Emotion: "serious"},
+		VideoEncoding: "H264", KnowledgeBase: "kb", KnowledgeBaseID: "kbid", Version: "v2",
+		DisableIdleTimeout: true, ActivityIdleTimeout: 90 * time.Second,
+	})
+	require.NoError(t, err)
+	res, err := sess.TaskWith(ctx, client.TaskRequest{Text: "hi", Type: "chat", Mode: "async"})
+	require.NoError(t, err)
+	assert.Equal(t, client.TaskResult{TaskID: "t1", Duration: 1500 * time.Millisecond}, res)
+	_, err = sess.Task(ctx, "plain")
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		`/v1/streaming.new {}`,
+		`/v1/streaming.new {"avatar_id":"a","avatar_name":"n","quality":"low","voice":{"voice_id":"v","rate":1.25,"emotion":"serious"},"video_encoding":"H264","knowledge_base":"kb","knowledge_base_id":"kbid","version":"v2","disable_idle_timeout":true,"activity_idle_timeout":90}`,
+		`/v1/streaming.task {"session_id":"s1","text":"hi","task_type":"chat","task_mode":"async"}`,
+		`/v1/streaming.task {"session_id":"s1","text":"plain"}`,
+	}, bodies)
 }

@@ -110,11 +110,26 @@ func (s *Session) Start(ctx context.Context) error {
 	return s.command(ctx, fsm.CmdStart, pathStart, sessionBody{s.id}, false, nil)
 }
 
-// Task makes the avatar speak text (streaming.task, task_type repeat,
-// task_mode sync). Accepted in connected only. An empty text is refused by
-// the server with 40001. It is not resent after a request that got no
-// answer (the avatar would speak twice).
+// Task makes the avatar speak text (streaming.task with the server's
+// defaults, task_type repeat and task_mode sync). Accepted in connected
+// only. An empty text is refused by the server with 40001. It is not resent
+// after a request that got no answer (the avatar would speak twice).
 func (s *Session) Task(ctx context.Context, text string) (TaskResult, error) {
+	return s.TaskWith(ctx, TaskRequest{Text: text})
+}
+
+// TaskRequest is the body of streaming.task. It is a plain value.
+type TaskRequest struct {
+	Text string
+	// Type is "repeat" (say Text), "chat" or "talk"; empty is repeat.
+	Type string
+	// Mode is "sync" or "async"; empty is sync.
+	Mode string
+}
+
+// TaskWith is Task with every field of streaming.task. An unknown Type or
+// Mode is refused by the server with 400175.
+func (s *Session) TaskWith(ctx context.Context, req TaskRequest) (TaskResult, error) {
 	var data struct {
 		TaskID     string `json:"task_id"`
 		DurationMS int64  `json:"duration_ms"`
@@ -122,7 +137,9 @@ func (s *Session) Task(ctx context.Context, text string) (TaskResult, error) {
 	body := struct {
 		SessionID string `json:"session_id"`
 		Text      string `json:"text"`
-	}{s.id, text}
+		TaskType  string `json:"task_type,omitempty"`
+		TaskMode  string `json:"task_mode,omitempty"`
+	}{s.id, req.Text, req.Type, req.Mode}
 	if err := s.command(ctx, fsm.CmdTask, pathTask, body, false, &data); err != nil {
 		return TaskResult{}, err
 	}
