@@ -37,8 +37,8 @@ var (
 // backend is a real Server on a real Manager. front, when set, sees every
 // request before the server.
 type backend struct {
-	mgr   *session.Manager
-	lim   *limits.Memory
+	mgr *session.Manager
+	lim *limits.Memory
 	// down makes the limiter's next Acquire calls fail as an unreachable
 	// backend does, while positive.
 	down  atomic.Int32
