@@ -47,6 +47,9 @@ const MaxIdempotencyKeyBytes = 255
 // DefaultIdempotencyTTL is how long a key is kept after its call answered.
 const DefaultIdempotencyTTL = 24 * time.Hour
 
+// finishTimeout bounds the Finish of a call, which outlives its request.
+const finishTimeout = 5 * time.Second
+
 // DefaultMaxKeysPerAccount bounds the keys one account holds in a
 // [MemoryIdempotency].
 const DefaultMaxKeysPerAccount = 10_000
@@ -178,10 +181,13 @@ func (s *Server) idempotent(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		rec := &recorder{ResponseWriter: w}
+		// Finish runs even when the caller went away, within its own bound.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+		defer cancel()
 		finished := false
 		defer func() {
 			if !finished { // next panicked: free the key
-				_ = s.idem.Finish(context.WithoutCancel(ctx), k, res.Owner, nil)
+				_ = s.idem.Finish(fctx, k, res.Owner, nil)
 			}
 		}()
 		next(rec, r)
@@ -190,7 +196,7 @@ func (s *Server) idempotent(next http.HandlerFunc) http.HandlerFunc {
 		if rec.status == http.StatusOK {
 			answer = &StoredAnswer{Status: rec.status, ContentType: rec.Header().Get("Content-Type"), Body: rec.body.Bytes()}
 		}
-		if err := s.idem.Finish(context.WithoutCancel(ctx), k, res.Owner, answer); err != nil && s.idemFailed != nil {
+		if err := s.idem.Finish(fctx, k, res.Owner, answer); err != nil && s.idemFailed != nil {
 			s.idemFailed(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -251,4 +252,47 @@ func TestMemoryIdempotencyIsBounded(t *testing.T) {
 // jsonData decodes a success envelope's data into v.
 func jsonData(body string, v any) error {
 	return sserrors.DecodeData([]byte(body), v)
+}
+
+// failingFinish is a store whose Finish fails, as a backend down would.
+type failingFinish struct{ IdempotencyStore }
+
+func (failingFinish) Finish(context.Context, IdempotencyKey, string, *StoredAnswer) error {
+	return errors.New("backend down")
+}
+
+func TestIdempotencyFinishFailureReachesTheHook(t *testing.T) {
+	failed := make(chan error, 1)
+	e := newEnv(t, func(c *Config) {
+		c.Idempotency = IdempotencyConfig{
+			Store:        failingFinish{NewMemoryIdempotency(MemoryIdempotencyConfig{})},
+			FinishFailed: func(err error) { failed <- err },
+		}
+	})
+	r := e.do(http.MethodPost, PathNew, keyed("key-acme", "k"), `{}`)
+	assert.Equal(t, http.StatusOK, r.status, "the answer still reaches the caller")
+	select {
+	case err := <-failed:
+		assert.EqualError(t, err, "backend down")
+	default:
+		t.Fatal("FinishFailed was not called")
+	}
+}
+
+// beginFails is a store that cannot be reached.
+type beginFails struct{ IdempotencyStore }
+
+func (beginFails) Begin(context.Context, IdempotencyKey) (Reservation, error) {
+	return Reservation{}, errors.New("backend down")
+}
+
+func TestIdempotencyStoreDownIsUnavailable(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Idempotency.Store = beginFails{} })
+	r := e.do(http.MethodPost, PathNew, keyed("key-acme", "k"), `{}`)
+	assert.Equal(t, http.StatusServiceUnavailable, r.status)
+	assert.Equal(t, `{"code":400558,"message":"API connection error"}`, r.body)
+	assert.Equal(t, "1", r.header.Get("Retry-After"))
+	assert.Equal(t, 0, e.lim.heldCount(), "no session without the key's protection")
+	r = e.do(http.MethodPost, PathNew, key("key-acme"), `{}`)
+	assert.Equal(t, http.StatusOK, r.status, "a call without a key does not need the store")
 }
