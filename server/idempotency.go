@@ -32,6 +32,11 @@ import (
 // the key's lifetime. The replay is decided before a bearer token is spent:
 // a caller whose reply was lost retries with the same token and key and gets
 // the replay, not 401.
+//
+// When the store cannot be reached, a keyed streaming.new answers
+// 503/400558 with Retry-After and creates nothing (fail closed: the key
+// could not protect the call); a call without the header never uses the
+// store.
 
 // IdempotencyHeader is the request header that makes streaming.new
 // idempotent.
