@@ -491,3 +491,119 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	require.NoError(t, s.Stop(ctx))
 }
+
+// fakeSockets serves streaming.new and start, and runs script[i] on the
+// i-th realtime socket (a socket past the script is refused with 10005).
+func fakeSockets(t *testing.T, script ...func(ws *websocket.Conn)) *httptest.Server {
+	t.Helper()
+	up := websocket.Upgrader{}
+	var n atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case server.PathNew:
+			sserrors.WriteData(w, map[string]any{"session_id": "s1", "realtime_endpoint": "ws://" + r.Host + server.PathRealtime})
+			return
+		case server.PathStart:
+			sserrors.WriteData(w, nil)
+			return
+		}
+		i := int(n.Add(1)) - 1
+		if i >= len(script) {
+			sserrors.Write(w, sserrors.SessionState("closed"))
+			return
+		}
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		script[i](ws)
+	}))
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+func send(ws *websocket.Conn, msgs ...string) {
+	for _, m := range msgs {
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(m))
+	}
+}
+
+func closeWith(ws *websocket.Conn, code int, text string) {
+	_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
+	_, _, _ = ws.ReadMessage() // the client's close frame
+}
+
+const connectedMsg = `{"type":"session.state_updated","state":"connected"}`
+
+// connectFake creates, starts and connects a session of hs.
+func connectFake(t *testing.T, hs *httptest.Server) (*client.Session, <-chan client.Event) {
+	t.Helper()
+	c, err := client.New(hs.URL, client.WithAPIKey("k"), client.WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
+	require.NoError(t, err)
+	s, err := c.NewSession(t.Context(), client.NewSessionRequest{})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(t.Context()))
+	events, err := s.Connect(t.Context())
+	require.NoError(t, err)
+	return s, events
+}
+
+// TestReconnectAfterServiceRestart: a close with 1012 (a node draining)
+// is reconnected, and the new socket's current state comes first.
+func TestReconnectAfterServiceRestart(t *testing.T) {
+	hs := fakeSockets(t,
+		func(ws *websocket.Conn) {
+			send(ws, connectedMsg)
+			closeWith(ws, websocket.CloseServiceRestart, "service restart")
+		},
+		func(ws *websocket.Conn) {
+			send(ws, connectedMsg, `{"type":"session.state_updated","state":"closing","reason":"stop"}`,
+				`{"type":"session.state_updated","state":"closed","reason":"stop"}`)
+			closeWith(ws, websocket.CloseNormalClosure, "session closed")
+		})
+	s, events := connectFake(t, hs)
+	got := drain(t, events)
+	require.Len(t, got, 6, "%v", got)
+	assert.Equal(t, client.StateEvent{State: fsm.Connected}, got[0])
+	dis := got[1].(client.DisconnectedEvent)
+	assert.True(t, dis.Reconnecting)
+	var ce *websocket.CloseError
+	require.ErrorAs(t, dis.Err, &ce)
+	assert.Equal(t, websocket.CloseServiceRestart, ce.Code)
+	assert.Equal(t, client.StateEvent{State: fsm.Connected}, got[2], "the current state first")
+	assert.Equal(t, client.StateEvent{State: fsm.Closing, Reason: "stop"}, got[3])
+	assert.Equal(t, client.StateEvent{State: fsm.Closed, Reason: "stop"}, got[4])
+	assert.False(t, got[5].(client.DisconnectedEvent).Reconnecting)
+	assert.Equal(t, fsm.Closed, s.State())
+}
+
+// TestNoReconnect: a policy close (1008) ends the stream; so does a
+// reconnection refused with a 4xx, whose state the guard learns.
+func TestNoReconnect(t *testing.T) {
+	t.Run("1008", func(t *testing.T) {
+		hs := fakeSockets(t, func(ws *websocket.Conn) {
+			send(ws, connectedMsg)
+			closeWith(ws, websocket.ClosePolicyViolation, "too many messages")
+		})
+		_, events := connectFake(t, hs)
+		got := drain(t, events)
+		require.Len(t, got, 2)
+		dis := got[1].(client.DisconnectedEvent)
+		assert.False(t, dis.Reconnecting)
+	})
+	t.Run("refused", func(t *testing.T) {
+		hs := fakeSockets(t, func(ws *websocket.Conn) {
+			send(ws, connectedMsg)
+			closeWith(ws, websocket.CloseGoingAway, "server shutting down")
+		})
+		s, events := connectFake(t, hs)
+		got := drain(t, events)
+		require.Len(t, got, 3, "%v", got)
+		assert.True(t, got[1].(client.DisconnectedEvent).Reconnecting)
+		last := got[2].(client.DisconnectedEvent)
+		assert.False(t, last.Reconnecting)
+		assert.ErrorIs(t, last.Err, sserrors.SessionState("closed"))
+		assert.Equal(t, fsm.Closed, s.State(), "learned from the refusal")
+	})
+}
