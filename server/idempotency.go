@@ -5,7 +5,6 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -138,34 +137,25 @@ func (c IdempotencyConfig) store(clock interface{ Now() time.Time }) Idempotency
 	return NewMemoryIdempotency(cfg)
 }
 
-// idempotent wraps the streaming.new route: with an Idempotency-Key it
-// replays a stored answer before next authenticates again and spends a
-// bearer token; without one it is next.
-func (s *Server) idempotent(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+// idempotent wraps the work of streaming.new (fn, which spends a bearer
+// token and creates the session). It runs after authentication and the
+// request budget, before fn: with an Idempotency-Key it replays a stored
+// answer, or runs fn and stores its success; without one it is fn.
+func (s *Server) idempotent(fn func(*http.Request, *request) (any, error)) func(*http.Request, *request) (any, error) {
+	return func(r *http.Request, req *request) (any, error) {
 		values, keyed := r.Header[http.CanonicalHeaderKey(IdempotencyHeader)]
 		if !keyed {
-			next(w, r)
-			return
-		}
-		req, err := s.authenticate(r, true)
-		if err != nil {
-			next(w, r) // it refuses the caller itself
-			return
+			return fn(r, req)
 		}
 		if len(values) != 1 || values[0] == "" || len(values[0]) > MaxIdempotencyKeyBytes {
-			s.fail(w, r, req, sserrors.ErrInvalidParameter)
-			return
+			return nil, sserrors.ErrInvalidParameter
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				s.fail(w, r, req, errBodyTooLarge)
-			} else {
-				s.fail(w, r, req, sserrors.ErrMissingParams.WithCause(err))
-			}
-			return
+			// A body that cannot be read is answered as decode answers it
+			// on every endpoint (too large, too slow, cut).
+			r.Body = io.NopCloser(failingReader{err})
+			return nil, decode(r, &struct{}{})
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		k := IdempotencyKey{Account: req.account.Name, Key: values[0], BodyHash: sha256.Sum256(body)}
@@ -175,60 +165,92 @@ func (s *Server) idempotent(next http.HandlerFunc) http.HandlerFunc {
 			if _, ok := sserrors.As(err); !ok {
 				err = errUnavailable.WithCause(err)
 			}
-			s.fail(w, r, req, err)
-			return
+			return nil, err
 		}
 		if res.Replay != nil {
-			w.Header().Set("Content-Type", res.Replay.ContentType)
-			w.Header().Set(ReplayedHeader, "true")
-			w.WriteHeader(res.Replay.Status)
-			_, _ = w.Write(res.Replay.Body)
-			return
+			return storedAnswer{StoredAnswer: *res.Replay, replayed: true}, nil
 		}
-		rec := &recorder{ResponseWriter: w}
 		// Finish runs even when the caller went away, within its own bound.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 		defer cancel()
 		finished := false
 		defer func() {
-			if !finished { // next panicked: free the key
+			if !finished { // fn panicked: free the key
 				_ = s.idem.Finish(fctx, k, res.Owner, nil)
 			}
 		}()
-		next(rec, r)
+		data, err := fn(r, req)
 		finished = true
 		var answer *StoredAnswer
-		if rec.status == http.StatusOK {
-			answer = &StoredAnswer{Status: rec.status, ContentType: rec.Header().Get("Content-Type"), Body: rec.body.Bytes()}
+		if err == nil {
+			answer = render(data)
 		}
-		if err := s.idem.Finish(fctx, k, res.Owner, answer); err != nil && s.idemFailed != nil {
-			s.idemFailed(err)
+		if ferr := s.idem.Finish(fctx, k, res.Owner, answer); ferr != nil && s.idemFailed != nil {
+			s.idemFailed(ferr)
 		}
+		if answer == nil {
+			return data, err
+		}
+		return storedAnswer{StoredAnswer: *answer}, nil
 	}
 }
 
-// recorder passes an answer through and keeps a copy of its status and
-// body.
-type recorder struct {
-	http.ResponseWriter
+// storedAnswer is an answer written as it is (by handle): a replay, or the
+// first answer of a key, sent with the very bytes that were stored.
+type storedAnswer struct {
+	StoredAnswer
+	replayed bool
+}
+
+func (a storedAnswer) write(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", a.ContentType)
+	if a.replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
+}
+
+// render returns the success envelope of data as handle would write it,
+// or nil when that is not an HTTP 200 (data that cannot be encoded).
+func render(data any) *StoredAnswer {
+	var b bufferWriter
+	sserrors.WriteData(&b, data)
+	if b.status != http.StatusOK {
+		return nil
+	}
+	return &StoredAnswer{Status: b.status, ContentType: b.Header().Get("Content-Type"), Body: b.body.Bytes()}
+}
+
+// bufferWriter is an http.ResponseWriter into memory.
+type bufferWriter struct {
+	header http.Header
 	status int
 	body   bytes.Buffer
 }
 
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
+func (b *bufferWriter) Header() http.Header {
+	if b.header == nil {
+		b.header = make(http.Header)
 	}
-	r.ResponseWriter.WriteHeader(status)
+	return b.header
 }
 
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
+func (b *bufferWriter) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
 	}
-	r.body.Write(b)
-	return r.ResponseWriter.Write(b)
 }
+
+func (b *bufferWriter) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+// failingReader fails every Read with err.
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 // MemoryIdempotencyConfig configures [NewMemoryIdempotency]. Zero fields
 // take the documented defaults.

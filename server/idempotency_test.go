@@ -296,3 +296,13 @@ func TestIdempotencyStoreDownIsUnavailable(t *testing.T) {
 	r = e.do(http.MethodPost, PathNew, key("key-acme"), `{}`)
 	assert.Equal(t, http.StatusOK, r.status, "a call without a key does not need the store")
 }
+
+func TestIdempotentNewBodyTooLarge(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxBodyBytes = 64 })
+	r := e.do(http.MethodPost, PathNew, keyed("key-acme", "k"), `{"knowledge_base":"`+strings.Repeat("x", 100)+`"}`)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, r.status)
+	assert.Equal(t, bodyInvalid, r.body)
+	assert.Equal(t, 0, e.lim.heldCount())
+	r = e.do(http.MethodPost, PathNew, keyed("key-acme", "k"), `{}`)
+	assert.Equal(t, http.StatusOK, r.status, "a refusal leaves the key free: %s", r.body)
+}
