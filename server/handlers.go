@@ -64,7 +64,7 @@ func (s *Server) newRoutes() map[string]route {
 	}
 	return map[string]route{
 		PathCreateToken:    post(false, s.createToken),
-		PathNew:            post(true, s.newSession),
+		PathNew:            post(true, s.idempotent(s.newSession)),
 		PathStart:          post(true, s.start),
 		PathICE:            post(true, s.ice),
 		PathTask:           post(true, s.task),
@@ -103,6 +103,10 @@ func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, 
 		}
 		if t, ok := data.(tokenData); ok {
 			writeToken(w, string(t))
+			return
+		}
+		if a, ok := data.(storedAnswer); ok {
+			a.write(w) // streaming.new with an Idempotency-Key
 			return
 		}
 		writeData(w, data)

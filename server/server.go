@@ -97,6 +97,9 @@ type Config struct {
 	Realtime realtime.SocketConfig
 	// Hooks observe the server; nil hooks are skipped.
 	Hooks Hooks
+	// Idempotency configures the Idempotency-Key of streaming.new (see
+	// [IdempotencyConfig]).
+	Idempotency IdempotencyConfig
 }
 
 // Hooks let a caller observe the server (for metrics and logs) without the
@@ -138,6 +141,9 @@ type Refusal struct {
 // is an [http.Handler] answering paths under /v1/ (every other path is a
 // JSON 404). It is safe for concurrent use by multiple goroutines.
 type Server struct {
+	idem       IdempotencyStore // Config.Idempotency
+	idemFailed func(error)
+
 	mgr      *session.Manager
 	accounts Accounts
 	avatars  session.AvatarCatalog
@@ -204,6 +210,9 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	s := &Server{
+		idem:       cfg.Idempotency.store(cfg.Clock),
+		idemFailed: cfg.Idempotency.FinishFailed,
+
 		mgr:      cfg.Manager,
 		accounts: cfg.Accounts,
 		avatars:  cfg.Avatars,

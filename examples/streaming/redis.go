@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamsession/streamsession/limits/redislimiter"
 	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/redisidem"
 	"github.com/streamsession/streamsession/server/redisrate"
 	"github.com/streamsession/streamsession/server/redisrelay"
 	"github.com/streamsession/streamsession/server/redistokens"
@@ -44,13 +45,14 @@ const defaultRequestTimeout = 10 * time.Second
 // redisConnectTimeout bounds the checks made at start.
 const redisConnectTimeout = 5 * time.Second
 
-// redisBackends are the Redis limiter, session store, token store and
-// speech relay of one node, on one client.
+// redisBackends are the Redis limiter, session store, token store,
+// idempotency store and speech relay of one node, on one client.
 type redisBackends struct {
 	client  *redis.Client
 	limiter *redislimiter.Limiter
 	store   *redisstore.Store
 	tokens  *redistokens.Store
+	idem    *redisidem.Store
 	relay   *redisrelay.Relay
 	rates   *redisrate.Limiter
 	secret  []byte
@@ -91,6 +93,9 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	}); err != nil {
 		return fail(err)
 	}
+	if b.idem, err = redisidem.New(client, redisidem.Config{Prefix: opts.Prefix, TTL: cfg.IdempotencyTTL}); err != nil {
+		return fail(err)
+	}
 	if b.store, err = redisstore.New(client, redisstore.Config{Prefix: opts.Prefix, NodeTTL: opts.NodeTTL}); err != nil {
 		return fail(err)
 	}
@@ -108,6 +113,7 @@ func (b *redisBackends) apply(o *config.Options) {
 	o.Limiter = b.limiter
 	o.Session.Store = b.store
 	o.Server.Tokens = b.tokens
+	o.Server.Idempotency.Store = b.idem
 	o.Server.Secret = b.secret
 	o.Server.Relay = b.relay
 	o.Server.RateLimiter = b.rates

@@ -15,6 +15,7 @@
 //	  "closed_retention_seconds": 600,
 //	  "body_read_timeout_seconds": 10,
 //	  "cors_origins": ["http://localhost:*", "http://127.0.0.1:*"],
+//	  "idempotency_ttl_seconds": 86400,
 //	  "plans": {
 //	    "trial": {"max_concurrent": 3, "trial": true, "monthly_minutes": 300, "session_duration_limit": 600},
 //	    "pro":   {"max_concurrent": 100}
@@ -39,6 +40,8 @@
 //     closed_retention_seconds and body_read_timeout_seconds (how long a
 //     request's body may take to arrive: server.Config.BodyReadTimeout) are
 //     whole numbers from 1 to 31536000.
+//   - idempotency_ttl_seconds (how long streaming.new keeps an
+//     Idempotency-Key and its answer) is a whole number from 1 to 31536000.
 //   - cors_origins lists the browser origins allowed to call the API and
 //     open the realtime socket (server.Config.Origins): exact origins
 //     ("https://app.example.com"), "*" for any, or a port wildcard
@@ -118,6 +121,8 @@ type Config struct {
 	// RateLimits holds, by plan name, the request budget of each account of
 	// the plans that set one; the other plans are unlimited.
 	RateLimits map[string]server.RateLimit
+	// IdempotencyTTL is how long streaming.new keeps an Idempotency-Key.
+	IdempotencyTTL time.Duration
 	// Plans by name.
 	Plans map[string]limits.Plan
 	// MaxTokens is each plan's max_tokens_per_account, by plan name.
@@ -143,6 +148,7 @@ type (
 		ClosedRetentionSeconds *int                `json:"closed_retention_seconds"`
 		BodyReadTimeoutSeconds *int                `json:"body_read_timeout_seconds"`
 		CORSOrigins            *[]string           `json:"cors_origins"`
+		IdempotencyTTLSeconds  *int                `json:"idempotency_ttl_seconds"`
 		Plans                  map[string]planJSON `json:"plans"`
 		Accounts               []accountJSON       `json:"accounts"`
 		Avatars                []avatarJSON        `json:"avatars"`
@@ -220,6 +226,9 @@ func Parse(data []byte) (*Config, error) {
 	if f.CORSOrigins == nil {
 		f.CORSOrigins = demo.CORSOrigins
 	}
+	if f.IdempotencyTTLSeconds == nil {
+		f.IdempotencyTTLSeconds = demo.IdempotencyTTLSeconds
+	}
 	if f.Plans == nil {
 		f.Plans = demo.Plans
 	}
@@ -282,6 +291,11 @@ func (f *fileJSON) resolve() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	idem, err := between("idempotency_ttl_seconds", *f.IdempotencyTTLSeconds, 1, maxSeconds)
+	if err != nil {
+		return nil, err
+	}
+	c.IdempotencyTTL = time.Duration(idem) * time.Second
 	c.JoinTimeout = time.Duration(join) * time.Second
 	c.ClosedRetention = time.Duration(retention) * time.Second
 	bodyTimeout, err := between("body_read_timeout_seconds", *f.BodyReadTimeoutSeconds, 1, maxSeconds)
@@ -505,9 +519,9 @@ func (c *Config) MaxTokensPerAccount(acct session.Account) int {
 type Options struct {
 	// Server is the template of the server's configuration; NewService
 	// fills in Manager, Accounts, Avatars, Origins (cors_origins),
-	// BodyReadTimeout and RateLimit from the configuration, and Tokens when
-	// it is nil (an in-memory store bounded by each plan's
-	// max_tokens_per_account).
+	// BodyReadTimeout and RateLimit from the configuration, Tokens when it is
+	// nil (an in-memory store bounded by each plan's max_tokens_per_account),
+	// and Idempotency.TTL when it is zero.
 	Server server.Config
 	// Session is the template of the manager's configuration; NewService
 	// fills in Limiter, Avatars, JoinTimeout and Retention.
@@ -566,6 +580,9 @@ func NewService(c *Config, opts Options) (*Service, error) {
 			tcfg.Now = hcfg.Clock.Now
 		}
 		hcfg.Tokens = server.NewMemoryTokens(tcfg)
+	}
+	if hcfg.Idempotency.TTL == 0 {
+		hcfg.Idempotency.TTL = c.IdempotencyTTL
 	}
 	srv, err := server.New(hcfg)
 	if err != nil {

@@ -33,6 +33,7 @@ func TestDemo(t *testing.T) {
 	assert.Equal(t, []string{"http://localhost:*", "http://127.0.0.1:*"}, c.CORSOrigins)
 	assert.Nil(t, c.RateLimits, "the demo plans are unlimited")
 	assert.Nil(t, c.RateLimit())
+	assert.Equal(t, 24*time.Hour, c.IdempotencyTTL)
 	assert.Equal(t, map[string]limits.Plan{
 		"trial": {Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second},
 		"pro":   {Name: "pro", MaxConcurrent: 100, MonthlyMinutes: 300},
@@ -63,6 +64,7 @@ func TestParseDefaults(t *testing.T) {
 	assert.Equal(t, 5, c.Capacity)
 	assert.Equal(t, 300*time.Second, c.JoinTimeout, "missing: the default")
 	assert.Equal(t, 600*time.Second, c.ClosedRetention, "missing: the default")
+	assert.Equal(t, 24*time.Hour, c.IdempotencyTTL, "missing: the default")
 	assert.Equal(t, limits.Plan{Name: "gold", MaxConcurrent: 100, MonthlyMinutes: 300}, c.Plans["gold"])
 	assert.Equal(t, limits.Plan{Name: "free", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second}, c.Plans["free"])
 	assert.Equal(t, limits.Plan{Name: "custom", Trial: true}, c.Plans["custom"], "explicit zeros are kept")
@@ -111,6 +113,8 @@ func TestParseErrors(t *testing.T) {
 		{"negative capacity", `{"capacity": -1}`, `capacity`},
 		{"zero join timeout", `{"join_timeout_seconds": 0}`, `join_timeout_seconds`},
 		{"huge retention", `{"closed_retention_seconds": 999999999}`, `closed_retention_seconds`},
+		{"zero idempotency ttl", `{"idempotency_ttl_seconds": 0}`, `idempotency_ttl_seconds: 0 is outside 1`},
+		{"huge idempotency ttl", `{"idempotency_ttl_seconds": 999999999}`, `idempotency_ttl_seconds`},
 		{"negative max_concurrent", `{"plans": {"trial": {"max_concurrent": -1}}}`, `plans.trial.max_concurrent`},
 		{"negative minutes", `{"plans": {"trial": {"monthly_minutes": -5}}}`, `plans.trial.monthly_minutes`},
 		{"negative duration", `{"plans": {"trial": {"session_duration_limit": -1}}}`, `plans.trial.session_duration_limit`},
@@ -302,4 +306,10 @@ func TestNewServiceTokenBound(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status, "another account")
 	status, _, _ = mint("demo-trial-key")
 	assert.Equal(t, http.StatusTooManyRequests, status, "the trial plan's own bound")
+}
+
+func TestIdempotencyTTL(t *testing.T) {
+	c, err := Parse([]byte(`{"idempotency_ttl_seconds": 60}`))
+	require.NoError(t, err)
+	assert.Equal(t, time.Minute, c.IdempotencyTTL)
 }
