@@ -147,47 +147,72 @@ func TestTimersFireOnceForTheCluster(t *testing.T) {
 	assert.Empty(t, recs, "no record left")
 }
 
-func TestSurvivorsCloseADeadNodesSessions(t *testing.T) {
+// TestDeadNodesSessionsLiveOn: a node dies (SIGKILL) after it recorded
+// sessions and kept their slots, as its Manager does. Its sessions stay
+// open and keep their slots; another node serves them; one whose client
+// never comes back ends by its join timer, at its usual deadline; a close
+// it left half done is finished; each slot is released once.
+func TestDeadNodesSessionsLiveOn(t *testing.T) {
 	ctx := context.Background()
-	const ttl = 300 * time.Millisecond
-	c := newCluster(t, 1, session.Config{}, Config{NodeTTL: ttl})
-	// The dead node: a store whose Manager is gone; its sessions hold slots.
-	dead, err := New(c.srv.Client(), Config{NodeTTL: ttl})
+	cfg := Config{ClosingGrace: 200 * time.Millisecond} // every node's
+	c := newCluster(t, 1, session.Config{}, cfg)
+	survivor := c.managers[0]
+	dead, err := New(c.srv.Client(), cfg)
 	require.NoError(t, err)
-	var ids []string
-	for i := range 3 {
-		id := "dead" + string(rune('a'+i))
+	ids := []string{"served", "abandoned", "half-closed"}
+	for _, id := range ids {
 		d, err := c.limiter.Acquire(ctx, limits.Request{Account: "acme", Plan: limits.PaidPlan, SessionID: id})
 		require.NoError(t, err)
 		require.True(t, d.Granted())
 		r := newRecord(id)
 		r.CreatedAt = time.Now()
+		if id == "abandoned" {
+			r.JoinTimeout = 500 * time.Millisecond
+		}
 		_, err = dead.Insert(ctx, r)
 		require.NoError(t, err)
-		ids = append(ids, id)
+		require.NoError(t, c.limiter.Keep(ctx, d.Lease))
 	}
-	_, _, err = dead.Transition(ctx, "acme", ids[2], session.Change{Event: fsm.EventClose, At: time.Now(), Reason: session.ReasonStop})
+	_, _, err = dead.Transition(ctx, "acme", "half-closed", session.Change{Event: fsm.EventClose, At: time.Now(), Reason: session.ReasonStop})
 	require.NoError(t, err)
-	live, err := c.managers[0].Create(ctx, acme, session.CreateOptions{})
-	require.NoError(t, err)
+	died := time.Now()
 	dead.crash()
 
-	for i, id := range ids {
-		waitFor(t, "closed by the survivor", 5*time.Second, func() bool {
-			r, err := c.managers[0].Get(ctx, "acme", id)
-			return err == nil && r.State == fsm.Closed
-		})
-		r, _ := c.managers[0].Get(ctx, "acme", id)
-		if i < 2 {
-			assert.Equal(t, session.ReasonNodeLost, r.Reason)
-		} else {
-			assert.Equal(t, session.ReasonStop, r.Reason, "a close left half done is finished with its reason")
-		}
-		assert.Equal(t, 1, c.limiter.released(id))
-	}
-	got, err := c.managers[0].Get(ctx, "acme", live.ID)
+	// The client of "served" comes back through the survivor.
+	_, err = survivor.Start(ctx, "acme", "served")
 	require.NoError(t, err)
-	assert.Equal(t, fsm.New, got.State, "the survivor's own session is untouched")
+	_, err = survivor.Join(ctx, "acme", "served")
+	require.NoError(t, err)
+
+	waitFor(t, "the join timer closes the abandoned session", 5*time.Second, func() bool {
+		r, err := survivor.Get(ctx, "acme", "abandoned")
+		return err == nil && r.State == fsm.Closed
+	})
+	r, _ := survivor.Get(ctx, "acme", "abandoned")
+	assert.Equal(t, session.ReasonJoin, r.Reason)
+	assert.WithinDuration(t, r.CreatedAt.Add(500*time.Millisecond), r.ClosedAt, 300*time.Millisecond, "closed at its join deadline, not later")
+	waitFor(t, "the half-done close is finished", 5*time.Second, func() bool {
+		r, err := survivor.Get(ctx, "acme", "half-closed")
+		return err == nil && r.State == fsm.Closed
+	})
+	r, _ = survivor.Get(ctx, "acme", "half-closed")
+	assert.Equal(t, session.ReasonStop, r.Reason, "a close left half done is finished with its reason")
+	for _, id := range []string{"abandoned", "half-closed"} {
+		assert.Equal(t, 1, c.limiter.released(id), "%s released once", id)
+	}
+
+	// Long after the old heartbeat TTL, the served session is open and
+	// holds its slot; a stop through the survivor frees it at once.
+	time.Sleep(time.Until(died.Add(time.Second)))
+	got, err := survivor.Get(ctx, "acme", "served")
+	require.NoError(t, err)
+	assert.Equal(t, fsm.Connected, got.State)
+	assert.Zero(t, c.limiter.released("served"))
+	assert.Equal(t, 1, c.limiter.Limiter.(*limits.Memory).InUse(), "only the served session's slot is held")
+	_, err = survivor.Stop(ctx, "acme", "served")
+	require.NoError(t, err)
+	assert.Equal(t, 1, c.limiter.released("served"))
+	assert.Zero(t, c.limiter.Limiter.(*limits.Memory).InUse())
 }
 
 // TestCloseDeliversBeforeReturning: Manager.Close closes the node's
