@@ -67,7 +67,8 @@
 // between the insert and the Keep leaves a session whose slot expires with
 // its lease while the session goes on until its timers or a stop end it
 // (the account may hold one session more than its plan meanwhile, and a
-// trial session's minutes are not counted). Nodes that ran an earlier
+// trial session's minutes count only until the lease expired). Nodes that
+// ran an earlier
 // version left a "{Prefix}:s:nodes" key: nothing reads it any more, and it
 // may be deleted.
 //

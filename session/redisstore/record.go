@@ -28,8 +28,8 @@ const (
 	fJoin        = "jt"
 	fRetention   = "rt"
 	fReason      = "r"
-	fOwner       = "o"    // the node the session was created through
-	fNonce       = "n"    // the insert's nonce, to recognise a replayed insert
+	fOwner       = "o" // the node the session was created through
+	fNonce       = "n" // the insert's nonce, to recognise a replayed insert
 	// Milliseconds, rounded up.
 	fJoinDeadlineMs = "jd"
 	fIdleMs         = "itm"
