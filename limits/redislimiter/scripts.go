@@ -13,7 +13,7 @@ import "github.com/redis/go-redis/v9"
 //
 // Every redis.call costs server time, so the common paths make as few as
 // they can: an acquire under a paid plan makes four (and one TIME per batch),
-// a release three.
+// a release four (seven for an account's last kept slot), a keep five.
 //
 // Keys (all in KEYS[]): per account, slots (ZSET session id -> lease expiry)
 // and run (HASH session id -> start of a trial session, 0 until Started) and
