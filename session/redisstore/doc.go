@@ -97,7 +97,7 @@
 //
 // # Concurrency
 //
-// A Store is safe for concurrent use by multiple goroutines. It runs two
-// goroutines, the heartbeat (from New) and the event listener (from
-// Watch), plus those of go-redis's subscription; Close stops them.
+// A Store is safe for concurrent use by multiple goroutines. It runs one
+// goroutine, the event listener (from Watch), plus those of go-redis's
+// subscription; Close stops them.
 package redisstore

@@ -8,7 +8,7 @@ import "github.com/redis/go-redis/v9"
 //
 // Keys live under one hash tag ("{Prefix}:s:..."), so all of them share a
 // Redis Cluster slot. The keys a script finds while it runs (the record of
-// a session found in the deadline set, the session set of a dead node) are
+// a session found in the deadline set, the session set of its node) are
 // built from the prefix passed in ARGV: they are in the same slot, which
 // Redis Cluster accepts.
 //
