@@ -20,12 +20,34 @@ var avatars = session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true,
 
 var acme = session.Account{Name: "acme", Plan: limits.PaidPlan}
 
-// countingLimiter counts the releases of each session of a shared
-// in-memory limiter (the nodes of these tests share one process).
+// countingLimiter counts the keeps and releases of each session of a
+// shared in-memory limiter (the nodes of these tests share one process).
 type countingLimiter struct {
 	limits.Limiter
 	mu       sync.Mutex
 	releases map[string]int
+	keeps    map[string]int
+	renewals int
+}
+
+func (l *countingLimiter) Keep(ctx context.Context, lease limits.Lease) error {
+	l.mu.Lock()
+	l.keeps[lease.SessionID]++
+	l.mu.Unlock()
+	return l.Limiter.Keep(ctx, lease)
+}
+
+func (l *countingLimiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, error) {
+	l.mu.Lock()
+	l.renewals++
+	l.mu.Unlock()
+	return l.Limiter.Renew(ctx, lease)
+}
+
+func (l *countingLimiter) kept(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keeps[id]
 }
 
 func (l *countingLimiter) Release(ctx context.Context, lease limits.Lease) error {
@@ -54,7 +76,7 @@ func newCluster(t *testing.T, n int, scfg session.Config, cfg Config) *cluster {
 	t.Helper()
 	c := &cluster{
 		srv:     redistest.Start(t),
-		limiter: &countingLimiter{Limiter: limits.NewMemory(limits.MemoryConfig{Capacity: 100}), releases: map[string]int{}},
+		limiter: &countingLimiter{Limiter: limits.NewMemory(limits.MemoryConfig{Capacity: 100}), releases: map[string]int{}, keeps: map[string]int{}},
 	}
 	t.Cleanup(func() { _ = c.limiter.Close() })
 	for range n {
@@ -91,6 +113,7 @@ func TestManagersShareSessions(t *testing.T) {
 	a, b, cc := c.managers[0], c.managers[1], c.managers[2]
 	s, err := a.Create(ctx, acme, session.CreateOptions{})
 	require.NoError(t, err)
+	assert.Equal(t, 1, c.limiter.kept(s.ID), "the slot is kept once the session is recorded")
 	_, err = b.Start(ctx, "acme", s.ID)
 	require.NoError(t, err)
 	_, err = a.Join(ctx, "acme", s.ID) // the socket opens on a
@@ -242,5 +265,50 @@ func TestCloseDeliversBeforeReturning(t *testing.T) {
 	for _, id := range ids {
 		assert.Equal(t, []fsm.State{fsm.New, fsm.Connecting, fsm.Closing, fsm.Closed}, states(c.logs[0].of(id)))
 		assert.Equal(t, session.ReasonShutdown, c.logs[0].of(id)[3].Reason)
+	}
+}
+
+// TestKeptSlotsNeedNoRenewal: with leases of 150 ms, open sessions on two
+// nodes outlive many lease TTLs without a single renewal: their slots are
+// kept.
+func TestKeptSlotsNeedNoRenewal(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	mem := limits.NewMemory(limits.MemoryConfig{LeaseTTL: 150 * time.Millisecond})
+	t.Cleanup(func() { _ = mem.Close() })
+	lim := &countingLimiter{Limiter: mem, releases: map[string]int{}, keeps: map[string]int{}}
+	var managers []*session.Manager
+	for range 2 {
+		s, err := New(srv.Client(), Config{})
+		require.NoError(t, err)
+		m, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: s})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			require.NoError(t, m.Close(ctx))
+			require.NoError(t, s.Close())
+		})
+		managers = append(managers, m)
+	}
+	var ids []string
+	for i := range 6 {
+		s, err := managers[i%2].Create(ctx, acme, session.CreateOptions{})
+		require.NoError(t, err)
+		ids = append(ids, s.ID)
+	}
+	time.Sleep(time.Second) // more than six lease TTLs
+	lim.mu.Lock()
+	renewals := lim.renewals
+	lim.mu.Unlock()
+	assert.Zero(t, renewals)
+	for _, id := range ids {
+		l, err := mem.Renew(ctx, limits.Lease{Account: "acme", SessionID: id})
+		require.NoError(t, err, "the slot of %s is held", id)
+		assert.True(t, l.Expires.IsZero(), "and kept")
+	}
+	list, err := managers[1].List(ctx, "acme")
+	require.NoError(t, err)
+	assert.Len(t, list, len(ids))
+	for _, id := range ids {
+		assert.Equal(t, 1, lim.kept(id))
 	}
 }
