@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/streamsession/streamsession/fsm"
@@ -91,7 +92,7 @@ func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 		// still at work and this timer do not both close it. A kept slot
 		// is never left behind: when the release fails, the session stays
 		// closing and is reported again.
-		if err := m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID}); err != nil && m.keepSlots {
+		if err := m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID}); err != nil && m.unkept != nil {
 			return true
 		}
 		_, _, _ = m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
@@ -158,7 +159,7 @@ func (m *Manager) renewLoop() {
 // retried on the next round.
 func (m *Manager) renewAll() {
 	ctx := context.Background()
-	if m.keepSlots {
+	if m.unkept != nil {
 		m.keepUnkept(ctx)
 		return
 	}
@@ -182,22 +183,44 @@ func (m *Manager) renewAll() {
 // keepSlot). A lease lost meanwhile closes its session (ReasonLeaseLost);
 // any other failure waits for the next round.
 func (m *Manager) keepUnkept(ctx context.Context) {
-	m.unkeptMu.Lock()
-	leases := make([]limits.Lease, 0, len(m.unkept))
-	for _, l := range m.unkept {
-		leases = append(leases, l)
-	}
-	m.unkeptMu.Unlock()
-	for _, l := range leases {
+	for _, l := range m.unkept.snapshot() {
 		err := m.keep(ctx, l)
 		if err != nil && !errors.Is(err, limits.ErrLeaseExpired) {
 			continue
 		}
-		m.unkeptMu.Lock()
-		delete(m.unkept, l.SessionID)
-		m.unkeptMu.Unlock()
+		m.unkept.remove(l.SessionID)
 		if err != nil {
 			_, _ = m.closeSession(ctx, l.Account, l.SessionID, ReasonLeaseLost, 0)
 		}
 	}
+}
+
+// unkeptSlots are the leases of this node's sessions, recorded in a
+// SharedStore, whose Keep failed, by session id. It is safe for concurrent
+// use by multiple goroutines.
+type unkeptSlots struct {
+	mu     sync.Mutex
+	leases map[string]limits.Lease
+}
+
+func (u *unkeptSlots) add(l limits.Lease) {
+	u.mu.Lock()
+	u.leases[l.SessionID] = l
+	u.mu.Unlock()
+}
+
+func (u *unkeptSlots) remove(id string) {
+	u.mu.Lock()
+	delete(u.leases, id)
+	u.mu.Unlock()
+}
+
+func (u *unkeptSlots) snapshot() []limits.Lease {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]limits.Lease, 0, len(u.leases))
+	for _, l := range u.leases {
+		out = append(out, l)
+	}
+	return out
 }

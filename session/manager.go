@@ -54,13 +54,10 @@ type Manager struct {
 	stop       chan struct{}
 	loops      sync.WaitGroup
 
-	// keepSlots is set for a SharedStore: a recorded session's slot is kept
-	// (limits.Limiter.Keep) instead of renewed. unkept holds the leases of
-	// this node's sessions whose Keep failed, by session id, for the
-	// renewer to retry.
-	keepSlots bool
-	unkeptMu  sync.Mutex
-	unkept    map[string]limits.Lease
+	// unkept is set for a SharedStore only: a recorded session's slot is
+	// then kept (limits.Limiter.Keep) instead of renewed, and unkept holds
+	// the slots whose Keep failed, for the renewer to retry.
+	unkept *unkeptSlots
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -118,8 +115,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		m.subBuffer = DefaultSubscriberBuffer
 	}
 	if ss, ok := m.store.(SharedStore); ok && ss.Shared() {
-		m.keepSlots = true
-		m.unkept = make(map[string]limits.Lease)
+		m.unkept = &unkeptSlots{leases: make(map[string]limits.Lease)}
 	}
 	m.renewEvery.Store(int64(m.renewFixed))
 	m.subs.Store(new([]*subscriber))
@@ -207,7 +203,7 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 		}
 		return Info{}, internal(err)
 	}
-	if m.keepSlots {
+	if m.unkept != nil {
 		if err := m.keepSlot(ctx, d.Lease); err != nil {
 			return Info{}, err
 		}
@@ -231,9 +227,7 @@ func (m *Manager) keepSlot(ctx context.Context, lease limits.Lease) error {
 		_, _ = m.closeSession(uncancellable(ctx), lease.Account, lease.SessionID, ReasonLeaseLost, 0)
 		return limits.ErrUnavailable.WithCause(err)
 	}
-	m.unkeptMu.Lock()
-	m.unkept[lease.SessionID] = lease
-	m.unkeptMu.Unlock()
+	m.unkept.add(lease)
 	return nil
 }
 
@@ -399,7 +393,7 @@ func (m *Manager) closeSession(ctx context.Context, account, id string, reason R
 		return Info{}, err
 	}
 	ctx = uncancellable(ctx)
-	if err := m.release(ctx, limits.Lease{Account: account, SessionID: id}); err != nil && m.keepSlots {
+	if err := m.release(ctx, limits.Lease{Account: account, SessionID: id}); err != nil && m.unkept != nil {
 		// A kept slot never expires: the session stays closing until its
 		// slot is released, by the store's closing timer (see fire).
 		return Info{}, err
@@ -590,10 +584,8 @@ func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lea
 // SharedStore the session is closed whatever the limiter says, and a lease
 // that was not released expires.
 func (m *Manager) release(ctx context.Context, lease limits.Lease) error {
-	if m.keepSlots {
-		m.unkeptMu.Lock()
-		delete(m.unkept, lease.SessionID)
-		m.unkeptMu.Unlock()
+	if m.unkept != nil {
+		m.unkept.remove(lease.SessionID)
 	}
 	if m.hooks.OnLimiter == nil {
 		return m.limiter.Release(ctx, lease)
