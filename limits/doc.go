@@ -58,11 +58,20 @@
 // capacity first reclaims expired leases, so expiry is exact. Releasing is
 // idempotent, and releasing an expired lease is harmless.
 //
+// A holder whose sessions outlive it (several nodes sharing a session store,
+// any of which may close any session) keeps the slot instead of renewing it:
+// Keep makes a live lease durable, so that it never expires and costs the
+// backend nothing while the session lasts; Release frees it, from whichever
+// node closes the session. A lease is kept only once the session is
+// recorded where the other nodes find it: a holder that dies between the
+// grant and the Keep loses the slot when the lease expires, never later.
+//
 // # Trial minutes
 //
 // Trial minutes are counted per account per calendar month (UTC), for
 // sessions acquired under a trial plan, from Started to Release (or to the
-// lease's expiry when the lease expired without a Release), once per
+// lease's expiry when the lease expired without a Release; a kept lease
+// counts until its Release, whichever node releases it), once per
 // session id: a second Started does not restart the count and a second
 // Release does not count again. They are checked only when a session is
 // acquired, with running sessions counted up to that instant: a session

@@ -98,11 +98,12 @@ type Request struct {
 }
 
 // Lease is a granted slot. It exists only after a grant; the zero Lease is
-// not a lease. A lease expires at Expires unless renewed. A slot is known by
-// its Account and SessionID: Started, Renew and Release accept a Lease built
-// from those two alone (Expires is informational), so that a holder that
-// kept only the session's identity can still release it. A Lease is a
-// plain value, safe to copy.
+// not a lease. A lease expires at Expires unless renewed or kept (see
+// Limiter.Keep); a kept lease has a zero Expires: it never expires. A slot
+// is known by its Account and SessionID: Started, Keep, Renew and Release
+// accept a Lease built from those two alone (Expires is informational), so
+// that a holder that kept only the session's identity can still release
+// it. A Lease is a plain value, safe to copy.
 type Lease struct {
 	Account   string
 	SessionID string
@@ -132,7 +133,7 @@ var ErrUnavailable = sserrors.ErrBackendUnavailable
 // use by multiple goroutines. The package documentation states the
 // contract; limits/limitertest checks it.
 //
-// Acquire, Started and Renew return ctx.Err() (possibly wrapped) for a
+// Acquire, Started, Keep and Renew return ctx.Err() (possibly wrapped) for a
 // context that is done before they decided, and then change nothing;
 // Release may still release (an in-memory one always does). An error for
 // which errors.Is(err, ErrUnavailable) holds means the backend failed.
@@ -152,10 +153,21 @@ type Limiter interface {
 	// and returns nil or ErrLeaseExpired (wrapped), as the implementation
 	// documents.
 	Started(ctx context.Context, lease Lease) error
+	// Keep makes a live lease durable: its slot no longer expires and needs
+	// no renewal; only Release frees it, and any holder that knows the
+	// session's identity may release it (another node of the service). A
+	// holder keeps a slot once what outlives it knows of the session (a
+	// session record in a store shared by several nodes), so that a holder
+	// that dies before that loses the slot when its lease expires. Keeping
+	// a kept slot again does nothing and returns nil. It fails with
+	// ErrLeaseExpired (wrapped) when the lease has already expired or been
+	// released, and then changes nothing.
+	Keep(ctx context.Context, lease Lease) error
 	// Renew extends a lease to the limiter's lease TTL from now and returns
 	// it with its new Expires; it fails with ErrLeaseExpired (wrapped) when
 	// the lease has already expired or been released: the session lost its
-	// slot and must be closed.
+	// slot and must be closed. Renewing a kept lease leaves it kept and
+	// returns it with a zero Expires.
 	Renew(ctx context.Context, lease Lease) (Lease, error)
 	// Release frees the slot and stops counting the session's minutes.
 	// Releasing twice or releasing an expired lease is harmless and returns
@@ -168,7 +180,7 @@ type Limiter interface {
 	Close() error
 }
 
-// ErrLeaseExpired is returned (possibly wrapped) by Renew and Started for a
-// lease that no longer holds a slot: it expired without renewal or was
+// ErrLeaseExpired is returned (possibly wrapped) by Renew, Keep and Started
+// for a lease that no longer holds a slot: it expired without renewal or was
 // released.
 var ErrLeaseExpired = errors.New("limits: lease expired or released")

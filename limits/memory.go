@@ -116,7 +116,7 @@ type account struct {
 // slotEntry is one held slot, identified by its session id.
 type slotEntry struct {
 	id      string
-	expires int64 // Unix nanoseconds
+	expires int64 // Unix nanoseconds; kept (never) once Keep made it durable
 	started int64 // Unix nanoseconds; meaningful when isStarted
 	// isStarted marks a session whose minutes are being counted.
 	isStarted bool
@@ -246,7 +246,13 @@ func (m *Memory) shardOf(account string) *shard {
 	return &m.shards[maphash.String(m.seed, account)&(memoryShards-1)]
 }
 
+// kept is the expiry of a kept slot (see Keep): never.
+const kept = math.MaxInt64
+
 func (m *Memory) lease(account, id string, expires int64) Lease {
+	if expires == kept {
+		return Lease{Account: account, SessionID: id}
+	}
 	return Lease{Account: account, SessionID: id, Expires: time.Unix(0, expires).UTC()}
 }
 
@@ -293,7 +299,9 @@ func (m *Memory) tryAcquire(s *shard, req Request, now int64) (d Decision, full 
 		if i := a.slots.find(req.SessionID); i >= 0 {
 			e := &a.slots.list[i]
 			if now < e.expires {
-				e.expires = now + m.ttl
+				if e.expires != kept {
+					e.expires = now + m.ttl
+				}
 				return Decision{Lease: m.lease(req.Account, req.SessionID, e.expires)}, false
 			}
 			m.drop(s, a, i, now)
@@ -490,7 +498,7 @@ func (m *Memory) Started(ctx context.Context, lease Lease) error {
 }
 
 // Renew extends lease to LeaseTTL from now and returns it with its new
-// expiry. It returns ErrLeaseExpired when the lease has expired
+// expiry (a kept lease stays kept, with a zero Expires). It returns ErrLeaseExpired when the lease has expired
 // or was released (the slot is then free), or ctx.Err() for a done ctx.
 func (m *Memory) Renew(ctx context.Context, lease Lease) (Lease, error) {
 	if err := ctx.Err(); err != nil {
@@ -505,8 +513,29 @@ func (m *Memory) Renew(ctx context.Context, lease Lease) (Lease, error) {
 		return Lease{}, ErrLeaseExpired
 	}
 	e := &a.slots.list[i]
-	e.expires = now + m.ttl
+	if e.expires != kept {
+		e.expires = now + m.ttl
+	}
 	return m.lease(lease.Account, lease.SessionID, e.expires), nil
+}
+
+// Keep makes lease's slot durable: it never expires and is freed only by
+// Release. Keeping it again does nothing. It returns ErrLeaseExpired when
+// the lease has expired or was released, or ctx.Err() for a done ctx.
+func (m *Memory) Keep(ctx context.Context, lease Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := m.shardOf(lease.Account)
+	now := m.nowNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, i := m.live(s, lease, now)
+	if i < 0 {
+		return ErrLeaseExpired
+	}
+	a.slots.list[i].expires = kept
+	return nil
 }
 
 // live finds lease's slot if it has not expired; an expired one is dropped.

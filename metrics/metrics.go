@@ -52,12 +52,12 @@ type Config struct {
 //	streamsession_session_transitions_total{from,to}       counter
 //	streamsession_sessions_closed_total{reason}            counter
 //	streamsession_session_refusals_total{code}             counter
+//	streamsession_request_refusals_total{code}             counter
 //	streamsession_limiter_call_duration_seconds{backend,op} histogram
 //	streamsession_limiter_errors_total{backend,op}         counter
 //	streamsession_limiter_fail_open_total{backend}         counter
 //	streamsession_realtime_sockets                         gauge
 //	streamsession_relay_announce_failures_total            counter
-//	streamsession_request_refusals_total{code}             counter
 //	streamsession_drains_total                             counter
 //	streamsession_draining                                 gauge
 //
@@ -82,12 +82,12 @@ type Metrics struct {
 	transitions    *prometheus.CounterVec
 	closed         *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
+	requestRefused *prometheus.CounterVec
 	limiterSeconds *prometheus.HistogramVec
 	limiterErrors  *prometheus.CounterVec
 	failOpen       *prometheus.CounterVec
 	sockets        prometheus.Gauge
 	unannounced    prometheus.Counter
-	requestRefused *prometheus.CounterVec
 	drains         prometheus.Counter
 	draining       prometheus.Gauge
 
@@ -155,6 +155,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "session_refusals_total",
 			Help:      "Session creations refused, by the catalog error code answered (10007 concurrency, 10014 capacity, 10015 trial quota, 400558 limiter unavailable, ...).",
 		}, []string{"code"}),
+		requestRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "request_refusals_total",
+			Help:      "API requests (the realtime socket upgrade included) the server answered with an error, by the catalog error code (400112 unauthorized, 400140 rate limit, ...).",
+		}, []string{"code"}),
 		limiterSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace,
 			Name:      "limiter_call_duration_seconds",
@@ -181,11 +186,6 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "relay_announce_failures_total",
 			Help:      "Realtime sockets opened on this node whose announcement the relay did not take, so that the session's sockets on other nodes were not replaced.",
 		}),
-		requestRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace,
-			Name:      "request_refusals_total",
-			Help:      "API requests and socket upgrades this node answered with an error, by the catalog error code answered (400112 unauthorized, 400140 rate limit, 400175 bad input, 400558 backend unavailable, ...).",
-		}, []string{"code"}),
 		drains: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "drains_total",
@@ -211,8 +211,8 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
-		m.sessions, m.transitions, m.closed, m.refusals, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
-		m.unannounced, m.requestRefused, m.drains, m.draining,
+		m.sessions, m.transitions, m.closed, m.refusals, m.requestRefused, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
+		m.unannounced, m.drains, m.draining,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -317,7 +317,10 @@ func (m *Metrics) opMetrics(op session.LimiterOp) (prometheus.Observer, promethe
 // ServerHooks returns the hooks that keep streamsession_realtime_sockets,
 // streamsession_relay_announce_failures_total and
 // streamsession_request_refusals_total; set them as server.Config.Hooks
-// (combine them with others with observe.JoinServerHooks).
+// (combine them with others with observe.JoinServerHooks). A refused
+// streaming.new counts there and, when the Manager refused it, in
+// streamsession_session_refusals_total too: the two families say which
+// layer refused.
 func (m *Metrics) ServerHooks() server.Hooks {
 	return server.Hooks{
 		SocketOpened:   func(realtime.SocketInfo) { m.sockets.Inc() },

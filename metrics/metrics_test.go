@@ -303,6 +303,12 @@ func TestSocketsGauge(t *testing.T) {
 	met, err := metrics.New(reg, metrics.Config{})
 	require.NoError(t, err)
 	h := met.ServerHooks()
+	h.Refused(server.Refusal{Endpoint: server.PathCreateToken, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
+	h.Refused(server.Refusal{Endpoint: server.PathCreateToken, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
+	h.Refused(server.Refusal{Endpoint: server.PathNew, Code: sserrors.CodeUnauthorized, Status: 401})
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
+		"# TYPE streamsession_request_refusals_total counter\nstreamsession_request_refusals_total{code=\"400112\"} 1\nstreamsession_request_refusals_total{code=\"400140\"} 2\n"),
+		"streamsession_request_refusals_total"))
 	h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: "acme"}})
 	h.AnnounceFailed(realtime.AnnounceFailure{})
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
@@ -426,12 +432,13 @@ func TestLint(t *testing.T) {
 	met, err := metrics.New(reg, metrics.Config{})
 	require.NoError(t, err)
 	met.SessionHooks().OnRefused("acme", sserrors.CodeConcurrentLimitReached) // so that every family has a sample
+	met.ServerHooks().Refused(server.Refusal{Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	assert.Empty(t, problems)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	assert.Len(t, mfs, 10)
+	assert.Len(t, mfs, 11)
 	for _, mf := range mfs {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())

@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,124 +15,199 @@ import (
 	"github.com/stretchr/testify/require"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/session"
 )
 
-func TestMemoryTokens(t *testing.T) {
+func TestMemoryTokensExpire(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock()
 	store := NewMemoryTokens(MemoryTokensConfig{TTL: time.Minute, Now: clock.Now})
 	acct := session.Account{Name: "acme", Plan: proPlan}
-
 	token, err := store.Mint(ctx, acct)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(token, "sst_"))
 	other, err := store.Mint(ctx, acct)
 	require.NoError(t, err)
-	assert.NotEqual(t, token, other)
 
-	got, err := store.Get(ctx, token)
-	require.NoError(t, err)
-	assert.Equal(t, Token{Account: acct}, got)
-
-	_, err = store.Get(ctx, "sst_nope")
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-
-	// Claim, then Unclaim, then Claim and Bind.
-	_, err = store.Claim(ctx, token)
-	require.NoError(t, err)
-	_, err = store.Claim(ctx, token)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "claimed twice")
-	require.NoError(t, store.Unclaim(ctx, token))
-	assert.ErrorIs(t, store.Unclaim(ctx, token), sserrors.ErrUnauthorized, "not claimed")
-	_, err = store.Claim(ctx, token)
-	require.NoError(t, err)
-	require.NoError(t, store.Bind(ctx, token, "s1"))
-	assert.ErrorIs(t, store.Bind(ctx, token, "s2"), sserrors.ErrUnauthorized, "bound once")
-	_, err = store.Claim(ctx, token)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "spent")
-	got, err = store.Get(ctx, token)
-	require.NoError(t, err)
-	assert.Equal(t, Token{Account: acct, SessionID: "s1"}, got)
-
-	// Idle expiry: every use restarts the minute.
+	// Idle expiry: every use (Get, Check, Spend) restarts the minute.
 	clock.Advance(59 * time.Second)
 	_, err = store.Get(ctx, token)
 	require.NoError(t, err)
 	clock.Advance(59 * time.Second)
-	_, err = store.Get(ctx, token)
+	_, err = store.Check(ctx, token, "")
 	require.NoError(t, err)
+	clock.Advance(59 * time.Second)
+	require.NoError(t, store.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, nil))
 	_, err = store.Get(ctx, other)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "unused for two minutes")
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "unused for three minutes")
 	clock.Advance(time.Minute)
-	_, err = store.Get(ctx, token)
+	_, err = store.Check(ctx, token, "s1")
 	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-	assert.Equal(t, 0, store.Len(), "expired tokens are deleted when met")
-
-	require.NoError(t, store.Revoke(ctx, "sst_never"))
-	fresh, err := store.Mint(ctx, acct)
-	require.NoError(t, err)
-	require.NoError(t, store.Revoke(ctx, fresh))
-	_, err = store.Get(ctx, fresh)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
+	assert.Equal(t, 0, store.Len(), "expired tokens are dropped when met")
 }
 
-func TestMemoryTokensBounded(t *testing.T) {
+// TestMemoryTokensBound: past its bound an account is refused with a
+// Retry-After saying when its oldest token expires (capped); expired tokens
+// stop counting.
+func TestMemoryTokensBound(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock()
-	store := NewMemoryTokens(MemoryTokensConfig{TTL: time.Minute, MaxTokens: 3, Now: clock.Now})
-	for range 3 {
-		_, err := store.Mint(ctx, session.Account{Name: "a"})
+	store := NewMemoryTokens(MemoryTokensConfig{TTL: 90 * time.Second, Now: clock.Now,
+		MaxPerAccount: func(a session.Account) int { return map[string]int{"pro": 3, "trial": 1}[a.Plan.Name] }})
+	acme := session.Account{Name: "acme", Plan: proPlan}
+	var first string
+	for i := range 3 {
+		token, err := store.Mint(ctx, acme)
 		require.NoError(t, err)
+		if i == 0 {
+			first = token
+		}
+		clock.Advance(10 * time.Second)
 	}
-	_, err := store.Mint(ctx, session.Account{Name: "a"})
-	assert.ErrorIs(t, err, sserrors.ErrMovioAPIExceedRateLimit)
-	assert.Equal(t, 429, sserrors.StatusOf(err))
-	clock.Advance(time.Minute)
-	_, err = store.Mint(ctx, session.Account{Name: "a"})
-	require.NoError(t, err, "expired tokens are swept to make room")
-	assert.Equal(t, 1, store.Len())
+	retryAfter := func(err error) time.Duration {
+		t.Helper()
+		e, ok := sserrors.As(err)
+		require.True(t, ok, "%v", err)
+		require.Equal(t, sserrors.CodeMovioAPIExceedRateLimit, e.Code)
+		return e.RetryAfter
+	}
+	_, err := store.Mint(ctx, acme)
+	assert.Equal(t, MaxTokenRetryAfter, retryAfter(err), "the oldest expires in 60 s")
+	clock.Advance(20 * time.Second)
+	_, err = store.Mint(ctx, acme)
+	assert.Equal(t, 40*time.Second, retryAfter(err), "the oldest expires in 40 s")
+	_, err = store.Get(ctx, first) // the oldest is now the second
+	require.NoError(t, err)
+	_, err = store.Mint(ctx, acme)
+	assert.Equal(t, 50*time.Second, retryAfter(err), "the second expires in 50 s")
+	clock.Advance(50 * time.Second)
+	_, err = store.Mint(ctx, acme)
+	require.NoError(t, err, "the second expired: its place is free")
+	_, err = store.Mint(ctx, acme)
+	assert.Equal(t, 10*time.Second, retryAfter(err), "the third expires in 10 s")
+	clock.Advance(9*time.Second + 500*time.Millisecond)
+	_, err = store.Mint(ctx, acme)
+	assert.Equal(t, time.Second, retryAfter(err), "at least a second")
+
+	trial := session.Account{Name: "trial-co", Plan: trialPlan}
+	_, err = store.Mint(ctx, trial)
+	require.NoError(t, err, "another plan, its own bound")
+	_, err = store.Mint(ctx, trial)
+	assert.Equal(t, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeOf(err))
 }
 
-// TestMemoryTokensOneClaim: of many concurrent claims of one token exactly
-// one succeeds.
-func TestMemoryTokensOneClaim(t *testing.T) {
+// TestMemoryTokensPerAccount shows by structure that an account's calls
+// never touch another account's tokens: a flooder's expired tokens stay
+// where they are (untouched) while another account mints and spends, and
+// go only when the flooder itself mints again.
+func TestMemoryTokensPerAccount(t *testing.T) {
 	ctx := context.Background()
-	store := NewMemoryTokens(MemoryTokensConfig{})
-	token, err := store.Mint(ctx, session.Account{Name: "a"})
-	require.NoError(t, err)
-	var wins atomic.Int32
+	clock := newFakeClock()
+	const bound = 500
+	store := NewMemoryTokens(MemoryTokensConfig{TTL: time.Minute, Now: clock.Now,
+		MaxPerAccount: func(session.Account) int { return bound }})
+	flooder := session.Account{Name: "flooder", Plan: proPlan}
 	var wg sync.WaitGroup
-	for range 64 {
+	var refused atomic.Int32
+	for range 16 {
 		wg.Go(func() {
-			if _, err := store.Claim(ctx, token); err == nil {
-				wins.Add(1)
+			for range 100 {
+				if _, err := store.Mint(ctx, flooder); err != nil {
+					assert.Equal(t, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeOf(err))
+					refused.Add(1)
+				}
 			}
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, int32(1), wins.Load())
+	assert.Equal(t, int32(16*100-bound), refused.Load())
+	assert.Equal(t, bound, store.Len())
+
+	clock.Advance(time.Minute) // every flooder token has expired
+	other := session.Account{Name: "other", Plan: proPlan}
+	token, err := store.Mint(ctx, other)
+	require.NoError(t, err)
+	_, err = store.Get(ctx, token)
+	require.NoError(t, err)
+	require.NoError(t, store.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, nil))
+	assert.Equal(t, bound+1, store.Len(), "the other account's calls left the flooder's tokens alone")
+
+	_, err = store.Mint(ctx, flooder)
+	require.NoError(t, err)
+	assert.Equal(t, 2, store.Len(), "the flooder's own Mint dropped its expired tokens")
 }
 
+// BenchmarkCheckWithManyTokens measures a bearer call (Get) and Check of
+// one account while another account holds 10 or 100,000 tokens: the
+// per-call cost does not depend on the other account's tokens (compare the
+// two sub-benchmarks; the ratio is about 1).
+func BenchmarkCheckWithManyTokens(b *testing.B) {
+	for _, n := range []int{10, 100_000} {
+		b.Run(fmt.Sprintf("outstanding=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			store := NewMemoryTokens(MemoryTokensConfig{MaxPerAccount: func(session.Account) int { return n }})
+			flooder := session.Account{Name: "flooder", Plan: proPlan}
+			for range n {
+				if _, err := store.Mint(ctx, flooder); err != nil {
+					b.Fatal(err)
+				}
+			}
+			token, err := store.Mint(ctx, session.Account{Name: "other", Plan: proPlan})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := store.Get(ctx, token); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := store.Check(ctx, token, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestAccessTokens: an access token verifies for its session under its
+// secret, on any node holding the secret, and nowhere else; it shows neither
+// the account nor the session.
 func TestAccessTokens(t *testing.T) {
 	a := accessTokens{secret: []byte("secret")}
-	token := a.mint("acme", "s1")
-	account, ok := a.verify(token, "s1")
+	const account, id = "acme-corporation", "0123456789abcdef0123456789abcdef"
+	token := a.mint(account, id)
+	got, ok := a.verify(token, id)
 	assert.True(t, ok)
-	assert.Equal(t, "acme", account)
-	assert.NotContains(t, token, "s1")
+	assert.Equal(t, account, got)
+	for _, shown := range []string{account, id} { // see also TestTokensAreOpaque
+		assert.NotContains(t, token, shown)
+		assert.NotContains(t, token, base64.RawURLEncoding.EncodeToString([]byte(shown))[:8])
+		raw, err := base64.RawURLEncoding.DecodeString(token)
+		require.NoError(t, err)
+		assert.NotContains(t, string(raw), shown)
+	}
+	assert.NotEqual(t, token, a.mint(account, id), "random: two tokens for one session differ")
+	assert.Len(t, a.mint("a", id), len(a.mint(strings.Repeat("b", 29), id)), "the length says nothing of the account")
 
+	// Nodes sharing a secret accept each other's tokens.
+	got, ok = accessTokens{secret: []byte("secret")}.verify(token, id)
+	assert.True(t, ok)
+	assert.Equal(t, account, got)
+
+	flipped := []byte(token)
+	flipped[len(flipped)/2] ^= 1
 	tests := []struct {
 		name, token, id string
 	}{
-		{"another session", token, "s2"},
+		{"another session", token, id[:len(id)-1] + "0"},
 		{"no session", token, ""},
-		{"empty token", "", "s1"},
-		{"no separator", strings.ReplaceAll(token, ".", ""), "s1"},
-		{"another account", a.mint("globex", "s1")[:strings.Index(a.mint("globex", "s1"), ".")] + token[strings.Index(token, "."):], "s1"},
-		{"another secret", accessTokens{secret: []byte("other")}.mint("acme", "s1"), "s1"},
-		{"bad base64", "!!!." + token[strings.Index(token, ".")+1:], "s1"},
-		{"truncated mac", token[:len(token)-2], "s1"},
+		{"empty token", "", id},
+		{"another secret", accessTokens{secret: []byte("other")}.mint(account, id), id},
+		{"bad base64", "!!!" + token[3:], id},
+		{"truncated", token[:len(token)-2], id},
+		{"a bit flipped", string(flipped), id},
+		{"the old format", "YWNtZQ.c2lnbmF0dXJl", id},
+		{"too long", strings.Repeat("A", 5000), id},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,9 +215,20 @@ func TestAccessTokens(t *testing.T) {
 			assert.False(t, ok)
 		})
 	}
-	// Nodes sharing a secret accept each other's tokens.
-	_, ok = accessTokens{secret: []byte("secret")}.verify(token, "s1")
-	assert.True(t, ok)
+}
+
+// FuzzAccessTokenVerify: verify never panics and accepts only what mint
+// made.
+func FuzzAccessTokenVerify(f *testing.F) {
+	a := accessTokens{secret: []byte("secret")}
+	f.Add(a.mint("acme", "s1"), "s1")
+	f.Add("", "s1")
+	f.Add("YWNtZQ.c2ln", "s1")
+	f.Fuzz(func(t *testing.T, token, id string) {
+		if account, ok := a.verify(token, id); ok && a.mint(account, id) == "" {
+			t.Fatal("unreachable")
+		}
+	})
 }
 
 func TestShortHash(t *testing.T) {
@@ -148,4 +237,85 @@ func TestShortHash(t *testing.T) {
 	assert.Equal(t, h, ShortHash("0123456789abcdef0123456789abcdef"), "stable")
 	assert.NotEqual(t, h, ShortHash("0123456789abcdef0123456789abcdee"))
 	assert.Equal(t, "", ShortHash(""))
+}
+
+// TestCreateTokenBoundedPerAccount: one account flooding create_token gets
+// 429/400140 with a Retry-After past its bound, each refusal reaches the
+// Refused hook; another account still mints and calls.
+func TestCreateTokenBoundedPerAccount(t *testing.T) {
+	const bound = 20
+	e := newEnv(t, func(c *Config) {
+		c.Tokens = NewMemoryTokens(MemoryTokensConfig{Now: c.Clock.Now, MaxPerAccount: func(a session.Account) int {
+			if a.Name == "acme" {
+				return bound
+			}
+			return DefaultMaxTokensPerAccount
+		}})
+	})
+	var ok, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 5 {
+				r := e.post("key-acme", PathCreateToken, "")
+				switch r.status {
+				case http.StatusOK:
+					ok.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+					assert.Equal(t, `{"code":400140,"message":"Exceed rate limit"}`, r.body)
+					assert.Equal(t, "60", r.header.Get("Retry-After"))
+				default:
+					t.Errorf("create_token: %d %s", r.status, r.body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(bound), ok.Load())
+	assert.Equal(t, int32(16*5-bound), refused.Load())
+	for range 16*5 - bound {
+		r := <-e.refused
+		assert.Equal(t, Refusal{Endpoint: PathCreateToken, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429, Err: r.Err}, r)
+	}
+
+	token := e.mintToken("key-globex")
+	r := e.do("GET", PathList, bearer(token), nil)
+	assert.Equal(t, http.StatusOK, r.status, "another account's bearer calls")
+	r = e.do("POST", PathNew, bearer(token), "{}")
+	assert.Equal(t, http.StatusOK, r.status, r.body)
+}
+
+// revokeDuringCreate is a TokenStore whose Spend loses its token while the
+// session is created (as when it expires or is revoked meanwhile).
+type revokeDuringCreate struct{ *MemoryTokens }
+
+func (s revokeDuringCreate) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
+	return s.MemoryTokens.Spend(ctx, token, func(ctx context.Context, acct session.Account) (string, error) {
+		id, err := create(ctx, acct)
+		_ = s.Revoke(ctx, token) // cannot fail in memory
+		return id, err
+	}, discard)
+}
+
+// TestSpendLostStopsTheSession: when the token cannot be bound to the
+// session its streaming.new created, the session is stopped and its slot
+// freed; the caller gets 401/400112 and no session id.
+func TestSpendLostStopsTheSession(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Tokens = revokeDuringCreate{NewMemoryTokens(MemoryTokensConfig{Now: c.Clock.Now})}
+	})
+	token := e.mintToken("key-limited")
+	r := e.do("POST", PathNew, bearer(token), "{}")
+	assert.Equal(t, http.StatusUnauthorized, r.status)
+	assert.Equal(t, bodyUnauthorized, r.body)
+	infos, err := e.mgr.List(context.Background(), "limited")
+	require.NoError(t, err)
+	for _, info := range infos {
+		assert.Equal(t, fsm.Closed, info.State, "the session is stopped")
+	}
+	e.lim.mu.Lock()
+	assert.Empty(t, e.lim.held, "its slot is free")
+	e.lim.mu.Unlock()
+	e.newSession("key-limited") // the plan's one slot
 }

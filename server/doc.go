@@ -29,8 +29,9 @@
 // each transition to the socket of its session (at most one per session on
 // this node); with a Relay, one Relay subscription likewise for speech
 // commands. Per-node state lives behind small types: bearer tokens behind
-// [TokenStore]; the session access token is stateless (an HMAC under
-// Config.Secret, so nodes sharing the secret accept each other's tokens).
+// [TokenStore]; the session access token is stateless (sealed under a key
+// derived from Config.Secret, so nodes sharing the secret accept each
+// other's tokens).
 //
 // # Decisions (ours, where the wire contract leaves a choice)
 //
@@ -57,9 +58,16 @@
 //   - A bearer token bound to a session that is no longer addressable (past
 //     its retention window) is deleted, and the call answers 401/400112.
 //   - The access_token of streaming.new authorises only the realtime socket.
-//     It is "<account>.<mac>" (both base64url), the mac an HMAC-SHA256 of
-//     the account and session id under Config.Secret. It carries no expiry:
-//     the session's own life bounds it.
+//     It is base64url of the account sealed with AES-256-GCM under a key
+//     derived from Config.Secret, with the session id as authenticated
+//     data: it shows neither. It carries no expiry: the session's own life
+//     bounds it.
+//   - Bearer tokens: at most a bound per account outstanding
+//     ([MemoryTokensConfig].MaxPerAccount, default
+//     [DefaultMaxTokensPerAccount]); past it streaming.create_token answers
+//     429/400140 with a Retry-After ([TooManyTokens]), for that account
+//     only. streaming.new spends its token with [TokenStore].Spend, which
+//     binds the token to the new session or stops that session.
 //   - streaming.list: created_at is Unix seconds; sessions are in creation
 //     order; only new, connecting and connected sessions are listed.
 //   - streaming.task: task_type (repeat, chat, talk) all speak the given text;

@@ -26,6 +26,7 @@ func (allowAll) Started(context.Context, limits.Lease) error { return nil }
 func (allowAll) Renew(_ context.Context, l limits.Lease) (limits.Lease, error) {
 	return l, nil
 }
+func (allowAll) Keep(context.Context, limits.Lease) error    { return nil }
 func (allowAll) Release(context.Context, limits.Lease) error { return nil }
 func (allowAll) Close() error                                { return nil }
 

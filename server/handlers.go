@@ -64,7 +64,7 @@ func (s *Server) newRoutes() map[string]route {
 	}
 	return map[string]route{
 		PathCreateToken:    post(false, s.createToken),
-		PathNew:            post(true, s.newSession),
+		PathNew:            post(true, s.idempotent(s.newSession)),
 		PathStart:          post(true, s.start),
 		PathICE:            post(true, s.ice),
 		PathTask:           post(true, s.task),
@@ -105,6 +105,10 @@ func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, 
 			writeToken(w, string(t))
 			return
 		}
+		if a, ok := data.(storedAnswer); ok {
+			a.write(w) // streaming.new with an Idempotency-Key
+			return
+		}
 		writeData(w, data)
 	}
 }
@@ -127,7 +131,7 @@ func (s *Server) authenticate(r *http.Request, allowToken bool) (request, error)
 	ctx := r.Context()
 	t, err := s.tokens.Get(ctx, token)
 	if err != nil {
-		return request{}, unauthorizedOr(err)
+		return request{}, storeError(err)
 	}
 	req := request{account: t.Account, token: token, bound: t.SessionID}
 	if t.SessionID != "" {
@@ -139,12 +143,10 @@ func (s *Server) authenticate(r *http.Request, allowToken bool) (request, error)
 	return req, nil
 }
 
-// unauthorizedOr keeps a token store's backend failure as it is and turns
-// every other refusal into 401/400112.
-func unauthorizedOr(err error) error {
-	if errors.Is(err, sserrors.ErrUnauthorized) {
-		return sserrors.ErrUnauthorized
-	}
+// storeError keeps a token store's error when it carries a catalog code
+// (401/400112, 429/400140, 503/400558, or the error of the session Spend
+// created) and turns any other into 503/400558.
+func storeError(err error) error {
 	if _, ok := sserrors.As(err); ok {
 		return err
 	}
@@ -226,7 +228,7 @@ func (s *Server) createToken(r *http.Request, req *request) (any, error) {
 	}
 	token, err := s.tokens.Mint(r.Context(), req.account)
 	if err != nil {
-		return nil, unauthorizedOr(err)
+		return nil, storeError(err)
 	}
 	return tokenData(token), nil
 }
@@ -292,25 +294,26 @@ func (s *Server) newSession(r *http.Request, req *request) (any, error) {
 		opts.IdleTimeout = time.Duration(*body.ActivityIdleTimeout) * time.Second
 	}
 	ctx := r.Context()
-	if req.token != "" {
-		if req.bound != "" {
-			return nil, sserrors.ErrUnauthorized // spent: one streaming.new per token
-		}
-		if _, err := s.tokens.Claim(ctx, req.token); err != nil {
-			return nil, unauthorizedOr(err)
-		}
+	var info session.Info
+	create := func(ctx context.Context, acct session.Account) (string, error) {
+		var err error
+		info, err = s.mgr.Create(ctx, acct, opts)
+		return info.ID, err
 	}
-	info, err := s.mgr.Create(ctx, req.account, opts)
-	if req.token != "" {
-		bg := context.WithoutCancel(ctx)
+	if req.token == "" {
+		if _, err := create(ctx, req.account); err != nil {
+			return nil, err
+		}
+	} else {
+		// One streaming.new per token: Spend binds the token to the new
+		// session, or stops that session (freeing its slot) when it cannot.
+		err := s.tokens.Spend(ctx, req.token, create, func(ctx context.Context, id string) error {
+			_, err := s.mgr.Stop(ctx, info.Account, id)
+			return err
+		})
 		if err != nil {
-			_ = s.tokens.Unclaim(bg, req.token)
-		} else {
-			_ = s.tokens.Bind(bg, req.token, info.ID)
+			return nil, storeError(err)
 		}
-	}
-	if err != nil {
-		return nil, err
 	}
 	req.sessionID = info.ID
 	token := s.access.mint(info.Account, info.ID)

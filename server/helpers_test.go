@@ -96,6 +96,15 @@ func (l *fakeLimiter) Renew(_ context.Context, lease limits.Lease) (limits.Lease
 	return lease, nil
 }
 
+func (l *fakeLimiter) Keep(_ context.Context, lease limits.Lease) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.held[lease.SessionID]; !ok {
+		return limits.ErrLeaseExpired
+	}
+	return nil
+}
+
 func (l *fakeLimiter) Release(_ context.Context, lease limits.Lease) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

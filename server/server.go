@@ -38,7 +38,7 @@ type Config struct {
 	// TokenTTL is how long a bearer token lives unused (used only for the
 	// default Tokens). The default is DefaultTokenTTL (one hour).
 	TokenTTL time.Duration
-	// Secret keys the session access tokens (HMAC-SHA256). Nodes that share
+	// Secret keys the session access tokens (AES-GCM). Nodes that share
 	// a secret accept each other's access tokens. The default is 32 random
 	// bytes, so tokens die with the process.
 	Secret []byte
@@ -97,6 +97,9 @@ type Config struct {
 	Realtime realtime.SocketConfig
 	// Hooks observe the server; nil hooks are skipped.
 	Hooks Hooks
+	// Idempotency configures the Idempotency-Key of streaming.new (see
+	// [IdempotencyConfig]).
+	Idempotency IdempotencyConfig
 
 	// Ready, when set, tells /readyz whether the node's backend answers
 	// (with Redis: a PING); see [Server.Health]. The default (nil) is
@@ -146,6 +149,9 @@ type Refusal struct {
 // is an [http.Handler] answering paths under /v1/ (every other path is a
 // JSON 404). It is safe for concurrent use by multiple goroutines.
 type Server struct {
+	idem       IdempotencyStore // Config.Idempotency
+	idemFailed func(error)
+
 	mgr      *session.Manager
 	accounts Accounts
 	avatars  session.AvatarCatalog
@@ -213,6 +219,9 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	s := &Server{
+		idem:       cfg.Idempotency.store(cfg.Clock),
+		idemFailed: cfg.Idempotency.FinishFailed,
+
 		mgr:      cfg.Manager,
 		accounts: cfg.Accounts,
 		avatars:  cfg.Avatars,

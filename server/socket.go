@@ -77,14 +77,11 @@ func (s *Server) socketAccount(ctx context.Context, token, sessionID string) (st
 	if token == "" {
 		return "", sserrors.ErrUnauthorized
 	}
-	t, err := s.tokens.Get(ctx, token)
+	account, err := s.tokens.Check(ctx, token, sessionID)
 	if err != nil {
-		return "", unauthorizedOr(err)
+		return "", storeError(err)
 	}
-	if t.SessionID != "" && t.SessionID != sessionID {
-		return "", sserrors.ErrUnauthorized
-	}
-	return t.Account.Name, nil
+	return account, nil
 }
 
 // originAllowed applies the origin policy: no Origin header, the server's

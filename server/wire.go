@@ -19,7 +19,8 @@ var (
 	errBodyTooLarge = sserrors.ErrInvalidParameter.WithStatus(http.StatusRequestEntityTooLarge)
 	// errUnavailable answers a backend failure (a token store, shutdown).
 	errUnavailable = sserrors.ErrAPIConnectionError.WithStatus(http.StatusServiceUnavailable).WithRetryAfter(time.Second)
-	// errTooManyTokens refuses Mint when a token store is full of live tokens.
+	// errTooManyTokens refuses Mint for an account holding its bound of
+	// outstanding bearer tokens (see TooManyTokens for its Retry-After).
 	errTooManyTokens = sserrors.ErrMovioAPIExceedRateLimit
 )
 

@@ -54,7 +54,8 @@ type Config struct {
 	// MaxIdleTimeout.
 	DefaultIdleTimeout time.Duration
 	// LeaseRenewInterval is how often one goroutine renews the lease of
-	// every session not yet closed. The default is a third of the shortest
+	// every session not yet closed (with a SharedStore: retries the Keep of
+	// the slots not kept yet). The default is a third of the shortest
 	// lease lifetime the limiter has granted (leases without an expiry are
 	// never renewed).
 	LeaseRenewInterval time.Duration
@@ -92,9 +93,10 @@ const (
 	LimiterStarted
 	LimiterRenew
 	LimiterRelease
+	LimiterKeep
 )
 
-var limiterOpNames = [...]string{"", "acquire", "started", "renew", "release"}
+var limiterOpNames = [...]string{"", "acquire", "started", "renew", "release", "keep"}
 
 // String returns the method's name in lower case ("acquire", ...).
 func (op LimiterOp) String() string {

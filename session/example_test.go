@@ -18,6 +18,7 @@ func (exampleLimiter) Acquire(_ context.Context, r limits.Request) (limits.Decis
 	return limits.Decision{Lease: limits.Lease{Account: r.Account, SessionID: r.SessionID}}, nil
 }
 func (exampleLimiter) Started(context.Context, limits.Lease) error { return nil }
+func (exampleLimiter) Keep(context.Context, limits.Lease) error    { return nil }
 func (exampleLimiter) Renew(_ context.Context, l limits.Lease) (limits.Lease, error) {
 	return l, nil
 }

@@ -20,7 +20,10 @@ const (
 	ReasonJoin                    // the join timeout: still new or connecting that long after creation
 	ReasonShutdown                // Manager.Close
 	ReasonLeaseLost               // the limiter said the session's lease had expired: it no longer holds a slot
-	ReasonNodeLost                // the server node that ran the session stopped (a distributed Store saw its heartbeat expire); another node closed it
+	// Deprecated: ReasonNodeLost is never given any more: a session
+	// outlives the node that created it (its timers run on the other
+	// nodes). Only records written by an earlier version carry it.
+	ReasonNodeLost
 )
 
 var reasonNames = [...]string{

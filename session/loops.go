@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/streamsession/streamsession/fsm"
@@ -82,11 +83,18 @@ func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 		_, _ = m.store.Delete(ctx, rec.Account, rec.ID, rec.Epoch, now)
 		return false
 	}
-	if d.Timeout == TimeoutOrphaned && rec.State == fsm.Closing {
+	if d.Timeout == TimeoutOrphaned {
+		if rec.State != fsm.Closing {
+			return false // only a closing session is ever orphaned
+		}
 		// Whoever moved it to closing is gone: finish the close for them.
 		// Releasing twice is harmless; the epoch makes sure that a closer
-		// still at work and this timer do not both close it.
-		m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID})
+		// still at work and this timer do not both close it. A kept slot
+		// is never left behind: when the release fails, the session stays
+		// closing and is reported again.
+		if err := m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID}); err != nil && m.unkept != nil {
+			return true
+		}
 		_, _, _ = m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
 		return true
 	}
@@ -121,7 +129,8 @@ func (m *Manager) observeLease(l limits.Lease, now time.Time) {
 }
 
 // renewLoop is the one goroutine that renews the leases of every session
-// not yet closed.
+// not yet closed (with a SharedStore: that retries the Keep of the slots
+// not kept yet).
 func (m *Manager) renewLoop() {
 	defer m.loops.Done()
 	t := m.clock.NewTimer(time.Hour)
@@ -150,6 +159,10 @@ func (m *Manager) renewLoop() {
 // retried on the next round.
 func (m *Manager) renewAll() {
 	ctx := context.Background()
+	if m.unkept != nil {
+		m.keepUnkept(ctx)
+		return
+	}
 	_ = m.store.Range(ctx, func(rec Record) bool {
 		if rec.State.Open() {
 			err := m.renew(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID})
@@ -164,4 +177,50 @@ func (m *Manager) renewAll() {
 			return true
 		}
 	})
+}
+
+// keepUnkept retries the Keep of the slots whose Keep failed (see
+// keepSlot). A lease lost meanwhile closes its session (ReasonLeaseLost);
+// any other failure waits for the next round.
+func (m *Manager) keepUnkept(ctx context.Context) {
+	for _, l := range m.unkept.snapshot() {
+		err := m.keep(ctx, l)
+		if err != nil && !errors.Is(err, limits.ErrLeaseExpired) {
+			continue
+		}
+		m.unkept.remove(l.SessionID)
+		if err != nil {
+			_, _ = m.closeSession(ctx, l.Account, l.SessionID, ReasonLeaseLost, 0)
+		}
+	}
+}
+
+// unkeptSlots are the leases of this node's sessions, recorded in a
+// SharedStore, whose Keep failed, by session id. It is safe for concurrent
+// use by multiple goroutines.
+type unkeptSlots struct {
+	mu     sync.Mutex
+	leases map[string]limits.Lease
+}
+
+func (u *unkeptSlots) add(l limits.Lease) {
+	u.mu.Lock()
+	u.leases[l.SessionID] = l
+	u.mu.Unlock()
+}
+
+func (u *unkeptSlots) remove(id string) {
+	u.mu.Lock()
+	delete(u.leases, id)
+	u.mu.Unlock()
+}
+
+func (u *unkeptSlots) snapshot() []limits.Lease {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]limits.Lease, 0, len(u.leases))
+	for _, l := range u.leases {
+		out = append(out, l)
+	}
+	return out
 }

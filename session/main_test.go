@@ -45,7 +45,10 @@ type fakeLimiter struct {
 	releases  map[string]int
 	releaseAt map[string]time.Time
 	renewals  int
-	expire    map[string]bool // sessions whose next Renew says ErrLeaseExpired
+	expire    map[string]bool // sessions whose next Renew or Keep says ErrLeaseExpired
+	kept      map[string]bool // sessions whose slot Keep made durable
+	keeps     int             // calls to Keep
+	keepErr   error           // returned by every Keep while set
 }
 
 func newFakeLimiter(capacity int) *fakeLimiter {
@@ -58,6 +61,7 @@ func newFakeLimiter(capacity int) *fakeLimiter {
 		releases:  map[string]int{},
 		releaseAt: map[string]time.Time{},
 		expire:    map[string]bool{},
+		kept:      map[string]bool{},
 	}
 }
 
@@ -113,9 +117,30 @@ func (l *fakeLimiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lea
 	return lease, nil
 }
 
+func (l *fakeLimiter) Keep(ctx context.Context, lease limits.Lease) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keeps++
+	if l.keepErr != nil {
+		return l.keepErr
+	}
+	if _, ok := l.held[lease.SessionID]; !ok || l.expire[lease.SessionID] {
+		return limits.ErrLeaseExpired
+	}
+	l.kept[lease.SessionID] = true
+	return nil
+}
+
+func (l *fakeLimiter) isKept(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.kept[id]
+}
+
 func (l *fakeLimiter) Release(ctx context.Context, lease limits.Lease) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	delete(l.kept, lease.SessionID)
 	l.releases[lease.SessionID]++
 	l.releaseAt[lease.SessionID] = time.Now()
 	if acct, ok := l.held[lease.SessionID]; ok {

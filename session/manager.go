@@ -54,6 +54,11 @@ type Manager struct {
 	stop       chan struct{}
 	loops      sync.WaitGroup
 
+	// unkept is set for a SharedStore only: a recorded session's slot is
+	// then kept (limits.Limiter.Keep) instead of renewed, and unkept holds
+	// the slots whose Keep failed, for the renewer to retry.
+	unkept *unkeptSlots
+
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -108,6 +113,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if m.subBuffer == 0 {
 		m.subBuffer = DefaultSubscriberBuffer
+	}
+	if ss, ok := m.store.(SharedStore); ok && ss.Shared() {
+		m.unkept = &unkeptSlots{leases: make(map[string]limits.Lease)}
 	}
 	m.renewEvery.Store(int64(m.renewFixed))
 	m.subs.Store(new([]*subscriber))
@@ -195,7 +203,32 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 		}
 		return Info{}, internal(err)
 	}
+	if m.unkept != nil {
+		if err := m.keepSlot(ctx, d.Lease); err != nil {
+			return Info{}, err
+		}
+	}
 	return rec.info(), nil
+}
+
+// keepSlot makes the slot of a session just recorded in a SharedStore
+// durable: from now on any node may close the session and release its
+// slot, so it needs no renewal. A lease that expired before it was kept
+// (the insert outlasted the lease TTL) no longer holds a slot: the session
+// is closed (ReasonLeaseLost) and Create fails with the limiter's 503. Any
+// other failure leaves the lease to the renewer, which retries the Keep
+// every round until it succeeds or the lease is lost.
+func (m *Manager) keepSlot(ctx context.Context, lease limits.Lease) error {
+	err := m.keep(uncancellable(ctx), lease)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, limits.ErrLeaseExpired):
+		_, _ = m.closeSession(uncancellable(ctx), lease.Account, lease.SessionID, ReasonLeaseLost, 0)
+		return limits.ErrUnavailable.WithCause(err)
+	}
+	m.unkept.add(lease)
+	return nil
 }
 
 // internal wraps an error that has no catalog code as 500000, keeping it as
@@ -350,14 +383,21 @@ func (m *Manager) Stop(ctx context.Context, account, id string) (Info, error) {
 
 // closeSession moves a session to closing (conditionally on epoch when it is
 // not zero), releases its slot and moves it to closed. Whoever wins the move
-// to closing owns the rest, so the slot is released exactly once.
+// to closing owns the rest, so the slot is released exactly once. With a
+// SharedStore a release that fails leaves the session closing and returns
+// the limiter's error: the store reports it again (TimeoutOrphaned) and the
+// close is finished, on whichever node, once the limiter answers.
 func (m *Manager) closeSession(ctx context.Context, account, id string, reason Reason, epoch uint64) (Info, error) {
 	_, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventClose, At: m.clock.Now(), Reason: reason, Epoch: epoch})
 	if err != nil {
 		return Info{}, err
 	}
 	ctx = uncancellable(ctx)
-	m.release(ctx, limits.Lease{Account: account, SessionID: id})
+	if err := m.release(ctx, limits.Lease{Account: account, SessionID: id}); err != nil && m.unkept != nil {
+		// A kept slot never expires: the session stays closing until its
+		// slot is released, by the store's closing timer (see fire).
+		return Info{}, err
+	}
 	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventClosed, At: m.clock.Now()})
 	if err != nil {
 		return Info{}, internal(err)
@@ -562,7 +602,7 @@ const detachedReleaseTimeout = 10 * time.Second
 // it fails too, the lease expires by itself.
 func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lease) {
 	if ctx.Err() == nil {
-		m.release(context.WithoutCancel(ctx), lease)
+		_ = m.release(context.WithoutCancel(ctx), lease)
 		return
 	}
 	m.loops.Add(1)
@@ -570,18 +610,32 @@ func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lea
 		defer m.loops.Done()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedReleaseTimeout)
 		defer cancel()
-		m.release(rctx, lease)
+		_ = m.release(rctx, lease)
 	}()
 }
 
-// release frees a slot. A failure is only reported: the session is closed
-// whatever the limiter says, and a lease that was not released expires.
-func (m *Manager) release(ctx context.Context, lease limits.Lease) {
+// release frees a slot. A failure is reported and returned; without a
+// SharedStore the session is closed whatever the limiter says, and a lease
+// that was not released expires.
+func (m *Manager) release(ctx context.Context, lease limits.Lease) error {
+	if m.unkept != nil {
+		m.unkept.remove(lease.SessionID)
+	}
 	if m.hooks.OnLimiter == nil {
-		_ = m.limiter.Release(ctx, lease)
-		return
+		return m.limiter.Release(ctx, lease)
 	}
 	t0 := time.Now()
 	err := m.limiter.Release(ctx, lease)
 	m.hooks.OnLimiter(LimiterRelease, time.Since(t0), err)
+	return err
+}
+
+func (m *Manager) keep(ctx context.Context, lease limits.Lease) error {
+	if m.hooks.OnLimiter == nil {
+		return m.limiter.Keep(ctx, lease)
+	}
+	t0 := time.Now()
+	err := m.limiter.Keep(ctx, lease)
+	m.hooks.OnLimiter(LimiterKeep, time.Since(t0), err)
+	return err
 }

@@ -51,13 +51,16 @@ import (
 //     when a deadline earlier than that next one appears. In a cluster each
 //     deadline should be handed to one node only, and survive the death of
 //     the node that set it. A distributed store also reports, as
-//     TimeoutOrphaned, the sessions of a node that died and the sessions
-//     stuck in closing (their closer gave up or died): the Manager closes
-//     the former and finishes the close of the latter.
+//     TimeoutOrphaned, the sessions stuck in closing (their closer gave up
+//     or died, or could not release the slot): the Manager finishes their
+//     close.
+//   - A store shared by several nodes implements SharedStore: its sessions
+//     belong to the service, not to the node that created them. A node's
+//     death ends none of them; the other nodes fire their timers.
 //   - Range visits the sessions this store instance is responsible for that
-//     are not closed yet: the Manager renews their leases and closes them
-//     when it shuts down. A store shared by several nodes visits the sessions
-//     created through its own node.
+//     are not closed yet: the Manager renews their leases (unless the store
+//     is a SharedStore) and closes them when it shuts down. A store shared
+//     by several nodes visits the sessions created through its own node.
 //   - Every method honours ctx for its round trips; MemoryStore has none and
 //     only checks ctx on entry.
 type Store interface {
@@ -101,6 +104,21 @@ type Store interface {
 	// than the last next returned by Due appears. It may return nil (a
 	// store that relies on polling).
 	Wake() <-chan struct{}
+}
+
+// SharedStore is a Store shared by several server nodes, whose sessions
+// outlive the node that created them: any node serves, times and closes
+// any session. With one, the Manager keeps a session's slot
+// (limits.Limiter.Keep) as soon as the session is recorded, instead of
+// renewing its lease: an idle session then costs the limiter nothing, and
+// the node that closes the session, whichever it is, releases the slot.
+// A failed release leaves the session closing, to be finished through
+// TimeoutOrphaned, since a kept slot never expires.
+type SharedStore interface {
+	Store
+	// Shared reports whether the sessions outlive this node; a store
+	// that answers false is treated as a plain Store.
+	Shared() bool
 }
 
 // ErrConflict is returned by a Store when a conditional change lost a race:
@@ -159,11 +177,11 @@ const (
 	TimeoutIdle              // connected at LastActivity + IdleTimeout, unless DisableIdleTimeout
 	TimeoutRetention         // closed at ClosedAt + Retention: the session is forgotten
 	// TimeoutOrphaned is reported only by a distributed Store, never by
-	// NextTimeout: the session's node is gone (its heartbeat expired), or
-	// the session has been closing for longer than any close takes (the
-	// caller that began the close gave up or died). The Manager closes an
-	// open session with ReasonNodeLost, and finishes the close of a closing
-	// one (releases its slot, closed), conditionally on Record.Epoch.
+	// NextTimeout: the session has been closing for longer than any close
+	// takes (the caller that began the close gave up or died, or the
+	// limiter did not answer its release). The Manager finishes the close
+	// (releases its slot, closed), conditionally on Record.Epoch; it
+	// ignores TimeoutOrphaned for a session in any other state.
 	TimeoutOrphaned
 )
 
@@ -179,7 +197,8 @@ func (t Timeout) String() string {
 }
 
 // Reason returns the reason a session closes when t fires (ReasonNone for
-// TimeoutRetention, which forgets an already closed session).
+// TimeoutRetention, which forgets an already closed session, and for
+// TimeoutOrphaned, which finishes a close whose reason is recorded).
 func (t Timeout) Reason() Reason {
 	switch t {
 	case TimeoutJoin:
@@ -188,8 +207,6 @@ func (t Timeout) Reason() Reason {
 		return ReasonDuration
 	case TimeoutIdle:
 		return ReasonIdle
-	case TimeoutOrphaned:
-		return ReasonNodeLost
 	}
 	return ReasonNone
 }

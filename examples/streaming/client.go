@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,15 +11,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/streamsession/streamsession/client"
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
-	"github.com/streamsession/streamsession/server"
-	"github.com/streamsession/streamsession/server/realtime"
-	"github.com/streamsession/streamsession/session"
 )
-
-// socketClosed is the client's own pseudo-event for the server's close frame.
-const socketClosed = "socket closed"
 
 type clientOptions struct {
 	BaseURL string
@@ -29,230 +22,198 @@ type clientOptions struct {
 	Text    string
 }
 
-// demoClient runs one session the way a HeyGen SDK does: a token from the
-// API key, then every call with the token. It prints each step.
-type demoClient struct {
-	base  string
-	out   io.Writer
-	http  *http.Client
-	auth  func(*http.Request)
-	guard session.Guard
+// demo prints the steps and events of one session.
+type demo struct {
+	out io.Writer
 }
 
-// runClient runs a whole session against a server and prints each step and
-// event: create_token, avatar.list, new, a task refused by the guard, start,
-// the socket, a task, agent.speak and agent.interrupt, stop.
+// runClient runs a whole session against a server with package client, the
+// way a HeyGen SDK does: a token from the API key, then every call with the
+// token. It prints each step and event: create_token, avatar.list, new, a
+// task refused by the guard, start, the socket, a task, a task interrupted,
+// keep_alive, stop.
 func runClient(ctx context.Context, opts clientOptions, out io.Writer) error {
-	c := &demoClient{base: strings.TrimRight(opts.BaseURL, "/"), out: out, http: &http.Client{Timeout: 30 * time.Second}}
+	d := &demo{out: out}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	defer hc.CloseIdleConnections()
 
-	c.step("POST /v1/streaming.create_token with X-Api-Key")
-	c.auth = func(r *http.Request) { r.Header.Set("X-Api-Key", opts.APIKey) }
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := c.call(ctx, http.MethodPost, server.PathCreateToken, struct{}{}, &tok); err != nil {
+	d.step("POST /v1/streaming.create_token with X-Api-Key")
+	keyed, err := client.New(opts.BaseURL, client.WithAPIKey(opts.APIKey), client.WithHTTPClient(hc))
+	if err != nil {
 		return err
 	}
-	c.printf("token %s (one streaming.new, then this session's calls)", abbreviate(tok.Token))
-	c.auth = func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok.Token) }
-
-	c.step("GET /v1/streaming/avatar.list")
-	var avatars []struct {
-		AvatarID     string  `json:"avatar_id"`
-		DefaultVoice *string `json:"default_voice"`
-		IsPublic     bool    `json:"is_public"`
-		Status       string  `json:"status"`
+	token, err := keyed.CreateToken(ctx)
+	if err != nil {
+		return failed("streaming.create_token", err)
 	}
-	if err := c.call(ctx, http.MethodGet, server.PathAvatarList, nil, &avatars); err != nil {
+	d.printf("token %s (one streaming.new, then this session's calls)", abbreviate(token))
+	c, err := client.New(opts.BaseURL, client.WithToken(token), client.WithHTTPClient(hc))
+	if err != nil {
 		return err
+	}
+
+	d.step("GET /v1/streaming/avatar.list")
+	avatars, err := c.Avatars(ctx)
+	if err != nil {
+		return failed("streaming/avatar.list", err)
 	}
 	for _, a := range avatars {
-		c.printf("avatar %s public=%v status=%s", a.AvatarID, a.IsPublic, a.Status)
+		status := "INACTIVE"
+		if a.Active {
+			status = "ACTIVE"
+		}
+		d.printf("avatar %s public=%v status=%s", a.ID, a.Public, status)
 	}
 
-	c.step("POST /v1/streaming.new {}")
-	var created struct {
-		SessionID            string `json:"session_id"`
-		RealtimeEndpoint     string `json:"realtime_endpoint"`
-		IsPaid               bool   `json:"is_paid"`
-		SessionDurationLimit int    `json:"session_duration_limit"`
+	d.step("POST /v1/streaming.new {} (with an Idempotency-Key: a retry never makes a second session)")
+	s, err := c.NewSession(ctx, client.NewSessionRequest{})
+	if err != nil {
+		return failed("streaming.new", err)
 	}
-	if err := c.call(ctx, http.MethodPost, server.PathNew, struct{}{}, &created); err != nil {
-		return err
-	}
-	c.guard.Observe(fsm.New)
-	c.printf("session %s: new (is_paid=%v, session_duration_limit=%ds)", created.SessionID, created.IsPaid, created.SessionDurationLimit)
-	id := map[string]string{"session_id": created.SessionID}
+	d.printf("session %s: %s (is_paid=%v, session_duration_limit=%ds)", s.ID(), s.State(), s.IsPaid(), int(s.DurationLimit()/time.Second))
 	stopped := false
 	defer func() {
 		if !stopped { // leave nothing behind on an early return
-			_ = c.call(context.WithoutCancel(ctx), http.MethodPost, server.PathStop, id, nil)
+			_ = s.Stop(context.WithoutCancel(ctx))
 		}
+		_ = s.Close()
 	}()
 
-	c.step("streaming.task before the session is connected")
-	if err := c.guard.Check(fsm.CmdTask); err != nil {
-		c.printf("the guard refuses it without a network call: %s", describe(err))
+	d.step("streaming.task before the session is connected")
+	if _, err := s.Task(ctx, opts.Text); err != nil {
+		d.printf("the guard refuses it without a network call: %s", describe(err))
 	}
 
-	c.step("POST /v1/streaming.start")
-	if err := c.call(ctx, http.MethodPost, server.PathStart, id, nil); err != nil {
-		return err
+	d.step("POST /v1/streaming.start")
+	if err := s.Start(ctx); err != nil {
+		return failed("streaming.start", err)
 	}
-	c.guard.Observe(fsm.Connecting)
-	c.printf("session: connecting")
+	d.printf("session: %s", s.State())
 
-	c.step("open the realtime socket (realtime_endpoint)")
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, created.RealtimeEndpoint, nil)
+	d.step("open the realtime socket (realtime_endpoint)")
+	events, err := s.Connect(ctx)
 	if err != nil {
-		return fmt.Errorf("realtime socket: %w", err)
+		return failed("realtime socket", err)
 	}
-	defer ws.Close()
-	events := make(chan realtime.ServerMessage, 64)
-	go func() {
-		defer close(events)
-		for {
-			var m realtime.ServerMessage
-			if err := ws.ReadJSON(&m); err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					events <- realtime.ServerMessage{Type: socketClosed, Code: sserrors.Code(ce.Code), Message: ce.Text}
-				}
-				return
-			}
-			events <- m
-		}
-	}()
-	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool {
-		return m.Type == realtime.TypeStateUpdated && m.State == "connected"
+	if err := d.await(ctx, events, func(ev client.Event) bool {
+		st, ok := ev.(client.StateEvent)
+		return ok && st.State == fsm.Connected
 	}); err != nil {
 		return err
 	}
 
-	c.step("POST /v1/streaming.task")
-	if err := c.guard.Check(fsm.CmdTask); err != nil {
+	d.step("POST /v1/streaming.task")
+	task, err := s.Task(ctx, opts.Text)
+	if err != nil {
+		return failed("streaming.task", err)
+	}
+	d.printf("task %s: the avatar speaks for %d ms", task.TaskID, task.Duration.Milliseconds())
+	if err := d.await(ctx, events, stopTalking(task.TaskID)); err != nil {
 		return err
 	}
-	var task struct {
-		TaskID     string `json:"task_id"`
-		DurationMS int    `json:"duration_ms"`
+
+	d.step("POST /v1/streaming.task, then /v1/streaming.interrupt while the avatar speaks")
+	long, err := s.Task(ctx, strings.Repeat(opts.Text+" ", 4))
+	if err != nil {
+		return failed("streaming.task", err)
 	}
-	if err := c.call(ctx, http.MethodPost, server.PathTask, map[string]string{"session_id": created.SessionID, "text": opts.Text}, &task); err != nil {
-		return err
-	}
-	c.printf("task %s: the avatar speaks for %d ms", task.TaskID, task.DurationMS)
-	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool {
-		return m.Type == realtime.TypeStopTalking && m.TaskID == task.TaskID
+	if err := d.await(ctx, events, func(ev client.Event) bool {
+		st, ok := ev.(client.StartTalkingEvent)
+		return ok && st.TaskID == long.TaskID
 	}); err != nil {
 		return err
 	}
-
-	c.step(`socket: {"type":"agent.speak"}, then {"type":"agent.interrupt"}`)
-	if err := ws.WriteJSON(realtime.ClientMessage{Type: realtime.TypeSpeak, Text: strings.Repeat(opts.Text+" ", 4)}); err != nil {
-		return err
+	if err := s.Interrupt(ctx); err != nil {
+		return failed("streaming.interrupt", err)
 	}
-	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool { return m.Type == realtime.TypeStartTalking }); err != nil {
-		return err
-	}
-	if err := ws.WriteJSON(realtime.ClientMessage{Type: realtime.TypeInterrupt}); err != nil {
-		return err
-	}
-	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool { return m.Type == realtime.TypeStopTalking }); err != nil {
+	if err := d.await(ctx, events, stopTalking(long.TaskID)); err != nil {
 		return err
 	}
 
-	c.step("POST /v1/streaming.stop")
-	if err := c.guard.Check(fsm.CmdStop); err != nil {
-		return err
+	d.step("POST /v1/streaming.keep_alive")
+	if err := s.KeepAlive(ctx); err != nil {
+		return failed("streaming.keep_alive", err)
 	}
-	if err := c.call(ctx, http.MethodPost, server.PathStop, id, nil); err != nil {
-		return err
+	d.printf("the idle deadline starts again")
+
+	d.step("POST /v1/streaming.stop")
+	if err := s.Stop(ctx); err != nil {
+		return failed("streaming.stop", err)
 	}
 	stopped = true
-	c.printf("stopped: the session is closed and its slot free")
-	if _, err := c.await(ctx, events, func(m realtime.ServerMessage) bool {
-		return m.Type == realtime.TypeStateUpdated && m.State == "closed"
-	}); err != nil {
-		return err
+	d.printf("stopped: the session is closed and its slot free")
+	for ev := range events { // until the server closes the socket
+		d.printEvent(ev)
 	}
-	for m := range events { // until the server closes the socket
-		c.printEvent(m)
-	}
-	c.step("done")
+	d.step("done")
 	return nil
 }
 
-// call sends one API request and decodes the success envelope's data into
-// out; a failure is the typed error from sserrors.
-func (c *demoClient) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+func stopTalking(taskID string) func(client.Event) bool {
+	return func(ev client.Event) bool {
+		st, ok := ev.(client.StopTalkingEvent)
+		return ok && st.TaskID == taskID
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	c.auth(req)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		e := sserrors.FromResponse(resp)
-		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, describe(e))
-	}
-	return sserrors.DecodeResponse(resp, out)
 }
 
 // await prints the socket's events until one satisfies done.
-func (c *demoClient) await(ctx context.Context, events <-chan realtime.ServerMessage, done func(realtime.ServerMessage) bool) (realtime.ServerMessage, error) {
+func (d *demo) await(ctx context.Context, events <-chan client.Event, done func(client.Event) bool) error {
 	for {
 		select {
-		case m, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
-				return realtime.ServerMessage{}, errors.New("the realtime socket closed early")
+				return errors.New("the realtime socket closed early")
 			}
-			c.printEvent(m)
-			if done(m) {
-				return m, nil
+			d.printEvent(ev)
+			if done(ev) {
+				return nil
 			}
 		case <-ctx.Done():
-			return realtime.ServerMessage{}, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
 
-func (c *demoClient) printEvent(m realtime.ServerMessage) {
-	switch m.Type {
-	case realtime.TypeStateUpdated:
-		if s, err := fsm.ParseState(m.State); err == nil {
-			c.guard.Observe(s)
+func (d *demo) printEvent(ev client.Event) {
+	switch ev := ev.(type) {
+	case client.StateEvent:
+		if ev.Reason != "" {
+			d.printf("event session.state_updated: %s (%s)", ev.State, ev.Reason)
+		} else {
+			d.printf("event session.state_updated: %s", ev.State)
 		}
-		c.printf("event %s: %s", m.Type, m.State)
-	case realtime.TypeStartTalking:
-		c.printf("event %s: task %s, %d ms", m.Type, m.TaskID, m.DurationMS)
-	case realtime.TypeStopTalking:
-		c.printf("event %s: task %s, %d ms, interrupted=%v", m.Type, m.TaskID, m.DurationMS, m.Interrupted)
-	case socketClosed:
-		c.printf("the server closed the socket: %d %s", m.Code, m.Message)
-	default:
-		c.printf("event %s: %d %s", m.Type, m.Code, m.Message)
+	case client.StartTalkingEvent:
+		d.printf("event avatar_start_talking: task %s, %d ms", ev.TaskID, ev.Duration.Milliseconds())
+	case client.StopTalkingEvent:
+		d.printf("event avatar_stop_talking: task %s, %d ms, interrupted=%v", ev.TaskID, ev.Duration.Milliseconds(), ev.Interrupted)
+	case client.ErrorEvent:
+		d.printf("event error: %s", describe(ev.Err))
+	case client.DisconnectedEvent:
+		var ce *websocket.CloseError
+		switch {
+		case errors.As(ev.Err, &ce):
+			d.printf("the server closed the socket: %d %s", ce.Code, ce.Text)
+		default:
+			d.printf("the socket ended: %v", ev.Err)
+		}
+		if ev.Reconnecting {
+			d.printf("reconnecting")
+		}
 	}
 }
 
-func (c *demoClient) step(s string) { fmt.Fprintf(c.out, "==> %s\n", s) }
+func (d *demo) step(s string) { fmt.Fprintf(d.out, "==> %s\n", s) }
 
-func (c *demoClient) printf(format string, args ...any) {
-	fmt.Fprintf(c.out, "    "+format+"\n", args...)
+func (d *demo) printf(format string, args ...any) {
+	fmt.Fprintf(d.out, "    "+format+"\n", args...)
+}
+
+// failed names the call that failed, with the HTTP status of an answer.
+func failed(call string, err error) error {
+	if e, ok := sserrors.As(err); ok {
+		return fmt.Errorf("%s: HTTP %d: %s", call, e.Status, describe(e))
+	}
+	return fmt.Errorf("%s: %w", call, err)
 }
 
 // describe prints an API error as code and message.

@@ -7,13 +7,13 @@
 //
 //	go run ./examples/streaming                       # the built-in demo configuration
 //	go run ./examples/streaming -config service.json  # a configuration file (see package server/config)
-//	go run ./examples/streaming -client -key demo-pro-key   # run one whole session against a server
+//	go run ./examples/streaming -client -key demo-pro-key   # run one whole session against a server (package client)
 //
 // Flags:
 //
 //	-addr ADDR     listen address (server) or server address (client); default 127.0.0.1:8080
 //	-config FILE   the JSON configuration; without it, the demo configuration
-//	-client        run the demo client instead of the server
+//	-client        run the demo client (built on package client) instead of the server
 //	-key KEY       client: the API key (default demo-pro-key)
 //	-url URL       client: the server's base URL (default http://ADDR)
 //	-text TEXT     client: what the avatar says

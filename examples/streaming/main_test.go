@@ -167,6 +167,7 @@ func TestServeDemoAndClient(t *testing.T) {
 		"event avatar_start_talking",
 		"interrupted=false",
 		"interrupted=true",
+		"the idle deadline starts again",
 		"event session.state_updated: closing",
 		"event session.state_updated: closed",
 		"the server closed the socket: 1000 session closed",
@@ -205,6 +206,22 @@ func TestServeDemoAndClient(t *testing.T) {
 	} {
 		assert.Contains(t, string(scraped), want)
 	}
+
+	// streaming.new twice with one Idempotency-Key: one session.
+	var answers []string
+	for range 2 {
+		req, err := http.NewRequest(http.MethodPost, base+"/v1/streaming.new", strings.NewReader(`{}`))
+		require.NoError(t, err)
+		req.Header.Set("X-Api-Key", "demo-pro-key")
+		req.Header.Set("Idempotency-Key", "order-42")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		answers = append(answers, string(body))
+	}
+	assert.Equal(t, answers[0], answers[1], "the same key and body replay the first answer")
 
 	assert.Equal(t, 0, stop())
 	logged := log.String()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamsession/streamsession/limits/redislimiter"
 	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/server/redisidem"
 	"github.com/streamsession/streamsession/server/redisrate"
 	"github.com/streamsession/streamsession/server/redisrelay"
 	"github.com/streamsession/streamsession/server/redistokens"
@@ -44,13 +45,14 @@ const defaultRequestTimeout = 10 * time.Second
 // redisConnectTimeout bounds the checks made at start.
 const redisConnectTimeout = 5 * time.Second
 
-// redisBackends are the Redis limiter, session store, token store and
-// speech relay of one node, on one client.
+// redisBackends are the Redis limiter, session store, token store,
+// idempotency store and speech relay of one node, on one client.
 type redisBackends struct {
 	client  *redis.Client
 	limiter *redislimiter.Limiter
 	store   *redisstore.Store
 	tokens  *redistokens.Store
+	idem    *redisidem.Store
 	relay   *redisrelay.Relay
 	rates   *redisrate.Limiter
 	secret  []byte
@@ -86,7 +88,12 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	}); err != nil {
 		return fail(err)
 	}
-	if b.tokens, err = redistokens.New(client, redistokens.Config{Prefix: opts.Prefix}); err != nil {
+	if b.tokens, err = redistokens.New(client, redistokens.Config{
+		Secret: secret, Prefix: opts.Prefix, MaxPerAccount: cfg.MaxTokensPerAccount,
+	}); err != nil {
+		return fail(err)
+	}
+	if b.idem, err = redisidem.New(client, redisidem.Config{Prefix: opts.Prefix, TTL: cfg.IdempotencyTTL}); err != nil {
 		return fail(err)
 	}
 	if b.store, err = redisstore.New(client, redisstore.Config{Prefix: opts.Prefix, NodeTTL: opts.NodeTTL}); err != nil {
@@ -106,6 +113,7 @@ func (b *redisBackends) apply(o *config.Options) {
 	o.Limiter = b.limiter
 	o.Session.Store = b.store
 	o.Server.Tokens = b.tokens
+	o.Server.Idempotency.Store = b.idem
 	o.Server.Secret = b.secret
 	o.Server.Relay = b.relay
 	o.Server.RateLimiter = b.rates

@@ -93,7 +93,12 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	svcOpts := config.Options{
 		Session: session.Config{Hooks: observe.JoinHooks(met.SessionHooks(),
 			session.Hooks{OnRefused: logHooks.OnRefused, OnLimiter: logHooks.OnLimiter})},
-		Server: server.Config{Hooks: observe.JoinServerHooks(met.ServerHooks(), observe.ServerHooks(logger))},
+		Server: server.Config{
+			Hooks: observe.JoinServerHooks(met.ServerHooks(), observe.ServerHooks(logger)),
+			Idempotency: server.IdempotencyConfig{FinishFailed: func(err error) {
+				logger.Warn("idempotency: the answer of streaming.new was not recorded", "err", err)
+			}},
+		},
 	}
 	var rds *redisBackends
 	// deadline is when the node must have exited, set when the shutdown

@@ -94,7 +94,6 @@ const (
 	capacity   = 10
 	perAccount = 4
 	leaseTTL   = 1500 * time.Millisecond
-	nodeTTL    = 1500 * time.Millisecond
 )
 
 var proAccounts = []string{"a0", "a1", "a2", "a3"}
@@ -139,7 +138,7 @@ func (c *cluster) start(bin, name string, extra ...string) *node {
 	args := append([]string{
 		"-redis", c.redis.Addr(), "-redis-prefix", c.prefix,
 		"-addr", "127.0.0.1:0", "-config", c.config,
-		"-lease-ttl", leaseTTL.String(), "-node-ttl", nodeTTL.String(),
+		"-lease-ttl", leaseTTL.String(),
 		"-drain-delay", "0s", // no load balancer to wait for
 	}, extra...)
 	cmd := exec.Command(bin, args...)

@@ -96,6 +96,11 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg Config) Harness) {
 		{"SameSessionConcurrently", s.testSameSessionConcurrently},
 		{"ExpiryWithoutRenewalFreesSlot", s.testExpiry},
 		{"RenewalKeepsSlot", s.testRenewal},
+		{"KeptSlotNeverExpires", s.testKept},
+		{"LeaseNeverKeptExpires", s.testNeverKept},
+		{"KeepOfExpiredOrReleasedLeaseFails", s.testKeepExpired},
+		{"KeptTrialMinutesCountOnce", s.testKeptTrialMinutes},
+		{"KeepWithBadInputOrDoneContext", s.testKeepBadInput},
 		{"TrialMinutesFromStartedToRelease", s.testTrialMinutes},
 		{"TrialMinutesOfExpiredLeaseCountUntilExpiry", s.testTrialMinutesExpired},
 		{"TrialQuotaZeroRefusesEveryAcquire", s.testTrialQuotaZero},
@@ -210,6 +215,17 @@ func (e *env) renewExpired(l limits.Lease) {
 	e.t.Helper()
 	_, err := e.h.Limiter.Renew(e.ctx, l)
 	require.ErrorIs(e.t, err, limits.ErrLeaseExpired, "Renew(%s) of a lease without a slot", l.SessionID)
+}
+
+func (e *env) keep(l limits.Lease) {
+	e.t.Helper()
+	require.NoError(e.t, e.h.Limiter.Keep(e.ctx, l), "Keep(%s)", l.SessionID)
+}
+
+func (e *env) keepExpired(l limits.Lease) {
+	e.t.Helper()
+	err := e.h.Limiter.Keep(e.ctx, l)
+	require.ErrorIs(e.t, err, limits.ErrLeaseExpired, "Keep(%s) of a lease without a slot", l.SessionID)
 }
 
 func (e *env) release(l limits.Lease) {
@@ -840,4 +856,114 @@ func (s *suite) testNoGoroutineLeft(t *testing.T) {
 	})
 	// Every goroutine the limiter and its harness started is gone.
 	goleak.VerifyNone(t, append([]goleak.Option{before}, extra...)...)
+}
+
+func (s *suite) testKept(t *testing.T) {
+	const ttl = time.Minute
+	e := s.env(t, Config{Capacity: 1, LeaseTTL: ttl})
+	acct := e.account("a")
+	plan := limits.Plan{Name: "one", MaxConcurrent: 1}
+	l := e.grant(acct, plan, e.id())
+	e.keep(l)
+	e.keep(l) // keeping twice does nothing
+	e.advance(10 * ttl)
+	e.refuse(acct, plan, e.id(), limits.Concurrency)
+	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+
+	// Renewing or acquiring again returns the kept slot, still kept.
+	r := e.renew(l)
+	assert.Equal(t, l.SessionID, r.SessionID)
+	assert.True(t, r.Expires.IsZero(), "Renew of a kept lease: Expires = %v, want the zero Time", r.Expires)
+	again := e.grant(acct, plan, l.SessionID)
+	assert.True(t, again.Expires.IsZero(), "Acquire of a kept session: Expires = %v, want the zero Time", again.Expires)
+	e.advance(10 * ttl)
+	e.refuse(acct, plan, e.id(), limits.Concurrency)
+	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+
+	// Release frees it at once, and a released lease cannot be kept.
+	e.release(l)
+	e.keepExpired(l)
+	e.renewExpired(l)
+	e.grant(e.account("b"), plan, e.id())
+	e.refuse(acct, plan, e.id(), limits.Capacity)
+}
+
+func (s *suite) testNeverKept(t *testing.T) {
+	const ttl = time.Minute
+	e := s.env(t, Config{Capacity: 2, LeaseTTL: ttl})
+	acct := e.account("a")
+	plan := limits.Plan{Name: "two", MaxConcurrent: 2}
+	k := e.grant(acct, plan, e.id())
+	e.keep(k)
+	lost := e.grant(acct, plan, e.id()) // its holder died before keeping it
+	e.advance(ttl - 20*time.Second)
+	e.refuse(acct, plan, e.id(), limits.Concurrency) // both still held
+	e.advance(40 * time.Second)                      // 20 s past the lease's expiry
+	e.grant(acct, plan, e.id())                      // the lost lease's slot came back
+	e.renewExpired(lost)
+	e.refuse(acct, plan, e.id(), limits.Concurrency)
+	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+}
+
+func (s *suite) testKeepExpired(t *testing.T) {
+	const ttl = time.Minute
+	e := s.env(t, Config{Capacity: 1, LeaseTTL: ttl})
+	acct := e.account("a")
+	plan := limits.Plan{Name: "one", MaxConcurrent: 1}
+	l := e.grant(acct, plan, e.id())
+	e.advance(ttl + 20*time.Second)
+	e.keepExpired(l)
+	// The failed Keep took nothing: the slot is free, and stays free.
+	next := e.grant(acct, plan, e.id())
+	e.renewExpired(l)
+	e.release(next)
+	e.keepExpired(next)
+	e.keepExpired(limits.Lease{Account: acct, SessionID: e.id()}) // never granted
+	e.grant(e.account("b"), plan, e.id())
+	e.refuse(acct, plan, e.id(), limits.Capacity)
+}
+
+func (s *suite) testKeptTrialMinutes(t *testing.T) {
+	// A kept session counts from Started to its Release, with no renewal
+	// in between, once however often it is released.
+	const ttl = time.Minute
+	e := s.env(t, Config{LeaseTTL: ttl})
+	acct := e.account("a")
+	l := e.grant(acct, quotaPlan, e.id())
+	e.started(l)
+	e.keep(l)
+	e.advance(6 * time.Minute) // six lease TTLs, never renewed
+	e.expectQuota(acct, quotaPlan, true, "6 of 10 minutes, the kept session included")
+	e.release(l)
+	e.release(l)
+	e.advance(time.Hour)
+
+	m := e.grant(acct, quotaPlan, e.id())
+	e.keep(m)
+	e.started(m)
+	e.advance(3*time.Minute + 30*time.Second)
+	e.expectQuota(acct, quotaPlan, true, "6 + 3.5 of 10 minutes (12 + 3.5 if the second release counted)")
+	e.advance(time.Minute)
+	e.expectQuota(acct, quotaPlan, false, "6 + 4.5 of 10 minutes (1 + 1 if counted to the lease's expiry)")
+	e.release(m)
+	e.advance(time.Hour)
+	e.expectQuota(acct, quotaPlan, false, "10.5 of 10 minutes after the release")
+}
+
+func (s *suite) testKeepBadInput(t *testing.T) {
+	const ttl = time.Minute
+	e := s.env(t, Config{Capacity: 1, LeaseTTL: ttl})
+	acct := e.account("a")
+	plan := limits.Plan{Name: "one", MaxConcurrent: 1}
+	l := e.grant(acct, plan, e.id())
+	for _, bad := range []limits.Lease{{}, {Account: acct}, {SessionID: l.SessionID}} {
+		require.Error(t, e.h.Limiter.Keep(e.ctx, bad), "Keep(%+v)", bad)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, e.h.Limiter.Keep(cancelled, l), context.Canceled, "Keep with a cancelled context")
+	// Nothing was kept: the lease expires as if Keep had not been called.
+	e.advance(ttl + 20*time.Second)
+	e.keepExpired(l)
+	e.grant(acct, plan, e.id())
 }

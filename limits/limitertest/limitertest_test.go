@@ -75,6 +75,13 @@ var broken = map[string]struct {
 		},
 		fails: []string{"OrderOfChecks"},
 	},
+	"keep does nothing": {
+		wrap: func(h limitertest.Harness) limitertest.Harness {
+			h.Limiter = &keepless{Limiter: h.Limiter}
+			return h
+		},
+		fails: []string{"KeptSlotNeverExpires", "KeptTrialMinutesCountOnce"},
+	},
 	"ignores context": {
 		wrap: func(h limitertest.Harness) limitertest.Harness {
 			h.Limiter = &ignoresContext{Limiter: h.Limiter}
@@ -133,6 +140,11 @@ func (l *retryTakesSlot) Acquire(ctx context.Context, req limits.Request) (limit
 	req.SessionID += "#" + time.Now().Format(time.RFC3339Nano)
 	return l.Limiter.Acquire(ctx, req)
 }
+
+// keepless answers Keep without keeping: the lease still expires.
+type keepless struct{ limits.Limiter }
+
+func (keepless) Keep(context.Context, limits.Lease) error { return nil }
 
 // noMinutes never starts counting.
 type noMinutes struct{ limits.Limiter }

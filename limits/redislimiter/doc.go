@@ -9,7 +9,7 @@
 //
 // # One script, one round trip
 //
-// Acquire, Started, Renew and Release are each one call of one Lua script,
+// Acquire, Started, Keep, Renew and Release are each one call of one Lua script,
 // one round trip: EVALSHA, and after a NOSCRIPT (a SCRIPT FLUSH, a restart, a
 // failover) the same call sends EVAL once, which loads the script again
 // (go-redis's Script.Run). Scripts take the time from Redis TIME, never from
@@ -103,6 +103,16 @@
 // in Redis time: keep node clocks synchronised (NTP), since the holder
 // schedules its heartbeat from it.
 //
+// Keep makes a live slot durable: its score becomes 2^52 ms (no clock
+// reaches it), so it is never purged and never renewed, and it costs Redis
+// nothing until Release frees it. The session manager keeps a session's slot
+// once the session is recorded in a store shared by the nodes, since any
+// node then closes it (and releases it); an idle open session then costs
+// Redis no command at all. While an account holds a kept slot its keys do
+// not expire; the release of its last kept slot gives them their 40 days
+// back. Only what Keep is given is kept: a slot whose holder died before
+// Keep expires with its lease.
+//
 // # When Redis fails
 //
 // A Redis outage never ends running sessions: Started, Renew and Release
@@ -120,7 +130,7 @@
 // code 400558 and a Retry-After; FailOpen admits the session with a lease
 // known to this node only, counts it (Limiter.FailOpenCount and
 // Config.OnFailOpen, for a metric) and puts it into Redis at its first
-// renewal that reaches Redis.
+// renewal (or Keep) that reaches Redis.
 //
 // # Deadlines
 //

@@ -57,6 +57,7 @@ func callAll(t *testing.T, l *redislimiter.Limiter, lease limits.Lease) (acquire
 	})
 	timed("started", func(ctx context.Context) error { return l.Started(ctx, lease) })
 	timed("renew", func(ctx context.Context) error { _, err := l.Renew(ctx, lease); return err })
+	timed("keep", func(ctx context.Context) error { return l.Keep(ctx, lease) })
 	timed("release", func(ctx context.Context) error { return l.Release(ctx, lease) })
 	wg.Wait()
 	return acquire, errs, longest
@@ -167,7 +168,7 @@ func TestRedisDownFailOpen(t *testing.T) {
 	assert.False(t, got.Lease.Expires.IsZero())
 	assert.Equal(t, uint64(1), r.lim.FailOpenCount())
 	assert.Equal(t, int64(1), seen.Load())
-	for _, name := range []string{"started", "renew", "release"} {
+	for _, name := range []string{"started", "renew", "keep", "release"} {
 		assert.ErrorIs(t, errs[name], limits.ErrUnavailable, "%s: only Acquire fails open", name)
 	}
 
@@ -189,6 +190,29 @@ func TestRedisDownFailOpen(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, limits.Capacity, other.Refused)
 	require.NoError(t, r.lim.Release(bg, renewed))
+	other, err = r.lim.Acquire(bg, req("b", "t", paid))
+	require.NoError(t, err)
+	assert.True(t, other.Granted())
+}
+
+// TestFailOpenLeaseKept: a fail-open lease is put into Redis by Keep,
+// kept, when Redis comes back.
+func TestFailOpenLeaseKept(t *testing.T) {
+	r := newRig(t, redislimiter.Config{Failure: redislimiter.FailOpen, Capacity: 1}, nil)
+	bg := context.Background()
+	r.srv.Kill()
+	got, err := r.lim.Acquire(bg, req("a", "open", paid))
+	require.NoError(t, err)
+	require.True(t, got.Granted())
+	r.srv.Restart()
+	require.NoError(t, r.lim.Keep(bg, got.Lease))
+	score, err := r.admin.ZScore(bg, r.key("slots", "a"), "open").Result()
+	require.NoError(t, err)
+	assert.Equal(t, float64(1<<52), score, "kept")
+	other, err := r.lim.Acquire(bg, req("b", "t", paid))
+	require.NoError(t, err)
+	assert.Equal(t, limits.Capacity, other.Refused)
+	require.NoError(t, r.lim.Release(bg, got.Lease))
 	other, err = r.lim.Acquire(bg, req("b", "t", paid))
 	require.NoError(t, err)
 	assert.True(t, other.Granted())

@@ -331,7 +331,7 @@ func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decis
 		return limits.Decision{Refused: refused}, nil
 	}
 	l.synthetic.Delete(member)
-	return limits.Decision{Lease: limits.Lease{Account: req.Account, SessionID: req.SessionID, Expires: fromMs(c.r2)}}, nil
+	return limits.Decision{Lease: limits.Lease{Account: req.Account, SessionID: req.SessionID, Expires: expiry(c.r2)}}, nil
 }
 
 // acquireFailed applies the failure policy to a failed acquire.
@@ -405,8 +405,40 @@ func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, 
 	if c.r1 != 1 {
 		return limits.Lease{}, fmt.Errorf("redislimiter: renew: %w", limits.ErrLeaseExpired)
 	}
-	lease.Expires = fromMs(c.r2)
+	lease.Expires = expiry(c.r2)
 	return lease, nil
+}
+
+// Keep makes a live lease durable, so that it costs Redis nothing until its
+// Release (no renewal, no expiry); see limits.Limiter. It is one round
+// trip, shared with the calls that wait with it. Keeping twice or replaying
+// the script does nothing more. It returns an error wrapping
+// limits.ErrLeaseExpired when the slot expired or was released, and one
+// wrapping limits.ErrUnavailable when Redis cannot be reached in time (the
+// lease then still expires at its Expires unless renewed or kept). A
+// FailOpen lease of this node is put into Redis, kept.
+//
+// The account's keys lose their expiry while the account holds a kept slot
+// and get it back at the release of its last one, so that a session that
+// lasts longer than the keys' expiry keeps its slot and its trial start.
+func (l *Limiter) Keep(ctx context.Context, lease limits.Lease) error {
+	if err := l.precheck(ctx, "keep", lease.Account, lease.SessionID); err != nil {
+		return err
+	}
+	nm := l.names(lease.Account, lease.SessionID)
+	adopt := "0"
+	if _, ok := l.synthetic.Load(nm.member); ok {
+		adopt = "1"
+	}
+	c := &call{kind: "k", nm: nm, args: []any{lease.SessionID, nm.member, adopt}}
+	if err := l.do(ctx, c); err != nil {
+		return unavailable("keep", err)
+	}
+	l.synthetic.Delete(nm.member)
+	if c.r1 != 1 {
+		return fmt.Errorf("redislimiter: keep: %w", limits.ErrLeaseExpired)
+	}
+	return nil
 }
 
 // Release frees the slot and stops counting the session's minutes; see
@@ -469,3 +501,12 @@ func (l *Limiter) localNow() time.Time {
 }
 
 func fromMs(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// expiry is a lease's Expires from the scripts' answer: the zero Time for a
+// kept slot (0).
+func expiry(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return fromMs(ms)
+}

@@ -13,7 +13,7 @@ import "github.com/redis/go-redis/v9"
 //
 // Every redis.call costs server time, so the common paths make as few as
 // they can: an acquire under a paid plan makes four (and one TIME per batch),
-// a release three.
+// a release four (seven for an account's last kept slot), a keep five.
 //
 // Keys (all in KEYS[]): per account, slots (ZSET session id -> lease expiry)
 // and run (HASH session id -> start of a trial session, 0 until Started) and
@@ -30,6 +30,10 @@ local ACCOUNT_TTL = 40 * DAY
 local HYGIENE = 4096
 
 local function istr(n) return string.format('%d', n) end
+
+-- KEPT is the score of a kept slot (see keep): 2^52 ms, some 140,000
+-- years, exact in a double and later than any clock.
+local KEPT = 4503599627370496
 
 -- now_ms reads the clock: Redis TIME plus the test-only offset, or the
 -- test-only frozen time when it is not 0.
@@ -153,17 +157,20 @@ end
 //	a (acquire): session id, cap member, max concurrent, trial (0/1), monthly quota in ms, account
 //	s (started): session id
 //	n (renew):   session id, cap member, adopt (0/1), the lease's expiry (0: none)
+//	k (keep):    session id, cap member, adopt (0/1)
 //	r (release): session id, cap member
 //
 // Returns three values per call: two integers and an error message, empty
 // when the call succeeded.
 //   - acquire: refused limit (0 granted, 1 trial quota, 2 concurrency,
-//     3 capacity), lease expiry.
+//     3 capacity), lease expiry (0 for a kept slot).
 //   - started: 1 when it started counting, 0 when there was nothing to start
 //     (a replay, a second call, a paid session), 2 when the session holds no
 //     live slot (released, expired, never acquired); then 0.
-//   - renew: {1, new expiry} when renewed or adopted, {0, 0} when the lease
-//     expired or was released.
+//   - renew: {1, new expiry} when renewed or adopted ({1, 0} for a kept
+//     slot, left kept), {0, 0} when the lease expired or was released.
+//   - keep: {1, 0} when the slot is kept (now or before), {0, 0} when the
+//     lease expired or was released.
 //   - release: 1 when it removed the slot, 0 when there was none (released
 //     before, expired and purged, never acquired); then 0.
 var batchScript = redis.NewScript(batchSrc)
@@ -211,6 +218,7 @@ local function acquire(k, a)
     local held = redis.call('ZSCORE', slots, sid)
     if held then
       held = tonumber(held)
+      if held >= KEPT then return 0, 0 end
       if held > t then
         redis.call('ZADD', slots, exp, sid)
         redis.call('ZADD', cap, exp, member)
@@ -330,6 +338,7 @@ local function renew(k, a)
   local sc = redis.call('ZSCORE', slots, sid)
   if sc then
     sc = tonumber(sc)
+    if sc >= KEPT then return 1, 0 end
     if sc > t then
       redis.call('ZADD', slots, exp, sid)
       redis.call('ZADD', cap, exp, member)
@@ -362,6 +371,37 @@ local function renew(k, a)
   return 1, exp
 end
 
+-- keep makes a live slot durable: its score becomes KEPT, which no clock
+-- reaches, so no purge ever takes it; only release frees it. The account's
+-- keys lose their expiry while it holds a kept slot (release gives it
+-- back), so that a session longer than ACCOUNT_TTL keeps its slot and its
+-- start. A fail-open lease of this node (adopt) is put into Redis, kept.
+local function keep(k, a)
+  local slots, run, used = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local sid, member = ARGV[a], ARGV[a + 1]
+  local sc = redis.call('ZSCORE', slots, sid)
+  if sc then
+    sc = tonumber(sc)
+    if sc >= KEPT then return 1, 0 end
+    if sc <= now() then
+      -- Expired: the slot is gone; end it now rather than at the next purge.
+      redis.call('ZREM', slots, sid)
+      redis.call('ZREM', cap, member)
+      L().finalize(run, used, sid, sc)
+      return 0, 0
+    end
+  elseif ARGV[a + 2] ~= '1' then
+    return 0, 0
+  else
+    redis.call('SET', epoch, istr(now()), 'NX')
+  end
+  redis.call('ZADD', slots, KEPT, sid)
+  redis.call('ZADD', cap, KEPT, member)
+  redis.call('PERSIST', slots)
+  redis.call('PERSIST', run)
+  return 1, 0
+end
+
 -- release frees a slot and finalises the session's minutes. A paid
 -- session's release is HGET, ZREM, ZREM; the clock is read only for a
 -- started trial session.
@@ -382,11 +422,16 @@ local function release(k, a)
   end
   local freed = redis.call('ZREM', slots, sid)
   redis.call('ZREM', cap, member)
+  -- The account's last kept slot gone, its keys expire again (see keep).
+  if freed == 1 and redis.call('TTL', slots) == -1 and redis.call('ZCOUNT', slots, KEPT, '+inf') == 0 then
+    redis.call('PEXPIRE', slots, ACCOUNT_TTL)
+    redis.call('PEXPIRE', run, ACCOUNT_TTL)
+  end
   return freed, 0
 end
 
 -- The kinds of call, with how many arguments follow the kind.
-local calls = {a = {acquire, 6}, s = {started, 1}, n = {renew, 4}, r = {release, 2}}
+local calls = {a = {acquire, 6}, s = {started, 1}, n = {renew, 4}, k = {keep, 3}, r = {release, 2}}
 
 local out = {}
 local k, a = 4, 7

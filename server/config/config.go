@@ -15,6 +15,7 @@
 //	  "closed_retention_seconds": 600,
 //	  "body_read_timeout_seconds": 10,
 //	  "cors_origins": ["http://localhost:*", "http://127.0.0.1:*"],
+//	  "idempotency_ttl_seconds": 86400,
 //	  "plans": {
 //	    "trial": {"max_concurrent": 3, "trial": true, "monthly_minutes": 300, "session_duration_limit": 600},
 //	    "pro":   {"max_concurrent": 100}
@@ -39,6 +40,8 @@
 //     closed_retention_seconds and body_read_timeout_seconds (how long a
 //     request's body may take to arrive: server.Config.BodyReadTimeout) are
 //     whole numbers from 1 to 31536000.
+//   - idempotency_ttl_seconds (how long streaming.new keeps an
+//     Idempotency-Key and its answer) is a whole number from 1 to 31536000.
 //   - cors_origins lists the browser origins allowed to call the API and
 //     open the realtime socket (server.Config.Origins): exact origins
 //     ("https://app.example.com"), "*" for any, or a port wildcard
@@ -50,8 +53,11 @@
 //     none otherwise); "requests_per_second" (a number above 0, at most
 //     1000000; default none: unlimited) and "burst" (1 or more; default the
 //     rate rounded up; only with requests_per_second), the request budget of
-//     each account of the plan (server.Config.RateLimit). Numbers are 0 or
-//     more unless said.
+//     each account of the plan (server.Config.RateLimit);
+//     "max_tokens_per_account" (default 1000, at most 1000000; 0 refuses
+//     every streaming.create_token), the bearer tokens an account of the
+//     plan may hold at once before create_token answers 429/400140. Numbers
+//     are 0 or more unless said.
 //   - An account: "api_key" and "name" are required and unique; "plan"
 //     (default "trial") names a plan.
 //   - An avatar: "avatar_id" is required and unique; "public" (default
@@ -91,6 +97,10 @@ import (
 //go:embed demo.json
 var DemoJSON []byte
 
+// maxTokensPerAccount bounds max_tokens_per_account: a million outstanding
+// tokens already hold about 200 MB of one node's memory (or Redis's).
+const maxTokensPerAccount = 1_000_000
+
 // maxSeconds bounds every duration in the file (one year), so that no value
 // overflows a time.Duration.
 const maxSeconds = 365 * 24 * 3600
@@ -111,8 +121,12 @@ type Config struct {
 	// RateLimits holds, by plan name, the request budget of each account of
 	// the plans that set one; the other plans are unlimited.
 	RateLimits map[string]server.RateLimit
+	// IdempotencyTTL is how long streaming.new keeps an Idempotency-Key.
+	IdempotencyTTL time.Duration
 	// Plans by name.
 	Plans map[string]limits.Plan
+	// MaxTokens is each plan's max_tokens_per_account, by plan name.
+	MaxTokens map[string]int
 	// Accounts in file order.
 	Accounts []Account
 	// Avatars in file order.
@@ -134,6 +148,7 @@ type (
 		ClosedRetentionSeconds *int                `json:"closed_retention_seconds"`
 		BodyReadTimeoutSeconds *int                `json:"body_read_timeout_seconds"`
 		CORSOrigins            *[]string           `json:"cors_origins"`
+		IdempotencyTTLSeconds  *int                `json:"idempotency_ttl_seconds"`
 		Plans                  map[string]planJSON `json:"plans"`
 		Accounts               []accountJSON       `json:"accounts"`
 		Avatars                []avatarJSON        `json:"avatars"`
@@ -143,6 +158,7 @@ type (
 		Trial                *bool `json:"trial"`
 		MonthlyMinutes       *int  `json:"monthly_minutes"`
 		SessionDurationLimit *int  `json:"session_duration_limit"`
+		MaxTokensPerAccount  *int  `json:"max_tokens_per_account"`
 
 		RequestsPerSecond *float64 `json:"requests_per_second"`
 		Burst             *int     `json:"burst"`
@@ -210,6 +226,9 @@ func Parse(data []byte) (*Config, error) {
 	if f.CORSOrigins == nil {
 		f.CORSOrigins = demo.CORSOrigins
 	}
+	if f.IdempotencyTTLSeconds == nil {
+		f.IdempotencyTTLSeconds = demo.IdempotencyTTLSeconds
+	}
 	if f.Plans == nil {
 		f.Plans = demo.Plans
 	}
@@ -259,7 +278,7 @@ func decodeStrict(data []byte, v any) error {
 }
 
 func (f *fileJSON) resolve() (*Config, error) {
-	c := &Config{Plans: make(map[string]limits.Plan)}
+	c := &Config{Plans: make(map[string]limits.Plan), MaxTokens: make(map[string]int)}
 	var err error
 	if c.Capacity, err = between("capacity", *f.Capacity, 1, 1<<31-1); err != nil {
 		return nil, err
@@ -272,6 +291,11 @@ func (f *fileJSON) resolve() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	idem, err := between("idempotency_ttl_seconds", *f.IdempotencyTTLSeconds, 1, maxSeconds)
+	if err != nil {
+		return nil, err
+	}
+	c.IdempotencyTTL = time.Duration(idem) * time.Second
 	c.JoinTimeout = time.Duration(join) * time.Second
 	c.ClosedRetention = time.Duration(retention) * time.Second
 	bodyTimeout, err := between("body_read_timeout_seconds", *f.BodyReadTimeoutSeconds, 1, maxSeconds)
@@ -290,6 +314,14 @@ func (f *fileJSON) resolve() (*Config, error) {
 			return nil, err
 		}
 		c.Plans[name] = plan
+		c.MaxTokens[name] = server.DefaultMaxTokensPerAccount
+		if p.MaxTokensPerAccount != nil {
+			n, err := between("plans."+name+".max_tokens_per_account", *p.MaxTokensPerAccount, 0, maxTokensPerAccount)
+			if err != nil {
+				return nil, err
+			}
+			c.MaxTokens[name] = n
+		}
 		rate, err := p.rateLimit(name)
 		if err != nil {
 			return nil, err
@@ -471,11 +503,25 @@ func (c *Config) AccountsByKey() server.AccountsByKey {
 	return m
 }
 
+// MaxTokensPerAccount returns the bound of outstanding bearer tokens of
+// acct: its plan's max_tokens_per_account, or
+// server.DefaultMaxTokensPerAccount for a plan the file does not have. Its
+// signature is that of server.MemoryTokensConfig.MaxPerAccount and
+// redistokens.Config.MaxPerAccount, where it belongs.
+func (c *Config) MaxTokensPerAccount(acct session.Account) int {
+	if n, ok := c.MaxTokens[acct.Plan.Name]; ok {
+		return n
+	}
+	return server.DefaultMaxTokensPerAccount
+}
+
 // Options adjust [NewService]. The zero value is the single-node default.
 type Options struct {
 	// Server is the template of the server's configuration; NewService
 	// fills in Manager, Accounts, Avatars, Origins (cors_origins),
-	// BodyReadTimeout and RateLimit from the configuration.
+	// BodyReadTimeout and RateLimit from the configuration, Tokens when it is
+	// nil (an in-memory store bounded by each plan's max_tokens_per_account),
+	// and Idempotency.TTL when it is zero.
 	Server server.Config
 	// Session is the template of the manager's configuration; NewService
 	// fills in Limiter, Avatars, JoinTimeout and Retention.
@@ -528,6 +574,16 @@ func NewService(c *Config, opts Options) (*Service, error) {
 	hcfg.Origins = c.CORSOrigins
 	hcfg.BodyReadTimeout = c.BodyReadTimeout
 	hcfg.RateLimit = c.RateLimit()
+	if hcfg.Tokens == nil {
+		tcfg := server.MemoryTokensConfig{TTL: hcfg.TokenTTL, MaxPerAccount: c.MaxTokensPerAccount}
+		if hcfg.Clock != nil {
+			tcfg.Now = hcfg.Clock.Now
+		}
+		hcfg.Tokens = server.NewMemoryTokens(tcfg)
+	}
+	if hcfg.Idempotency.TTL == 0 {
+		hcfg.Idempotency.TTL = c.IdempotencyTTL
+	}
 	srv, err := server.New(hcfg)
 	if err != nil {
 		_ = mgr.Close(context.Background())

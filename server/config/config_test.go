@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,10 +33,12 @@ func TestDemo(t *testing.T) {
 	assert.Equal(t, []string{"http://localhost:*", "http://127.0.0.1:*"}, c.CORSOrigins)
 	assert.Nil(t, c.RateLimits, "the demo plans are unlimited")
 	assert.Nil(t, c.RateLimit())
+	assert.Equal(t, 24*time.Hour, c.IdempotencyTTL)
 	assert.Equal(t, map[string]limits.Plan{
 		"trial": {Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second},
 		"pro":   {Name: "pro", MaxConcurrent: 100, MonthlyMinutes: 300},
 	}, c.Plans)
+	assert.Equal(t, map[string]int{"trial": 1000, "pro": 1000}, c.MaxTokens)
 	assert.Equal(t, []Account{
 		{APIKey: "demo-trial-key", Name: "demo-trial", Plan: c.Plans["trial"]},
 		{APIKey: "demo-pro-key", Name: "demo-pro", Plan: c.Plans["pro"]},
@@ -53,7 +56,7 @@ func TestDemo(t *testing.T) {
 func TestParseDefaults(t *testing.T) {
 	c, err := Parse([]byte(`{
 		"capacity": 5,
-		"plans": {"gold": {}, "free": {"trial": true}, "custom": {"trial": true, "max_concurrent": 0, "monthly_minutes": 0, "session_duration_limit": 0}},
+		"plans": {"gold": {}, "free": {"trial": true}, "custom": {"trial": true, "max_concurrent": 0, "monthly_minutes": 0, "session_duration_limit": 0, "max_tokens_per_account": 0}, "few": {"max_tokens_per_account": 5}},
 		"accounts": [{"api_key": "k1", "name": "a1", "plan": "gold"}, {"api_key": "k2", "name": "a2", "plan": "free"}, {"api_key": "k3", "name": "a3", "plan": "custom"}, {"api_key": "k4", "name": "a4", "plan": "free"}],
 		"avatars": [{"avatar_id": "x"}, {"avatar_id": "y", "status": "inactive", "public": true, "default": true, "owner": "a1", "default_voice": "v"}]
 	}`))
@@ -61,9 +64,15 @@ func TestParseDefaults(t *testing.T) {
 	assert.Equal(t, 5, c.Capacity)
 	assert.Equal(t, 300*time.Second, c.JoinTimeout, "missing: the default")
 	assert.Equal(t, 600*time.Second, c.ClosedRetention, "missing: the default")
+	assert.Equal(t, 24*time.Hour, c.IdempotencyTTL, "missing: the default")
 	assert.Equal(t, limits.Plan{Name: "gold", MaxConcurrent: 100, MonthlyMinutes: 300}, c.Plans["gold"])
 	assert.Equal(t, limits.Plan{Name: "free", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second}, c.Plans["free"])
 	assert.Equal(t, limits.Plan{Name: "custom", Trial: true}, c.Plans["custom"], "explicit zeros are kept")
+	assert.Equal(t, map[string]int{"gold": 1000, "free": 1000, "custom": 0, "few": 5}, c.MaxTokens)
+	assert.Equal(t, 5, c.MaxTokensPerAccount(session.Account{Name: "x", Plan: c.Plans["few"]}))
+	assert.Equal(t, 0, c.MaxTokensPerAccount(session.Account{Name: "a3", Plan: c.Plans["custom"]}))
+	assert.Equal(t, 1000, c.MaxTokensPerAccount(session.Account{Name: "x", Plan: limits.Plan{Name: "elsewhere"}}),
+		"a plan the file does not have: the default")
 	assert.Equal(t, session.Avatars{
 		{ID: "x", Active: true},
 		{ID: "y", Owner: "a1", Public: true, Active: false, Default: true, DefaultVoice: "v"},
@@ -104,10 +113,15 @@ func TestParseErrors(t *testing.T) {
 		{"negative capacity", `{"capacity": -1}`, `capacity`},
 		{"zero join timeout", `{"join_timeout_seconds": 0}`, `join_timeout_seconds`},
 		{"huge retention", `{"closed_retention_seconds": 999999999}`, `closed_retention_seconds`},
+		{"zero idempotency ttl", `{"idempotency_ttl_seconds": 0}`, `idempotency_ttl_seconds: 0 is outside 1`},
+		{"huge idempotency ttl", `{"idempotency_ttl_seconds": 999999999}`, `idempotency_ttl_seconds`},
 		{"negative max_concurrent", `{"plans": {"trial": {"max_concurrent": -1}}}`, `plans.trial.max_concurrent`},
 		{"negative minutes", `{"plans": {"trial": {"monthly_minutes": -5}}}`, `plans.trial.monthly_minutes`},
 		{"negative duration", `{"plans": {"trial": {"session_duration_limit": -1}}}`, `plans.trial.session_duration_limit`},
 		{"empty plan name", `{"plans": {"": {}}}`, `plans`},
+		{"negative token bound", `{"plans": {"trial": {"max_tokens_per_account": -1}}}`, `plans.trial.max_tokens_per_account: -1 is outside 0`},
+		{"huge token bound", `{"plans": {"pro": {"max_tokens_per_account": 1000001}}}`, `plans.pro.max_tokens_per_account`},
+		{"fractional token bound", `{"plans": {"pro": {"max_tokens_per_account": 2.5}}}`, `max_tokens_per_account`},
 		{"account without key", `{"accounts": [{"name": "n", "plan": "pro"}]}`, `accounts[0].api_key: required`},
 		{"account without name", `{"accounts": [{"api_key": "k", "plan": "pro"}]}`, `accounts[0].name: required`},
 		{"duplicate key", `{"accounts": [{"api_key": "k", "name": "a"}, {"api_key": "k", "name": "b"}]}`, `accounts[1].api_key`},
@@ -256,4 +270,46 @@ func TestNewService(t *testing.T) {
 	list, err := svc.Manager.List(ctx, "demo-pro")
 	require.NoError(t, err)
 	assert.Empty(t, list, "every session was closed")
+}
+
+// TestNewServiceTokenBound: each plan's max_tokens_per_account reaches the
+// default token store; an account past its bound gets 429/400140 with a
+// Retry-After, and another account is not affected.
+func TestNewServiceTokenBound(t *testing.T) {
+	c, err := Parse([]byte(`{"plans": {"trial": {"trial": true, "max_tokens_per_account": 1}, "pro": {"max_tokens_per_account": 2}}}`))
+	require.NoError(t, err)
+	svc, err := NewService(c, Options{})
+	require.NoError(t, err)
+	ts := httptest.NewServer(svc.Server)
+	defer ts.Close()
+	defer func() { require.NoError(t, svc.Shutdown(context.Background())) }()
+
+	mint := func(key string) (int, string, string) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/streaming.create_token", strings.NewReader(`{}`))
+		req.Header.Set("X-Api-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(body)
+	}
+	for range 2 {
+		status, _, _ := mint("demo-pro-key")
+		assert.Equal(t, http.StatusOK, status)
+	}
+	status, retry, body := mint("demo-pro-key")
+	assert.Equal(t, http.StatusTooManyRequests, status)
+	assert.Equal(t, `{"code":400140,"message":"Exceed rate limit"}`, body)
+	assert.Equal(t, "60", retry, "the oldest token expires in an hour: capped at a minute")
+	status, _, _ = mint("demo-trial-key")
+	assert.Equal(t, http.StatusOK, status, "another account")
+	status, _, _ = mint("demo-trial-key")
+	assert.Equal(t, http.StatusTooManyRequests, status, "the trial plan's own bound")
+}
+
+func TestIdempotencyTTL(t *testing.T) {
+	c, err := Parse([]byte(`{"idempotency_ttl_seconds": 60}`))
+	require.NoError(t, err)
+	assert.Equal(t, time.Minute, c.IdempotencyTTL)
 }

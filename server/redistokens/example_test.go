@@ -11,18 +11,18 @@ import (
 	"github.com/streamsession/streamsession/server/redistokens"
 )
 
-// Example configures a node's server for a cluster: bearer tokens in
-// Redis, and the access-token secret agreed through Redis. (Not run: it
+// Example configures a node's server for a cluster: the secret agreed
+// through Redis, and bearer tokens in Redis, sealed under it. (Not run: it
 // needs a Redis.)
 func Example() {
 	ctx := context.Background()
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 	defer client.Close()
-	tokens, err := redistokens.New(client, redistokens.Config{})
+	secret, err := redistokens.SharedSecret(ctx, client, "")
 	if err != nil {
 		panic(err)
 	}
-	secret, err := redistokens.SharedSecret(ctx, client, "")
+	tokens, err := redistokens.New(client, redistokens.Config{Secret: secret})
 	if err != nil {
 		panic(err)
 	}

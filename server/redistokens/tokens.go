@@ -1,18 +1,55 @@
 // Package redistokens keeps the bearer tokens of streaming.create_token in
 // Redis (a server.TokenStore), so that a token minted through one server
-// node works on every node, and agrees on the access-token secret
+// node works on every node, and agrees on the service's secret
 // (server.Config.Secret) through Redis, so that a realtime socket may open
 // on any node.
 //
-// Start with New for the TokenStore and SharedSecret for the secret; both
-// take the redis.UniversalClient the node's other Redis backends use.
+// Start with SharedSecret for the secret, then New for the TokenStore;
+// both take the redis.UniversalClient the node's other Redis backends use.
 //
-// A token is a hash under the key "{Prefix}:t:<SHA-256 of the token>"
-// (Redis never holds a token itself) with the account, the session it
-// created and its claim, and an expiry of TTL that every use restarts.
-// Every call is one round trip, and every change one script. A claim (a
-// streaming.new in flight) lapses after ClaimTTL, so a node that dies
-// during streaming.new does not spend the token.
+// # Tokens
+//
+// A token is "sst_" and 80 base64url characters: AES-256-GCM, under a key
+// derived from the shared secret, of the account's tag (16 bytes of an HMAC
+// of the account name) and 16 random bytes, with a random nonce. It shows
+// nothing of the account (no two tokens look alike), yet every node holding
+// the secret finds from it, without asking Redis, which account's keys
+// hold it; a token that does not open is refused without a round trip.
+//
+// # Keys
+//
+// Every key of an account is under one hash tag, "{Prefix:a:<tag in hex>}",
+// so that every call is one script on one slot, atomic on a Redis Cluster
+// too:
+//
+//	{…}:z  sorted set: one member per outstanding token (16 bytes of the
+//	       token's SHA-256), scored by its expiry in Redis milliseconds
+//	{…}:s  hash: token member → "r<nonce><lease expiry>" while a Spend holds
+//	       it, "s<session id>" once spent; absent while unused
+//	{…}:a  the account (JSON), as of its latest Mint
+//
+// Redis never holds a token, nor what rebuilds one. Time is Redis's TIME.
+// Every call but Revoke and a Spend's release first drops up to 64 expired
+// members of its account (lazily:
+// an expired token stops counting at once, since counting reads scores);
+// each use sets the token's score to now + TTL and the three keys' expiry to
+// TTL, so an account's keys vanish an hour after its last token was used.
+// Memory is bounded per account: at most MaxPerAccount live members plus
+// the expired ones not yet dropped, about 120 bytes each (a sorted-set
+// entry; a spent token adds a hash field with its session id).
+//
+// # Spending
+//
+// Spend reserves the token with a lease (ClaimTTL, under a random nonce),
+// runs create, then binds the token to the new session if its lease is
+// still its own. When create fails the reservation is deleted. When the
+// node dies mid-way: before create, or during it, the lease lapses after
+// ClaimTTL and the token is usable again (a session create made meanwhile
+// was never answered to anyone; its join timer closes it and frees its
+// slot); after create but before the binding, the same. When the binding
+// fails (Redis unreachable, or the lease lapsed and another Spend took the
+// token), Spend calls discard, which stops the session: no session is left
+// whose token answers 401.
 //
 // Concurrency: a Store is safe for concurrent use by multiple goroutines;
 // it starts no goroutine.
@@ -20,11 +57,16 @@ package redistokens
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -38,25 +80,32 @@ import (
 
 // Defaults of Config's zero values.
 const (
-	// DefaultPrefix is the hash tag of every key (the other Redis backends'
-	// default too; the key names never collide).
+	// DefaultPrefix starts the hash tag of every key (the other Redis
+	// backends' default too; the key names never collide).
 	DefaultPrefix = "streamsession"
-	// DefaultClaimTTL is how long a claim lasts.
+	// DefaultClaimTTL is how long a Spend holds a token.
 	DefaultClaimTTL = time.Minute
 )
 
 // Config configures a Store. Zero fields take the documented defaults.
 type Config struct {
-	// Prefix is the hash tag of every key. It must not contain '{' or '}'.
-	// The default is DefaultPrefix.
+	// Secret keys the tokens: every node of a service needs the same one
+	// (SharedSecret, or server.Config.Secret). Required, 16 bytes or more.
+	Secret []byte
+	// Prefix starts the hash tag of every key. It must not contain '{' or
+	// '}'. The default is DefaultPrefix.
 	Prefix string
 	// TTL is how long a token lives unused. The default is
 	// server.DefaultTokenTTL (one hour).
 	TTL time.Duration
-	// ClaimTTL is how long a claim (a streaming.new in flight) holds the
-	// token: past it the token is unused again, in case the node serving
+	// ClaimTTL is how long a Spend holds the token while its session is
+	// created: past it the token is unused again, in case the node serving
 	// that streaming.new died. The default is DefaultClaimTTL (1 minute).
 	ClaimTTL time.Duration
+	// MaxPerAccount returns the bound of outstanding tokens of an account
+	// (0 refuses every Mint). The default (nil) is
+	// server.DefaultMaxTokensPerAccount for every account.
+	MaxPerAccount func(session.Account) int
 }
 
 // Store is a server.TokenStore in Redis. It is safe for concurrent use by
@@ -66,9 +115,27 @@ type Store struct {
 	prefix string
 	ttl    time.Duration
 	claim  time.Duration
+	maxFor func(session.Account) int
+	seal   cipher.AEAD
+	tagKey []byte
 }
 
 var _ server.TokenStore = (*Store)(nil)
+
+// Key derivation labels: one key for sealing tokens, one for account tags.
+const (
+	sealInfo = "streamsession bearer token v1"
+	tagInfo  = "streamsession bearer account tag v1"
+)
+
+// Sizes of a token: its plaintext is the account tag and random bytes.
+const (
+	tagSize    = 16
+	randSize   = 16
+	plainSize  = tagSize + randSize
+	sealedSize = 12 + plainSize + 16 // nonce, plaintext, GCM tag
+	tokenText  = "sst_"
+)
 
 // New returns a Store on client. It does not contact Redis. The client
 // stays the caller's; create it with ContextTimeoutEnabled so that calls
@@ -76,6 +143,9 @@ var _ server.TokenStore = (*Store)(nil)
 func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if client == nil {
 		return nil, invalid("nil client")
+	}
+	if len(cfg.Secret) < 16 {
+		return nil, invalid("Secret must be 16 bytes or more")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
@@ -92,7 +162,29 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.TTL < time.Millisecond || cfg.ClaimTTL < time.Millisecond {
 		return nil, invalid("TTL and ClaimTTL must be at least 1ms")
 	}
-	return &Store{client: client, prefix: "{" + cfg.Prefix + "}:t:", ttl: cfg.TTL, claim: cfg.ClaimTTL}, nil
+	if cfg.MaxPerAccount == nil {
+		cfg.MaxPerAccount = func(session.Account) int { return server.DefaultMaxTokensPerAccount }
+	}
+	sealKey, err := hkdf.Key(sha256.New, cfg.Secret, nil, sealInfo, 32)
+	if err != nil {
+		return nil, invalid("secret: %v", err)
+	}
+	tagKey, err := hkdf.Key(sha256.New, cfg.Secret, nil, tagInfo, 32)
+	if err != nil {
+		return nil, invalid("secret: %v", err)
+	}
+	block, err := aes.NewCipher(sealKey)
+	if err != nil {
+		return nil, invalid("secret: %v", err)
+	}
+	seal, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, invalid("secret: %v", err)
+	}
+	return &Store{
+		client: client, prefix: cfg.Prefix, ttl: cfg.TTL, claim: cfg.ClaimTTL,
+		maxFor: cfg.MaxPerAccount, seal: seal, tagKey: tagKey,
+	}, nil
 }
 
 func invalid(format string, args ...any) error {
@@ -106,132 +198,300 @@ func unavailable(op string, err error) error {
 		WithCause(fmt.Errorf("redistokens: %s: %w", op, err))
 }
 
-func (s *Store) key(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return s.prefix + hex.EncodeToString(sum[:])
+// keys returns the account's keys (sorted set, states, account) for an
+// account tag.
+func (s *Store) keys(tag []byte) []string {
+	base := "{" + s.prefix + ":a:" + hex.EncodeToString(tag) + "}:"
+	return []string{base + "z", base + "s", base + "a"}
 }
 
-// Mint stores a new unused token for acct ("sst_" and 32 random bytes).
+func (s *Store) accountTag(name string) []byte {
+	h := hmac.New(sha256.New, s.tagKey)
+	h.Write([]byte(name))
+	return h.Sum(nil)[:tagSize]
+}
+
+// member is the token's name in its account's keys.
+func member(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return string(sum[:16])
+}
+
+// open returns the keys of a token's account and the token's member, and
+// false for a string that is not a token sealed under this secret.
+func (s *Store) open(token string) ([]string, string, bool) {
+	body, ok := strings.CutPrefix(token, tokenText)
+	if !ok || base64.RawURLEncoding.DecodedLen(len(body)) != sealedSize {
+		return nil, "", false
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		return nil, "", false
+	}
+	plain, err := s.seal.Open(nil, nil, sealed, []byte(sealInfo))
+	if err != nil || len(plain) != plainSize {
+		return nil, "", false
+	}
+	return s.keys(plain[:tagSize]), member(token), true
+}
+
+// Mint stores a new unused token for acct, or refuses it with
+// server.TooManyTokens when acct holds its bound of live tokens (counted
+// and added in one script, so that nodes minting at once never pass the
+// bound).
 func (s *Store) Mint(ctx context.Context, acct session.Account) (string, error) {
 	data, err := json.Marshal(acct)
 	if err != nil {
 		return "", invalid("account: %v", err)
 	}
-	var b [32]byte
-	rand.Read(b[:])
-	token := "sst_" + base64.RawURLEncoding.EncodeToString(b[:])
-	if err := mintScript.Run(ctx, s.client, []string{s.key(token)}, data, s.ttl.Milliseconds()).Err(); err != nil {
+	tag := s.accountTag(acct.Name)
+	plain := make([]byte, plainSize)
+	copy(plain, tag)
+	rand.Read(plain[tagSize:])
+	token := tokenText + base64.RawURLEncoding.EncodeToString(s.seal.Seal(nil, nil, plain, []byte(sealInfo)))
+	res, err := mintScript.Run(ctx, s.client, s.keys(tag), member(token), data, s.ttl.Milliseconds(), s.maxFor(acct)).Int64Slice()
+	if err != nil {
 		return "", unavailable("mint", err)
+	}
+	if len(res) != 2 {
+		return "", unavailable("mint", fmt.Errorf("unexpected reply %v", res))
+	}
+	if res[0] == 0 {
+		until := server.MaxTokenRetryAfter
+		if res[1] >= 0 {
+			until = time.Duration(res[1]) * time.Millisecond
+		}
+		return "", server.TooManyTokens(until)
 	}
 	return token, nil
 }
 
 // Get returns the token's record and restarts its expiry.
 func (s *Store) Get(ctx context.Context, token string) (server.Token, error) {
-	return s.run(ctx, "get", getScript, token)
-}
-
-// Claim reserves an unused token for one streaming.new; a token claimed
-// (within ClaimTTL) or bound is refused with 401/400112.
-func (s *Store) Claim(ctx context.Context, token string) (server.Token, error) {
-	return s.run(ctx, "claim", claimScript, token, s.claim.Milliseconds())
-}
-
-// Bind binds a claimed token to the session its streaming.new created.
-func (s *Store) Bind(ctx context.Context, token, sessionID string) error {
-	if sessionID == "" {
-		return invalid("empty session id")
+	keys, m, ok := s.open(token)
+	if !ok {
+		return server.Token{}, sserrors.ErrUnauthorized
 	}
-	_, err := s.run(ctx, "bind", bindScript, token, sessionID)
-	return err
+	res, err := getScript.Run(ctx, s.client, keys, m, s.ttl.Milliseconds()).StringSlice()
+	if err != nil {
+		return server.Token{}, unavailable("get", err)
+	}
+	if len(res) != 2 {
+		return server.Token{}, sserrors.ErrUnauthorized
+	}
+	acct, err := decodeAccount(res[0])
+	if err != nil {
+		return server.Token{}, err
+	}
+	return server.Token{Account: acct, SessionID: res[1]}, nil
 }
 
-// Unclaim makes a claimed token unused again.
-func (s *Store) Unclaim(ctx context.Context, token string) error {
-	_, err := s.run(ctx, "unclaim", unclaimScript, token)
-	return err
+func decodeAccount(data string) (session.Account, error) {
+	var acct session.Account
+	if err := json.Unmarshal([]byte(data), &acct); err != nil {
+		return session.Account{}, sserrors.ErrInternalServerError.WithCause(fmt.Errorf("redistokens: corrupt account: %w", err))
+	}
+	return acct, nil
+}
+
+// Check returns the account name of a token unspent (no Spend holding it)
+// or spent on sessionID, without spending it; it restarts its expiry.
+func (s *Store) Check(ctx context.Context, token, sessionID string) (string, error) {
+	keys, m, ok := s.open(token)
+	if !ok {
+		return "", sserrors.ErrUnauthorized
+	}
+	res, err := checkScript.Run(ctx, s.client, keys, m, s.ttl.Milliseconds(), sessionID).StringSlice()
+	if err != nil {
+		return "", unavailable("check", err)
+	}
+	if len(res) != 1 {
+		return "", sserrors.ErrUnauthorized
+	}
+	acct, err := decodeAccount(res[0])
+	if err != nil {
+		return "", err
+	}
+	return acct.Name, nil
+}
+
+// errLost is the binding's refusal when the token is no longer this
+// Spend's: it expired, was revoked, or its lease lapsed and another Spend
+// took it.
+var errLost = sserrors.ErrUnauthorized.WithCause(errors.New("redistokens: the token was lost while its session was created"))
+
+// Spend reserves the token, creates its session and binds the token to it
+// (see server.TokenStore and the package doc for a node dying mid-way).
+func (s *Store) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
+	keys, m, ok := s.open(token)
+	if !ok {
+		return sserrors.ErrUnauthorized
+	}
+	var n [8]byte
+	rand.Read(n[:])
+	nonce := hex.EncodeToString(n[:])
+	res, err := reserveScript.Run(ctx, s.client, keys, m, s.ttl.Milliseconds(), s.claim.Milliseconds(), nonce).StringSlice()
+	if err != nil {
+		return unavailable("spend", err)
+	}
+	if len(res) != 1 {
+		return sserrors.ErrUnauthorized
+	}
+	acct, err := decodeAccount(res[0])
+	if err != nil {
+		return err
+	}
+
+	id, err := create(ctx, acct)
+	bg := context.WithoutCancel(ctx)
+	if err != nil {
+		if rerr := releaseScript.Run(bg, s.client, keys, m, nonce).Err(); rerr != nil {
+			// The lease lapses by itself after ClaimTTL.
+			return errors.Join(err, unavailable("release", rerr))
+		}
+		return err
+	}
+	bound, err := commitScript.Run(bg, s.client, keys, m, s.ttl.Milliseconds(), nonce, id).Int()
+	switch {
+	case err != nil:
+		err = unavailable("bind", err)
+	case bound != 1:
+		err = errLost
+	default:
+		return nil
+	}
+	return errors.Join(err, discard(bg, id))
 }
 
 // Revoke deletes the token; revoking an unknown token does nothing.
 func (s *Store) Revoke(ctx context.Context, token string) error {
-	if err := s.client.Del(ctx, s.key(token)).Err(); err != nil {
+	keys, m, ok := s.open(token)
+	if !ok {
+		return nil
+	}
+	if err := revokeScript.Run(ctx, s.client, keys, m).Err(); err != nil {
 		return unavailable("revoke", err)
 	}
 	return nil
 }
 
-// run runs one of the token scripts: they all take the key, the TTL and
-// then args, and answer {account JSON, session id, claimed (0/1)} or an
-// empty list for a token refused.
-func (s *Store) run(ctx context.Context, op string, script *redis.Script, token string, args ...any) (server.Token, error) {
-	if token == "" {
-		return server.Token{}, sserrors.ErrUnauthorized
-	}
-	all := append([]any{s.ttl.Milliseconds()}, args...)
-	res, err := script.Run(ctx, s.client, []string{s.key(token)}, all...).Slice()
-	if err != nil {
-		return server.Token{}, unavailable(op, err)
-	}
-	if len(res) != 3 {
-		return server.Token{}, sserrors.ErrUnauthorized
-	}
-	data, _ := res[0].(string)
-	sid, _ := res[1].(string)
-	claimed, _ := res[2].(int64)
-	var t server.Token
-	if err := json.Unmarshal([]byte(data), &t.Account); err != nil {
-		return server.Token{}, sserrors.ErrInternalServerError.WithCause(fmt.Errorf("redistokens: corrupt token: %w", err))
-	}
-	t.SessionID, t.Claimed = sid, claimed == 1
-	return t, nil
-}
+// The scripts. KEYS: 1 the account's sorted set, 2 its states, 3 its
+// account. ARGV[1] is always the token's member; each script lists the
+// rest.
 
-// The scripts. Fields: a (the account, JSON), s (the session id, "" until
-// bound), c (the claim's expiry in Redis milliseconds, "0" when not
-// claimed).
-const nowMs = `
+// prelude reads Redis's clock, drops up to 64 expired tokens of the
+// account, and defines live (the token has not expired) and keep (restart
+// the token's expiry and the keys').
+const prelude = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-`
-
-// reply is the common tail: the token as {a, s, claimed}.
-const reply = `
-local h = redis.call('HMGET', KEYS[1], 'a', 's', 'c')
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-local claimed = 0
-if tonumber(h[3]) > now then claimed = 1 end
-return {h[1], h[2], claimed}
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 64)
+if #old > 0 then
+  redis.call('ZREM', KEYS[1], unpack(old))
+  redis.call('HDEL', KEYS[2], unpack(old))
+end
+local function live()
+  local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  return exp and tonumber(exp) > now
+end
+local function keep()
+  local ttl = tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+-- state: 'unused', 'held' (a Spend's lease runs) or 'spent', and the rest.
+local function state()
+  local st = redis.call('HGET', KEYS[2], ARGV[1])
+  if not st then return 'unused', '' end
+  local kind = string.sub(st, 1, 1)
+  if kind == 's' then return 'spent', string.sub(st, 2) end
+  if tonumber(string.sub(st, 18)) > now then return 'held', string.sub(st, 2, 17) end
+  return 'unused', ''
+end
 `
 
 var (
-	// KEYS: 1 token. ARGV: 1 account JSON, 2 TTL ms.
+	// ARGV: 1 member, 2 account JSON, 3 TTL ms, 4 bound. Returns {1, 0},
+	// or {0, ms until the oldest live token expires (-1 when none)} when the
+	// account holds its bound.
 	mintScript = redis.NewScript(`
-redis.call('HSET', KEYS[1], 'a', ARGV[1], 's', '', 'c', '0')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 64)
+if #old > 0 then
+  redis.call('ZREM', KEYS[1], unpack(old))
+  redis.call('HDEL', KEYS[2], unpack(old))
+end
+local ttl = tonumber(ARGV[3])
+local from = '(' .. string.format('%d', now)
+if redis.call('ZCOUNT', KEYS[1], from, '+inf') >= tonumber(ARGV[4]) then
+  local first = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #first == 0 then return {0, -1} end
+  return {0, tonumber(first[2]) - now}
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+return {1, 0}
+`)
+	// ARGV: 1 member, 2 TTL ms. Returns {account, session id or ""}.
+	getScript = redis.NewScript(prelude + `
+if not live() then return {} end
+keep()
+local kind, rest = state()
+local sid = ''
+if kind == 'spent' then sid = rest end
+local a = redis.call('GET', KEYS[3])
+if not a then return {} end
+return {a, sid}
+`)
+	// ARGV: 1 member, 2 TTL ms, 3 session id. Returns {account}.
+	checkScript = redis.NewScript(prelude + `
+if not live() then return {} end
+local kind, rest = state()
+if kind == 'held' or (kind == 'spent' and rest ~= ARGV[3]) then return {} end
+keep()
+local a = redis.call('GET', KEYS[3])
+if not a then return {} end
+return {a}
+`)
+	// ARGV: 1 member, 2 TTL ms, 3 lease ms, 4 nonce (16 hex). Returns
+	// {account}.
+	reserveScript = redis.NewScript(prelude + `
+if not live() then return {} end
+local kind = state()
+if kind ~= 'unused' then return {} end
+local a = redis.call('GET', KEYS[3])
+if not a then return {} end
+redis.call('HSET', KEYS[2], ARGV[1], 'r' .. ARGV[4] .. string.format('%d', now + tonumber(ARGV[3])))
+keep()
+return {a}
+`)
+	// ARGV: 1 member, 2 nonce. Deletes the reservation if it is still
+	// this nonce's.
+	releaseScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[2], ARGV[1])
+if st and string.sub(st, 1, 17) == 'r' .. ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
 return 1
 `)
-	// KEYS: 1 token. ARGV: 1 TTL ms.
-	getScript = redis.NewScript(nowMs + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
-` + reply)
-	// KEYS: 1 token. ARGV: 1 TTL ms, 2 claim TTL ms.
-	claimScript = redis.NewScript(nowMs + `
-local h = redis.call('HMGET', KEYS[1], 's', 'c')
-if not h[1] or h[1] ~= '' or tonumber(h[2]) > now then return {} end
-redis.call('HSET', KEYS[1], 'c', string.format('%d', now + tonumber(ARGV[2])))
-` + reply)
-	// KEYS: 1 token. ARGV: 1 TTL ms, 2 session id.
-	bindScript = redis.NewScript(nowMs + `
-local h = redis.call('HMGET', KEYS[1], 's', 'c')
-if not h[1] or h[1] ~= '' or h[2] == '0' then return {} end
-redis.call('HSET', KEYS[1], 's', ARGV[2], 'c', '0')
-` + reply)
-	// KEYS: 1 token. ARGV: 1 TTL ms.
-	unclaimScript = redis.NewScript(nowMs + `
-local h = redis.call('HMGET', KEYS[1], 's', 'c')
-if not h[1] or h[1] ~= '' or h[2] == '0' then return {} end
-redis.call('HSET', KEYS[1], 'c', '0')
-` + reply)
+	// ARGV: 1 member, 2 TTL ms, 3 nonce, 4 session id. Returns 1 when the
+	// token is now spent on the session, 0 when the reservation was lost.
+	commitScript = redis.NewScript(prelude + `
+if not live() then return 0 end
+local st = redis.call('HGET', KEYS[2], ARGV[1])
+if not st or string.sub(st, 1, 17) ~= 'r' .. ARGV[3] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], 's' .. ARGV[4])
+keep()
+return 1
+`)
+	// ARGV: 1 member.
+	revokeScript = redis.NewScript(`
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+`)
 )
 
 // SharedSecret returns the access-token secret every node using this

@@ -2,8 +2,9 @@ package redistokens
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/streamsession/streamsession/internal/redistest"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/tokenstest"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -31,128 +33,201 @@ func (quiet) Printf(context.Context, string, ...any) {}
 
 var acct = session.Account{Name: "acme", Plan: limits.TrialPlan}
 
-// TestTokensAcrossNodes is the in-memory store's test (server's
-// TestMemoryTokens) with every step taken through one of two nodes.
-func TestTokensAcrossNodes(t *testing.T) {
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
+// TestConformance runs the TokenStore suite with two Stores (two nodes) on
+// one redis-server.
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	n := 0
+	tokenstest.Run(t, func(t *testing.T, maxPerAccount int) [2]server.TokenStore {
+		n++ // a prefix per case: the cases do not see each other's keys
+		var nodes [2]server.TokenStore
+		for i := range nodes {
+			s, err := New(srv.Client(), Config{Secret: testSecret, Prefix: fmt.Sprintf("case%d", n),
+				MaxPerAccount: func(session.Account) int { return maxPerAccount }})
+			require.NoError(t, err)
+			nodes[i] = s
+		}
+		return nodes
+	})
+}
+
+// TestRedisHoldsNoToken: Redis holds neither a token, nor the account's
+// name outside its account record, and every key of an account shares one
+// hash tag.
+func TestRedisHoldsNoToken(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	a, err := New(srv.Client(), Config{})
+	s, err := New(srv.Client(), Config{Secret: testSecret})
 	require.NoError(t, err)
-	b, err := New(srv.Client(), Config{})
+	token, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
-
-	token, err := a.Mint(ctx, acct)
-	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(token, "sst_"))
-	other, err := b.Mint(ctx, acct)
-	require.NoError(t, err)
-	assert.NotEqual(t, token, other)
-
-	got, err := b.Get(ctx, token)
-	require.NoError(t, err)
-	assert.Equal(t, server.Token{Account: acct}, got, "minted on a, known on b, plan included")
-	_, err = a.Get(ctx, "sst_nope")
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-	_, err = a.Get(ctx, "")
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-
-	claimed, err := a.Claim(ctx, token)
-	require.NoError(t, err)
-	assert.True(t, claimed.Claimed)
-	_, err = b.Claim(ctx, token)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "claimed twice")
-	require.NoError(t, b.Unclaim(ctx, token))
-	assert.ErrorIs(t, a.Unclaim(ctx, token), sserrors.ErrUnauthorized, "not claimed")
-	assert.ErrorIs(t, a.Bind(ctx, token, "s1"), sserrors.ErrUnauthorized, "bind needs a claim")
-	_, err = b.Claim(ctx, token)
-	require.NoError(t, err)
-	require.NoError(t, a.Bind(ctx, token, "s1"))
-	assert.ErrorIs(t, b.Bind(ctx, token, "s2"), sserrors.ErrUnauthorized, "bound once")
-	_, err = a.Claim(ctx, token)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "spent")
-	got, err = b.Get(ctx, token)
-	require.NoError(t, err)
-	assert.Equal(t, server.Token{Account: acct, SessionID: "s1"}, got)
-
-	require.NoError(t, a.Revoke(ctx, "sst_never"))
-	require.NoError(t, b.Revoke(ctx, token))
-	_, err = a.Get(ctx, token)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-
+	require.NoError(t, s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, nil))
 	keys, err := srv.Client().Keys(ctx, "*").Result()
 	require.NoError(t, err)
-	require.Len(t, keys, 1, "the other token")
-	assert.NotContains(t, keys[0], strings.TrimPrefix(other, "sst_"), "Redis holds a hash of the token, not the token")
+	assert.Len(t, keys, 3, "one account: its sorted set, states and record")
+	body := strings.TrimPrefix(token, "sst_")
+	for _, k := range keys {
+		assert.NotContains(t, k, acct.Name)
+		assert.NotContains(t, k, body[:16])
+		assert.True(t, strings.HasPrefix(k, keys[0][:strings.Index(keys[0], "}")+1]), "one hash tag: %q", k)
+	}
+	members, err := srv.Client().ZRange(ctx, s.keys(s.accountTag(acct.Name))[0], 0, -1).Result()
+	require.NoError(t, err)
+	require.Len(t, members, 1)
+	assert.NotContains(t, token, hex.EncodeToString([]byte(members[0])))
+
+	// Another secret opens none of these tokens, without asking Redis.
+	other, err := New(srv.NewClient(&redis.Options{MaxRetries: -1}), Config{Secret: []byte("another secret, 16+ bytes")})
+	require.NoError(t, err)
+	srv.Kill()
+	_, err = other.Get(ctx, token)
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "refused before any round trip")
 }
 
 func TestTokensExpire(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	const ttl = 400 * time.Millisecond
-	s, err := New(srv.Client(), Config{TTL: ttl, ClaimTTL: 50 * time.Millisecond})
+	s, err := New(srv.Client(), Config{Secret: testSecret, TTL: ttl, MaxPerAccount: func(session.Account) int { return 2 }})
 	require.NoError(t, err)
 	used, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
 	unused, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
-	// Every use restarts the TTL (Redis's PEXPIRE).
-	pttl := func(token string) time.Duration {
-		d, err := srv.Client().PTTL(ctx, s.key(token)).Result()
+	zset := s.keys(s.accountTag(acct.Name))[0]
+	// Every use restarts the TTL: watch the scores (asking with Get would
+	// be a use).
+	score := func(token string) float64 {
+		v, err := srv.Client().ZScore(ctx, zset, member(token)).Result()
 		require.NoError(t, err)
-		return d
+		return v
 	}
-	assert.InDelta(t, float64(ttl), float64(pttl(used)), float64(50*time.Millisecond))
-	time.Sleep(ttl / 2)
+	time.Sleep(ttl / 4)
 	_, err = s.Get(ctx, used)
 	require.NoError(t, err)
-	assert.Greater(t, pttl(used), pttl(unused), "the use restarted the TTL")
-	// (Asking with Get would be a use: watch the key instead.)
+	assert.Greater(t, score(used), score(unused), "the use restarted the TTL")
+	_, err = s.Mint(ctx, acct)
+	assert.Equal(t, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeOf(err))
+
 	require.Eventually(t, func() bool {
-		return srv.Client().Exists(ctx, s.key(unused)).Val() == 0
-	}, 5*time.Second, 10*time.Millisecond, "unused tokens expire")
+		_, err := s.Mint(ctx, acct)
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond, "an expired token stops counting")
 	_, err = s.Get(ctx, unused)
 	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-
-	// A claim lapses: its streaming.new died with its node.
-	_, err = s.Claim(ctx, used)
-	require.NoError(t, err)
-	_, err = s.Claim(ctx, used)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
 	require.Eventually(t, func() bool {
-		_, err := s.Claim(ctx, used)
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond, "claimable again after ClaimTTL")
+		return srv.Client().DBSize(ctx).Val() == 0
+	}, 5*time.Second, 10*time.Millisecond, "an idle account's keys vanish")
 }
 
-func TestOneClaimAcrossNodes(t *testing.T) {
+// TestLeaseLapses: a Spend whose node dies leaves its token usable again
+// after ClaimTTL; when the slow Spend then tries to bind, its lease is
+// someone else's: it discards its session and refuses.
+func TestLeaseLapses(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	var nodes []*Store
-	for range 4 {
-		s, err := New(srv.Client(), Config{})
-		require.NoError(t, err)
-		nodes = append(nodes, s)
-	}
-	token, err := nodes[0].Mint(ctx, acct)
+	a, err := New(srv.Client(), Config{Secret: testSecret, ClaimTTL: 50 * time.Millisecond})
 	require.NoError(t, err)
-	assert.Equal(t, int32(1), concurrentClaims(nodes, token), "one claim wins")
+	b, err := New(srv.Client(), Config{Secret: testSecret, ClaimTTL: 50 * time.Millisecond})
+	require.NoError(t, err)
+	token, err := a.Mint(ctx, acct)
+	require.NoError(t, err)
+	var discarded []string
+	err = a.Spend(ctx, token, func(context.Context, session.Account) (string, error) {
+		// a is stuck here (or dead): b waits for the lease to lapse.
+		require.Eventually(t, func() bool {
+			err := b.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "on-b", nil }, nil)
+			return err == nil
+		}, 5*time.Second, 10*time.Millisecond, "spendable again after ClaimTTL")
+		return "on-a", nil
+	}, func(_ context.Context, id string) error {
+		discarded = append(discarded, id)
+		return nil
+	})
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
+	assert.Equal(t, []string{"on-a"}, discarded, "the late session is discarded")
+	got, err := a.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, "on-b", got.SessionID)
 }
 
-// concurrentClaims makes 64 concurrent claims of token spread over nodes and
-// returns how many won.
-func concurrentClaims(nodes []*Store, token string) int32 {
-	ctx := context.Background()
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Go(func() {
-			if _, err := nodes[i%len(nodes)].Claim(ctx, token); err == nil {
-				wins.Add(1)
-			}
+// failScript fails every run of one script (EVALSHA or EVAL) with err.
+type failScript struct {
+	script *redis.Script
+	err    error
+}
+
+func (failScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (f failScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if len(args) > 1 && args[1] == f.script.Hash() {
+			cmd.SetErr(f.err)
+			return f.err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (failScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func TestRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.NewClient(&redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1})
+	s, err := New(client, Config{Secret: testSecret})
+	require.NoError(t, err)
+	token, err := s.Mint(context.Background(), acct)
+	require.NoError(t, err)
+	srv.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var created atomic.Int32
+	for name, call := range map[string]func() error{
+		"mint":  func() error { _, err := s.Mint(ctx, acct); return err },
+		"get":   func() error { _, err := s.Get(ctx, token); return err },
+		"check": func() error { _, err := s.Check(ctx, token, ""); return err },
+		"spend": func() error {
+			return s.Spend(ctx, token, func(context.Context, session.Account) (string, error) {
+				created.Add(1)
+				return "s1", nil
+			}, nil)
+		},
+		"revoke": func() error { return s.Revoke(ctx, token) },
+		"secret": func() error { _, err := SharedSecret(ctx, client, ""); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := call()
+			assert.Equal(t, sserrors.CodeAPIConnectionError, sserrors.CodeOf(err))
+			assert.Equal(t, 503, sserrors.StatusOf(err))
 		})
 	}
-	wg.Wait()
-	return wins.Load()
+	assert.Zero(t, created.Load(), "no session without a reservation")
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	srv := redistest.Start(t)
+	for name, cfg := range map[string]Config{
+		"brace":        {Secret: testSecret, Prefix: "a{b"},
+		"ttl":          {Secret: testSecret, TTL: -time.Second},
+		"claim ttl":    {Secret: testSecret, ClaimTTL: time.Microsecond},
+		"no secret":    {},
+		"short secret": {Secret: []byte("short")},
+		"nil client":   {Secret: testSecret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var c redis.UniversalClient = srv.Client()
+			if name == "nil client" {
+				c = nil
+			}
+			_, err := New(c, cfg)
+			assert.Equal(t, sserrors.CodeInvalidParameter, sserrors.CodeOf(err))
+		})
+	}
 }
 
 func TestSharedSecret(t *testing.T) {
@@ -169,48 +244,4 @@ func TestSharedSecret(t *testing.T) {
 	assert.NotEqual(t, first, other, "another prefix, another service")
 	_, err = SharedSecret(ctx, srv.Client(), "{bad}")
 	assert.Equal(t, sserrors.CodeInvalidParameter, sserrors.CodeOf(err))
-}
-
-func TestRedisDown(t *testing.T) {
-	srv := redistest.Start(t)
-	client := srv.NewClient(&redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1})
-	s, err := New(client, Config{})
-	require.NoError(t, err)
-	token, err := s.Mint(context.Background(), acct)
-	require.NoError(t, err)
-	srv.Kill()
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	for name, call := range map[string]func() error{
-		"mint":   func() error { _, err := s.Mint(ctx, acct); return err },
-		"get":    func() error { _, err := s.Get(ctx, token); return err },
-		"claim":  func() error { _, err := s.Claim(ctx, token); return err },
-		"revoke": func() error { return s.Revoke(ctx, token) },
-		"secret": func() error { _, err := SharedSecret(ctx, client, ""); return err },
-	} {
-		t.Run(name, func(t *testing.T) {
-			err := call()
-			assert.Equal(t, sserrors.CodeAPIConnectionError, sserrors.CodeOf(err))
-			assert.Equal(t, 503, sserrors.StatusOf(err))
-		})
-	}
-}
-
-func TestNewRefusesBadConfig(t *testing.T) {
-	srv := redistest.Start(t)
-	for name, cfg := range map[string]Config{
-		"brace":      {Prefix: "a{b"},
-		"ttl":        {TTL: -time.Second},
-		"claim ttl":  {ClaimTTL: time.Microsecond},
-		"nil client": {},
-	} {
-		t.Run(name, func(t *testing.T) {
-			var c redis.UniversalClient = srv.Client()
-			if name == "nil client" {
-				c = nil
-			}
-			_, err := New(c, cfg)
-			assert.Equal(t, sserrors.CodeInvalidParameter, sserrors.CodeOf(err))
-		})
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -15,8 +16,8 @@ import (
 	"github.com/streamsession/streamsession/session"
 )
 
-// crash stops the node as SIGKILL would: no more heartbeats or events, and
-// nothing cleaned up in Redis.
+// crash stops the node as SIGKILL would: no more events, and nothing
+// cleaned up in Redis.
 func (s *Store) crash() {
 	s.closeOnce.Do(func() {
 		close(s.stop)
@@ -102,8 +103,8 @@ func TestReplayedScriptsApplyOnce(t *testing.T) {
 	rec := newRecord("r")
 	nonce := s.newNonce()
 	fields := insertFields(rec, s.node, nonce)
-	keys := []string{s.recKey("r"), s.acctKey("acme"), s.timers, s.mine, s.nodes}
-	args := append([]any{"r", "acme", nonce, 0, s.node, 1000, s.channel, itoa(nanos(t0))}, fields...)
+	keys := []string{s.recKey("r"), s.acctKey("acme"), s.timers, s.mine}
+	args := append([]any{"r", "acme", nonce, 0, s.channel, itoa(nanos(t0))}, fields...)
 	for i := range 2 {
 		n, err := insertScript.Run(ctx, s.client, keys, args...).Int64()
 		require.NoError(t, err)
@@ -131,12 +132,14 @@ func TestReplayedScriptsApplyOnce(t *testing.T) {
 	assert.Equal(t, int64(codeState), code, "another close is refused")
 }
 
-func TestDeadNodeSessionsAreOrphaned(t *testing.T) {
+// TestDeadNodeSessionsLiveOn: the sessions of a node that died are the
+// cluster's: nothing reports them for their node, and their timers fire on
+// the live node at their usual deadlines.
+func TestDeadNodeSessionsLiveOn(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	const ttl = 300 * time.Millisecond
-	dead := newNode(t, srv, Config{NodeID: "dead", NodeTTL: ttl})
-	live := newNode(t, srv, Config{NodeID: "live", NodeTTL: ttl})
+	dead := newNode(t, srv, Config{NodeID: "dead"})
+	live := newNode(t, srv, Config{NodeID: "live"})
 	for _, id := range []string{"d-new", "d-connected", "d-closing", "d-closed"} {
 		_, err := dead.Insert(ctx, newRecord(id))
 		require.NoError(t, err)
@@ -152,67 +155,51 @@ func TestDeadNodeSessionsAreOrphaned(t *testing.T) {
 	step("d-connected", fsm.EventStart, fsm.EventJoin)
 	step("d-closing", fsm.EventClose)
 	step("d-closed", fsm.EventClose, fsm.EventClosed)
-
-	killed := time.Now()
 	dead.crash()
-	// Live's timer loop would sleep until a deadline in 2025+5 minutes; the
-	// hand-over wakes it.
-	_, _, err = live.Due(ctx, t0, nil)
-	require.NoError(t, err)
-	waitFor(t, "live hears every event", 5*time.Second, func() bool { return len(live.log.snapshot()) == 10 })
-	select {
-	case <-live.Wake(): // the inserts' deadlines, announced before Due ran
-	default:
-	}
-	select {
-	case <-live.Wake():
-	case <-time.After(10 * ttl):
-		t.Fatal("the hand-over did not wake the timer loop")
-	}
-	elapsed := time.Since(killed)
-	// The heartbeat lasts ttl from its last renewal (at most ttl/3 before
-	// the kill); the live node looks every ttl/3.
-	assert.Less(t, elapsed, ttl+ttl/3+200*time.Millisecond, "handed over within the heartbeat TTL and one beat")
 
 	due, _, err := live.Due(ctx, t0, nil)
 	require.NoError(t, err)
-	got := map[string]fsm.State{}
+	assert.Empty(t, due, "a dead node's sessions are not reported for it")
+	// Idle (one minute after joining) and the closing grace (30 s): on time.
+	due, _, err = live.Due(ctx, t0.Add(90*time.Second), nil)
+	require.NoError(t, err)
+	got := map[string]session.Timeout{}
 	for _, d := range due {
-		assert.Equal(t, session.TimeoutOrphaned, d.Timeout)
-		got[d.Record.ID] = d.Record.State
+		got[d.Record.ID] = d.Timeout
 	}
-	assert.Equal(t, map[string]fsm.State{"d-new": fsm.New, "d-connected": fsm.Connected, "d-closing": fsm.Closing}, got,
-		"the dead node's unfinished sessions, not its closed one, not the live node's")
-	nodes, err := srv.Client().ZRange(ctx, live.nodes, 0, -1).Result()
+	assert.Equal(t, map[string]session.Timeout{"d-connected": session.TimeoutIdle, "d-closing": session.TimeoutOrphaned}, got)
+	// Join (five minutes after creation), for the dead node's session and
+	// the live one's alike.
+	due, _, err = live.Due(ctx, t0.Add(5*time.Minute), nil)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"live"}, nodes, "the dead node is forgotten once its sessions are handed over")
-	l, err := live.Get(ctx, "acme", "l-new")
-	require.NoError(t, err)
-	assert.Equal(t, fsm.New, l.State)
+	got = map[string]session.Timeout{}
+	for _, d := range due {
+		got[d.Record.ID] = d.Timeout
+	}
+	assert.Equal(t, session.TimeoutJoin, got["d-new"])
+	assert.Equal(t, session.TimeoutJoin, got["l-new"])
+	for _, id := range []string{"d-new", "d-connected"} {
+		r, err := live.Get(ctx, "acme", id)
+		require.NoError(t, err)
+		assert.True(t, r.State.Open(), "%s is still open", id)
+	}
 }
 
-func TestOutageDoesNotOrphan(t *testing.T) {
-	ctx := context.Background()
+// TestNoHeartbeat: a node sends Redis nothing of its own accord; only its
+// Manager's timer loop polls (Due).
+func TestNoHeartbeat(t *testing.T) {
 	srv := redistest.Start(t)
-	const ttl = 300 * time.Millisecond
-	a := newNode(t, srv, Config{NodeID: "a", NodeTTL: ttl})
-	b := newNode(t, srv, Config{NodeID: "b", NodeTTL: ttl})
-	for _, n := range []*node{a, b} {
-		_, err := n.Insert(ctx, newRecord("s-"+n.NodeID()))
-		require.NoError(t, err)
-	}
-	// Both have judged for a while; then Redis stops answering for three
-	// heartbeat TTLs: every heartbeat entry expires meanwhile.
-	time.Sleep(2 * ttl)
-	require.NoError(t, srv.Client().Do(ctx, "CLIENT", "PAUSE", (3*ttl).Milliseconds(), "ALL").Err())
-	time.Sleep(3*ttl + 2*ttl) // the pause, then two more TTLs of beats
-	for _, n := range []*node{a, b} {
-		due, _, err := n.Due(ctx, t0, nil)
-		require.NoError(t, err)
-		assert.Empty(t, due, "node %s: nobody was judged dead", n.NodeID())
-		lost, err := srv.Client().HGet(ctx, n.recKey("s-"+n.NodeID()), fLost).Result()
-		assert.Error(t, err, "not marked lost (%q)", lost)
-	}
+	client := srv.NewClient(&redis.Options{})
+	hook := &countingHook{}
+	client.AddHook(hook)
+	s, err := New(client, Config{})
+	require.NoError(t, err)
+	require.NoError(t, s.Watch(func(session.Event) {}))
+	before := hook.n.Load()
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, before, hook.n.Load(), "commands sent by an idle store")
+	require.NoError(t, s.Close())
+	assert.Equal(t, before, hook.n.Load(), "Close sends nothing either")
 }
 
 func TestNothingLeftBehind(t *testing.T) {

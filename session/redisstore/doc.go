@@ -13,9 +13,8 @@
 // Every key lives under one hash tag ("{Prefix}:s:..."), so the whole
 // store sits in one Redis Cluster slot. A session is a hash; each account
 // has an index of its open sessions (List, from any node); each node has
-// the set of the sessions created through it (Range: the Manager renews
-// their leases and closes them on shutdown); one sorted set holds every
-// session's next deadline; one holds the nodes' heartbeats.
+// the set of the sessions created through it (Range: the Manager closes
+// them on shutdown); one sorted set holds every session's next deadline.
 //
 // Every operation that changes a session is one Lua script, one round
 // trip. A transition reads the state and epoch, looks the event up in the
@@ -49,14 +48,38 @@
 // The Go side checks each with Record.NextTimeout (activity moves the idle
 // deadline lazily: Touch writes only the record) and re-arms what moved.
 //
-// Each node renews a heartbeat every NodeTTL/3. A node whose heartbeat
-// expired is dead: a live node marks its sessions lost and makes them due;
-// Due reports them as session.TimeoutOrphaned and the Manager closes them
-// (ReasonNodeLost), or finishes their close when they were closing. A node
-// judges others only after NodeTTL of unbroken contact with Redis, so a
-// Redis outage never closes running sessions. A session closing for longer
-// than ClosingGrace (its closer gave up after the change was made, or
-// died) is reported the same way and finished.
+// A session closing for longer than ClosingGrace (its closer gave up after
+// the change was made, died, or could not release the slot) is reported as
+// session.TimeoutOrphaned, and the Manager that claims it finishes the
+// close.
+//
+// # Nodes that die
+//
+// Sessions belong to the service, not to a node (the Store is a
+// session.SharedStore). A node keeps no heartbeat: when one dies (SIGKILL),
+// its sessions go on. Their deadlines sit in the deadline set, which every
+// node's Due polls, so their join, idle and duration timers fire on the
+// live nodes at the usual instants; their clients reopen their sockets
+// through another node; their slots are kept in the limiter (the Manager
+// keeps a slot once the session is recorded) and released by whichever node
+// closes them. A node that dies between the limiter's grant and the
+// session's insert leaves a slot that expires with its lease; one that dies
+// between the insert and the Keep leaves a session whose slot expires with
+// its lease while the session goes on until its timers or a stop end it
+// (the account may hold one session more than its plan meanwhile, and a
+// trial session's minutes count only until the lease expired). Nodes that
+// ran an earlier
+// version left a "{Prefix}:s:nodes" key: nothing reads it any more, and it
+// may be deleted.
+//
+// # What an idle session costs
+//
+// Nothing per session: an open session sends no command while nothing
+// happens to it. Each node's timer loop runs Due (one script) at its next
+// deadline and at least every PollInterval (5 s), so a cluster of n idle
+// nodes costs Redis about n/5 scripts a second, whatever the number of
+// sessions; the event subscription costs nothing while nobody changes a
+// session.
 //
 // Closed sessions are forgotten by the retention timer (Delete), and
 // expire from Redis by themselves RetentionSlack later in case no node is
@@ -74,7 +97,7 @@
 //
 // # Concurrency
 //
-// A Store is safe for concurrent use by multiple goroutines. It runs two
-// goroutines, the heartbeat (from New) and the event listener (from
-// Watch), plus those of go-redis's subscription; Close stops them.
+// A Store is safe for concurrent use by multiple goroutines. It runs one
+// goroutine, the event listener (from Watch), plus those of go-redis's
+// subscription; Close stops them.
 package redisstore

@@ -16,6 +16,9 @@ import (
 // resyncBatch is how many sessions one resync script reads.
 const resyncBatch = 512
 
+// resyncTimeout bounds one resync script.
+const resyncTimeout = 5 * time.Second
+
 // tombstoneTTL is how long a forgotten session is remembered, so that the
 // channel's copies of its events, arriving after the local delivery of its
 // last one, are dropped.
@@ -143,7 +146,7 @@ func (s *Store) resync() {
 		for _, id := range batch {
 			args = append(args, id)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTTL)
+		ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
 		res, err := resyncScript.Run(ctx, s.client, []string{s.timers}, args...).Slice()
 		cancel()
 		if err != nil || len(res) != len(batch) {

@@ -20,12 +20,34 @@ var avatars = session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true,
 
 var acme = session.Account{Name: "acme", Plan: limits.PaidPlan}
 
-// countingLimiter counts the releases of each session of a shared
-// in-memory limiter (the nodes of these tests share one process).
+// countingLimiter counts the keeps and releases of each session of a
+// shared in-memory limiter (the nodes of these tests share one process).
 type countingLimiter struct {
 	limits.Limiter
 	mu       sync.Mutex
 	releases map[string]int
+	keeps    map[string]int
+	renewals int
+}
+
+func (l *countingLimiter) Keep(ctx context.Context, lease limits.Lease) error {
+	l.mu.Lock()
+	l.keeps[lease.SessionID]++
+	l.mu.Unlock()
+	return l.Limiter.Keep(ctx, lease)
+}
+
+func (l *countingLimiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, error) {
+	l.mu.Lock()
+	l.renewals++
+	l.mu.Unlock()
+	return l.Limiter.Renew(ctx, lease)
+}
+
+func (l *countingLimiter) kept(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keeps[id]
 }
 
 func (l *countingLimiter) Release(ctx context.Context, lease limits.Lease) error {
@@ -54,7 +76,7 @@ func newCluster(t *testing.T, n int, scfg session.Config, cfg Config) *cluster {
 	t.Helper()
 	c := &cluster{
 		srv:     redistest.Start(t),
-		limiter: &countingLimiter{Limiter: limits.NewMemory(limits.MemoryConfig{Capacity: 100}), releases: map[string]int{}},
+		limiter: &countingLimiter{Limiter: limits.NewMemory(limits.MemoryConfig{Capacity: 100}), releases: map[string]int{}, keeps: map[string]int{}},
 	}
 	t.Cleanup(func() { _ = c.limiter.Close() })
 	for range n {
@@ -91,6 +113,7 @@ func TestManagersShareSessions(t *testing.T) {
 	a, b, cc := c.managers[0], c.managers[1], c.managers[2]
 	s, err := a.Create(ctx, acme, session.CreateOptions{})
 	require.NoError(t, err)
+	assert.Equal(t, 1, c.limiter.kept(s.ID), "the slot is kept once the session is recorded")
 	_, err = b.Start(ctx, "acme", s.ID)
 	require.NoError(t, err)
 	_, err = a.Join(ctx, "acme", s.ID) // the socket opens on a
@@ -147,47 +170,72 @@ func TestTimersFireOnceForTheCluster(t *testing.T) {
 	assert.Empty(t, recs, "no record left")
 }
 
-func TestSurvivorsCloseADeadNodesSessions(t *testing.T) {
+// TestDeadNodesSessionsLiveOn: a node dies (SIGKILL) after it recorded
+// sessions and kept their slots, as its Manager does. Its sessions stay
+// open and keep their slots; another node serves them; one whose client
+// never comes back ends by its join timer, at its usual deadline; a close
+// it left half done is finished; each slot is released once.
+func TestDeadNodesSessionsLiveOn(t *testing.T) {
 	ctx := context.Background()
-	const ttl = 300 * time.Millisecond
-	c := newCluster(t, 1, session.Config{}, Config{NodeTTL: ttl})
-	// The dead node: a store whose Manager is gone; its sessions hold slots.
-	dead, err := New(c.srv.Client(), Config{NodeTTL: ttl})
+	cfg := Config{ClosingGrace: 200 * time.Millisecond} // every node's
+	c := newCluster(t, 1, session.Config{}, cfg)
+	survivor := c.managers[0]
+	dead, err := New(c.srv.Client(), cfg)
 	require.NoError(t, err)
-	var ids []string
-	for i := range 3 {
-		id := "dead" + string(rune('a'+i))
+	ids := []string{"served", "abandoned", "half-closed"}
+	for _, id := range ids {
 		d, err := c.limiter.Acquire(ctx, limits.Request{Account: "acme", Plan: limits.PaidPlan, SessionID: id})
 		require.NoError(t, err)
 		require.True(t, d.Granted())
 		r := newRecord(id)
 		r.CreatedAt = time.Now()
+		if id == "abandoned" {
+			r.JoinTimeout = 500 * time.Millisecond
+		}
 		_, err = dead.Insert(ctx, r)
 		require.NoError(t, err)
-		ids = append(ids, id)
+		require.NoError(t, c.limiter.Keep(ctx, d.Lease))
 	}
-	_, _, err = dead.Transition(ctx, "acme", ids[2], session.Change{Event: fsm.EventClose, At: time.Now(), Reason: session.ReasonStop})
+	_, _, err = dead.Transition(ctx, "acme", "half-closed", session.Change{Event: fsm.EventClose, At: time.Now(), Reason: session.ReasonStop})
 	require.NoError(t, err)
-	live, err := c.managers[0].Create(ctx, acme, session.CreateOptions{})
-	require.NoError(t, err)
+	died := time.Now()
 	dead.crash()
 
-	for i, id := range ids {
-		waitFor(t, "closed by the survivor", 5*time.Second, func() bool {
-			r, err := c.managers[0].Get(ctx, "acme", id)
-			return err == nil && r.State == fsm.Closed
-		})
-		r, _ := c.managers[0].Get(ctx, "acme", id)
-		if i < 2 {
-			assert.Equal(t, session.ReasonNodeLost, r.Reason)
-		} else {
-			assert.Equal(t, session.ReasonStop, r.Reason, "a close left half done is finished with its reason")
-		}
-		assert.Equal(t, 1, c.limiter.released(id))
-	}
-	got, err := c.managers[0].Get(ctx, "acme", live.ID)
+	// The client of "served" comes back through the survivor.
+	_, err = survivor.Start(ctx, "acme", "served")
 	require.NoError(t, err)
-	assert.Equal(t, fsm.New, got.State, "the survivor's own session is untouched")
+	_, err = survivor.Join(ctx, "acme", "served")
+	require.NoError(t, err)
+
+	waitFor(t, "the join timer closes the abandoned session", 5*time.Second, func() bool {
+		r, err := survivor.Get(ctx, "acme", "abandoned")
+		return err == nil && r.State == fsm.Closed
+	})
+	r, _ := survivor.Get(ctx, "acme", "abandoned")
+	assert.Equal(t, session.ReasonJoin, r.Reason)
+	assert.WithinDuration(t, r.CreatedAt.Add(500*time.Millisecond), r.ClosedAt, 300*time.Millisecond, "closed at its join deadline, not later")
+	waitFor(t, "the half-done close is finished", 5*time.Second, func() bool {
+		r, err := survivor.Get(ctx, "acme", "half-closed")
+		return err == nil && r.State == fsm.Closed
+	})
+	r, _ = survivor.Get(ctx, "acme", "half-closed")
+	assert.Equal(t, session.ReasonStop, r.Reason, "a close left half done is finished with its reason")
+	for _, id := range []string{"abandoned", "half-closed"} {
+		assert.Equal(t, 1, c.limiter.released(id), "%s released once", id)
+	}
+
+	// Long after the old heartbeat TTL, the served session is open and
+	// holds its slot; a stop through the survivor frees it at once.
+	time.Sleep(time.Until(died.Add(time.Second)))
+	got, err := survivor.Get(ctx, "acme", "served")
+	require.NoError(t, err)
+	assert.Equal(t, fsm.Connected, got.State)
+	assert.Zero(t, c.limiter.released("served"))
+	assert.Equal(t, 1, c.limiter.Limiter.(*limits.Memory).InUse(), "only the served session's slot is held")
+	_, err = survivor.Stop(ctx, "acme", "served")
+	require.NoError(t, err)
+	assert.Equal(t, 1, c.limiter.released("served"))
+	assert.Zero(t, c.limiter.Limiter.(*limits.Memory).InUse())
 }
 
 // TestCloseDeliversBeforeReturning: Manager.Close closes the node's
@@ -217,5 +265,50 @@ func TestCloseDeliversBeforeReturning(t *testing.T) {
 	for _, id := range ids {
 		assert.Equal(t, []fsm.State{fsm.New, fsm.Connecting, fsm.Closing, fsm.Closed}, states(c.logs[0].of(id)))
 		assert.Equal(t, session.ReasonShutdown, c.logs[0].of(id)[3].Reason)
+	}
+}
+
+// TestKeptSlotsNeedNoRenewal: with leases of 150 ms, open sessions on two
+// nodes outlive many lease TTLs without a single renewal: their slots are
+// kept.
+func TestKeptSlotsNeedNoRenewal(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	mem := limits.NewMemory(limits.MemoryConfig{LeaseTTL: 150 * time.Millisecond})
+	t.Cleanup(func() { _ = mem.Close() })
+	lim := &countingLimiter{Limiter: mem, releases: map[string]int{}, keeps: map[string]int{}}
+	var managers []*session.Manager
+	for range 2 {
+		s, err := New(srv.Client(), Config{})
+		require.NoError(t, err)
+		m, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: s})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			require.NoError(t, m.Close(ctx))
+			require.NoError(t, s.Close())
+		})
+		managers = append(managers, m)
+	}
+	var ids []string
+	for i := range 6 {
+		s, err := managers[i%2].Create(ctx, acme, session.CreateOptions{})
+		require.NoError(t, err)
+		ids = append(ids, s.ID)
+	}
+	time.Sleep(time.Second) // more than six lease TTLs
+	lim.mu.Lock()
+	renewals := lim.renewals
+	lim.mu.Unlock()
+	assert.Zero(t, renewals)
+	for _, id := range ids {
+		l, err := mem.Renew(ctx, limits.Lease{Account: "acme", SessionID: id})
+		require.NoError(t, err, "the slot of %s is held", id)
+		assert.True(t, l.Expires.IsZero(), "and kept")
+	}
+	list, err := managers[1].List(ctx, "acme")
+	require.NoError(t, err)
+	assert.Len(t, list, len(ids))
+	for _, id := range ids {
+		assert.Equal(t, 1, lim.kept(id))
 	}
 }

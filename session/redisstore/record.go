@@ -28,9 +28,8 @@ const (
 	fJoin        = "jt"
 	fRetention   = "rt"
 	fReason      = "r"
-	fOwner       = "o"    // the node the session was created through
-	fNonce       = "n"    // the insert's nonce, to recognise a replayed insert
-	fLost        = "lost" // "1" once the owner was found dead
+	fOwner       = "o" // the node the session was created through
+	fNonce       = "n" // the insert's nonce, to recognise a replayed insert
 	// Milliseconds, rounded up.
 	fJoinDeadlineMs = "jd"
 	fIdleMs         = "itm"
@@ -101,10 +100,9 @@ func insertFields(rec session.Record, owner, nonce string) []any {
 	}
 }
 
-// stored is a record as read back, with what only this store keeps.
+// stored is a record as read back.
 type stored struct {
 	session.Record
-	lost bool
 }
 
 // decodeFlat decodes a record from a script's flat field/value list.
@@ -160,7 +158,7 @@ func decodeMap(id string, m map[string]string) (stored, error) {
 	if _, ok := m[fAccount]; !ok || r.State < fsm.New || r.State > fsm.Closed || r.Epoch == 0 {
 		return stored{}, fmt.Errorf("redisstore: corrupt record (state %d, epoch %d)", r.State, r.Epoch)
 	}
-	return stored{Record: r, lost: m[fLost] == "1"}, nil
+	return stored{Record: r}, nil
 }
 
 type decoder struct {

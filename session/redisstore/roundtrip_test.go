@@ -5,7 +5,6 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -45,13 +44,10 @@ func TestOneRoundTripEach(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.NewClient(&redis.Options{ContextTimeoutEnabled: true})
 	hook := &countingHook{}
-	s, err := New(client, Config{NodeTTL: time.Hour}) // no heartbeat during the count
+	s, err := New(client, Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	require.NoError(t, s.Watch(func(session.Event) {}))
-	waitFor(t, "the first heartbeat", 5*time.Second, func() bool {
-		return client.ZScore(ctx, s.nodes, s.node).Err() == nil
-	})
 	lifecycle := func(id string) {
 		_, err := s.Insert(ctx, newRecord(id))
 		require.NoError(t, err)

@@ -8,7 +8,7 @@ import "github.com/redis/go-redis/v9"
 //
 // Keys live under one hash tag ("{Prefix}:s:..."), so all of them share a
 // Redis Cluster slot. The keys a script finds while it runs (the record of
-// a session found in the deadline set, the session set of a dead node) are
+// a session found in the deadline set, the session set of its node) are
 // built from the prefix passed in ARGV: they are in the same slot, which
 // Redis Cluster accepts.
 //
@@ -60,21 +60,20 @@ end
 
 // insertScript stores a new session.
 //
-// KEYS: 1 record, 2 account index, 3 deadlines, 4 node's sessions, 5 nodes.
+// KEYS: 1 record, 2 account index, 3 deadlines, 4 node's sessions.
 // ARGV: 1 id, 2 account, 3 nonce, 4 join deadline score (0: none),
-// 5 node id, 6 node TTL ms, 7 channel, 8 created ns, 9.. field/value
-// pairs.
+// 5 channel, 6 created ns, 7.. field/value pairs.
 // Returns 0 when stored (or when this very insert was stored before: a
 // replayed script), 1 when the id is taken.
 var insertScript = redis.NewScript(preamble + `
-local rec, acct, timers, mine, nodes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local rec, acct, timers, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, account, nonce = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', rec) == 1 then
   if redis.call('HGET', rec, 'n') == nonce then return 0 end
   return 1
 end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', rec, unpack(fields))
 local t = redis.call('TIME')
 -- The account index is ordered by insertion (Redis microseconds).
@@ -82,11 +81,7 @@ redis.call('ZADD', acct, istr(tonumber(t[1]) * 1000000 + tonumber(t[2])), id)
 redis.call('SADD', mine, id)
 local jd = tonumber(ARGV[4])
 if jd > 0 then redis.call('ZADD', timers, istr(jd), id) end
--- Whoever inserts is alive: its heartbeat entry exists (again, if it had
--- been judged dead) and is never shortened.
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', nodes, 'GT', istr(now + tonumber(ARGV[6])), ARGV[5])
-publish(ARGV[7], 0, 1, 1, ARGV[8], 0, jd, id, account)
+publish(ARGV[5], 0, 1, 1, ARGV[6], 0, jd, id, account)
 return 0
 `)
 
@@ -239,61 +234,6 @@ for i = 2, #ARGV, 3 do
     end
   end
 end
-return 0
-`)
-
-// heartbeatScript keeps this node alive and, when judge is set (and this
-// node's previous beat is recent), hands the sessions of dead nodes to the
-// cluster: each is marked lost and made due now; a dead node's entry goes
-// once its sessions are handed over.
-//
-// KEYS: 1 nodes, 2 deadlines. ARGV: 1 node id, 2 node TTL ms, 3 judge
-// (0/1), 4 batch, 5 key prefix.
-// Returns {sessions handed over, 1 when more are left}.
-var heartbeatScript = redis.NewScript(`
-local nodes, timers, prefix = KEYS[1], KEYS[2], ARGV[5]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-local prev = tonumber(redis.call('ZSCORE', nodes, ARGV[1]) or '0')
-redis.call('ZADD', nodes, string.format('%d', now + ttl), ARGV[1])
-local handed, more = 0, 0
--- Judge only on schedule: when this node's previous beat landed less than
--- half a TTL ago. A beat that waited in a stalled Redis (paused, busy)
--- finds others' beats stalled too, and judges nobody.
-if ARGV[3] == '1' and prev - ttl + ttl / 2 >= now then
-  local batch = tonumber(ARGV[4])
-  local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', string.format('%d', now), 'LIMIT', 0, 4)
-  if #dead == 4 then more = 1 end
-  for _, node in ipairs(dead) do
-    local set = prefix .. 'n:' .. node
-    local ids = redis.call('SPOP', set, batch)
-    for _, id in ipairs(ids) do
-      local rec = prefix .. 'r:' .. id
-      local st = tonumber(redis.call('HGET', rec, 's') or '0')
-      if st >= 1 and st <= 4 then
-        redis.call('HSET', rec, 'lost', '1')
-        redis.call('ZADD', timers, 0, id)
-        handed = handed + 1
-      end
-    end
-    if redis.call('SCARD', set) == 0 then
-      redis.call('ZREM', nodes, node)
-    else
-      more = 1
-    end
-  end
-end
-return {handed, more}
-`)
-
-// leaveScript removes this node's heartbeat entry when it holds no
-// session any more (otherwise the entry stays, expires, and the sessions
-// are handed to the other nodes).
-//
-// KEYS: 1 nodes, 2 node's sessions. ARGV: 1 node id.
-var leaveScript = redis.NewScript(`
-if redis.call('SCARD', KEYS[2]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end
 return 0
 `)
 

@@ -26,8 +26,6 @@ const (
 	// DefaultPrefix is the hash tag of every key, the one the Redis limiter
 	// uses by default (the two never share a key name).
 	DefaultPrefix = "streamsession"
-	// DefaultNodeTTL is how long a node's heartbeat lasts.
-	DefaultNodeTTL = 15 * time.Second
 	// DefaultClaimTTL is how long a claimed deadline stays with the node
 	// that claimed it.
 	DefaultClaimTTL = 10 * time.Second
@@ -42,8 +40,7 @@ const (
 	// DefaultSubscribeWait bounds how long Watch waits for the event
 	// subscription to be confirmed.
 	DefaultSubscribeWait = 3 * time.Second
-	// DefaultBatch is the most sessions one script hands over from a dead
-	// node, and the page size of Range.
+	// DefaultBatch is the page size of Range.
 	DefaultBatch = 256
 )
 
@@ -52,7 +49,7 @@ const (
 const maxIDLen = 512
 
 // Config configures a Store. The zero value of every field is a documented
-// default. Every node sharing a Redis must use the same Prefix, NodeTTL and
+// default. Every node sharing a Redis must use the same Prefix and
 // ClosingGrace.
 type Config struct {
 	// Prefix is the hash tag of every key ("{Prefix}:s:..."), so that all of
@@ -62,13 +59,11 @@ type Config struct {
 	// NodeID names this node in Redis. It must be unique among the nodes
 	// alive at once. The default is 16 random bytes in hex.
 	NodeID string
-	// NodeTTL is how long this node's heartbeat lasts; the node renews it
-	// every NodeTTL/3. When a node's heartbeat has expired, another node
-	// hands its sessions to the cluster's timers (TimeoutOrphaned), which
-	// close them. A node judges others only after NodeTTL of unbroken
-	// contact with Redis, so that a Redis outage never makes live nodes
-	// look dead. The default is DefaultNodeTTL (15 s); it must be at least
-	// 30 ms.
+	// NodeTTL is ignored.
+	//
+	// Deprecated: nodes keep no heartbeat any more. A node's death ends
+	// none of its sessions: they belong to the service, and the other
+	// nodes fire their timers.
 	NodeTTL time.Duration
 	// ClaimTTL is how long a deadline claimed by Due stays with this node:
 	// if the session has not changed by then (the node died while acting),
@@ -93,8 +88,7 @@ type Config struct {
 	// event subscription; past it Watch returns and the subscription goes
 	// on in the background. The default is DefaultSubscribeWait (3 s).
 	SubscribeWait time.Duration
-	// Batch is the most sessions of a dead node handed over per script, and
-	// the page size of Range. The default is DefaultBatch (256).
+	// Batch is the page size of Range. The default is DefaultBatch (256).
 	Batch int
 }
 
@@ -102,11 +96,13 @@ type Config struct {
 // same Redis and Prefix: a session created through one node is read,
 // changed and listed through any other, every node's Manager hears of
 // every change (Redis pub/sub), and each deadline fires once for the whole
-// cluster. It is safe for concurrent use by multiple goroutines.
+// cluster. Sessions belong to the service, not to the node that created
+// them: a node that dies ends none of them (see Shared). It is safe for
+// concurrent use by multiple goroutines.
 //
-// A Store runs two goroutines: the heartbeat (started by New) and the
-// event listener (started by Watch). Close stops them; the Manager does
-// not close its Store, so close it after the Manager.
+// A Store runs one goroutine, the event listener (started by Watch). Close
+// stops it; the Manager does not close its Store, so close it after the
+// Manager.
 type Store struct {
 	client redis.UniversalClient
 	cfg    Config
@@ -114,7 +110,6 @@ type Store struct {
 
 	prefix  string // "{Prefix}:s:"
 	timers  string
-	nodes   string
 	mine    string // this node's sessions
 	channel string
 
@@ -136,20 +131,14 @@ type Store struct {
 	// while Due runs, so that a deadline announced meanwhile wakes it.
 	next atomic.Int64
 
-	// healthySince is when the heartbeat last started succeeding
-	// (time.Now's monotonic reading as Unix ns); 0 while failing.
-	healthySince atomic.Int64
-	beatNow      chan struct{}
-
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
 
-var _ session.Store = (*Store)(nil)
+var _ session.SharedStore = (*Store)(nil)
 
-// New returns a Store on client with cfg and starts its heartbeat. It does
-// not wait for Redis: a node may start while Redis is down. The client
+// New returns a Store on client with cfg. It does not wait for Redis: a node may start while Redis is down. The client
 // stays the caller's (Close does not close it); create it with
 // ContextTimeoutEnabled so that every call returns by its context's
 // deadline.
@@ -178,7 +167,6 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 			*d = v
 		}
 	}
-	def(&cfg.NodeTTL, DefaultNodeTTL)
 	def(&cfg.ClaimTTL, DefaultClaimTTL)
 	def(&cfg.ClosingGrace, DefaultClosingGrace)
 	def(&cfg.RetentionSlack, DefaultRetentionSlack)
@@ -188,8 +176,6 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 		cfg.Batch = DefaultBatch
 	}
 	switch {
-	case cfg.NodeTTL < 30*time.Millisecond:
-		return nil, invalid("NodeTTL %v is under 30ms", cfg.NodeTTL)
 	case cfg.ClaimTTL < time.Millisecond, cfg.ClosingGrace < time.Millisecond, cfg.PollInterval < time.Millisecond:
 		return nil, invalid("ClaimTTL, ClosingGrace and PollInterval must be at least 1ms")
 	case cfg.RetentionSlack < 0, cfg.SubscribeWait < 0, cfg.Batch < 0:
@@ -202,17 +188,13 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 		node:    cfg.NodeID,
 		prefix:  p,
 		timers:  p + "timers",
-		nodes:   p + "nodes",
 		mine:    p + "n:" + cfg.NodeID,
 		channel: p + "events",
 		wake:    make(chan struct{}, 1),
-		beatNow: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		known:   make(map[string]*seen),
 	}
 	s.next.Store(math.MaxInt64)
-	s.wg.Add(1)
-	go s.heartbeatLoop()
 	return s, nil
 }
 
@@ -231,8 +213,17 @@ func unavailable(op string, err error) error {
 	return errUnavailable.WithCause(fmt.Errorf("redisstore: %s: %w", op, err))
 }
 
-// NodeID returns the id this node's sessions and heartbeat carry.
+// NodeID returns the id this node's sessions carry.
 func (s *Store) NodeID() string { return s.node }
+
+// Shared implements session.SharedStore: it returns true. Sessions belong
+// to the service: a node that dies (SIGKILL) ends none of its sessions. Its
+// clients reopen their sockets through another node; the deadlines of its
+// sessions sit in Redis, where any node's Due claims them; the Manager
+// keeps each session's slot (limits.Limiter.Keep) once it is recorded, so
+// that no node renews anything for an open session, and whichever node
+// closes a session releases its slot.
+func (s *Store) Shared() bool { return true }
 
 // Config returns the configuration in use, defaults filled in.
 func (s *Store) Config() Config { return s.cfg }
@@ -302,10 +293,10 @@ func (s *Store) Insert(ctx context.Context, rec session.Record) (session.Record,
 	if rec.JoinTimeout > 0 {
 		jd = ceilMs(created) + ceilMs(int64(rec.JoinTimeout))
 	}
-	args := make([]any, 0, 8+len(fields))
-	args = append(args, rec.ID, rec.Account, nonce, jd, s.node, s.cfg.NodeTTL.Milliseconds(), s.channel, itoa(created))
+	args := make([]any, 0, 6+len(fields))
+	args = append(args, rec.ID, rec.Account, nonce, jd, s.channel, itoa(created))
 	args = append(args, fields...)
-	keys := []string{s.recKey(rec.ID), s.acctKey(rec.Account), s.timers, s.mine, s.nodes}
+	keys := []string{s.recKey(rec.ID), s.acctKey(rec.Account), s.timers, s.mine}
 	res, err := insertScript.Run(ctx, s.client, keys, args...).Int64()
 	if err != nil {
 		return session.Record{}, unavailable("insert", err)

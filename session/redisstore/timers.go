@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -18,8 +17,9 @@ import (
 // session changes) and returns the records. Each is then checked with
 // Record.NextTimeout: a deadline that activity moved is re-armed in Redis
 // (one more round trip for all of them), one that no longer applies is
-// dropped. The sessions of a dead node, and those closing for longer than
-// Config.ClosingGrace, are reported as session.TimeoutOrphaned.
+// dropped. The sessions closing for longer than Config.ClosingGrace are
+// reported as session.TimeoutOrphaned. A session's timers do not depend on
+// the node that created it: whichever node runs Due first claims them.
 //
 // The next deadline returned is the earliest score in Redis (a claimed one
 // included), and never later than now + Config.PollInterval.
@@ -49,8 +49,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, buf []session.Due) ([]se
 			continue
 		}
 		rec := st.Record
-		switch {
-		case (st.lost && rec.State != fsm.Closed) || rec.State == fsm.Closing:
+		if rec.State == fsm.Closing {
 			due = append(due, session.Due{Record: rec, Timeout: session.TimeoutOrphaned, At: now})
 			continue
 		}
@@ -95,8 +94,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, buf []session.Due) ([]se
 }
 
 // Wake implements session.Store: it receives a value when an event of any
-// node announces a deadline earlier than the last one Due returned, or
-// when this node handed a dead node's sessions over.
+// node announces a deadline earlier than the last one Due returned.
 func (s *Store) Wake() <-chan struct{} { return s.wake }
 
 func (s *Store) signal() {
@@ -113,59 +111,9 @@ func (s *Store) announced(ms int64) {
 	}
 }
 
-// heartbeatLoop renews this node's heartbeat every NodeTTL/3 and, once
-// this node has been in contact with Redis for NodeTTL, hands the sessions
-// of dead nodes over.
-func (s *Store) heartbeatLoop() {
-	defer s.wg.Done()
-	every := s.cfg.NodeTTL / 3
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		case <-s.beatNow:
-		}
-		more := s.beat()
-		if more {
-			t.Reset(0)
-		} else {
-			t.Reset(every)
-		}
-	}
-}
-
-// beat runs the heartbeat script once; it reports whether a dead node has
-// sessions left to hand over.
-func (s *Store) beat() (more bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTTL/3)
-	defer cancel()
-	since := s.healthySince.Load()
-	judge := "0"
-	if since != 0 && time.Since(time.Unix(0, since)) >= s.cfg.NodeTTL {
-		judge = "1"
-	}
-	res, err := heartbeatScript.Run(ctx, s.client, []string{s.nodes, s.timers},
-		s.node, s.cfg.NodeTTL.Milliseconds(), judge, s.cfg.Batch, s.prefix).Int64Slice()
-	if err != nil || len(res) != 2 {
-		s.healthySince.Store(0)
-		return false
-	}
-	if since == 0 {
-		s.healthySince.Store(time.Now().UnixNano())
-	}
-	if res[0] > 0 {
-		s.signal()
-	}
-	return res[1] == 1
-}
-
-// Close stops the heartbeat and the event listener and, when no session
-// of this node is left open, removes the node's heartbeat entry (otherwise
-// the entry expires and the other nodes close its sessions). It does not
-// close the client. Closing twice is harmless.
+// Close stops the event listener. It does not close the client, and
+// leaves this node's sessions open: they belong to the service, and the
+// other nodes serve them and fire their timers. Closing twice is harmless.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -174,11 +122,6 @@ func (s *Store) Close() error {
 			err = s.ps.Close()
 		}
 		s.wg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.NodeTTL)
-		defer cancel()
-		if e := leaveScript.Run(ctx, s.client, []string{s.nodes, s.mine}, s.node).Err(); e != nil {
-			err = errors.Join(err, unavailable("close", e))
-		}
 	})
 	return err
 }

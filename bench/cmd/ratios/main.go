@@ -289,6 +289,13 @@ var goals = []goal{
 		ok:    func(v float64) bool { return v <= 2.01 },
 		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) },
 	},
+	{
+		// O(nodes), not O(sessions): an idle session costs Redis nothing.
+		name: "Redis: idle commands/s, 10,000 sessions on 2 nodes", target: "≤ 50",
+		value: med("RedisIdle/sessions=10000", 0, "cmds/s"),
+		ok:    func(v float64) bool { return v <= 50 },
+		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + "/s" },
+	},
 }
 
 // evaluate computes every goal's line.

@@ -78,16 +78,17 @@ func TestEvaluate(t *testing.T) {
 		value   float64
 		verdict verdict
 	}{
-		"guard: Guard.Check time / looplab Can":     {3.0 / 30, pass},
-		"guard: allocs/op":                          {0, pass},
-		"lifecycle: Manager time / looplab":         {1.5, pass},
-		"lifecycle: allocs/op":                      {29, pass},
-		"open sessions: heap per session":           {1600, miss},
-		"open sessions: goroutines":                 {12, pass},
-		"parallel lifecycle: ops/s -cpu 2 / -cpu 1": {2, pass},
-		"HTTP task: throughput / bare handler":      {100000.0 / 300000, miss},
-		"Redis: acquire+release pairs/s / PINGs/s":  {0, skip},
-		"Redis: round trips per pair":               {0, skip},
+		"guard: Guard.Check time / looplab Can":              {3.0 / 30, pass},
+		"guard: allocs/op":                                   {0, pass},
+		"lifecycle: Manager time / looplab":                  {1.5, pass},
+		"lifecycle: allocs/op":                               {29, pass},
+		"open sessions: heap per session":                    {1600, miss},
+		"open sessions: goroutines":                          {12, pass},
+		"parallel lifecycle: ops/s -cpu 2 / -cpu 1":          {2, pass},
+		"HTTP task: throughput / bare handler":               {100000.0 / 300000, miss},
+		"Redis: acquire+release pairs/s / PINGs/s":           {0, skip},
+		"Redis: round trips per pair":                        {0, skip},
+		"Redis: idle commands/s, 10,000 sessions on 2 nodes": {1.9, pass},
 	}
 	require.Len(t, lines, len(want))
 	for _, l := range lines {
@@ -108,12 +109,39 @@ func TestPrintTable(t *testing.T) {
 	assert.Contains(t, out, "open sessions: heap per session")
 	assert.Contains(t, out, "1600 B")
 	assert.Contains(t, out, "0.333×")
-	assert.True(t, strings.HasSuffix(out, "6 PASS, 2 MISS, 2 SKIP\n"), out)
+	assert.Contains(t, out, "1.9/s")
+	assert.True(t, strings.HasSuffix(out, "7 PASS, 2 MISS, 2 SKIP\n"), out)
 	// Every row has its verdict in the same column.
 	rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	col := strings.Index(rows[0], "verdict")
 	for _, r := range rows[1 : len(rows)-1] {
 		assert.Contains(t, []string{"PASS", "MISS", "SKIP"}, string([]rune(r)[col:]), r)
+	}
+}
+
+func TestIdleRedisGoal(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    float64
+		verdict verdict
+	}{
+		{"BenchmarkRedisIdle/sessions=10000-2 1 30000000000 ns/op 1.833 cmds/s\n", 1.833, pass},
+		{"BenchmarkRedisIdle/sessions=10000-2 1 30000000000 ns/op 50 cmds/s\n", 50, pass},
+		{"BenchmarkRedisIdle/sessions=10000-2 1 30000000000 ns/op 7008 cmds/s\n", 7008, miss},
+		{"BenchmarkRedisPing/g=32-2 1000 1000 ns/op\n", 0, skip},
+	}
+	for _, tt := range tests {
+		s := newResults()
+		require.NoError(t, s.read(strings.NewReader(tt.in)))
+		var got *line
+		for _, l := range evaluate(s) {
+			if strings.HasPrefix(l.Goal, "Redis: idle commands/s") {
+				got = &l
+			}
+		}
+		require.NotNil(t, got)
+		assert.Equal(t, tt.verdict, got.Verdict, tt.in)
+		assert.InDelta(t, tt.want, got.Value, 1e-9, tt.in)
 	}
 }
 

@@ -1,0 +1,43 @@
+package redislimiter_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/limits/redislimiter"
+)
+
+// TestKeptSlotKeepsAccountKeys: while an account holds a kept slot its keys
+// do not expire (a session may outlast their 40 days); the release of its
+// last kept slot gives the expiry back.
+func TestKeptSlotKeepsAccountKeys(t *testing.T) {
+	r := newRig(t, redislimiter.Config{}, nil)
+	bg := context.Background()
+	sess := req("a", "kept", trial)
+	k, err := r.lim.Acquire(bg, sess)
+	require.NoError(t, err)
+	require.True(t, k.Granted())
+	n, err := r.lim.Acquire(bg, req("a", "leased", trial))
+	require.NoError(t, err)
+	require.True(t, n.Granted())
+	require.NoError(t, r.lim.Started(bg, k.Lease))
+	for _, kind := range []string{"slots", "run"} {
+		assert.Positive(t, r.admin.PTTL(bg, r.key(kind, "a")).Val().Milliseconds(), "%s expires before the Keep", kind)
+	}
+
+	require.NoError(t, r.lim.Keep(bg, k.Lease))
+	for _, kind := range []string{"slots", "run"} {
+		assert.Equal(t, int64(-1), int64(r.admin.PTTL(bg, r.key(kind, "a")).Val()), "%s has no expiry while a slot is kept", kind)
+	}
+	again, err := r.lim.Acquire(bg, sess)
+	require.NoError(t, err)
+	assert.True(t, again.Lease.Expires.IsZero(), "the kept slot, still kept")
+
+	require.NoError(t, r.lim.Release(bg, k.Lease))
+	for _, kind := range []string{"slots", "run"} {
+		assert.Positive(t, r.admin.PTTL(bg, r.key(kind, "a")).Val().Milliseconds(), "%s expires again after the last kept slot's release", kind)
+	}
+}
