@@ -12,13 +12,15 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 )
 
-// TestLeaveKeepsSessionsOpen checks the drain path: Leave stops the node's
-// loops and subscribers, renews each open session's lease once, changes no
-// session and frees no slot, and a later Close does not close them either.
+// TestLeaveKeepsSessionsOpen checks the drain path on a shared store: Leave
+// stops the node's loops and subscribers but changes no session and frees
+// no slot, and a later Close does not close them either.
 func TestLeaveKeepsSessionsOpen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		m, lim := newTestManager(t, Config{JoinTimeout: time.Minute, LeaseRenewInterval: 10 * time.Second})
+		lim := newFakeLimiter(1000)
+		lim.ttl = 30 * time.Second
+		m, _ := newTestManager(t, Config{Store: newSharedStore(), Limiter: lim, JoinTimeout: time.Minute})
 		var log eventLog
 		m.Subscribe(log.add)
 		open := map[string]fsm.State{}
@@ -41,14 +43,8 @@ func TestLeaveKeepsSessionsOpen(t *testing.T) {
 		require.NoError(t, err)
 		synctest.Wait()
 		before := len(log.snapshot())
-		lim.mu.Lock()
-		renewed := lim.renewals
-		lim.mu.Unlock()
 
 		require.NoError(t, m.Leave(ctx))
-		lim.mu.Lock()
-		assert.Equal(t, renewed+len(open), lim.renewals, "each open session leaves with a fresh lease")
-		lim.mu.Unlock()
 		require.NoError(t, m.Close(ctx), "Close after Leave waits for the same shutdown")
 		assert.Len(t, log.snapshot(), before, "no session changed: subscribers saw nothing more")
 		assert.Equal(t, len(open), lim.heldCount(), "every open session keeps its slot")
@@ -56,24 +52,19 @@ func TestLeaveKeepsSessionsOpen(t *testing.T) {
 			got, err := m.Get(ctx, "acme", id)
 			require.NoError(t, err)
 			assert.Equal(t, state, got.State)
+			assert.True(t, lim.isKept(id))
 			assert.Equal(t, 0, lim.releaseCount(id))
 		}
 		assert.Equal(t, 1, lim.releaseCount(stopped.ID))
 
-		// The loops are stopped: no timer fires (the join timeout has
-		// long passed) and no lease is renewed any more.
-		lim.mu.Lock()
-		renewals := lim.renewals
-		lim.mu.Unlock()
+		// The loops are stopped: no timer fires on this node (the join
+		// timeout has long passed).
 		advance(time.Hour)
 		for id, state := range open {
 			got, err := m.Get(ctx, "acme", id)
 			require.NoError(t, err)
 			assert.Equal(t, state, got.State)
 		}
-		lim.mu.Lock()
-		assert.Equal(t, renewals, lim.renewals)
-		lim.mu.Unlock()
 
 		_, err = m.Create(ctx, acme, CreateOptions{})
 		assert.ErrorIs(t, err, ErrManagerClosed)
@@ -81,6 +72,33 @@ func TestLeaveKeepsSessionsOpen(t *testing.T) {
 			_, err = m.Stop(ctx, "acme", id)
 			assert.ErrorIs(t, err, ErrManagerClosed)
 		}
+	})
+}
+
+// TestLeaveKeepsUnkeptSlots: a slot whose Keep failed would otherwise wait
+// for this node's renewer, which Leave stops: Leave tries the Keep once
+// more.
+func TestLeaveKeepsUnkeptSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		lim := newFakeLimiter(1000)
+		lim.ttl = 30 * time.Second
+		m, _ := newTestManager(t, Config{Store: newSharedStore(), Limiter: lim})
+		lim.mu.Lock()
+		lim.keepErr = errUnavailableForTest
+		lim.mu.Unlock()
+		s, err := m.Create(ctx, acme, CreateOptions{})
+		require.NoError(t, err)
+		assert.False(t, lim.isKept(s.ID))
+		lim.mu.Lock()
+		lim.keepErr = nil
+		lim.mu.Unlock()
+
+		require.NoError(t, m.Leave(ctx))
+		assert.True(t, lim.isKept(s.ID), "kept on the way out")
+		got, err := m.Get(ctx, "acme", s.ID)
+		require.NoError(t, err)
+		assert.Equal(t, fsm.New, got.State)
 	})
 }
 

@@ -458,23 +458,22 @@ func (m *Manager) Close(ctx context.Context) error {
 	return m.end(ctx, true)
 }
 
-// Leave takes this node out of a service whose sessions live in a Store
-// shared by several nodes (a drain before a restart): like Close it refuses
-// new calls that change sessions (ErrClosed), waits for those in flight,
-// stops the timers and the lease renewer, renews the lease of every session
-// of this node one last time, delivers every pending event to the
+// Leave takes this node out of a service whose sessions live in a
+// SharedStore (a drain before a restart): like Close it refuses new calls
+// that change sessions (ErrClosed), waits for those in flight, stops the
+// timers and the lease renewer, delivers every pending event to the
 // subscribers and stops their goroutines; unlike Close it changes no session
-// and releases no slot (a lease that cannot be renewed is left to expire).
-// The sessions stay open in the Store, and the other nodes' Managers fire
-// their timers (the Store's deadlines are shared) and take them over as the
-// Store arranges when this node is gone (session/redisstore: when its
-// heartbeat lapses), renewing their leases from then on. It does not close
-// the Limiter or the Store.
+// and releases no slot. The sessions belong to the service: their slots are
+// kept in the limiter, and the other nodes' Managers fire their timers and
+// serve them. Before it returns, Leave tries once more to keep the slots
+// whose Keep failed (nobody would retry it after this node); a slot whose
+// lease was lost meanwhile closes its session (ReasonLeaseLost), as the
+// renewer would have. It does not close the Limiter or the Store.
 //
 // Leave and Close share one shutdown: the first call decides whether the
 // sessions are closed, and every later call of either waits for that
 // shutdown. When ctx ends first Leave returns ctx.Err() and the shutdown
-// goes on in the background. On a Store that no other Manager reads (the
+// goes on in the background. On a Store that is not shared (the
 // MemoryStore), the sessions would be left open with nobody to close them or
 // free their slots: use Close there.
 func (m *Manager) Leave(ctx context.Context) error {
@@ -502,18 +501,18 @@ func (m *Manager) shutdown(closeSessions bool) {
 	close(m.stop)
 	m.loops.Wait()
 	ctx := context.Background()
-	_ = m.store.Range(ctx, func(rec Record) bool {
-		switch {
-		case !rec.State.Open():
-		case closeSessions:
-			_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
-		default:
-			// Leave: hand the session over with a fresh lease, so that it
-			// outlives the time the other nodes take to adopt it.
-			_ = m.renew(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID})
-		}
-		return true
-	})
+	switch {
+	case closeSessions:
+		_ = m.store.Range(ctx, func(rec Record) bool {
+			if rec.State.Open() {
+				_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
+			}
+			return true
+		})
+	case m.unkept != nil:
+		// Leave: the renewer is gone, so the last chance to keep them.
+		m.keepUnkept(ctx)
+	}
 	m.subMu.Lock()
 	subs := *m.subs.Load()
 	m.subs.Store(new([]*subscriber))

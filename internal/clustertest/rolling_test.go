@@ -37,11 +37,6 @@ const (
 
 var lbKeys = []string{"key-r0", "key-r1"}
 
-// nodeLossEnv, when set, says that the sessions of a node that is gone are
-// taken over by the others (not closed as node_lost): the tests then use
-// short heartbeat and lease lifetimes, so that a lapse would show.
-const nodeLossEnv = "STREAMSESSION_NODELOSS"
-
 // lbCluster is a cluster whose nodes listen on fixed ports (so that a
 // restarted node comes back where haproxy expects it), behind haproxy.
 type lbCluster struct {
@@ -106,17 +101,10 @@ func (lc *lbCluster) liveCapacity(t *testing.T) int64 {
 	return n[0]
 }
 
-// ttlArgs are the heartbeat and lease lifetimes of the nodes. Until the
-// sessions of a node that left are taken over by the others (nodeLossEnv),
-// they are longer than the test, so that a drained node's sessions are
-// neither judged lost nor let lapse while it runs.
-func ttlArgs(t *testing.T) (args []string, settle time.Duration) {
-	if os.Getenv(nodeLossEnv) != "" {
-		return []string{"-lease-ttl", "3s", "-node-ttl", "1500ms"}, 5 * time.Second
-	}
-	t.Logf("%s unset: heartbeat and lease lifetimes of 2m, longer than the test (the hand-over of a drained node's sessions is not exercised)", nodeLossEnv)
-	return []string{"-lease-ttl", "2m", "-node-ttl", "2m"}, 0
-}
+// settle is how long the tests wait, once the disruption is over, before
+// they check the sessions: longer than a slot's lease (the cluster's
+// -lease-ttl), so that a slot left to lapse would show.
+const settle = 2 * leaseTTL
 
 // failures collects what went wrong for a client of the load balancer.
 type failures struct {
@@ -438,8 +426,7 @@ func (r *lbRun) checkServiceIntact() {
 // afterwards.
 func TestRollingRestartBehindHAProxy(t *testing.T) {
 	const sessions = 50
-	args, settle := ttlArgs(t)
-	lc := newLBCluster(t, 3, args...)
+	lc := newLBCluster(t, 3)
 	r := startSessions(t, lc, sessions)
 
 	start := time.Now()
@@ -450,9 +437,7 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 		}
 	}
 	rolled := time.Since(start)
-	if settle > 0 {
-		time.Sleep(settle) // a lease or a heartbeat that lapsed would now show
-	}
+	time.Sleep(settle) // a slot that lapsed would now show
 	calls := r.stopLoad()
 
 	ds, codes := r.reconnects()
@@ -478,17 +463,13 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 // drop, their clients reopen them on the other nodes, and no session is
 // closed: sessions end only by stop and the timers.
 func TestNodeKilledBehindHAProxy(t *testing.T) {
-	if os.Getenv(nodeLossEnv) == "" {
-		t.Skip("needs sessions to survive node loss (set " + nodeLossEnv + "=1 once a dead node's sessions are taken over)")
-	}
 	const sessions = 30
-	args, settle := ttlArgs(t)
-	lc := newLBCluster(t, 3, args...)
+	lc := newLBCluster(t, 3)
 	r := startSessions(t, lc, sessions)
 
 	lc.nodes[1].kill()
 	r.waitConnected("every socket back after the kill")
-	time.Sleep(settle) // the dead node's heartbeat and leases lapse meanwhile
+	time.Sleep(settle) // a slot that lapsed would now show
 	r.stopLoad()
 	ds, _ := r.reconnects()
 	require.NotEmpty(t, ds, "the killed node held sockets")
