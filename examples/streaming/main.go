@@ -89,7 +89,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port): run as one node of the service sharing that Redis")
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
 	fs.DurationVar(&rds.LeaseTTL, "lease-ttl", 0, "with -redis: slot lease lifetime (default 30s; for tests)")
-	fs.DurationVar(&rds.NodeTTL, "node-ttl", 0, "with -redis: node heartbeat lifetime (default 15s; for tests)")
 	fs.DurationVar(&rds.RequestTimeout, "request-timeout", 0, "with -redis: bound of each API request (default 10s)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -30,9 +30,6 @@ type redisOptions struct {
 	// LeaseTTL is the limiter's lease lifetime (hidden flag -lease-ttl, for
 	// tests); zero takes redislimiter's default (30 s).
 	LeaseTTL time.Duration
-	// NodeTTL is the session store's heartbeat lifetime (hidden flag
-	// -node-ttl, for tests); zero takes redisstore's default (15 s).
-	NodeTTL time.Duration
 	// RequestTimeout bounds each API request's work on Redis (hidden flag
 	// -request-timeout); zero means defaultRequestTimeout. A call that
 	// Redis does not answer in time gets 503/400558 with a Retry-After.
@@ -96,7 +93,7 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	if b.idem, err = redisidem.New(client, redisidem.Config{Prefix: opts.Prefix, TTL: cfg.IdempotencyTTL}); err != nil {
 		return fail(err)
 	}
-	if b.store, err = redisstore.New(client, redisstore.Config{Prefix: opts.Prefix, NodeTTL: opts.NodeTTL}); err != nil {
+	if b.store, err = redisstore.New(client, redisstore.Config{Prefix: opts.Prefix}); err != nil {
 		return fail(err)
 	}
 	if b.relay, err = redisrelay.New(client, redisrelay.Config{Prefix: opts.Prefix}); err != nil {

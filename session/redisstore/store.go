@@ -59,12 +59,6 @@ type Config struct {
 	// NodeID names this node in Redis. It must be unique among the nodes
 	// alive at once. The default is 16 random bytes in hex.
 	NodeID string
-	// NodeTTL is ignored.
-	//
-	// Deprecated: nodes keep no heartbeat any more. A node's death ends
-	// none of its sessions: they belong to the service, and the other
-	// nodes fire their timers.
-	NodeTTL time.Duration
 	// ClaimTTL is how long a deadline claimed by Due stays with this node:
 	// if the session has not changed by then (the node died while acting),
 	// another node finds it due again. The default is DefaultClaimTTL
