@@ -329,46 +329,58 @@ func TestNewRefusesBadOptions(t *testing.T) {
 // socket through the same endpoint on the second, which sends the current
 // state first.
 func TestReconnectAfterTheServerGoesAway(t *testing.T) {
-	b := newBackend(t)
-	ctx := t.Context()
-	second, err := server.New(server.Config{Manager: b.mgr, Accounts: testAccounts, Avatars: testAvatars, Secret: testSecret})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = second.Close() })
-	var live atomic.Pointer[server.Server]
-	live.Store(b.srv)
-	b.intercept(func(w http.ResponseWriter, r *http.Request) bool {
-		if l := live.Load(); l != b.srv {
-			l.ServeHTTP(w, r)
-			return true
-		}
-		return false
-	})
+	for _, tc := range []struct {
+		name string
+		// leave makes the first server close the socket with code.
+		leave func(srv *server.Server, ctx context.Context) error
+		code  int
+	}{
+		{"shutdown closes with 1001", (*server.Server).Shutdown, websocket.CloseGoingAway},
+		{"drain closes with 1012", (*server.Server).Drain, websocket.CloseServiceRestart},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend(t)
+			ctx := t.Context()
+			second, err := server.New(server.Config{Manager: b.mgr, Accounts: testAccounts, Avatars: testAvatars, Secret: testSecret})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = second.Close() })
+			var live atomic.Pointer[server.Server]
+			live.Store(b.srv)
+			b.intercept(func(w http.ResponseWriter, r *http.Request) bool {
+				if l := live.Load(); l != b.srv {
+					l.ServeHTTP(w, r)
+					return true
+				}
+				return false
+			})
 
-	c, _ := newClient(t, b, "key-acme", client.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
-	s, err := c.NewSession(ctx, client.NewSessionRequest{})
-	require.NoError(t, err)
-	require.NoError(t, s.Start(ctx))
-	events, err := s.Connect(ctx)
-	require.NoError(t, err)
-	require.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events))
+			c, _ := newClient(t, b, "key-acme", client.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
+			s, err := c.NewSession(ctx, client.NewSessionRequest{})
+			require.NoError(t, err)
+			require.NoError(t, s.Start(ctx))
+			events, err := s.Connect(ctx)
+			require.NoError(t, err)
+			require.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events))
 
-	live.Store(second)
-	require.NoError(t, b.srv.Shutdown(ctx)) // closes the socket with 1001
-	dis, ok := next(t, events).(client.DisconnectedEvent)
-	require.True(t, ok)
-	assert.True(t, dis.Reconnecting)
-	var ce *websocket.CloseError
-	require.ErrorAs(t, dis.Err, &ce)
-	assert.Equal(t, websocket.CloseGoingAway, ce.Code)
-	assert.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events), "the current state first, from the second server")
+			live.Store(second)
+			require.NoError(t, tc.leave(b.srv, ctx))
+			dis, ok := next(t, events).(client.DisconnectedEvent)
+			require.True(t, ok)
+			assert.True(t, dis.Reconnecting)
+			var ce *websocket.CloseError
+			require.ErrorAs(t, dis.Err, &ce)
+			assert.Equal(t, tc.code, ce.Code)
+			assert.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events), "the current state first, from the second server")
 
-	res, err := s.Task(ctx, "still here")
-	require.NoError(t, err)
-	assert.Equal(t, client.StartTalkingEvent{TaskID: res.TaskID, Duration: res.Duration}, next(t, events))
-	require.NoError(t, s.Close())
-	drain(t, events)
-	assert.Equal(t, fsm.Connected, s.State(), "Close leaves the session running")
-	require.NoError(t, s.Stop(ctx))
+			res, err := s.Task(ctx, "still here")
+			require.NoError(t, err)
+			assert.Equal(t, client.StartTalkingEvent{TaskID: res.TaskID, Duration: res.Duration}, next(t, events))
+			require.NoError(t, s.Close())
+			drain(t, events)
+			assert.Equal(t, fsm.Connected, s.State(), "Close leaves the session running")
+			require.NoError(t, s.Stop(ctx))
+		})
+	}
 }
 
 // TestReconnectAfterADrop: the socket drops without a close frame.
