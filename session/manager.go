@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,13 +35,11 @@ type Manager struct {
 	renewFixed  time.Duration
 	subBuffer   int
 
-	// gates count the calls in flight that may change a session, spread
-	// over padded counters so that they cost no shared cache line; Close
-	// waits for them to drain.
-	gates    [numGates]gate
-	gateSeed maphash.Seed
-	closing  atomic.Bool
-	drained  chan struct{}
+	// calls counts the calls in flight that may change a session; Close
+	// waits for it to drain.
+	calls   atomic.Int64
+	closing atomic.Bool
+	drained chan struct{}
 
 	subMu   sync.Mutex
 	subs    atomic.Pointer[[]*subscriber]
@@ -56,13 +53,6 @@ type Manager struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
-}
-
-const numGates = 64
-
-type gate struct {
-	n atomic.Int64
-	_ [56]byte
 }
 
 // maxConflictRetries bounds the retries of a change that keeps losing races
@@ -94,7 +84,6 @@ func NewManager(cfg Config) (*Manager, error) {
 		defaultIdle: or(cfg.DefaultIdleTimeout, DefaultIdleTimeout),
 		renewFixed:  cfg.LeaseRenewInterval,
 		subBuffer:   cfg.SubscriberBuffer,
-		gateSeed:    maphash.MakeSeed(),
 		drained:     make(chan struct{}, 1),
 		renewWake:   make(chan struct{}, 1),
 		stop:        make(chan struct{}),
@@ -159,13 +148,17 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 		return Info{}, err
 	}
 	id := newID()
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 
-	d, err := m.acquire(ctx, limits.Request{Account: acct.Name, Plan: acct.Plan, SessionID: id})
+	req := limits.Request{Account: acct.Name, Plan: acct.Plan, SessionID: id}
+	var d limits.Decision
+	err = m.limit(LimiterAcquire, func() (err error) {
+		d, err = m.limiter.Acquire(ctx, req)
+		return err
+	})
 	if err != nil {
 		return Info{}, err
 	}
@@ -247,17 +240,17 @@ func (m *Manager) List(ctx context.Context, account string) ([]Info, error) {
 // session fails with 10006. A limiter failure to count the minutes does not
 // fail the call (it is reported to Hooks.OnLimiter).
 func (m *Manager) Start(ctx context.Context, account, id string) (Info, error) {
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventStart, At: m.clock.Now()})
 	if err != nil {
 		return Info{}, err
 	}
 	if !rec.Paid {
-		m.started(uncancellable(ctx), limits.Lease{Account: account, SessionID: id})
+		ctx, lease := uncancellable(ctx), limits.Lease{Account: account, SessionID: id}
+		_ = m.limit(LimiterStarted, func() error { return m.limiter.Started(ctx, lease) })
 	}
 	return rec.info(), nil
 }
@@ -267,11 +260,10 @@ func (m *Manager) Start(ctx context.Context, account, id string) (Info, error) {
 // counts as activity (a reconnecting socket). In any other state it fails
 // with that state's 10001, 10004 or 10005 and changes nothing.
 func (m *Manager) Join(ctx context.Context, account, id string) (Info, error) {
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 	now := m.clock.Now()
 	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventJoin, At: now})
 	if err == nil {
@@ -340,11 +332,10 @@ func (m *Manager) touch(ctx context.Context, account, id string, at time.Time, c
 // with 10004 or 10005 (the state the session is in) and change nothing. A
 // ctx cancelled once closing has begun does not interrupt the close.
 func (m *Manager) Stop(ctx context.Context, account, id string) (Info, error) {
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 	return m.closeSession(ctx, account, id, ReasonStop, 0)
 }
 
@@ -399,7 +390,7 @@ type Stats struct {
 
 // Stats returns the manager's counters.
 func (m *Manager) Stats() Stats {
-	return Stats{Subscribers: len(*m.subs.Load()), DroppedEvents: m.droppedEvents()}
+	return Stats{Subscribers: len(*m.subs.Load()), DroppedEvents: m.dropped.Load()}
 }
 
 // Close shuts the manager down, the server's shutdown path: it refuses new
@@ -428,7 +419,7 @@ func (m *Manager) Close(ctx context.Context) error {
 
 func (m *Manager) shutdown() {
 	defer close(m.closed)
-	for !m.gatesIdle() {
+	for m.calls.Load() != 0 {
 		<-m.drained
 	}
 	close(m.stop)
@@ -436,7 +427,8 @@ func (m *Manager) shutdown() {
 	ctx := context.Background()
 	_ = m.store.Range(ctx, func(rec Record) bool {
 		if rec.State.Open() {
-			_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
+			_, err := m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
+			m.background(BackgroundShutdownClose, err)
 		}
 		return true
 	})
@@ -450,22 +442,19 @@ func (m *Manager) shutdown() {
 	m.subWG.Wait()
 }
 
-func (m *Manager) gate(id string) *gate {
-	return &m.gates[maphash.String(m.gateSeed, id)&(numGates-1)]
-}
-
-// enter admits a call that may change a session, unless Close has begun.
-func (m *Manager) enter(g *gate) bool {
-	g.n.Add(1)
+// enter admits a call that may change a session, unless Close has begun;
+// a call admitted must leave.
+func (m *Manager) enter() bool {
+	m.calls.Add(1)
 	if m.closing.Load() {
-		m.leave(g)
+		m.leave()
 		return false
 	}
 	return true
 }
 
-func (m *Manager) leave(g *gate) {
-	if g.n.Add(-1) == 0 && m.closing.Load() {
+func (m *Manager) leave() {
+	if m.calls.Add(-1) == 0 && m.closing.Load() {
 		select {
 		case m.drained <- struct{}{}:
 		default:
@@ -473,46 +462,55 @@ func (m *Manager) leave(g *gate) {
 	}
 }
 
-func (m *Manager) gatesIdle() bool {
-	for i := range m.gates {
-		if m.gates[i].n.Load() != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// The limiter calls, timed for Hooks.OnLimiter.
-
-func (m *Manager) acquire(ctx context.Context, req limits.Request) (limits.Decision, error) {
+// limit makes one limiter call, timed for Hooks.OnLimiter, and returns its
+// error.
+func (m *Manager) limit(op LimiterOp, call func() error) error {
 	if m.hooks.OnLimiter == nil {
-		return m.limiter.Acquire(ctx, req)
+		return call()
 	}
 	t0 := time.Now()
-	d, err := m.limiter.Acquire(ctx, req)
-	m.hooks.OnLimiter(LimiterAcquire, time.Since(t0), err)
-	return d, err
-}
-
-func (m *Manager) started(ctx context.Context, lease limits.Lease) {
-	if m.hooks.OnLimiter == nil {
-		_ = m.limiter.Started(ctx, lease)
-		return
-	}
-	t0 := time.Now()
-	err := m.limiter.Started(ctx, lease)
-	m.hooks.OnLimiter(LimiterStarted, time.Since(t0), err)
+	err := call()
+	m.hooks.OnLimiter(op, time.Since(t0), err)
+	return err
 }
 
 func (m *Manager) renew(ctx context.Context, lease limits.Lease) error {
-	if m.hooks.OnLimiter == nil {
+	return m.limit(LimiterRenew, func() error {
 		_, err := m.limiter.Renew(ctx, lease)
 		return err
+	})
+}
+
+// release frees a slot. A failure is only reported (Hooks.OnLimiter): the
+// session is closed whatever the limiter says, and a lease that was not
+// released expires.
+func (m *Manager) release(ctx context.Context, lease limits.Lease) {
+	_ = m.limit(LimiterRelease, func() error { return m.limiter.Release(ctx, lease) })
+}
+
+// background reports a failure of the manager's own goroutines to
+// Hooks.OnBackgroundError, unless err is nil or the expected end of a race
+// (see backgroundFailure).
+func (m *Manager) background(op BackgroundOp, err error) {
+	if h := m.hooks.OnBackgroundError; h != nil && backgroundFailure(err) {
+		h(op, err)
 	}
-	t0 := time.Now()
-	_, err := m.limiter.Renew(ctx, lease)
-	m.hooks.OnLimiter(LimiterRenew, time.Since(t0), err)
-	return err
+}
+
+// backgroundFailure reports whether err, returned to a timer or to the
+// lease renewer, is a failure rather than a race lost to another change
+// (ErrConflict, the state's 10001–10005, or 10006 for a session forgotten
+// meanwhile): those mean someone else already did, or undid, the work.
+func backgroundFailure(err error) bool {
+	if err == nil || errors.Is(err, ErrConflict) {
+		return false
+	}
+	switch sserrors.CodeOf(err) {
+	case sserrors.CodeSessionStateNew, sserrors.CodeSessionStateConnecting, sserrors.CodeSessionStateConnected,
+		sserrors.CodeSessionStateClosing, sserrors.CodeSessionStateClosed, sserrors.CodeSessionNotFound:
+		return false
+	}
+	return true
 }
 
 // detachedReleaseTimeout bounds a release that outlives its caller's
@@ -538,16 +536,4 @@ func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lea
 		defer cancel()
 		m.release(rctx, lease)
 	}()
-}
-
-// release frees a slot. A failure is only reported: the session is closed
-// whatever the limiter says, and a lease that was not released expires.
-func (m *Manager) release(ctx context.Context, lease limits.Lease) {
-	if m.hooks.OnLimiter == nil {
-		_ = m.limiter.Release(ctx, lease)
-		return
-	}
-	t0 := time.Now()
-	err := m.limiter.Release(ctx, lease)
-	m.hooks.OnLimiter(LimiterRelease, time.Since(t0), err)
 }

@@ -206,17 +206,38 @@ type Due struct {
 // with neither an idle timeout nor a duration limit). Every Store computes
 // deadlines with it, so that all stores agree.
 func (r Record) NextTimeout() (time.Time, Timeout) {
-	at, t := nextTimeout(r.State, nanos(r.CreatedAt), nanos(r.StartedAt), nanos(r.ClosedAt), nanos(r.LastActivity),
-		int64(r.IdleTimeout), r.DisableIdleTimeout, int64(r.DurationLimit), int64(r.JoinTimeout), int64(r.Retention))
+	at, t := timers{
+		state:    r.State,
+		created:  nanos(r.CreatedAt),
+		started:  nanos(r.StartedAt),
+		closed:   nanos(r.ClosedAt),
+		activity: nanos(r.LastActivity),
+
+		idle:          int64(r.IdleTimeout),
+		durationLimit: int64(r.DurationLimit),
+		join:          int64(r.JoinTimeout),
+		retention:     int64(r.Retention),
+		disableIdle:   r.DisableIdleTimeout,
+	}.next()
 	if t == TimeoutNone {
 		return time.Time{}, TimeoutNone
 	}
 	return fromNanos(at), t
 }
 
-// nextTimeout is NextTimeout on Unix nanoseconds (0 meaning unset), the
-// form MemoryStore keeps.
-func nextTimeout(s fsm.State, created, started, closed, activity, idle int64, disableIdle bool, durationLimit, join, retention int64) (int64, Timeout) {
+// timers are the fields of a session that its deadlines depend on, in the
+// form MemoryStore keeps them: times in Unix nanoseconds (0 meaning unset),
+// durations in nanoseconds.
+type timers struct {
+	state                                fsm.State
+	disableIdle                          bool
+	created, started, closed, activity   int64
+	idle, durationLimit, join, retention int64
+}
+
+// next is NextTimeout on timers.
+func (f timers) next() (int64, Timeout) {
+	s := f.state
 	var (
 		at   int64
 		kind = TimeoutNone
@@ -228,17 +249,17 @@ func nextTimeout(s fsm.State, created, started, closed, activity, idle int64, di
 	}
 	switch s {
 	case fsm.New, fsm.Connecting, fsm.Connected:
-		if s != fsm.Connected && join > 0 {
-			consider(created+join, TimeoutJoin)
+		if s != fsm.Connected && f.join > 0 {
+			consider(f.created+f.join, TimeoutJoin)
 		}
-		if s != fsm.New && durationLimit > 0 && started != 0 {
-			consider(started+durationLimit, TimeoutDuration)
+		if s != fsm.New && f.durationLimit > 0 && f.started != 0 {
+			consider(f.started+f.durationLimit, TimeoutDuration)
 		}
-		if s == fsm.Connected && !disableIdle && idle > 0 {
-			consider(activity+idle, TimeoutIdle)
+		if s == fsm.Connected && !f.disableIdle && f.idle > 0 {
+			consider(f.activity+f.idle, TimeoutIdle)
 		}
 	case fsm.Closed:
-		consider(closed+retention, TimeoutRetention)
+		consider(f.closed+f.retention, TimeoutRetention)
 	}
 	return at, kind
 }
