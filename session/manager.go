@@ -168,18 +168,20 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 	now := m.clock.Now()
 	m.observeLease(d.Lease, now)
 	rec, err := m.store.Insert(ctx, Record{
-		ID:                 id,
-		Account:            acct.Name,
-		AvatarID:           avatar.ID,
-		State:              fsm.New,
-		Epoch:              1,
-		Paid:               !acct.Plan.Trial,
-		CreatedAt:          now,
-		IdleTimeout:        idle,
-		DisableIdleTimeout: opts.DisableIdleTimeout,
-		DurationLimit:      acct.Plan.SessionDurationLimit,
-		JoinTimeout:        m.joinTimeout,
-		Retention:          m.retention,
+		Info: Info{
+			ID:                 id,
+			Account:            acct.Name,
+			AvatarID:           avatar.ID,
+			State:              fsm.New,
+			Epoch:              1,
+			Paid:               !acct.Plan.Trial,
+			CreatedAt:          now,
+			IdleTimeout:        idle,
+			DisableIdleTimeout: opts.DisableIdleTimeout,
+			DurationLimit:      acct.Plan.SessionDurationLimit,
+		},
+		JoinTimeout: m.joinTimeout,
+		Retention:   m.retention,
 	})
 	if err != nil {
 		m.releaseAfterFailedCreate(ctx, limits.Lease{Account: acct.Name, SessionID: id})
@@ -188,7 +190,7 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 		}
 		return Info{}, internal(err)
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // internal wraps an error that has no catalog code as 500000, keeping it as
@@ -217,7 +219,7 @@ func (m *Manager) Get(ctx context.Context, account, id string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // List returns account's open sessions (new, connecting, connected), oldest
@@ -229,7 +231,7 @@ func (m *Manager) List(ctx context.Context, account string) ([]Info, error) {
 	}
 	out := make([]Info, len(recs))
 	for i, r := range recs {
-		out[i] = r.info()
+		out[i] = r.Info
 	}
 	return out, nil
 }
@@ -252,7 +254,7 @@ func (m *Manager) Start(ctx context.Context, account, id string) (Info, error) {
 		ctx, lease := uncancellable(ctx), limits.Lease{Account: account, SessionID: id}
 		_ = m.limit(LimiterStarted, func() error { return m.limiter.Started(ctx, lease) })
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // Join records that the client's realtime socket opened: connecting →
@@ -267,7 +269,7 @@ func (m *Manager) Join(ctx context.Context, account, id string) (Info, error) {
 	now := m.clock.Now()
 	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventJoin, At: now})
 	if err == nil {
-		return rec.info(), nil
+		return rec.Info, nil
 	}
 	if !errors.Is(err, sserrors.ErrSessionStateConnected) {
 		return Info{}, err
@@ -299,7 +301,7 @@ func (m *Manager) Command(ctx context.Context, account, id string, cmd fsm.Comma
 		if err := fsm.Allow(rec.State, cmd); err != nil {
 			return Info{}, err
 		}
-		return rec.info(), nil
+		return rec.Info, nil
 	}
 	return Info{}, sserrors.ErrInvalidParameter
 }
@@ -322,7 +324,7 @@ func (m *Manager) touch(ctx context.Context, account, id string, at time.Time, c
 	if err := fsm.Allow(rec.State, cmd); err != nil {
 		return Info{}, err
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // Stop closes a session (streaming.stop): new, connecting or connected →
@@ -353,7 +355,7 @@ func (m *Manager) closeSession(ctx context.Context, account, id string, reason R
 	if err != nil {
 		return Info{}, internal(err)
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // uncancellable returns ctx without its cancellation, for the work that

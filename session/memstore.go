@@ -135,22 +135,24 @@ func (s *MemoryStore) emit(r *memRecord, from, to fsm.State, at int64) {
 
 func (r *memRecord) record() Record {
 	return Record{
-		ID:                 r.id,
-		Account:            r.account,
-		AvatarID:           r.avatarID,
-		State:              r.state,
-		Epoch:              r.epoch,
-		Paid:               r.paid,
-		CreatedAt:          fromNanos(r.created),
-		StartedAt:          fromNanos(r.started),
-		ClosedAt:           fromNanos(r.closed),
-		LastActivity:       fromNanos(r.activity),
-		IdleTimeout:        time.Duration(r.idle),
-		DisableIdleTimeout: r.disableIdle,
-		DurationLimit:      time.Duration(r.durationLimit),
-		JoinTimeout:        time.Duration(r.join),
-		Retention:          time.Duration(r.retention),
-		Reason:             Reason(r.reason),
+		Info: Info{
+			ID:                 r.id,
+			Account:            r.account,
+			AvatarID:           r.avatarID,
+			State:              r.state,
+			Epoch:              r.epoch,
+			Paid:               r.paid,
+			CreatedAt:          fromNanos(r.created),
+			StartedAt:          fromNanos(r.started),
+			ClosedAt:           fromNanos(r.closed),
+			LastActivity:       fromNanos(r.activity),
+			IdleTimeout:        time.Duration(r.idle),
+			DisableIdleTimeout: r.disableIdle,
+			DurationLimit:      time.Duration(r.durationLimit),
+			Reason:             Reason(r.reason),
+		},
+		JoinTimeout: time.Duration(r.join),
+		Retention:   time.Duration(r.retention),
 	}
 }
 

@@ -66,7 +66,7 @@ func TestTimeoutOrphaned(t *testing.T) {
 	assert.Equal(t, "orphaned", TimeoutOrphaned.String())
 	assert.Equal(t, ReasonNodeLost, TimeoutOrphaned.Reason())
 	assert.Equal(t, "node_lost", ReasonNodeLost.String())
-	at, kind := Record{State: fsm.Closing}.NextTimeout()
+	at, kind := Record{Info: Info{State: fsm.Closing}}.NextTimeout()
 	assert.Equal(t, TimeoutNone, kind, "NextTimeout never reports an orphan")
 	assert.True(t, at.IsZero())
 

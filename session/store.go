@@ -127,24 +127,13 @@ type Change struct {
 	Epoch uint64
 }
 
-// Record is a session as a Store keeps it. It is a plain value, safe to copy.
+// Record is a session as a Store keeps it: the Info the Manager returns,
+// and the two timers the Manager sets at creation. It is a plain value, safe
+// to copy.
 type Record struct {
-	ID                 string
-	Account            string
-	AvatarID           string
-	State              fsm.State
-	Epoch              uint64
-	Paid               bool
-	CreatedAt          time.Time
-	StartedAt          time.Time // zero until started
-	ClosedAt           time.Time // zero until closed
-	LastActivity       time.Time // zero until connected
-	IdleTimeout        time.Duration
-	DisableIdleTimeout bool
-	DurationLimit      time.Duration // 0: no limit
-	JoinTimeout        time.Duration // closes a session still new or connecting this long after CreatedAt
-	Retention          time.Duration // how long a closed session stays addressable (10005) before it is forgotten
-	Reason             Reason
+	Info
+	JoinTimeout time.Duration // closes a session still new or connecting this long after CreatedAt
+	Retention   time.Duration // how long a closed session stays addressable (10005) before it is forgotten
 }
 
 // Timeout names one of a session's timers. A Timeout is a plain value.

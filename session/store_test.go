@@ -17,8 +17,8 @@ import (
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newRecord(id string) Record {
-	return Record{ID: id, Account: "acme", State: fsm.New, Epoch: 1, CreatedAt: t0, IdleTimeout: time.Minute,
-		JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute, DurationLimit: 10 * time.Minute}
+	return Record{Info: Info{ID: id, Account: "acme", State: fsm.New, Epoch: 1, CreatedAt: t0, IdleTimeout: time.Minute,
+		DurationLimit: 10 * time.Minute}, JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute}
 }
 
 func TestNextTimeout(t *testing.T) {

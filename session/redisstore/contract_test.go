@@ -83,7 +83,7 @@ func testStoreRedisDetails(t *testing.T, b backend) {
 	ctx := context.Background()
 	s := b.node(t, Config{})
 
-	_, err := s.Insert(ctx, session.Record{ID: "bad", Account: "acme", State: fsm.Connected, Epoch: 1, CreatedAt: t0})
+	_, err := s.Insert(ctx, session.Record{Info: session.Info{ID: "bad", Account: "acme", State: fsm.Connected, Epoch: 1, CreatedAt: t0}})
 	assert.Equal(t, sserrors.CodeInvalidParameter, sserrors.CodeOf(err))
 	_, err = s.Insert(ctx, newRecord("a"))
 	require.NoError(t, err)

@@ -95,8 +95,11 @@ type env struct {
 // newRecord returns a new session of account "acme" created at t0.
 func newRecord(id string) session.Record {
 	return session.Record{
-		ID: id, Account: "acme", AvatarID: "avatar", State: fsm.New, Epoch: 1, Paid: true, CreatedAt: t0,
-		IdleTimeout: time.Minute, DurationLimit: 10 * time.Minute, JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute,
+		Info: session.Info{
+			ID: id, Account: "acme", AvatarID: "avatar", State: fsm.New, Epoch: 1, Paid: true, CreatedAt: t0,
+			IdleTimeout: time.Minute, DurationLimit: 10 * time.Minute,
+		},
+		JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute,
 	}
 }
 
