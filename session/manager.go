@@ -500,12 +500,17 @@ func (m *Manager) background(op BackgroundOp, err error) {
 }
 
 // backgroundFailure reports whether err, returned to a timer or to the
-// lease renewer, is a failure rather than a race lost to another change
-// (ErrConflict, the state's 10001–10005, or 10006 for a session forgotten
-// meanwhile): those mean someone else already did, or undid, the work.
+// lease renewer, is a failure rather than a race lost to another change (a
+// conditional change's ErrConflict, the state's 10001–10005, or 10006 for a
+// session forgotten meanwhile): those mean someone else already did, or
+// undid, the work. A conflict that retries did not settle (500000) is a
+// failure.
 func backgroundFailure(err error) bool {
-	if err == nil || errors.Is(err, ErrConflict) {
+	if err == nil {
 		return false
+	}
+	if _, ok := sserrors.As(err); !ok {
+		return !errors.Is(err, ErrConflict)
 	}
 	switch sserrors.CodeOf(err) {
 	case sserrors.CodeSessionStateNew, sserrors.CodeSessionStateConnecting, sserrors.CodeSessionStateConnected,
