@@ -61,7 +61,7 @@ type MemoryConfig struct {
 // even during a shutdown with a cancelled context.
 type Memory struct {
 	capacity int64
-	ttl      int64            // nanoseconds
+	ttl      int64 // nanoseconds
 	now      func() time.Time
 	seed     maphash.Seed
 	_        [64]byte     // keep the read-mostly fields above off inUse's cache line
