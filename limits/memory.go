@@ -34,10 +34,7 @@ type MemoryConfig struct {
 	// is DefaultLeaseTTL (one minute); a negative value is treated as 0.
 	LeaseTTL time.Duration
 	// Now is the clock. Tests inject a fake clock here instead of
-	// sleeping. The default value is the system clock, read the cheap way:
-	// the wall clock is read at construction and at every sweep, and the
-	// monotonic clock moves it forward in between (on virtual machines a
-	// wall-clock read can cost more than the rest of an acquire).
+	// sleeping. The default value is time.Now.
 	Now func() time.Time
 	// SweepInterval is how often a background goroutine reclaims expired
 	// leases and forgets idle accounts (no slot held and no trial minutes
@@ -64,9 +61,8 @@ type MemoryConfig struct {
 // even during a shutdown with a cancelled context.
 type Memory struct {
 	capacity int64
-	ttl      int64            // nanoseconds
-	now      func() time.Time // nil: the system clock, from anchor
-	anchor   atomic.Pointer[anchor]
+	ttl      int64 // nanoseconds
+	now      func() time.Time
 	seed     maphash.Seed
 	_        [64]byte     // keep the read-mostly fields above off inUse's cache line
 	inUse    atomic.Int64 // slots held service-wide, expired or not (under a capacity)
@@ -195,7 +191,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	}
 	m.ttl = max(m.ttl, 0)
 	if m.now == nil {
-		m.reanchor()
+		m.now = time.Now
 	}
 	for i := range m.shards {
 		m.shards[i].accounts = make(map[string]*account)
@@ -222,25 +218,8 @@ var (
 	errNoSession = sserrors.ErrInvalidParameter.WithCause(errors.New("limits: request without a session id"))
 )
 
-// anchor is a reading of the system clock with its monotonic part.
-type anchor struct {
-	wall int64 // Unix nanoseconds
-	mono time.Time
-}
-
-func (m *Memory) reanchor() {
-	t := time.Now()
-	m.anchor.Store(&anchor{wall: t.UnixNano(), mono: t})
-}
-
 // nowNano reads the limiter's clock in Unix nanoseconds.
-func (m *Memory) nowNano() int64 {
-	if m.now != nil {
-		return m.now().UnixNano()
-	}
-	a := m.anchor.Load()
-	return a.wall + int64(time.Since(a.mono)) // a monotonic read only
-}
+func (m *Memory) nowNano() int64 { return m.now().UnixNano() }
 
 func (m *Memory) shardOf(account string) *shard {
 	return &m.shards[maphash.String(m.seed, account)&(memoryShards-1)]
@@ -609,9 +588,6 @@ func (m *Memory) Accounts() int {
 // goroutine calls it every SweepInterval; tests and callers that disabled
 // the sweeper may call it directly. It takes one shard lock at a time.
 func (m *Memory) Sweep() {
-	if m.now == nil {
-		m.reanchor()
-	}
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()

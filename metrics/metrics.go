@@ -60,6 +60,7 @@ type Config struct {
 //	streamsession_relay_announce_failures_total            counter
 //	streamsession_drains_total                             counter
 //	streamsession_draining                                 gauge
+//	streamsession_background_errors_total{op}              counter
 //
 // streamsession_sessions is kept from the transitions alone: each Event
 // adds one to the state entered and takes one from the state left, so a
@@ -69,7 +70,12 @@ type Config struct {
 // is created, and with a Store shared by several nodes read it as "the
 // sessions this node's Manager reported".
 //
-// Every label value of the sessions, transitions and limiter families is
+// streamsession_background_errors_total counts the failures of the
+// Manager's own goroutines (session.Hooks.OnBackgroundError), by
+// session.BackgroundOp ("timer_close", "renew", ...).
+//
+// Every label value of the sessions, transitions, limiter and background
+// families is
 // created at zero by New, so that a rate() or an alert sees them from the
 // first scrape; refusal codes appear when first counted.
 //
@@ -90,6 +96,7 @@ type Metrics struct {
 	unannounced    prometheus.Counter
 	drains         prometheus.Counter
 	draining       prometheus.Gauge
+	background     *prometheus.CounterVec
 
 	// The children the hooks touch, looked up once: a hook then costs an
 	// atomic add and no label hashing.
@@ -108,6 +115,12 @@ const (
 // limiterOps are the values of the op label.
 var limiterOps = []session.LimiterOp{
 	session.LimiterAcquire, session.LimiterStarted, session.LimiterRenew, session.LimiterRelease,
+}
+
+// backgroundOps are the values of the background family's op label.
+var backgroundOps = []session.BackgroundOp{
+	session.BackgroundDue, session.BackgroundTimerClose, session.BackgroundForget,
+	session.BackgroundFinishClose, session.BackgroundRenew, session.BackgroundShutdownClose,
 }
 
 // New creates the families, registers them with reg and returns the
@@ -196,6 +209,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "draining",
 			Help:      "1 while this node drains before it exits, else 0.",
 		}),
+		background: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "background_errors_total",
+			Help:      "Failures of the session manager's own work (a timer's close, a lease renewal, ...), which no caller sees, by operation.",
+		}, []string{"op"}),
 	}
 	for _, s := range fsm.States() {
 		m.byState[s] = m.sessions.WithLabelValues(s.String())
@@ -208,11 +226,14 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 		m.errsByOp[op] = m.limiterErrors.WithLabelValues(m.backend, op.String())
 	}
 	m.failOne = m.failOpen.WithLabelValues(m.backend)
+	for _, op := range backgroundOps {
+		m.background.WithLabelValues(op.String())
+	}
 
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.sessions, m.transitions, m.closed, m.refusals, m.requestRefused, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
-		m.unannounced, m.drains, m.draining,
+		m.unannounced, m.drains, m.draining, m.background,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -255,7 +276,7 @@ func moves() []move {
 }
 
 // SessionHooks returns the hooks that feed the session, transition,
-// refusal and limiter families; set them as session.Config.Hooks (combine
+// refusal, limiter and background families; set them as session.Config.Hooks (combine
 // them with others with observe.JoinHooks). Every hook only adds to a
 // metric.
 func (m *Metrics) SessionHooks() session.Hooks {
@@ -263,7 +284,13 @@ func (m *Metrics) SessionHooks() session.Hooks {
 		OnTransition: m.transition,
 		OnRefused:    m.refused,
 		OnLimiter:    m.limiter,
+
+		OnBackgroundError: m.backgroundError,
 	}
+}
+
+func (m *Metrics) backgroundError(op session.BackgroundOp, _ error) {
+	m.background.WithLabelValues(op.String()).Inc()
 }
 
 func (m *Metrics) transition(e session.Event) {

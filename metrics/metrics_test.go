@@ -163,7 +163,7 @@ streamsession_relay_announce_failures_total 0
 streamsession_drains_total 0
 # TYPE streamsession_draining gauge
 streamsession_draining 0
-`
+` + background(nil)
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want)))
 
 		// b is stopped while still new; after the retention window both
@@ -184,6 +184,49 @@ streamsession_draining 0
 			latency("acquire", 4) + latency("release", 2) + latency("renew", 0) + latency("started", 1)
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(wantRelease),
 			"streamsession_limiter_call_duration_seconds"))
+	})
+}
+
+// background returns the exposition of the background errors counter with
+// the given counts; every op that counts omits is 0.
+func background(counts map[string]int) string {
+	var b strings.Builder
+	b.WriteString("# TYPE streamsession_background_errors_total counter\n")
+	for _, op := range []string{"due", "finish_close", "forget", "renew", "shutdown_close", "timer_close"} {
+		fmt.Fprintf(&b, "streamsession_background_errors_total{op=%q} %d\n", op, counts[op])
+	}
+	return b.String()
+}
+
+// failingDueStore is a MemoryStore whose Due fails: the timer loop's
+// failure that no caller sees.
+type failingDueStore struct{ *session.MemoryStore }
+
+func (failingDueStore) Due(_ context.Context, _ time.Time, buf []session.Due) ([]session.Due, time.Time, error) {
+	return buf[:0], time.Time{}, errors.New("test: store down")
+}
+
+// TestBackgroundErrors: a Manager whose store fails to report the sessions
+// due counts one background error a second (the loop's retry), under
+// op="due"; every other op stays at zero.
+func TestBackgroundErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewPedanticRegistry()
+		met, err := metrics.New(reg, metrics.Config{})
+		require.NoError(t, err)
+		lim := limits.NewMemory(limits.MemoryConfig{})
+		defer lim.Close()
+		m, err := session.NewManager(session.Config{
+			Limiter: lim, Avatars: testAvatars, Hooks: met.SessionHooks(),
+			Store: failingDueStore{session.NewMemoryStore(session.MemoryStoreConfig{})},
+		})
+		require.NoError(t, err)
+		defer m.Close(context.Background())
+		synctest.Wait()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(background(map[string]int{"due": 3})),
+			"streamsession_background_errors_total"))
 	})
 }
 
@@ -438,7 +481,7 @@ func TestLint(t *testing.T) {
 	assert.Empty(t, problems)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	assert.Len(t, mfs, 11)
+	assert.Len(t, mfs, 12)
 	for _, mf := range mfs {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())

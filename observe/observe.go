@@ -14,13 +14,14 @@ import (
 
 // The messages of the log lines, for filtering.
 const (
-	MsgTransition     = "session transition"
-	MsgSessionRefused = "session refused"
-	MsgLimiterFailed  = "limiter call failed"
-	MsgSocketOpened   = "realtime socket opened"
-	MsgSocketClosed   = "realtime socket closed"
-	MsgRequestRefused = "request refused"
-	MsgAnnounceFailed = "realtime socket not announced"
+	MsgTransition       = "session transition"
+	MsgSessionRefused   = "session refused"
+	MsgLimiterFailed    = "limiter call failed"
+	MsgBackgroundFailed = "background work failed"
+	MsgSocketOpened     = "realtime socket opened"
+	MsgSocketClosed     = "realtime socket closed"
+	MsgRequestRefused   = "request refused"
+	MsgAnnounceFailed   = "realtime socket not announced"
 )
 
 // SessionRef returns the label under which logs name a session: the first
@@ -37,6 +38,7 @@ func SessionRef(id string) string { return server.ShortHash(id) }
 //	"session transition": account, session (SessionRef), from, to, epoch, reason
 //	"session refused":     account, code, message; at Warn when the service failed (5xx, 400558), else Info
 //	"limiter call failed": op, duration, code, error (redacted), at Warn
+//	"background work failed": op, code, error (redacted), at Error
 //
 // A line never carries a raw session id, a token or an API key: sessions
 // are named by SessionRef, refusals by the catalog's message for the code
@@ -79,6 +81,13 @@ func SessionHooks(logger *slog.Logger) session.Hooks {
 			logger.LogAttrs(context.Background(), slog.LevelWarn, MsgLimiterFailed,
 				slog.String("op", op.String()),
 				slog.Duration("duration", d),
+				slog.Int("code", int(sserrors.CodeOf(err))),
+				slog.String("error", Redact(err.Error())),
+			)
+		},
+		OnBackgroundError: func(op session.BackgroundOp, err error) {
+			logger.LogAttrs(context.Background(), slog.LevelError, MsgBackgroundFailed,
+				slog.String("op", op.String()),
 				slog.Int("code", int(sserrors.CodeOf(err))),
 				slog.String("error", Redact(err.Error())),
 			)
@@ -210,6 +219,7 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 		onTransition []func(session.Event)
 		onRefused    []func(string, sserrors.Code)
 		onLimiter    []func(session.LimiterOp, time.Duration, error)
+		onBackground []func(session.BackgroundOp, error)
 	)
 	for _, h := range hooks {
 		onTransition = collect(onTransition, h.OnTransition)
@@ -218,6 +228,9 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 		}
 		if h.OnLimiter != nil {
 			onLimiter = append(onLimiter, h.OnLimiter)
+		}
+		if h.OnBackgroundError != nil {
+			onBackground = append(onBackground, h.OnBackgroundError)
 		}
 	}
 	j := session.Hooks{OnTransition: fanOut(onTransition)}
@@ -240,6 +253,17 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 		j.OnLimiter = func(op session.LimiterOp, d time.Duration, err error) {
 			for _, f := range onLimiter {
 				f(op, d, err)
+			}
+		}
+	}
+	switch len(onBackground) {
+	case 0:
+	case 1:
+		j.OnBackgroundError = onBackground[0]
+	default:
+		j.OnBackgroundError = func(op session.BackgroundOp, err error) {
+			for _, f := range onBackground {
+				f(op, err)
 			}
 		}
 	}

@@ -118,22 +118,28 @@ func TestJoinHooks(t *testing.T) {
 			OnLimiter: func(op session.LimiterOp, d time.Duration, err error) {
 				calls = append(calls, name+":limiter:"+op.String())
 			},
+			OnBackgroundError: func(op session.BackgroundOp, err error) {
+				calls = append(calls, name+":background:"+op.String())
+			},
 		}
 	}
 	j := observe.JoinHooks(rec("a"), session.Hooks{}, rec("b"))
 	j.OnTransition(session.Event{To: fsm.New})
 	j.OnRefused("acme", sserrors.CodeConcurrentLimitReached)
 	j.OnLimiter(session.LimiterAcquire, 0, nil)
+	j.OnBackgroundError(session.BackgroundTimerClose, errors.New("down"))
 	assert.Equal(t, []string{
 		"a:transition:new", "b:transition:new",
 		"a:refused:acme", "b:refused:acme",
 		"a:limiter:acquire", "b:limiter:acquire",
+		"a:background:timer_close", "b:background:timer_close",
 	}, calls)
 
 	none := observe.JoinHooks(session.Hooks{}, session.Hooks{})
 	assert.Nil(t, none.OnTransition)
 	assert.Nil(t, none.OnRefused)
 	assert.Nil(t, none.OnLimiter, "the Manager must be able to skip timing the limiter")
+	assert.Nil(t, none.OnBackgroundError)
 	assert.Equal(t, session.Hooks{}, observe.JoinHooks())
 
 	calls = nil

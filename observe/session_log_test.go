@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/session"
@@ -188,5 +189,44 @@ func TestSubscribeKeepsLogOffTheTransitionPath(t *testing.T) {
 			transition("acme", s.ID, "new", "closing", 2, "stop"),
 			transition("acme", s.ID, "closing", "closed", 3, "stop"),
 		}), buf.String())
+	})
+}
+
+// closeFailingStore is a MemoryStore that cannot close sessions, with an
+// error naming the session (as a careless backend's might).
+type closeFailingStore struct{ *session.MemoryStore }
+
+func (s closeFailingStore) Transition(ctx context.Context, account, id string, ch session.Change) (session.Record, fsm.State, error) {
+	if ch.Event == fsm.EventClose {
+		return session.Record{}, fsm.Unknown, errors.New("store down while closing " + id)
+	}
+	return s.MemoryStore.Transition(ctx, account, id, ch)
+}
+
+// TestBackgroundLog: a join timer whose close fails logs one line at Error,
+// with the work's name and the redacted error, and no raw session id.
+func TestBackgroundLog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		var buf syncBuffer
+		logger := slog.New(handlers[1].new(&buf))
+		lim := limits.NewMemory(limits.MemoryConfig{})
+		defer lim.Close()
+		hooks := observe.SessionHooks(logger)
+		hooks.OnTransition = nil
+		m, err := session.NewManager(session.Config{Limiter: lim, Avatars: testAvatars, Hooks: hooks,
+			JoinTimeout: time.Minute, Store: closeFailingStore{session.NewMemoryStore(session.MemoryStoreConfig{})}})
+		require.NoError(t, err)
+		s, err := m.Create(ctx, session.Account{Name: "acme", Plan: limits.PaidPlan}, session.CreateOptions{})
+		require.NoError(t, err)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		got := buf.String()
+		assert.Equal(t, render(handlers[1].new, []line{{slog.LevelError, observe.MsgBackgroundFailed, []slog.Attr{
+			slog.String("op", "timer_close"), slog.Int("code", 500000),
+			slog.String("error", "store down while closing [redacted]"),
+		}}}), got)
+		assert.NotContains(t, got, s.ID)
+		_ = m.Close(ctx) // its shutdown close fails too: logged, not asserted here
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -263,7 +262,7 @@ func (b *newRequest) validate() error {
 			return sserrors.ErrInvalidParameter
 		}
 	}
-	if t := b.ActivityIdleTimeout; t != nil && (*t < 30 || *t > 3600) {
+	if t := b.ActivityIdleTimeout; t != nil && (*t < int(session.MinIdleTimeout/time.Second) || *t > int(session.MaxIdleTimeout/time.Second)) {
 		return sserrors.ErrInvalidParameter
 	}
 	return nil
@@ -484,19 +483,10 @@ type listResponse struct {
 }
 
 func (s *Server) list(r *http.Request, req *request) (any, error) {
-	infos, err := s.mgr.List(r.Context(), req.account.Name)
+	infos, err := s.mgr.List(r.Context(), req.account.Name) // open sessions, oldest first
 	if err != nil {
 		return nil, err
 	}
-	infos = slices.DeleteFunc(slices.Clone(infos), func(i session.Info) bool {
-		return i.State != fsm.New && i.State != fsm.Connecting && i.State != fsm.Connected
-	})
-	slices.SortFunc(infos, func(a, b session.Info) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	out := listResponse{Sessions: make([]listedSession, 0, len(infos))}
 	for _, i := range infos {
 		out.Sessions = append(out.Sessions, listedSession{SessionID: i.ID, Status: i.State.String(), CreatedAt: i.CreatedAt.Unix()})

@@ -44,10 +44,10 @@ type Config struct {
 	// serves one Manager.
 	Store Store
 	// Clock tells the time and wakes the manager's loops. The default is
-	// SystemClock (time.Now, read at the cost of the monotonic clock
-	// alone); under testing/synctest the default is already fake.
+	// SystemClock; under testing/synctest it is already fake.
 	Clock Clock
-	// Hooks are called on transitions, refusals and limiter calls.
+	// Hooks are called on transitions, refusals, limiter calls and
+	// background failures.
 	Hooks Hooks
 	// DefaultIdleTimeout replaces the 120 s default of
 	// CreateOptions.IdleTimeout; it must lie within MinIdleTimeout and
@@ -81,6 +81,52 @@ type Hooks struct {
 	// OnLimiter receives the duration and the error (nil on success; a
 	// refusal is a success) of every limiter call.
 	OnLimiter func(op LimiterOp, d time.Duration, err error)
+	// OnBackgroundError receives every failure of work the manager does on
+	// its own goroutines, which have no caller to return it to (a timer's
+	// close, a renewal, ...; see BackgroundOp). A race lost to another
+	// change (ErrConflict, a state error, a session forgotten meanwhile) is
+	// not a failure and is not reported. The work is not lost: the timer
+	// loop asks the store again after a second, a lease is renewed on the
+	// next round, a distributed store reports a deadline again once its
+	// claim expires, and a slot that was not released expires.
+	OnBackgroundError func(op BackgroundOp, err error)
+}
+
+// BackgroundOp names the background work that failed, for
+// Hooks.OnBackgroundError. It is a plain value.
+type BackgroundOp uint8
+
+// The background work of a Manager.
+const (
+	// BackgroundDue: the timer loop could not ask the Store for the
+	// sessions due (it asks again after a second).
+	BackgroundDue BackgroundOp = iota + 1
+	// BackgroundTimerClose: closing a session whose idle, duration or join
+	// timer fired failed.
+	BackgroundTimerClose
+	// BackgroundForget: forgetting a closed session at the end of its
+	// retention failed.
+	BackgroundForget
+	// BackgroundFinishClose: finishing the close of a session left in
+	// closing (a distributed store's TimeoutOrphaned) failed.
+	BackgroundFinishClose
+	// BackgroundRenew: renewing a lease (other than one the limiter says
+	// expired), closing a session whose lease expired, or listing the
+	// sessions to renew failed.
+	BackgroundRenew
+	// BackgroundShutdownClose: closing a session during Close failed.
+	BackgroundShutdownClose
+)
+
+var backgroundOpNames = [...]string{"", "due", "timer_close", "forget", "finish_close", "renew", "shutdown_close"}
+
+// String returns the work's name in snake case ("due", "timer_close",
+// ...), the label of the background errors metric.
+func (op BackgroundOp) String() string {
+	if op > 0 && int(op) < len(backgroundOpNames) {
+		return backgroundOpNames[op]
+	}
+	return "BackgroundOp(" + strconv.Itoa(int(op)) + ")"
 }
 
 // LimiterOp names a limits.Limiter method, for Hooks.OnLimiter. It is a
@@ -114,6 +160,23 @@ type Clock interface {
 	// NewTimer returns a started timer that fires once after d.
 	NewTimer(d time.Duration) Timer
 }
+
+// SystemClock is the Clock of the time package (time.Now, time.NewTimer),
+// the default Clock of a Manager. It is a plain value, safe for concurrent
+// use by multiple goroutines.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// NewTimer returns a time.Timer.
+func (SystemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }
+
+type systemTimer struct{ t *time.Timer }
+
+func (t systemTimer) C() <-chan time.Time        { return t.t.C }
+func (t systemTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
+func (t systemTimer) Stop() bool                 { return t.t.Stop() }
 
 // Timer is a Clock's one-shot timer, used by one goroutine at a time, with
 // the semantics of *time.Timer (Go 1.23 and later: after Stop or Reset no

@@ -19,14 +19,17 @@
 // fsm.Machine instead, for three times the memory and over twice the
 // time); the Store contract (atomic, epoch-numbered
 // transitions with a typed ErrConflict, deadlines found by the store) lets
-// a shared store (Redis) take its place without changing the Manager.
+// a shared store (Redis) take its place without changing the Manager;
+// session/storetest is the suite that checks a Store against it.
 //
 // Concurrency: Manager, MemoryStore and Guard are safe for concurrent use
 // by multiple goroutines. A Manager runs a fixed set of goroutines whatever
 // the number of sessions (one timer loop, one lease renewer, one per
 // subscriber) and no timer or goroutine per session; Close stops them all.
 // Subscribers are called on their own goroutine and never block a
-// transition; Hooks are called synchronously and must be fast.
+// transition; Hooks are called synchronously and must be fast. The work the
+// Manager does on its own goroutines (timers, renewals) has no caller to
+// fail: its failures go to Hooks.OnBackgroundError.
 //
 // Where to start: NewManager with a Config (Limiter and Avatars are
 // required), then Manager.Create; see the Manager example for a whole

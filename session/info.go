@@ -102,22 +102,3 @@ type Event struct {
 // Forgotten reports whether e is a session's last event: its retention
 // window ended and it is no longer addressable.
 func (e Event) Forgotten() bool { return e.From == fsm.Closed && e.To == fsm.Unknown }
-
-func (r Record) info() Info {
-	return Info{
-		ID:                 r.ID,
-		Account:            r.Account,
-		AvatarID:           r.AvatarID,
-		State:              r.State,
-		Epoch:              r.Epoch,
-		Paid:               r.Paid,
-		CreatedAt:          r.CreatedAt,
-		StartedAt:          r.StartedAt,
-		ClosedAt:           r.ClosedAt,
-		LastActivity:       r.LastActivity,
-		IdleTimeout:        r.IdleTimeout,
-		DisableIdleTimeout: r.DisableIdleTimeout,
-		DurationLimit:      r.DurationLimit,
-		Reason:             r.Reason,
-	}
-}

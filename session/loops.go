@@ -49,6 +49,7 @@ func (m *Manager) timerLoop() {
 		}
 		clear(due) // drop references to the records
 		if err != nil {
+			m.background(BackgroundDue, err)
 			next = now.Add(storeRetry)
 		}
 		var fired <-chan time.Time
@@ -76,11 +77,12 @@ func (m *Manager) timerLoop() {
 // more than that (so that now is stale). A session that moved on since it
 // was found due makes the conditional change fail (ErrConflict, or its
 // state's error): the store has re-armed its timers and there is nothing to
-// do.
+// do. Any other failure goes to Hooks.OnBackgroundError.
 func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 	rec := d.Record
 	if d.Timeout == TimeoutRetention {
-		_, _ = m.store.Delete(ctx, rec.Account, rec.ID, rec.Epoch, now)
+		_, err := m.store.Delete(ctx, rec.Account, rec.ID, rec.Epoch, now)
+		m.background(BackgroundForget, err)
 		return false
 	}
 	if d.Timeout == TimeoutOrphaned {
@@ -95,10 +97,12 @@ func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 		if err := m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID}); err != nil && m.unkept != nil {
 			return true
 		}
-		_, _, _ = m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
+		_, _, err := m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
+		m.background(BackgroundFinishClose, err)
 		return true
 	}
-	_, _ = m.closeSession(ctx, rec.Account, rec.ID, d.Timeout.Reason(), rec.Epoch)
+	_, err := m.closeSession(ctx, rec.Account, rec.ID, d.Timeout.Reason(), rec.Epoch)
+	m.background(BackgroundTimerClose, err)
 	return true
 }
 
@@ -156,19 +160,20 @@ func (m *Manager) renewLoop() {
 // renewAll renews every open lease. A lease the limiter says has expired
 // no longer holds a slot, so its session is closed (ReasonLeaseLost); any
 // other failure (an unreachable backend) leaves the session running and is
-// retried on the next round.
+// retried on the next round. Failures go to Hooks.OnBackgroundError.
 func (m *Manager) renewAll() {
 	ctx := context.Background()
 	if m.unkept != nil {
 		m.keepUnkept(ctx)
 		return
 	}
-	_ = m.store.Range(ctx, func(rec Record) bool {
+	err := m.store.Range(ctx, func(rec Record) bool {
 		if rec.State.Open() {
 			err := m.renew(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID})
 			if errors.Is(err, limits.ErrLeaseExpired) {
-				_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonLeaseLost, 0)
+				_, err = m.closeSession(ctx, rec.Account, rec.ID, ReasonLeaseLost, 0)
 			}
+			m.background(BackgroundRenew, err)
 		}
 		select {
 		case <-m.stop:
@@ -177,6 +182,7 @@ func (m *Manager) renewAll() {
 			return true
 		}
 	})
+	m.background(BackgroundRenew, err)
 }
 
 // keepUnkept retries the Keep of the slots whose Keep failed (see

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,13 +35,11 @@ type Manager struct {
 	renewFixed  time.Duration
 	subBuffer   int
 
-	// gates count the calls in flight that may change a session, spread
-	// over padded counters so that they cost no shared cache line; Close
-	// waits for them to drain.
-	gates    [numGates]gate
-	gateSeed maphash.Seed
-	closing  atomic.Bool
-	drained  chan struct{}
+	// calls counts the calls in flight that may change a session; Close
+	// waits for it to drain.
+	calls   atomic.Int64
+	closing atomic.Bool
+	drained chan struct{}
 
 	subMu   sync.Mutex
 	subs    atomic.Pointer[[]*subscriber]
@@ -61,13 +58,6 @@ type Manager struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
-}
-
-const numGates = 64
-
-type gate struct {
-	n atomic.Int64
-	_ [56]byte
 }
 
 // maxConflictRetries bounds the retries of a change that keeps losing races
@@ -99,7 +89,6 @@ func NewManager(cfg Config) (*Manager, error) {
 		defaultIdle: or(cfg.DefaultIdleTimeout, DefaultIdleTimeout),
 		renewFixed:  cfg.LeaseRenewInterval,
 		subBuffer:   cfg.SubscriberBuffer,
-		gateSeed:    maphash.MakeSeed(),
 		drained:     make(chan struct{}, 1),
 		renewWake:   make(chan struct{}, 1),
 		stop:        make(chan struct{}),
@@ -167,13 +156,17 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 		return Info{}, err
 	}
 	id := newID()
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 
-	d, err := m.acquire(ctx, limits.Request{Account: acct.Name, Plan: acct.Plan, SessionID: id})
+	req := limits.Request{Account: acct.Name, Plan: acct.Plan, SessionID: id}
+	var d limits.Decision
+	err = m.limit(LimiterAcquire, func() (err error) {
+		d, err = m.limiter.Acquire(ctx, req)
+		return err
+	})
 	if err != nil {
 		return Info{}, err
 	}
@@ -183,18 +176,20 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 	now := m.clock.Now()
 	m.observeLease(d.Lease, now)
 	rec, err := m.store.Insert(ctx, Record{
-		ID:                 id,
-		Account:            acct.Name,
-		AvatarID:           avatar.ID,
-		State:              fsm.New,
-		Epoch:              1,
-		Paid:               !acct.Plan.Trial,
-		CreatedAt:          now,
-		IdleTimeout:        idle,
-		DisableIdleTimeout: opts.DisableIdleTimeout,
-		DurationLimit:      acct.Plan.SessionDurationLimit,
-		JoinTimeout:        m.joinTimeout,
-		Retention:          m.retention,
+		Info: Info{
+			ID:                 id,
+			Account:            acct.Name,
+			AvatarID:           avatar.ID,
+			State:              fsm.New,
+			Epoch:              1,
+			Paid:               !acct.Plan.Trial,
+			CreatedAt:          now,
+			IdleTimeout:        idle,
+			DisableIdleTimeout: opts.DisableIdleTimeout,
+			DurationLimit:      acct.Plan.SessionDurationLimit,
+		},
+		JoinTimeout: m.joinTimeout,
+		Retention:   m.retention,
 	})
 	if err != nil {
 		m.releaseAfterFailedCreate(ctx, limits.Lease{Account: acct.Name, SessionID: id})
@@ -208,7 +203,7 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 			return Info{}, err
 		}
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // keepSlot makes the slot of a session just recorded in a SharedStore
@@ -257,7 +252,7 @@ func (m *Manager) Get(ctx context.Context, account, id string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // List returns account's open sessions (new, connecting, connected), oldest
@@ -269,7 +264,7 @@ func (m *Manager) List(ctx context.Context, account string) ([]Info, error) {
 	}
 	out := make([]Info, len(recs))
 	for i, r := range recs {
-		out[i] = r.info()
+		out[i] = r.Info
 	}
 	return out, nil
 }
@@ -280,19 +275,19 @@ func (m *Manager) List(ctx context.Context, account string) ([]Info, error) {
 // session fails with 10006. A limiter failure to count the minutes does not
 // fail the call (it is reported to Hooks.OnLimiter).
 func (m *Manager) Start(ctx context.Context, account, id string) (Info, error) {
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventStart, At: m.clock.Now()})
 	if err != nil {
 		return Info{}, err
 	}
 	if !rec.Paid {
-		m.started(uncancellable(ctx), limits.Lease{Account: account, SessionID: id})
+		ctx, lease := uncancellable(ctx), limits.Lease{Account: account, SessionID: id}
+		_ = m.limit(LimiterStarted, func() error { return m.limiter.Started(ctx, lease) })
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // Join records that the client's realtime socket opened: connecting →
@@ -300,15 +295,14 @@ func (m *Manager) Start(ctx context.Context, account, id string) (Info, error) {
 // counts as activity (a reconnecting socket). In any other state it fails
 // with that state's 10001, 10004 or 10005 and changes nothing.
 func (m *Manager) Join(ctx context.Context, account, id string) (Info, error) {
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 	now := m.clock.Now()
 	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventJoin, At: now})
 	if err == nil {
-		return rec.info(), nil
+		return rec.Info, nil
 	}
 	if !errors.Is(err, sserrors.ErrSessionStateConnected) {
 		return Info{}, err
@@ -340,7 +334,7 @@ func (m *Manager) Command(ctx context.Context, account, id string, cmd fsm.Comma
 		if err := fsm.Allow(rec.State, cmd); err != nil {
 			return Info{}, err
 		}
-		return rec.info(), nil
+		return rec.Info, nil
 	}
 	return Info{}, sserrors.ErrInvalidParameter
 }
@@ -363,7 +357,7 @@ func (m *Manager) touch(ctx context.Context, account, id string, at time.Time, c
 	if err := fsm.Allow(rec.State, cmd); err != nil {
 		return Info{}, err
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // Stop closes a session (streaming.stop): new, connecting or connected →
@@ -373,11 +367,10 @@ func (m *Manager) touch(ctx context.Context, account, id string, at time.Time, c
 // with 10004 or 10005 (the state the session is in) and change nothing. A
 // ctx cancelled once closing has begun does not interrupt the close.
 func (m *Manager) Stop(ctx context.Context, account, id string) (Info, error) {
-	g := m.gate(id)
-	if !m.enter(g) {
+	if !m.enter() {
 		return Info{}, ErrClosed
 	}
-	defer m.leave(g)
+	defer m.leave()
 	return m.closeSession(ctx, account, id, ReasonStop, 0)
 }
 
@@ -402,7 +395,7 @@ func (m *Manager) closeSession(ctx context.Context, account, id string, reason R
 	if err != nil {
 		return Info{}, internal(err)
 	}
-	return rec.info(), nil
+	return rec.Info, nil
 }
 
 // uncancellable returns ctx without its cancellation, for the work that
@@ -439,7 +432,7 @@ type Stats struct {
 
 // Stats returns the manager's counters.
 func (m *Manager) Stats() Stats {
-	return Stats{Subscribers: len(*m.subs.Load()), DroppedEvents: m.droppedEvents()}
+	return Stats{Subscribers: len(*m.subs.Load()), DroppedEvents: m.dropped.Load()}
 }
 
 // Close shuts the manager down, the server's shutdown path: it refuses new
@@ -495,7 +488,7 @@ func (m *Manager) end(ctx context.Context, closeSessions bool) error {
 
 func (m *Manager) shutdown(closeSessions bool) {
 	defer close(m.closed)
-	for !m.gatesIdle() {
+	for m.calls.Load() != 0 {
 		<-m.drained
 	}
 	close(m.stop)
@@ -505,7 +498,8 @@ func (m *Manager) shutdown(closeSessions bool) {
 	case closeSessions:
 		_ = m.store.Range(ctx, func(rec Record) bool {
 			if rec.State.Open() {
-				_, _ = m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
+				_, err := m.closeSession(ctx, rec.Account, rec.ID, ReasonShutdown, 0)
+				m.background(BackgroundShutdownClose, err)
 			}
 			return true
 		})
@@ -523,22 +517,19 @@ func (m *Manager) shutdown(closeSessions bool) {
 	m.subWG.Wait()
 }
 
-func (m *Manager) gate(id string) *gate {
-	return &m.gates[maphash.String(m.gateSeed, id)&(numGates-1)]
-}
-
-// enter admits a call that may change a session, unless Close has begun.
-func (m *Manager) enter(g *gate) bool {
-	g.n.Add(1)
+// enter admits a call that may change a session, unless Close has begun;
+// a call admitted must leave.
+func (m *Manager) enter() bool {
+	m.calls.Add(1)
 	if m.closing.Load() {
-		m.leave(g)
+		m.leave()
 		return false
 	}
 	return true
 }
 
-func (m *Manager) leave(g *gate) {
-	if g.n.Add(-1) == 0 && m.closing.Load() {
+func (m *Manager) leave() {
+	if m.calls.Add(-1) == 0 && m.closing.Load() {
 		select {
 		case m.drained <- struct{}{}:
 		default:
@@ -546,46 +537,68 @@ func (m *Manager) leave(g *gate) {
 	}
 }
 
-func (m *Manager) gatesIdle() bool {
-	for i := range m.gates {
-		if m.gates[i].n.Load() != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// The limiter calls, timed for Hooks.OnLimiter.
-
-func (m *Manager) acquire(ctx context.Context, req limits.Request) (limits.Decision, error) {
+// limit makes one limiter call, timed for Hooks.OnLimiter, and returns its
+// error.
+func (m *Manager) limit(op LimiterOp, call func() error) error {
 	if m.hooks.OnLimiter == nil {
-		return m.limiter.Acquire(ctx, req)
+		return call()
 	}
 	t0 := time.Now()
-	d, err := m.limiter.Acquire(ctx, req)
-	m.hooks.OnLimiter(LimiterAcquire, time.Since(t0), err)
-	return d, err
-}
-
-func (m *Manager) started(ctx context.Context, lease limits.Lease) {
-	if m.hooks.OnLimiter == nil {
-		_ = m.limiter.Started(ctx, lease)
-		return
-	}
-	t0 := time.Now()
-	err := m.limiter.Started(ctx, lease)
-	m.hooks.OnLimiter(LimiterStarted, time.Since(t0), err)
+	err := call()
+	m.hooks.OnLimiter(op, time.Since(t0), err)
+	return err
 }
 
 func (m *Manager) renew(ctx context.Context, lease limits.Lease) error {
-	if m.hooks.OnLimiter == nil {
+	return m.limit(LimiterRenew, func() error {
 		_, err := m.limiter.Renew(ctx, lease)
 		return err
+	})
+}
+
+// release frees a slot. A failure is reported (Hooks.OnLimiter) and
+// returned; without a SharedStore the session is closed whatever the
+// limiter says, and a lease that was not released expires.
+func (m *Manager) release(ctx context.Context, lease limits.Lease) error {
+	if m.unkept != nil {
+		m.unkept.remove(lease.SessionID)
 	}
-	t0 := time.Now()
-	_, err := m.limiter.Renew(ctx, lease)
-	m.hooks.OnLimiter(LimiterRenew, time.Since(t0), err)
-	return err
+	return m.limit(LimiterRelease, func() error { return m.limiter.Release(ctx, lease) })
+}
+
+// keep makes a recorded session's slot durable (with a SharedStore).
+func (m *Manager) keep(ctx context.Context, lease limits.Lease) error {
+	return m.limit(LimiterKeep, func() error { return m.limiter.Keep(ctx, lease) })
+}
+
+// background reports a failure of the manager's own goroutines to
+// Hooks.OnBackgroundError, unless err is nil or the expected end of a race
+// (see backgroundFailure).
+func (m *Manager) background(op BackgroundOp, err error) {
+	if h := m.hooks.OnBackgroundError; h != nil && backgroundFailure(err) {
+		h(op, err)
+	}
+}
+
+// backgroundFailure reports whether err, returned to a timer or to the
+// lease renewer, is a failure rather than a race lost to another change (a
+// conditional change's ErrConflict, the state's 10001–10005, or 10006 for a
+// session forgotten meanwhile): those mean someone else already did, or
+// undid, the work. A conflict that retries did not settle (500000) is a
+// failure.
+func backgroundFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	if _, ok := sserrors.As(err); !ok {
+		return !errors.Is(err, ErrConflict)
+	}
+	switch sserrors.CodeOf(err) {
+	case sserrors.CodeSessionStateNew, sserrors.CodeSessionStateConnecting, sserrors.CodeSessionStateConnected,
+		sserrors.CodeSessionStateClosing, sserrors.CodeSessionStateClosed, sserrors.CodeSessionNotFound:
+		return false
+	}
+	return true
 }
 
 // detachedReleaseTimeout bounds a release that outlives its caller's
@@ -611,30 +624,4 @@ func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lea
 		defer cancel()
 		_ = m.release(rctx, lease)
 	}()
-}
-
-// release frees a slot. A failure is reported and returned; without a
-// SharedStore the session is closed whatever the limiter says, and a lease
-// that was not released expires.
-func (m *Manager) release(ctx context.Context, lease limits.Lease) error {
-	if m.unkept != nil {
-		m.unkept.remove(lease.SessionID)
-	}
-	if m.hooks.OnLimiter == nil {
-		return m.limiter.Release(ctx, lease)
-	}
-	t0 := time.Now()
-	err := m.limiter.Release(ctx, lease)
-	m.hooks.OnLimiter(LimiterRelease, time.Since(t0), err)
-	return err
-}
-
-func (m *Manager) keep(ctx context.Context, lease limits.Lease) error {
-	if m.hooks.OnLimiter == nil {
-		return m.limiter.Keep(ctx, lease)
-	}
-	t0 := time.Now()
-	err := m.limiter.Keep(ctx, lease)
-	m.hooks.OnLimiter(LimiterKeep, time.Since(t0), err)
-	return err
 }

@@ -82,15 +82,13 @@ func (sh *memShard) setTop() {
 // memRecord is one session. Its fields are guarded by the mutex of the
 // shard its id hashes to; times are Unix nanoseconds, 0 meaning unset.
 type memRecord struct {
-	machine                              *fsm.Machine // nil unless MachinePerSession
-	state                                fsm.State    // the machine's state, or the only record of it
-	id, account, avatarID                string
-	epoch                                uint64
-	created, started, closed, activity   int64
-	idle, durationLimit, join, retention int64
-	reason                               uint8
-	paid, disableIdle                    bool
-	slot                                 int32 // 1 + the index of the record's entry in its shard's timers; 0 when none
+	timers                             // state: the machine's state, or the only record of it
+	machine               *fsm.Machine // nil unless MachinePerSession
+	id, account, avatarID string
+	epoch                 uint64
+	reason                uint8
+	paid                  bool
+	slot                  int32 // 1 + the index of the record's entry in its shard's timers; 0 when none
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -137,22 +135,24 @@ func (s *MemoryStore) emit(r *memRecord, from, to fsm.State, at int64) {
 
 func (r *memRecord) record() Record {
 	return Record{
-		ID:                 r.id,
-		Account:            r.account,
-		AvatarID:           r.avatarID,
-		State:              r.state,
-		Epoch:              r.epoch,
-		Paid:               r.paid,
-		CreatedAt:          fromNanos(r.created),
-		StartedAt:          fromNanos(r.started),
-		ClosedAt:           fromNanos(r.closed),
-		LastActivity:       fromNanos(r.activity),
-		IdleTimeout:        time.Duration(r.idle),
-		DisableIdleTimeout: r.disableIdle,
-		DurationLimit:      time.Duration(r.durationLimit),
-		JoinTimeout:        time.Duration(r.join),
-		Retention:          time.Duration(r.retention),
-		Reason:             Reason(r.reason),
+		Info: Info{
+			ID:                 r.id,
+			Account:            r.account,
+			AvatarID:           r.avatarID,
+			State:              r.state,
+			Epoch:              r.epoch,
+			Paid:               r.paid,
+			CreatedAt:          fromNanos(r.created),
+			StartedAt:          fromNanos(r.started),
+			ClosedAt:           fromNanos(r.closed),
+			LastActivity:       fromNanos(r.activity),
+			IdleTimeout:        time.Duration(r.idle),
+			DisableIdleTimeout: r.disableIdle,
+			DurationLimit:      time.Duration(r.durationLimit),
+			Reason:             Reason(r.reason),
+		},
+		JoinTimeout: time.Duration(r.join),
+		Retention:   time.Duration(r.retention),
 	}
 }
 
@@ -173,9 +173,7 @@ func (r *memRecord) fire(ev fsm.Event) (from, to fsm.State, err error) {
 	return from, to, err
 }
 
-func (r *memRecord) deadline() (int64, Timeout) {
-	return nextTimeout(r.state, r.created, r.started, r.closed, r.activity, r.idle, r.disableIdle, r.durationLimit, r.join, r.retention)
-}
+func (r *memRecord) deadline() (int64, Timeout) { return r.timers.next() }
 
 // lookup returns the record of (account, id) in sh, whose lock is held.
 func (sh *memShard) lookup(account, id string) *memRecord {
@@ -195,18 +193,20 @@ func (s *MemoryStore) Insert(ctx context.Context, rec Record) (Record, error) {
 		return Record{}, errors.New("session: MemoryStore.Insert: not a new record")
 	}
 	r := &memRecord{
-		state:         fsm.New,
-		id:            rec.ID,
-		account:       rec.Account,
-		avatarID:      rec.AvatarID,
-		epoch:         1,
-		created:       nanos(rec.CreatedAt),
-		idle:          int64(rec.IdleTimeout),
-		durationLimit: int64(rec.DurationLimit),
-		join:          int64(rec.JoinTimeout),
-		retention:     int64(rec.Retention),
-		paid:          rec.Paid,
-		disableIdle:   rec.DisableIdleTimeout,
+		timers: timers{
+			state:         fsm.New,
+			created:       nanos(rec.CreatedAt),
+			idle:          int64(rec.IdleTimeout),
+			durationLimit: int64(rec.DurationLimit),
+			join:          int64(rec.JoinTimeout),
+			retention:     int64(rec.Retention),
+			disableIdle:   rec.DisableIdleTimeout,
+		},
+		id:       rec.ID,
+		account:  rec.Account,
+		avatarID: rec.AvatarID,
+		epoch:    1,
+		paid:     rec.Paid,
 	}
 	if s.machines {
 		r.machine = fsm.NewMachine(fsm.New)
@@ -291,9 +291,9 @@ func (s *MemoryStore) List(ctx context.Context, account string) ([]Record, error
 	return out, nil
 }
 
-// Transition implements Store. The event is applied through the session's
-// fsm.Machine under the shard's lock, so MemoryStore never returns
-// ErrConflict for an unconditional change.
+// Transition implements Store. The event is applied under the shard's lock
+// (by fsm.Next, or the session's fsm.Machine when MachinePerSession is set),
+// so MemoryStore never returns ErrConflict for an unconditional change.
 func (s *MemoryStore) Transition(ctx context.Context, account, id string, ch Change) (Record, fsm.State, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, fsm.Unknown, err

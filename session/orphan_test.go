@@ -85,7 +85,7 @@ func TestTimeoutOrphaned(t *testing.T) {
 	assert.Equal(t, "orphaned", TimeoutOrphaned.String())
 	assert.Equal(t, ReasonNone, TimeoutOrphaned.Reason(), "an orphaned close keeps the reason it began with")
 	assert.Equal(t, "node_lost", ReasonNodeLost.String(), "records of earlier versions still read back")
-	at, kind := Record{State: fsm.Closing}.NextTimeout()
+	at, kind := Record{Info: Info{State: fsm.Closing}}.NextTimeout()
 	assert.Equal(t, TimeoutNone, kind, "NextTimeout never reports an orphan")
 	assert.True(t, at.IsZero())
 

@@ -145,24 +145,13 @@ type Change struct {
 	Epoch uint64
 }
 
-// Record is a session as a Store keeps it. It is a plain value, safe to copy.
+// Record is a session as a Store keeps it: the Info the Manager returns,
+// and the two timers the Manager sets at creation. It is a plain value, safe
+// to copy.
 type Record struct {
-	ID                 string
-	Account            string
-	AvatarID           string
-	State              fsm.State
-	Epoch              uint64
-	Paid               bool
-	CreatedAt          time.Time
-	StartedAt          time.Time // zero until started
-	ClosedAt           time.Time // zero until closed
-	LastActivity       time.Time // zero until connected
-	IdleTimeout        time.Duration
-	DisableIdleTimeout bool
-	DurationLimit      time.Duration // 0: no limit
-	JoinTimeout        time.Duration // closes a session still new or connecting this long after CreatedAt
-	Retention          time.Duration // how long a closed session stays addressable (10005) before it is forgotten
-	Reason             Reason
+	Info
+	JoinTimeout time.Duration // closes a session still new or connecting this long after CreatedAt
+	Retention   time.Duration // how long a closed session stays addressable (10005) before it is forgotten
 }
 
 // Timeout names one of a session's timers. A Timeout is a plain value.
@@ -223,17 +212,38 @@ type Due struct {
 // with neither an idle timeout nor a duration limit). Every Store computes
 // deadlines with it, so that all stores agree.
 func (r Record) NextTimeout() (time.Time, Timeout) {
-	at, t := nextTimeout(r.State, nanos(r.CreatedAt), nanos(r.StartedAt), nanos(r.ClosedAt), nanos(r.LastActivity),
-		int64(r.IdleTimeout), r.DisableIdleTimeout, int64(r.DurationLimit), int64(r.JoinTimeout), int64(r.Retention))
+	at, t := timers{
+		state:    r.State,
+		created:  nanos(r.CreatedAt),
+		started:  nanos(r.StartedAt),
+		closed:   nanos(r.ClosedAt),
+		activity: nanos(r.LastActivity),
+
+		idle:          int64(r.IdleTimeout),
+		durationLimit: int64(r.DurationLimit),
+		join:          int64(r.JoinTimeout),
+		retention:     int64(r.Retention),
+		disableIdle:   r.DisableIdleTimeout,
+	}.next()
 	if t == TimeoutNone {
 		return time.Time{}, TimeoutNone
 	}
 	return fromNanos(at), t
 }
 
-// nextTimeout is NextTimeout on Unix nanoseconds (0 meaning unset), the
-// form MemoryStore keeps.
-func nextTimeout(s fsm.State, created, started, closed, activity, idle int64, disableIdle bool, durationLimit, join, retention int64) (int64, Timeout) {
+// timers are the fields of a session that its deadlines depend on, in the
+// form MemoryStore keeps them: times in Unix nanoseconds (0 meaning unset),
+// durations in nanoseconds.
+type timers struct {
+	state                                fsm.State
+	disableIdle                          bool
+	created, started, closed, activity   int64
+	idle, durationLimit, join, retention int64
+}
+
+// next is NextTimeout on timers.
+func (f timers) next() (int64, Timeout) {
+	s := f.state
 	var (
 		at   int64
 		kind = TimeoutNone
@@ -245,17 +255,17 @@ func nextTimeout(s fsm.State, created, started, closed, activity, idle int64, di
 	}
 	switch s {
 	case fsm.New, fsm.Connecting, fsm.Connected:
-		if s != fsm.Connected && join > 0 {
-			consider(created+join, TimeoutJoin)
+		if s != fsm.Connected && f.join > 0 {
+			consider(f.created+f.join, TimeoutJoin)
 		}
-		if s != fsm.New && durationLimit > 0 && started != 0 {
-			consider(started+durationLimit, TimeoutDuration)
+		if s != fsm.New && f.durationLimit > 0 && f.started != 0 {
+			consider(f.started+f.durationLimit, TimeoutDuration)
 		}
-		if s == fsm.Connected && !disableIdle && idle > 0 {
-			consider(activity+idle, TimeoutIdle)
+		if s == fsm.Connected && !f.disableIdle && f.idle > 0 {
+			consider(f.activity+f.idle, TimeoutIdle)
 		}
 	case fsm.Closed:
-		consider(closed+retention, TimeoutRetention)
+		consider(f.closed+f.retention, TimeoutRetention)
 	}
 	return at, kind
 }

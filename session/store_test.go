@@ -11,15 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
-	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newRecord(id string) Record {
-	return Record{ID: id, Account: "acme", State: fsm.New, Epoch: 1, CreatedAt: t0, IdleTimeout: time.Minute,
-		JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute, DurationLimit: 10 * time.Minute}
+	return Record{Info: Info{ID: id, Account: "acme", State: fsm.New, Epoch: 1, CreatedAt: t0, IdleTimeout: time.Minute,
+		DurationLimit: 10 * time.Minute}, JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute}
 }
 
 func TestNextTimeout(t *testing.T) {
@@ -63,80 +62,13 @@ func TestNextTimeout(t *testing.T) {
 	}
 }
 
-func TestMemoryStoreContract(t *testing.T) {
-	ctx := context.Background()
-	s := NewMemoryStore(MemoryStoreConfig{Shards: 3})
-	assert.Len(t, s.shards, 4, "rounded up to a power of two")
-	var events []Event
-	require.NoError(t, s.Watch(func(e Event) { events = append(events, e) }))
-	assert.Error(t, s.Watch(func(Event) {}), "one manager per store")
+// The Store contract of MemoryStore is checked by session/storetest (run
+// from that package's tests); what follows is MemoryStore's own.
 
-	_, err := s.Insert(ctx, Record{ID: "bad", State: fsm.Connected, Epoch: 1})
-	assert.Error(t, err)
-	rec, err := s.Insert(ctx, newRecord("a"))
-	require.NoError(t, err)
-	assert.Equal(t, newRecord("a"), rec)
-	_, err = s.Insert(ctx, newRecord("a"))
-	assert.ErrorIs(t, err, ErrExists)
-	list, _ := s.List(ctx, "acme")
-	assert.Len(t, list, 1, "a failed insert leaves no trace in the account index")
-
-	_, err = s.Get(ctx, "other", "a")
-	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound)
-
-	// An illegal event: the state's error, the current record, nothing changed.
-	got, from, err := s.Transition(ctx, "acme", "a", Change{Event: fsm.EventJoin, At: t0})
-	assert.Equal(t, sserrors.CodeSessionStateNew, codeOf(err))
-	assert.Equal(t, fsm.New, from)
-	assert.Equal(t, uint64(1), got.Epoch)
-
-	// A conditional change on a stale epoch.
-	_, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventStart, At: t0, Epoch: 7})
-	assert.ErrorIs(t, err, ErrConflict)
-
-	got, from, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventStart, At: t0.Add(time.Second), Epoch: 1})
-	require.NoError(t, err)
-	assert.Equal(t, fsm.New, from)
-	assert.Equal(t, fsm.Connecting, got.State)
-	assert.Equal(t, uint64(2), got.Epoch)
-	assert.Equal(t, t0.Add(time.Second), got.StartedAt)
-
-	// Touch counts only on connected.
-	got, err = s.Touch(ctx, "acme", "a", t0.Add(time.Minute))
-	require.NoError(t, err)
-	assert.True(t, got.LastActivity.IsZero())
-	_, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventJoin, At: t0.Add(2 * time.Second)})
-	require.NoError(t, err)
-	got, _ = s.Touch(ctx, "acme", "a", t0.Add(time.Minute))
-	assert.Equal(t, t0.Add(time.Minute), got.LastActivity)
-	got, _ = s.Touch(ctx, "acme", "a", t0.Add(30*time.Second))
-	assert.Equal(t, t0.Add(time.Minute), got.LastActivity, "activity never moves back")
-	assert.Equal(t, uint64(3), got.Epoch, "touch is not a transition")
-
-	// Delete only a closed session at its epoch.
-	_, err = s.Delete(ctx, "acme", "a", 3, t0)
-	assert.Equal(t, sserrors.CodeSessionStateConnected, codeOf(err))
-	_, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventClose, At: t0.Add(3 * time.Minute), Reason: ReasonIdle})
-	require.NoError(t, err)
-	got, _, err = s.Transition(ctx, "acme", "a", Change{Event: fsm.EventClosed, At: t0.Add(3 * time.Minute)})
-	require.NoError(t, err)
-	assert.Equal(t, ReasonIdle, got.Reason)
-	assert.Equal(t, t0.Add(3*time.Minute), got.ClosedAt)
-	list, _ = s.List(ctx, "acme")
-	assert.Empty(t, list)
-	_, err = s.Delete(ctx, "acme", "a", 4, t0)
-	assert.ErrorIs(t, err, ErrConflict)
-	_, err = s.Delete(ctx, "acme", "a", 5, t0.Add(13*time.Minute))
-	require.NoError(t, err)
-	_, err = s.Get(ctx, "acme", "a")
-	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound)
-
-	var tos []fsm.State
-	for i, e := range events {
-		assert.Equal(t, uint64(i+1), e.Epoch)
-		tos = append(tos, e.To)
+func TestMemoryStoreShardsRoundUp(t *testing.T) {
+	for shards, want := range map[int]int{0: 64, 1: 1, 3: 4, 64: 64, 65: 128} {
+		assert.Len(t, NewMemoryStore(MemoryStoreConfig{Shards: shards}).shards, want, "Shards: %d", shards)
 	}
-	assert.Equal(t, []fsm.State{fsm.New, fsm.Connecting, fsm.Connected, fsm.Closing, fsm.Closed, fsm.Unknown}, tos)
 }
 
 func TestMemoryStoreDue(t *testing.T) {

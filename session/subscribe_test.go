@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/streamsession/streamsession/fsm"
 )
@@ -251,4 +252,37 @@ func TestSubscribersUnderConcurrentLifecycles(t *testing.T) {
 		}
 	}
 	assert.Zero(t, m.Stats().DroppedEvents)
+}
+
+// TestEventQueueAgainstModel: the subscriber's ring, under any sequence of
+// pushes and pops (growing past its first size, wrapping around), gives
+// back the events in the order pushed, as a plain slice would.
+func TestEventQueueAgainstModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		var q eventQueue
+		var model []Event
+		next := uint64(1)
+		t.Repeat(map[string]func(*rapid.T){
+			"push": func(t *rapid.T) {
+				for range rapid.IntRange(1, 100).Draw(t, "n") {
+					e := Event{SessionID: "s", Epoch: next}
+					next++
+					q.push(e)
+					model = append(model, e)
+				}
+			},
+			"pop": func(t *rapid.T) {
+				for range rapid.IntRange(1, 100).Draw(t, "n") {
+					if len(model) == 0 {
+						return
+					}
+					require.Equal(t, model[0], q.pop())
+					model = model[1:]
+				}
+			},
+			"": func(t *rapid.T) {
+				require.Equal(t, len(model), q.len())
+			},
+		})
+	})
 }

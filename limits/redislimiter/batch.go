@@ -24,7 +24,7 @@ type call struct {
 }
 
 // callArgs is the most arguments a kind of call takes (acquire's).
-const callArgs = 6
+const callArgs = 5
 
 // do sends c in the next batch and waits for its answer or for ctx.
 //
@@ -56,8 +56,6 @@ func (l *Limiter) do(ctx context.Context, c *call) error {
 		b := l.take()
 		l.inflight.Add(1)
 		go l.flush(b)
-	} else if l.hooks.queued != nil {
-		l.hooks.queued(len(l.queue))
 	}
 	l.mu.Unlock()
 
@@ -111,29 +109,27 @@ func (l *Limiter) flush(b []*call) {
 // their values: a go-redis hook that reads a caller's context (tracing)
 // sees the batch's.
 func (l *Limiter) send(b []*call) {
-	if l.hooks.send != nil {
-		l.hooks.send(len(b))
-	}
 	ctx := context.Background()
 	if latest, ok := latestDeadline(b); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, latest)
 		defer cancel()
 	}
-	debug := "0"
-	if l.cfg.debugMax {
-		debug = "1"
+	keys := make([]string, 0, 2+3*len(b))
+	keys = append(keys, l.capKey, l.epoch)
+	args := make([]any, 0, 4+(1+callArgs)*len(b))
+	script := batchScript
+	if l.cfg.Clock != nil {
+		script = batchScriptAt
+		args = append(args, l.cfg.Clock().UnixMilli())
 	}
-	keys := make([]string, 0, 3+3*len(b))
-	keys = append(keys, l.capKey, l.epoch, l.debug)
-	args := make([]any, 0, 6+(1+callArgs)*len(b))
-	args = append(args, l.offsetMs.Load(), l.frozenMs.Load(), l.ttlArg, l.capacityArg, l.batchArg, debug)
+	args = append(args, l.ttlArg, l.capacityArg, l.batchArg)
 	for _, c := range b {
 		keys = append(keys, c.nm.slots, c.nm.run, c.nm.used)
 		args = append(args, c.kind)
 		args = append(args, c.args...)
 	}
-	res, err := batchScript.Run(ctx, l.client, keys, args...).Slice()
+	res, err := script.Run(ctx, l.client, keys, args...).Slice()
 	if err == nil && len(res) != 3*len(b) {
 		err = fmt.Errorf("redislimiter: the script answered %d values for %d calls", len(res), len(b))
 	}

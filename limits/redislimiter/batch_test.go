@@ -3,10 +3,13 @@ package redislimiter_test
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -14,32 +17,50 @@ import (
 	"github.com/streamsession/streamsession/limits/redislimiter"
 )
 
-// holder holds a limiter's first batch in flight until released, records
-// the size of every batch sent, and tells when a number of calls wait in the
+// holder holds a limiter's first batch in flight until released (a
+// go-redis hook on the limiter's client blocks its script), records the
+// size of every batch sent, and tells when a number of calls wait in the
 // queue behind it.
 type holder struct {
-	mu      sync.Mutex
-	sizes   []int
-	first   chan struct{} // closed to let the first batch go
-	held    chan struct{} // closed once the first batch is held
-	waiting chan int      // queue lengths, as calls join it
+	lim   *redislimiter.Limiter
+	mu    sync.Mutex
+	sizes []int
+	first chan struct{} // closed to let the first batch go
+	held  chan struct{} // closed once the first batch is held
 }
 
-func hold(t *testing.T, lim *redislimiter.Limiter) *holder {
-	h := &holder{first: make(chan struct{}), held: make(chan struct{}), waiting: make(chan int, 1024)}
-	lim.OnSend(func(n int) {
-		h.mu.Lock()
-		h.sizes = append(h.sizes, n)
-		first := len(h.sizes) == 1
-		h.mu.Unlock()
-		if first {
-			close(h.held)
-			<-h.first
-		}
-	})
-	lim.OnQueued(func(n int) { h.waiting <- n })
+// hold installs the holder on r's client. The warm-up script must have run
+// (warm): every batch is then one EVALSHA.
+func hold(t *testing.T, r *rig) *holder {
+	h := &holder{lim: r.lim, first: make(chan struct{}), held: make(chan struct{})}
+	r.client.AddHook(h)
 	t.Cleanup(h.release) // never leave a flusher held
 	return h
+}
+
+func (h *holder) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *holder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook counts the calls of each batch script from its keys: two of
+// the service's, then three per call.
+func (h *holder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := strings.ToLower(cmd.Name()); name == "evalsha" || name == "eval" {
+			n := (int(toInt64(cmd.Args()[2])) - 2) / 3
+			h.mu.Lock()
+			h.sizes = append(h.sizes, n)
+			first := len(h.sizes) == 1
+			h.mu.Unlock()
+			if first {
+				close(h.held)
+				<-h.first
+			}
+		}
+		return next(ctx, cmd)
+	}
 }
 
 // start makes a call on its own goroutine and returns once it is the held
@@ -53,10 +74,12 @@ func (h *holder) start(ctx context.Context, lim *redislimiter.Limiter, r limits.
 // waitQueued returns once n calls wait in the queue.
 func (h *holder) waitQueued(t *testing.T, n int) {
 	t.Helper()
-	for got := range h.waiting {
-		if got == n {
-			return
+	deadline := time.Now().Add(10 * time.Second)
+	for h.lim.Queued() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued, want %d", h.lim.Queued(), n)
 		}
+		runtime.Gosched()
 	}
 }
 
@@ -102,7 +125,7 @@ func TestCallsWaitingTogetherShareOneScript(t *testing.T) {
 	ctx := context.Background()
 	r := newRig(t, redislimiter.Config{Flushers: 1, Capacity: 100}, nil)
 	warm(t, r)
-	h := hold(t, r.lim)
+	h := hold(t, r)
 	plan := limits.Plan{MaxConcurrent: 3}
 
 	first := h.start(ctx, r.lim, req("a", "s0", plan))
@@ -138,7 +161,7 @@ func TestBatchSizeBoundsAScript(t *testing.T) {
 	ctx := context.Background()
 	r := newRig(t, redislimiter.Config{Flushers: 1, BatchSize: 4}, nil)
 	warm(t, r)
-	h := hold(t, r.lim)
+	h := hold(t, r)
 
 	first := h.start(ctx, r.lim, req("a", "s0", paid))
 	var rest []<-chan acquired
@@ -160,7 +183,7 @@ func TestCallThatGivesUpWhileWaitingIsNeverSent(t *testing.T) {
 	ctx := context.Background()
 	r := newRig(t, redislimiter.Config{Flushers: 1}, nil)
 	warm(t, r)
-	h := hold(t, r.lim)
+	h := hold(t, r)
 
 	first := h.start(ctx, r.lim, req("a", "s0", paid))
 	cctx, cancel := context.WithCancel(ctx)
@@ -197,7 +220,7 @@ func TestOneFailingCallLeavesItsBatchAlone(t *testing.T) {
 	// The account's slots key holds a string: every call on it fails with
 	// WRONGTYPE inside the script.
 	require.NoError(t, r.admin.Set(ctx, r.key("slots", "broken"), "x", 0).Err())
-	h := hold(t, r.lim)
+	h := hold(t, r)
 
 	first := h.start(ctx, r.lim, req("a", "s0", paid))
 	before := acquireAsync(ctx, r.lim, req("b", "s", paid))
@@ -226,10 +249,10 @@ func TestEveryKindOfCallInOneBatch(t *testing.T) {
 	for _, replay := range []bool{false, true} {
 		t.Run(fmt.Sprintf("replay=%v", replay), func(t *testing.T) {
 			ctx := context.Background()
-			r := newRig(t, redislimiter.Config{Flushers: 1, LeaseTTL: time.Minute}, nil)
+			r := newClockedRig(t, redislimiter.Config{Flushers: 1, LeaseTTL: time.Minute}, nil)
 			warm(t, r)
 			start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-			r.lim.Freeze(start)
+			r.clock.Freeze(start)
 			lease := func(acct string, plan limits.Plan) limits.Lease {
 				d, err := r.lim.Acquire(ctx, req(acct, "s", plan))
 				require.NoError(t, err)
@@ -238,9 +261,9 @@ func TestEveryKindOfCallInOneBatch(t *testing.T) {
 			}
 			toStart, toRenew, toRelease := lease("st", trial), lease("rn", paid), lease("rl", trial)
 			require.NoError(t, r.lim.Started(ctx, toRelease))
-			r.lim.Advance(2 * time.Minute / 3) // every lease still live
+			r.clock.Advance(2 * time.Minute / 3) // every lease still live
 			r.hook.replay.Store(replay)
-			h := hold(t, r.lim)
+			h := hold(t, r)
 
 			first := h.start(ctx, r.lim, req("a", "s0", paid))
 			acq := acquireAsync(ctx, r.lim, req("new", "s", trial))
@@ -273,7 +296,11 @@ func TestEveryKindOfCallInOneBatch(t *testing.T) {
 			now := start.Add(2 * time.Minute / 3).Truncate(time.Millisecond)
 			assert.Equal(t, now.Add(time.Minute), rn.l.Expires, "renewed to a full lease from now")
 			require.NoError(t, <-releasedErr)
-			assert.Equal(t, []int{1, 4}, h.batches())
+			want := []int{1, 4}
+			if replay {
+				want = []int{1, 1, 4, 4} // the holder sees every script sent, replays included
+			}
+			assert.Equal(t, want, h.batches())
 
 			// What Redis holds says each call did its work once.
 			assert.Equal(t, int64(1), r.admin.ZCard(ctx, r.key("slots", "new")).Val())
@@ -293,7 +320,7 @@ func TestCloseAnswersWaitingCalls(t *testing.T) {
 	ctx := context.Background()
 	r := newRig(t, redislimiter.Config{Flushers: 1, Failure: redislimiter.FailOpen}, nil)
 	warm(t, r)
-	h := hold(t, r.lim)
+	h := hold(t, r)
 
 	first := h.start(ctx, r.lim, req("a", "s0", paid))
 	waiting := acquireAsync(ctx, r.lim, req("b", "s1", paid))

@@ -1,9 +1,7 @@
 package redislimiter_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -35,21 +33,20 @@ func clusterClient(t *testing.T, c *redistest.Cluster, opt redis.ClusterOptions)
 }
 
 // testClusterConformance runs limits/limitertest, unchanged: each case gets
-// a client and a prefix of its own, and the limiter's clock is Redis TIME
-// plus an offset that Advance moves.
+// a client and a prefix of its own, and the limiter's clock is a testClock
+// that runs from cfg.Start and that Advance moves.
 func testClusterConformance(t *testing.T, c *redistest.Cluster) {
 	limitertest.Run(t, func(t *testing.T, cfg limitertest.Config) limitertest.Harness {
+		clock := &testClock{}
+		clock.SetNow(cfg.Start)
 		lim, err := redislimiter.New(clusterClient(t, c, redis.ClusterOptions{}), redislimiter.Config{
 			Prefix:   uniquePrefix(),
 			Capacity: cfg.Capacity,
 			LeaseTTL: cfg.LeaseTTL,
+			Clock:    clock.Now,
 		})
 		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		// TIME goes to any master: they share this machine's clock.
-		require.NoError(t, lim.SetNow(ctx, cfg.Start))
-		return limitertest.Harness{Limiter: lim, Advance: lim.Advance}
+		return limitertest.Harness{Limiter: lim, Advance: clock.Advance}
 	})
 }
 
@@ -57,7 +54,6 @@ func testClusterConformance(t *testing.T, c *redistest.Cluster) {
 // cluster: two limiters on two cluster clients stand for two nodes.
 func testClusterManyGoroutines(t *testing.T, c *redistest.Cluster) {
 	cfg := redislimiter.Config{Capacity: manyCapacity, Prefix: uniquePrefix()}
-	redislimiter.EnableDebugMax(&cfg)
 	var nodes []*redislimiter.Limiter
 	for range 2 {
 		lim, err := redislimiter.New(clusterClient(t, c, redis.ClusterOptions{PoolSize: 8}), cfg)

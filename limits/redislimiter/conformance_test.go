@@ -1,9 +1,7 @@
 package redislimiter_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -15,7 +13,8 @@ import (
 
 // TestConformance runs limits/limitertest, unchanged, against the Redis
 // limiter: each case gets a redis-server of its own, and the limiter's clock
-// is Redis TIME plus an offset that Advance moves.
+// (Config.Clock) is a testClock that runs from cfg.Start and that Advance
+// moves. (TestRedisTimeIsTheDefaultClock covers the clock of production.)
 //
 // It runs twice: with a client that bounds socket reads by the context
 // (ContextTimeoutEnabled), and with one that does not, where the limiter
@@ -31,15 +30,15 @@ func TestConformance(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			limitertest.Run(t, func(t *testing.T, cfg limitertest.Config) limitertest.Harness {
 				srv := redistest.Start(t)
+				clock := &testClock{}
+				clock.SetNow(cfg.Start)
 				lim, err := redislimiter.New(srv.NewClient(&c.opt), redislimiter.Config{
 					Capacity: cfg.Capacity,
 					LeaseTTL: cfg.LeaseTTL,
+					Clock:    clock.Now,
 				})
 				require.NoError(t, err)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				require.NoError(t, lim.SetNow(ctx, cfg.Start))
-				return limitertest.Harness{Limiter: lim, Advance: lim.Advance}
+				return limitertest.Harness{Limiter: lim, Advance: clock.Advance}
 			})
 		})
 	}

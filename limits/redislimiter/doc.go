@@ -13,7 +13,7 @@
 // one round trip: EVALSHA, and after a NOSCRIPT (a SCRIPT FLUSH, a restart, a
 // failover) the same call sends EVAL once, which loads the script again
 // (go-redis's Script.Run). Scripts take the time from Redis TIME, never from
-// the node's clock; Redis 5 and later replicate the effects of scripts, so a
+// the node's clock (unless Config.Clock says otherwise: tests); Redis 5 and later replicate the effects of scripts, so a
 // script may write after TIME (tested with Redis 7). Only the trial-month
 // arithmetic and lease expiries use the clock; node clocks matter only to
 // the holder's heartbeat (see below).

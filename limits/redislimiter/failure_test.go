@@ -118,7 +118,7 @@ func TestRedisDownFailClosed(t *testing.T) {
 // may still run once Redis wakes up; its slot is the one the next Acquire for
 // the same session finds, or it expires.
 func TestTimedOutAcquireLeavesNoSecondSlot(t *testing.T) {
-	r := newRig(t, redislimiter.Config{LeaseTTL: time.Minute, Capacity: 1}, nil)
+	r := newClockedRig(t, redislimiter.Config{LeaseTTL: time.Minute, Capacity: 1}, nil)
 	bg := context.Background()
 	// Load the script, so that the timed-out call is one EVALSHA.
 	d, err := r.lim.Acquire(bg, req("a", "warm", paid))
@@ -139,7 +139,7 @@ func TestTimedOutAcquireLeavesNoSecondSlot(t *testing.T) {
 
 	// A slot taken by a call nobody heard back from and never retried
 	// expires with its lease.
-	r.lim.Advance(2 * time.Minute)
+	r.clock.Advance(2 * time.Minute)
 	other, err := r.lim.Acquire(bg, req("b", "t", paid))
 	require.NoError(t, err)
 	assert.True(t, other.Granted())
@@ -242,9 +242,9 @@ func TestGuardedCallsFinishBeforeClose(t *testing.T) {
 // expire no slot is left behind.
 func TestLoadThroughOutage(t *testing.T) {
 	const workers, capacity = 16, 16
-	r := newRig(t, redislimiter.Config{Capacity: capacity, LeaseTTL: time.Minute}, &redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1})
+	r := newClockedRig(t, redislimiter.Config{Capacity: capacity, LeaseTTL: time.Minute}, &redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1})
 	bg := context.Background()
-	require.NoError(t, r.lim.SetNow(bg, time.Now()))
+	r.clock.SetNow(time.Now())
 
 	var (
 		stop      = make(chan struct{})
@@ -335,7 +335,7 @@ func TestLoadThroughOutage(t *testing.T) {
 
 	// Whatever slots the outage left (releases that failed, acquires that ran
 	// after their caller gave up) expire with their leases.
-	r.lim.Advance(2 * time.Minute)
+	r.clock.Advance(2 * time.Minute)
 	for i := range capacity {
 		d, err := r.lim.Acquire(bg, req(fmt.Sprint("after", i), "s", paid))
 		require.NoError(t, err)

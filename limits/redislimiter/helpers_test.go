@@ -46,6 +46,63 @@ type rig struct {
 	hook   *countingHook
 	lim    *redislimiter.Limiter
 	cfg    redislimiter.Config
+	clock  *testClock // the limiter's Config.Clock; nil: Redis TIME
+}
+
+// newClockedRig is newRig with a testClock as the limiter's clock, for the
+// tests that move time.
+func newClockedRig(t testing.TB, cfg redislimiter.Config, opt *redis.Options) *rig {
+	t.Helper()
+	c := &testClock{}
+	cfg.Clock = c.Now
+	r := newRig(t, cfg, opt)
+	r.clock = c
+	return r
+}
+
+// testClock is a limiter clock (Config.Clock) that tests move: the real
+// time plus an offset, or an instant it is frozen at. It is safe for
+// concurrent use by multiple goroutines.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+	frozen time.Time // zero: running
+}
+
+// Now returns the clock's time.
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		return c.frozen
+	}
+	return time.Now().Add(c.offset)
+}
+
+// Freeze stops the clock at now, so that tests compute exact minutes.
+func (c *testClock) Freeze(now time.Time) {
+	c.mu.Lock()
+	c.frozen = now
+	c.mu.Unlock()
+}
+
+// Advance moves the clock forward by d, frozen or running.
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		c.frozen = c.frozen.Add(d)
+		return
+	}
+	c.offset += d
+}
+
+// SetNow makes the running clock read now at this moment.
+func (c *testClock) SetNow(now time.Time) {
+	c.mu.Lock()
+	c.frozen = time.Time{}
+	c.offset = time.Until(now)
+	c.mu.Unlock()
 }
 
 func newRig(t testing.TB, cfg redislimiter.Config, opt *redis.Options) *rig {

@@ -99,10 +99,12 @@ type Config struct {
 	// BatchSize is the most calls one script carries; 1 sends every call in
 	// a script of its own. The default is DefaultBatchSize (32).
 	BatchSize int
-
-	// debugMax records, inside the acquire script, the highest counts ever
-	// granted (set by tests through export_test.go).
-	debugMax bool
+	// Clock, when set, is the limiter's time instead of Redis TIME: every
+	// script carries its reading (in whole milliseconds), and fail-open
+	// leases are dated by it. Every node sharing a Redis must then read the
+	// same clock, so production leaves it nil and takes the one time all
+	// nodes share from Redis; tests set it to move time without waiting.
+	Clock func() time.Time
 }
 
 // Limiter is a limits.Limiter whose state lives in Redis, shared by every
@@ -114,14 +116,11 @@ type Limiter struct {
 	batch  int
 	capKey string
 	epoch  string
-	debug  string
 	prefix string // "{Prefix}:"
 
 	// Script arguments that never change, converted once.
 	ttlArg, capacityArg, batchArg any
 
-	offsetMs atomic.Int64 // added to Redis TIME: tests only
-	frozenMs atomic.Int64 // when not 0, the time instead of Redis TIME: tests only
 	failOpen atomic.Uint64
 	// synthetic holds the fail-open leases of this node not yet in Redis,
 	// keyed by their service-wide member; Renew adopts them into Redis.
@@ -134,16 +133,9 @@ type Limiter struct {
 	flushing  int
 	flushers  int
 	batchSize int
-	hooks     testHooks
 
 	closed   atomic.Bool    // set under mu
 	inflight sync.WaitGroup // the flushers' goroutines
-}
-
-// testHooks let tests see and hold the batches (set in export_test.go).
-type testHooks struct {
-	queued func(n int) // a call joined the queue, which now holds n (under mu)
-	send   func(n int) // a flusher is about to send a batch of n calls
 }
 
 var _ limits.Limiter = (*Limiter)(nil)
@@ -205,7 +197,6 @@ func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
 		prefix: p,
 		capKey: p + "cap",
 		epoch:  p + "epoch",
-		debug:  p + "debug",
 
 		flushers:  cfg.Flushers,
 		batchSize: cfg.BatchSize,
@@ -315,7 +306,7 @@ func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decis
 	}
 	nm := l.names(req.Account, req.SessionID)
 	member := nm.member
-	c := &call{kind: "a", nm: nm, args: []any{req.SessionID, member, max(req.Plan.MaxConcurrent, 0), trial, quota, req.Account}}
+	c := &call{kind: "a", nm: nm, args: []any{req.SessionID, member, max(req.Plan.MaxConcurrent, 0), trial, quota}}
 	if err := l.do(ctx, c); err != nil {
 		if errors.Is(err, errClosed) {
 			// Closed meanwhile: no decision, and no fail-open either.
@@ -494,10 +485,10 @@ func unavailable(op string, err error) error {
 // localNow is this node's reading of the limiter's clock, for fail-open
 // leases made without Redis.
 func (l *Limiter) localNow() time.Time {
-	if f := l.frozenMs.Load(); f != 0 {
-		return fromMs(f)
+	if l.cfg.Clock != nil {
+		return l.cfg.Clock()
 	}
-	return time.Now().Add(time.Duration(l.offsetMs.Load()) * time.Millisecond)
+	return time.Now()
 }
 
 func fromMs(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

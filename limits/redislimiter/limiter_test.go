@@ -3,7 +3,6 @@ package redislimiter_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -163,11 +162,11 @@ func mustCode(t *testing.T, err error) sserrors.Code {
 
 func TestSameSessionTakesOneSlot(t *testing.T) {
 	ctx := context.Background()
-	r := newRig(t, redislimiter.Config{Capacity: 5}, nil)
+	r := newClockedRig(t, redislimiter.Config{Capacity: 5}, nil)
 	first, err := r.lim.Acquire(ctx, req("a", "s", paid))
 	require.NoError(t, err)
 	require.True(t, first.Granted())
-	r.lim.Advance(time.Second)
+	r.clock.Advance(time.Second)
 	again, err := r.lim.Acquire(ctx, req("a", "s", paid))
 	require.NoError(t, err)
 	require.True(t, again.Granted())
@@ -187,13 +186,13 @@ func TestExpiredSessionAcquiresAgain(t *testing.T) {
 	ctx := context.Background()
 	for _, plan := range []limits.Plan{{Name: "one", MaxConcurrent: 1}, {Name: "t1", Trial: true, MonthlyMinutes: 60, MaxConcurrent: 1}} {
 		t.Run(plan.Name, func(t *testing.T) {
-			r := newRig(t, redislimiter.Config{LeaseTTL: time.Minute, Capacity: 1}, nil)
-			r.lim.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+			r := newClockedRig(t, redislimiter.Config{LeaseTTL: time.Minute, Capacity: 1}, nil)
+			r.clock.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
 			d, err := r.lim.Acquire(ctx, req("a", "s", plan))
 			require.NoError(t, err)
 			require.True(t, d.Granted())
 			require.NoError(t, r.lim.Started(ctx, d.Lease))
-			r.lim.Advance(2 * time.Minute)
+			r.clock.Advance(2 * time.Minute)
 			again, err := r.lim.Acquire(ctx, req("a", "s", plan))
 			require.NoError(t, err)
 			require.True(t, again.Granted())
@@ -215,8 +214,8 @@ func TestExpiredSessionAcquiresAgain(t *testing.T) {
 // the reply of the first run is lost, and checks that nothing counts twice.
 func TestReplayedScriptsCountOnce(t *testing.T) {
 	ctx := context.Background()
-	r := newRig(t, redislimiter.Config{Capacity: 5, LeaseTTL: time.Hour}, nil)
-	r.lim.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+	r := newClockedRig(t, redislimiter.Config{Capacity: 5, LeaseTTL: time.Hour}, nil)
+	r.clock.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
 	r.hook.replay.Store(true)
 	// Warm the script cache so that each call is exactly two runs.
 	for i := range 2 {
@@ -232,12 +231,12 @@ func TestReplayedScriptsCountOnce(t *testing.T) {
 	require.True(t, d.Granted())
 	assert.Equal(t, int64(2), r.admin.ZCard(ctx, r.key("slots", "a")).Val(), "a replayed acquire takes no second slot")
 
-	r.lim.Advance(3 * time.Minute)
+	r.clock.Advance(3 * time.Minute)
 	require.NoError(t, r.lim.Started(ctx, d.Lease), "a replayed Started does not restart the count")
 	require.NoError(t, r.lim.Release(ctx, d.Lease))
 	require.NoError(t, r.lim.Release(ctx, d.Lease))
 	assert.ErrorIs(t, r.lim.Started(ctx, d.Lease), limits.ErrLeaseExpired, "Started after Release counts nothing")
-	r.lim.Advance(time.Minute)
+	r.clock.Advance(time.Minute)
 	require.NoError(t, r.lim.Release(ctx, d.Lease))
 
 	used, err := r.admin.HGet(ctx, r.key("used", "a"), "202603").Int64()
@@ -249,18 +248,18 @@ func TestReplayedScriptsCountOnce(t *testing.T) {
 func TestTrialMinutes(t *testing.T) {
 	ctx := context.Background()
 	t.Run("running sessions count", func(t *testing.T) {
-		r := newRig(t, redislimiter.Config{LeaseTTL: time.Hour}, nil)
-		r.lim.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+		r := newClockedRig(t, redislimiter.Config{LeaseTTL: time.Hour}, nil)
+		r.clock.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
 		d, err := r.lim.Acquire(ctx, req("a", "s1", trial))
 		require.NoError(t, err)
 		require.NoError(t, r.lim.Started(ctx, d.Lease))
-		r.lim.Advance(9 * time.Minute)
+		r.clock.Advance(9 * time.Minute)
 		_, err = r.lim.Renew(ctx, d.Lease)
 		require.NoError(t, err)
 		d2, err := r.lim.Acquire(ctx, req("a", "s2", trial))
 		require.NoError(t, err)
 		require.True(t, d2.Granted(), "9 of 10 minutes used")
-		r.lim.Advance(time.Minute)
+		r.clock.Advance(time.Minute)
 		_, err = r.lim.Renew(ctx, d.Lease)
 		require.NoError(t, err)
 		d3, err := r.lim.Acquire(ctx, req("a", "s3", trial))
@@ -275,17 +274,17 @@ func TestTrialMinutes(t *testing.T) {
 		assert.True(t, d4.Granted())
 	})
 	t.Run("split at the month boundary", func(t *testing.T) {
-		r := newRig(t, redislimiter.Config{LeaseTTL: 6 * time.Minute}, nil)
-		r.lim.Freeze(time.Date(2026, 1, 31, 23, 55, 0, 0, time.UTC))
+		r := newClockedRig(t, redislimiter.Config{LeaseTTL: 6 * time.Minute}, nil)
+		r.clock.Freeze(time.Date(2026, 1, 31, 23, 55, 0, 0, time.UTC))
 		plan := trial
 		plan.MonthlyMinutes = 6
 		d, err := r.lim.Acquire(ctx, req("a", "s1", plan))
 		require.NoError(t, err)
 		require.NoError(t, r.lim.Started(ctx, d.Lease))
-		r.lim.Advance(5 * time.Minute)
+		r.clock.Advance(5 * time.Minute)
 		d, err = renew(ctx, r.lim, d)
 		require.NoError(t, err)
-		r.lim.Advance(5 * time.Minute) // 00:05 on 1 February
+		r.clock.Advance(5 * time.Minute) // 00:05 on 1 February
 		d, err = renew(ctx, r.lim, d)
 		require.NoError(t, err)
 		require.NoError(t, r.lim.Release(ctx, d.Lease))
@@ -296,43 +295,43 @@ func TestTrialMinutes(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, d.Granted(), "5 of 6 February minutes used")
 		require.NoError(t, r.lim.Started(ctx, d.Lease))
-		r.lim.Advance(time.Minute)
+		r.clock.Advance(time.Minute)
 		d2, err := r.lim.Acquire(ctx, req("a", "s3", plan))
 		require.NoError(t, err)
 		assert.Equal(t, limits.TrialQuota, d2.Refused)
 	})
 	t.Run("a new month starts afresh", func(t *testing.T) {
-		r := newRig(t, redislimiter.Config{LeaseTTL: 48 * time.Hour}, nil)
-		r.lim.Freeze(time.Date(2024, 2, 28, 12, 0, 0, 0, time.UTC))
+		r := newClockedRig(t, redislimiter.Config{LeaseTTL: 48 * time.Hour}, nil)
+		r.clock.Freeze(time.Date(2024, 2, 28, 12, 0, 0, 0, time.UTC))
 		plan := trial
 		plan.MonthlyMinutes = 1
 		d, err := r.lim.Acquire(ctx, req("a", "s1", plan))
 		require.NoError(t, err)
 		require.NoError(t, r.lim.Started(ctx, d.Lease))
-		r.lim.Advance(time.Hour)
+		r.clock.Advance(time.Hour)
 		require.NoError(t, r.lim.Release(ctx, d.Lease))
 		d, err = r.lim.Acquire(ctx, req("a", "s2", plan))
 		require.NoError(t, err)
 		require.Equal(t, limits.TrialQuota, d.Refused)
-		r.lim.Advance(36 * time.Hour) // 1 March 2024, a leap year
+		r.clock.Advance(36 * time.Hour) // 1 March 2024, a leap year
 		d, err = r.lim.Acquire(ctx, req("a", "s2", plan))
 		require.NoError(t, err)
 		assert.True(t, d.Granted())
 		assert.Equal(t, "3600000", r.admin.HGet(ctx, r.key("used", "a"), "202402").Val())
 	})
 	t.Run("negative minutes refuse", func(t *testing.T) {
-		r := newRig(t, redislimiter.Config{}, nil)
+		r := newClockedRig(t, redislimiter.Config{}, nil)
 		d, err := r.lim.Acquire(ctx, req("a", "s", limits.Plan{MaxConcurrent: 1, Trial: true, MonthlyMinutes: -1}))
 		require.NoError(t, err)
 		assert.Equal(t, limits.TrialQuota, d.Refused)
 	})
 	t.Run("paid sessions count nothing", func(t *testing.T) {
-		r := newRig(t, redislimiter.Config{LeaseTTL: time.Hour}, nil)
-		r.lim.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+		r := newClockedRig(t, redislimiter.Config{LeaseTTL: time.Hour}, nil)
+		r.clock.Freeze(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
 		d, err := r.lim.Acquire(ctx, req("a", "s1", limits.PaidPlan))
 		require.NoError(t, err)
 		require.NoError(t, r.lim.Started(ctx, d.Lease))
-		r.lim.Advance(30 * time.Minute)
+		r.clock.Advance(30 * time.Minute)
 		require.NoError(t, r.lim.Release(ctx, d.Lease))
 		// The account moves to a trial plan: the paid half hour is not held
 		// against it.
@@ -342,23 +341,23 @@ func TestTrialMinutes(t *testing.T) {
 		assert.Zero(t, r.admin.Exists(ctx, r.key("used", "a")).Val())
 	})
 	t.Run("a dead holder's minutes count up to its expiry", func(t *testing.T) {
-		r := newRig(t, redislimiter.Config{LeaseTTL: time.Minute}, nil)
-		r.lim.Freeze(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+		r := newClockedRig(t, redislimiter.Config{LeaseTTL: time.Minute}, nil)
+		r.clock.Freeze(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 		plan := trial
 		plan.MonthlyMinutes = 2
 		d, err := r.lim.Acquire(ctx, req("a", "s1", plan))
 		require.NoError(t, err)
 		require.NoError(t, r.lim.Started(ctx, d.Lease))
-		r.lim.Advance(time.Hour) // never renewed nor released: 1 minute, not 60
+		r.clock.Advance(time.Hour) // never renewed nor released: 1 minute, not 60
 		d, err = r.lim.Acquire(ctx, req("a", "s2", plan))
 		require.NoError(t, err)
 		require.True(t, d.Granted(), "1 of 2 minutes used")
 		require.NoError(t, r.lim.Started(ctx, d.Lease))
-		r.lim.Advance(59 * time.Second)
+		r.clock.Advance(59 * time.Second)
 		d2, err := r.lim.Acquire(ctx, req("a", "s3", plan))
 		require.NoError(t, err)
 		require.True(t, d2.Granted(), "1:59 of 2 minutes used")
-		r.lim.Advance(time.Second)
+		r.clock.Advance(time.Second)
 		d3, err := r.lim.Acquire(ctx, req("a", "s4", plan))
 		require.NoError(t, err)
 		assert.Equal(t, limits.TrialQuota, d3.Refused, "2 of 2 minutes used")
@@ -375,22 +374,22 @@ func renew(ctx context.Context, l *redislimiter.Limiter, d limits.Decision) (lim
 
 func TestLeaseLifecycle(t *testing.T) {
 	ctx := context.Background()
-	r := newRig(t, redislimiter.Config{LeaseTTL: time.Minute, Capacity: 1}, nil)
+	r := newClockedRig(t, redislimiter.Config{LeaseTTL: time.Minute, Capacity: 1}, nil)
 	d, err := r.lim.Acquire(ctx, req("a", "s", paid))
 	require.NoError(t, err)
 	require.True(t, d.Granted())
 	lease := d.Lease
 
-	r.lim.Advance(40 * time.Second)
+	r.clock.Advance(40 * time.Second)
 	renewed, err := r.lim.Renew(ctx, lease)
 	require.NoError(t, err)
 	assert.Equal(t, 40*time.Second, renewed.Expires.Sub(lease.Expires).Round(time.Second))
-	r.lim.Advance(40 * time.Second) // past the first expiry, within the renewed one
+	r.clock.Advance(40 * time.Second) // past the first expiry, within the renewed one
 	other, err := r.lim.Acquire(ctx, req("b", "t", paid))
 	require.NoError(t, err)
 	assert.Equal(t, limits.Capacity, other.Refused, "the renewed slot still holds the capacity")
 
-	r.lim.Advance(time.Minute) // past the renewed expiry
+	r.clock.Advance(time.Minute) // past the renewed expiry
 	other, err = r.lim.Acquire(ctx, req("b", "t", paid))
 	require.NoError(t, err)
 	require.True(t, other.Granted(), "an expired slot is free")
@@ -413,11 +412,11 @@ func TestLeaseLifecycle(t *testing.T) {
 
 func TestRenewAdoptsLeasesRedisLost(t *testing.T) {
 	ctx := context.Background()
-	r := newRig(t, redislimiter.Config{Capacity: 1}, nil)
+	r := newClockedRig(t, redislimiter.Config{Capacity: 1}, nil)
 	d, err := r.lim.Acquire(ctx, req("a", "s", paid))
 	require.NoError(t, err)
 	require.True(t, d.Granted())
-	r.lim.Advance(time.Second)
+	r.clock.Advance(time.Second)
 
 	r.srv.Restart() // nothing persisted: the slot is gone
 	renewed, err := r.lim.Renew(ctx, d.Lease)
@@ -434,8 +433,8 @@ func TestRenewAdoptsLeasesRedisLost(t *testing.T) {
 func TestExpiredSlotsArePurgedInBoundedBatches(t *testing.T) {
 	ctx := context.Background()
 	const batch, dead = 16, 1000
-	r := newRig(t, redislimiter.Config{PurgeBatch: batch, LeaseTTL: time.Minute, Capacity: 10}, nil)
-	r.lim.Freeze(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
+	r := newClockedRig(t, redislimiter.Config{PurgeBatch: batch, LeaseTTL: time.Minute, Capacity: 10}, nil)
+	r.clock.Freeze(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
 	past := float64(time.Date(2026, 5, 31, 0, 0, 0, 0, time.UTC).UnixMilli())
 	capKey := "{" + r.cfg.Prefix + "}:cap"
 	var members []redis.Z
@@ -595,7 +594,6 @@ func hashTag(key string) string {
 
 func TestLimitsHoldUnderManyGoroutines(t *testing.T) {
 	cfg := redislimiter.Config{Capacity: manyCapacity}
-	redislimiter.EnableDebugMax(&cfg)
 	srv := redistest.Start(t)
 	// Two limiters on two clients stand for two nodes.
 	nodes := []*rig{newRigOn(t, srv, cfg, &redis.Options{ContextTimeoutEnabled: true, PoolSize: 8}), nil}
@@ -608,50 +606,78 @@ func TestLimitsHoldUnderManyGoroutines(t *testing.T) {
 const manyCapacity = 7
 
 // limitsHoldUnderManyGoroutines makes 32 goroutines spread over nodes (one
-// limiter each, all under prefix, created with EnableDebugMax and Capacity
-// manyCapacity) acquire and release on four accounts, then checks in Redis,
-// through admin, the highest counts the script ever granted: within the
-// limits, and nothing left held.
+// limiter each, all under prefix, with Capacity manyCapacity) race, round
+// after round, for slots on four accounts of three slots each: in every
+// round all of them acquire at once, then all that were granted release.
+// Twelve slots are wanted and seven allowed, so each round grants exactly
+// the capacity, never more than three on one account; at the end nothing
+// is held in Redis (checked through admin).
 func limitsHoldUnderManyGoroutines(t *testing.T, nodes []*redislimiter.Limiter, admin redis.Cmdable, prefix string) {
 	ctx := context.Background()
-	const accounts, workers, rounds = 4, 32, 30
+	const accounts, workers, rounds = 4, 32, 20
 	plan := limits.Plan{MaxConcurrent: 3}
 
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Go(func() {
-			lim := nodes[w%len(nodes)]
-			account := fmt.Sprint("acct", w%accounts)
-			for i := range rounds {
-				d, err := lim.Acquire(ctx, req(account, fmt.Sprint(w, "-", i), plan))
-				if err != nil {
-					errs <- err
-					return
+	for round := range rounds {
+		var (
+			wg        sync.WaitGroup
+			mu        sync.Mutex
+			granted   []limits.Lease
+			perAcct   = map[string]int{}
+			failures  []error
+			acquiring = make(chan struct{})
+		)
+		for w := range workers {
+			wg.Go(func() {
+				lim := nodes[w%len(nodes)]
+				account := fmt.Sprint("acct", w%accounts)
+				<-acquiring // all at once
+				d, err := lim.Acquire(ctx, req(account, fmt.Sprint(round, "-", w), plan))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					failures = append(failures, err)
+				case d.Granted():
+					granted = append(granted, d.Lease)
+					perAcct[account]++
 				}
-				if d.Granted() {
-					if err := lim.Release(ctx, d.Lease); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
-	got, err := admin.HGetAll(ctx, "{"+prefix+"}:debug").Result()
-	require.NoError(t, err)
-	assert.Equal(t, strconv.Itoa(manyCapacity), got["cap"], "highest capacity count: the limit, never more")
-	for a := range accounts {
-		n, err := strconv.Atoi(got[fmt.Sprint("acct:acct", a)])
-		require.NoError(t, err, "account %d recorded", a)
-		assert.LessOrEqual(t, n, plan.MaxConcurrent, "account %d", a)
+			})
+		}
+		close(acquiring)
+		wg.Wait()
+		require.Empty(t, failures, "round %d", round)
+		require.Len(t, granted, manyCapacity, "round %d: exactly the capacity", round)
+		for a, n := range perAcct {
+			require.LessOrEqual(t, n, plan.MaxConcurrent, "round %d, account %s", round, a)
+		}
+		for i, l := range granted {
+			wg.Go(func() { assert.NoError(t, nodes[i%len(nodes)].Release(ctx, l)) })
+		}
+		wg.Wait()
 	}
 	assert.Zero(t, admin.ZCard(ctx, "{"+prefix+"}:cap").Val(), "all released")
+}
+
+// TestRedisTimeIsTheDefaultClock: without Config.Clock the scripts take
+// the time from Redis TIME (a redis-server on this machine: its clock is
+// ours).
+func TestRedisTimeIsTheDefaultClock(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, redislimiter.Config{LeaseTTL: time.Minute}, nil)
+	before := time.Now().Truncate(time.Millisecond)
+	d, err := r.lim.Acquire(ctx, req("a", "s", paid))
+	require.NoError(t, err)
+	after := time.Now()
+	require.True(t, d.Granted())
+	assert.False(t, d.Lease.Expires.Before(before.Add(time.Minute)), "expires %v, acquired after %v", d.Lease.Expires, before)
+	assert.False(t, d.Lease.Expires.After(after.Add(time.Minute)), "expires %v, acquired before %v", d.Lease.Expires, after)
+	score, err := r.admin.ZScore(ctx, r.key("slots", "a"), "s").Result()
+	require.NoError(t, err)
+	assert.Equal(t, float64(d.Lease.Expires.UnixMilli()), score, "the slot's expiry in Redis")
+	renewed, err := r.lim.Renew(ctx, d.Lease)
+	require.NoError(t, err)
+	assert.False(t, renewed.Expires.Before(d.Lease.Expires), "renewed on the same clock")
+	require.NoError(t, r.lim.Release(ctx, d.Lease))
 }
 
 func TestClosedLimiterRefuses(t *testing.T) {

@@ -5,7 +5,8 @@ import "github.com/redis/go-redis/v9"
 // One script carries a batch of decisions (see batch.go): the preamble of
 // helpers, one function per kind of call, and a loop over the batch. Times
 // are integer milliseconds since the Unix epoch on the limiter's clock:
-// Redis TIME, read once per batch, plus the test-only offset. Lua 5.1
+// Redis TIME, read once per batch (or, with Config.Clock, the reading the
+// batch carries: see batchScriptAt). Lua 5.1
 // numbers are doubles, exact for integers below 2^53, so millisecond
 // arithmetic is exact; numbers are turned into strings with
 // string.format('%d') where a string is built, because tostring keeps only
@@ -34,14 +35,6 @@ local function istr(n) return string.format('%d', n) end
 -- KEPT is the score of a kept slot (see keep): 2^52 ms, some 140,000
 -- years, exact in a double and later than any clock.
 local KEPT = 4503599627370496
-
--- now_ms reads the clock: Redis TIME plus the test-only offset, or the
--- test-only frozen time when it is not 0.
-local function now_ms(offset, frozen)
-  if frozen ~= 0 then return frozen end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + offset
-end
 
 -- L returns the helpers of the rarer paths (months, minutes, purges), built
 -- on first use: creating closures costs time on every run of the hot paths.
@@ -149,12 +142,12 @@ end
 // Redis script, what a failed call wrote before failing stays written, and
 // every call is safe to run twice (see the package doc, Idempotence).
 //
-// KEYS: 1 cap, 2 epoch, 3 debug, then three per call: slots, run, used of
-// its account.
-// ARGV: 1 offset, 2 frozen time, 3 ttl, 4 capacity (0: none), 5 purge batch,
-// 6 debug (0/1), then per call its kind and its arguments:
+// KEYS: 1 cap, 2 epoch, then three per call: slots, run, used of its
+// account.
+// ARGV: 1 ttl, 2 capacity (0: none), 3 purge batch, then per call its kind
+// and its arguments:
 //
-//	a (acquire): session id, cap member, max concurrent, trial (0/1), monthly quota in ms, account
+//	a (acquire): session id, cap member, max concurrent, trial (0/1), monthly quota in ms
 //	s (started): session id
 //	n (renew):   session id, cap member, adopt (0/1), the lease's expiry (0: none)
 //	k (keep):    session id, cap member, adopt (0/1)
@@ -173,21 +166,42 @@ end
 //     lease expired or was released.
 //   - release: 1 when it removed the slot, 0 when there was none (released
 //     before, expired and purged, never acquired); then 0.
-var batchScript = redis.NewScript(batchSrc)
+var batchScript = redis.NewScript(preamble + redisClock + batchSrc)
 
-const batchSrc = preamble + `
+// batchScriptAt is batchScript on the limiter's own clock (Config.Clock):
+// ARGV[1] is its reading in milliseconds, and the arguments above follow
+// from ARGV[2] on.
+var batchScriptAt = redis.NewScript(preamble + argClock + batchSrc)
+
+// redisClock reads the time from Redis TIME; the batch's arguments start at
+// ARGV[1].
+const redisClock = `
+local function read_clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local A = 1
+`
+
+// argClock reads the time the batch carries in ARGV[1]; the batch's
+// arguments start at ARGV[2].
+const argClock = `
+local given = tonumber(ARGV[1])
+local function read_clock() return given end
+local A = 2
+`
+
+const batchSrc = `
 local cap, epoch = KEYS[1], KEYS[2]
-local offset, frozen = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-local capacity = tonumber(ARGV[4])
-local batch = tonumber(ARGV[5])
-local debug = ARGV[6] == '1'
+local ttl = tonumber(ARGV[A])
+local capacity = tonumber(ARGV[A + 1])
+local batch = tonumber(ARGV[A + 2])
 
 -- One reading of the clock serves the whole batch: the batch is atomic, so
 -- its calls happen at one instant.
 local clock
 local function now()
-  if not clock then clock = now_ms(offset, frozen) end
+  if not clock then clock = read_clock() end
   return clock
 end
 
@@ -267,8 +281,8 @@ local function acquire(k, a)
   end
 
   local n = redis.call('ZCARD', slots)
-  if n > maxc or debug then
-    if n > maxc then L().purge_slots(slots, run, used, t, batch) end
+  if n > maxc then
+    L().purge_slots(slots, run, used, t, batch)
     n = redis.call('ZCOUNT', slots, '(' .. istr(t), '+inf')
     if n > maxc then
       redis.call('ZREM', slots, sid)
@@ -280,9 +294,9 @@ local function acquire(k, a)
   if bound == 0 then bound = HYGIENE end
   redis.call('ZADD', cap, exp, member)
   local c = redis.call('ZCARD', cap)
-  if c > bound or debug then
-    if c > bound then L().purge_batch(cap, t, batch) end
-    if capacity > 0 or debug then
+  if c > bound then
+    L().purge_batch(cap, t, batch)
+    if capacity > 0 then
       c = redis.call('ZCOUNT', cap, '(' .. istr(t), '+inf')
       if capacity > 0 and c > capacity then
         redis.call('ZREM', cap, member)
@@ -301,18 +315,6 @@ local function acquire(k, a)
   if trial then
     redis.call('HSET', run, sid, '0')
     redis.call('PEXPIRE', run, ACCOUNT_TTL)
-  end
-
-  if debug then
-    -- Tests read the highest live counts ever granted, to check that no
-    -- interleaving of many clients exceeded a limit.
-    local dbg = KEYS[3]
-    local function raise(f, v)
-      local old = tonumber(redis.call('HGET', dbg, f) or '0')
-      if v > old then redis.call('HSET', dbg, f, v) end
-    end
-    raise('cap', c)
-    raise('acct:' .. ARGV[a + 5], n)
   end
   return 0, exp
 end
@@ -431,10 +433,10 @@ local function release(k, a)
 end
 
 -- The kinds of call, with how many arguments follow the kind.
-local calls = {a = {acquire, 6}, s = {started, 1}, n = {renew, 4}, k = {keep, 3}, r = {release, 2}}
+local calls = {a = {acquire, 5}, s = {started, 1}, n = {renew, 4}, k = {keep, 3}, r = {release, 2}}
 
 local out = {}
-local k, a = 4, 7
+local k, a = 3, A + 3
 while a <= #ARGV do
   local c = calls[ARGV[a]]
   if not c then return redis.error_reply('unknown call ' .. tostring(ARGV[a])) end

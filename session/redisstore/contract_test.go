@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,11 +14,11 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/internal/redistest"
 	"github.com/streamsession/streamsession/session"
+	"github.com/streamsession/streamsession/session/storetest"
 )
 
-// The contract tests repeat session's TestMemoryStoreContract and
-// TestMemoryStoreDue against Redis (session has no exported store suite),
-// plus what only a shared store must do. Each runs on a backend: here a
+// The contract tests: session/storetest, the suite every Store passes, and
+// what only a Redis store must do. Each runs on a backend: here a
 // redis-server of its own, in rediscluster_test.go a Redis Cluster.
 
 // backend is the Redis deployment the stores of one contract test share.
@@ -24,6 +26,9 @@ type backend interface {
 	// node returns a watching Store with cfg (whose Prefix is empty: the
 	// backend chooses it), closed at the end of the test.
 	node(t testing.TB, cfg Config) *node
+	// fresh returns a Store that nothing watches, under a prefix of its
+	// own (so empty), closed at the end of the test.
+	fresh(t testing.TB) *Store
 	// keys returns the store's keys in Redis.
 	keys(t testing.TB) []string
 }
@@ -32,6 +37,15 @@ type backend interface {
 type serverBackend struct{ srv *redistest.Server }
 
 func (b serverBackend) node(t testing.TB, cfg Config) *node { return newNode(t, b.srv, cfg) }
+
+func (b serverBackend) fresh(t testing.TB) *Store {
+	s, err := New(b.srv.Client(), Config{Prefix: "fresh" + strconv.FormatInt(freshPrefixes.Add(1), 10)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+var freshPrefixes atomic.Int64
 
 func (b serverBackend) keys(t testing.TB) []string {
 	return keys(t, b.srv.Client(), DefaultPrefix)
@@ -42,146 +56,54 @@ var storeContract = []struct {
 	name string
 	run  func(t *testing.T, b backend)
 }{
-	{"contract", testStoreContract},
-	{"list order", testStoreListOrder},
+	{"storetest", testStoreSuite},
+	{"redis details", testStoreRedisDetails},
 	{"due", testStoreDue},
 	{"closing grace", testStoreClosingGrace},
 }
 
-func TestStoreContract(t *testing.T) { testStoreContract(t, serverBackend{redistest.Start(t)}) }
-
-func TestStoreListOrder(t *testing.T) { testStoreListOrder(t, serverBackend{redistest.Start(t)}) }
-
-func TestStoreDue(t *testing.T) { testStoreDue(t, serverBackend{redistest.Start(t)}) }
-
-func TestStoreClosingGrace(t *testing.T) {
-	testStoreClosingGrace(t, serverBackend{redistest.Start(t)})
+// TestStoreContract runs the contract tests, each on a redis-server of its
+// own.
+func TestStoreContract(t *testing.T) {
+	for _, tc := range storeContract {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, serverBackend{redistest.Start(t)}) })
+	}
 }
 
-func testStoreContract(t *testing.T, b backend) {
+// testStoreSuite runs session/storetest, each case on a fresh store.
+func testStoreSuite(t *testing.T, b backend) {
+	storetest.Run(t, func(t *testing.T) session.Store { return b.fresh(t) })
+}
+
+// testStoreRedisDetails checks what storetest leaves to the
+// implementation: a bad record's code, the change feed's copies of the
+// events the calls reported (dropped), and no key left of a forgotten
+// session.
+func testStoreRedisDetails(t *testing.T, b backend) {
 	ctx := context.Background()
 	s := b.node(t, Config{})
-	assert.Error(t, s.Watch(func(session.Event) {}), "one manager per store")
 
-	_, err := s.Insert(ctx, session.Record{ID: "bad", Account: "acme", State: fsm.Connected, Epoch: 1, CreatedAt: t0})
+	_, err := s.Insert(ctx, session.Record{Info: session.Info{ID: "bad", Account: "acme", State: fsm.Connected, Epoch: 1, CreatedAt: t0}})
 	assert.Equal(t, sserrors.CodeInvalidParameter, sserrors.CodeOf(err))
-	rec, err := s.Insert(ctx, newRecord("a"))
-	require.NoError(t, err)
-	assert.Equal(t, newRecord("a"), rec)
-	got, err := s.Get(ctx, "acme", "a")
-	require.NoError(t, err)
-	assert.Equal(t, newRecord("a"), got, "the record reads back exactly")
 	_, err = s.Insert(ctx, newRecord("a"))
-	assert.ErrorIs(t, err, session.ErrExists)
-	list, err := s.List(ctx, "acme")
 	require.NoError(t, err)
-	assert.Len(t, list, 1, "a failed insert leaves no trace in the account index")
-
-	_, err = s.Get(ctx, "other", "a")
-	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound)
-	_, _, err = s.Transition(ctx, "other", "a", session.Change{Event: fsm.EventStart, At: t0})
-	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound, "another account's session is unknown")
-	_, err = s.Touch(ctx, "other", "a", t0)
-	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound)
-
-	// An illegal event: the state's error, the current record, nothing changed.
-	got, from, err := s.Transition(ctx, "acme", "a", session.Change{Event: fsm.EventJoin, At: t0})
-	assert.Equal(t, sserrors.CodeSessionStateNew, sserrors.CodeOf(err))
-	assert.Equal(t, fsm.New, from)
-	assert.Equal(t, uint64(1), got.Epoch)
-	_, _, err = s.Transition(ctx, "acme", "a", session.Change{Event: fsm.Event(42), At: t0})
-	assert.Equal(t, sserrors.CodeSessionStateNew, sserrors.CodeOf(err), "an event outside the enum is refused")
-
-	// A conditional change on a stale epoch.
-	_, _, err = s.Transition(ctx, "acme", "a", session.Change{Event: fsm.EventStart, At: t0, Epoch: 7})
-	assert.ErrorIs(t, err, session.ErrConflict)
-
-	got, from, err = s.Transition(ctx, "acme", "a", session.Change{Event: fsm.EventStart, At: t0.Add(time.Second), Epoch: 1})
-	require.NoError(t, err)
-	assert.Equal(t, fsm.New, from)
-	assert.Equal(t, fsm.Connecting, got.State)
-	assert.Equal(t, uint64(2), got.Epoch)
-	assert.Equal(t, t0.Add(time.Second), got.StartedAt)
-
-	// Touch counts only on connected.
-	got, err = s.Touch(ctx, "acme", "a", t0.Add(time.Minute))
-	require.NoError(t, err)
-	assert.True(t, got.LastActivity.IsZero())
-	_, _, err = s.Transition(ctx, "acme", "a", session.Change{Event: fsm.EventJoin, At: t0.Add(2 * time.Second)})
-	require.NoError(t, err)
-	got, _ = s.Touch(ctx, "acme", "a", t0.Add(time.Minute))
-	assert.Equal(t, t0.Add(time.Minute), got.LastActivity)
-	got, _ = s.Touch(ctx, "acme", "a", t0.Add(30*time.Second))
-	assert.Equal(t, t0.Add(time.Minute), got.LastActivity, "activity never moves back")
-	got, _ = s.Touch(ctx, "acme", "a", t0.Add(time.Minute+time.Nanosecond))
-	assert.Equal(t, t0.Add(time.Minute+time.Nanosecond), got.LastActivity, "nanoseconds are kept exactly")
-	assert.Equal(t, uint64(3), got.Epoch, "touch is not a transition")
-
-	// Delete only a closed session at its epoch.
-	_, err = s.Delete(ctx, "acme", "a", 3, t0)
-	assert.Equal(t, sserrors.CodeSessionStateConnected, sserrors.CodeOf(err))
-	_, _, err = s.Transition(ctx, "acme", "a", session.Change{Event: fsm.EventClose, At: t0.Add(3 * time.Minute), Reason: session.ReasonIdle})
-	require.NoError(t, err)
-	list, _ = s.List(ctx, "acme")
-	assert.Empty(t, list, "closing is not listed")
-	got, _, err = s.Transition(ctx, "acme", "a", session.Change{Event: fsm.EventClosed, At: t0.Add(3 * time.Minute)})
-	require.NoError(t, err)
-	assert.Equal(t, session.ReasonIdle, got.Reason)
-	assert.Equal(t, t0.Add(3*time.Minute), got.ClosedAt)
-	_, err = s.Delete(ctx, "acme", "a", 4, t0)
-	assert.ErrorIs(t, err, session.ErrConflict)
+	for _, ev := range []fsm.Event{fsm.EventStart, fsm.EventJoin, fsm.EventClose, fsm.EventClosed} {
+		_, _, err = s.Transition(ctx, "acme", "a", session.Change{Event: ev, At: t0.Add(time.Minute), Reason: session.ReasonIdle})
+		require.NoError(t, err)
+	}
 	_, err = s.Delete(ctx, "acme", "a", 5, t0.Add(13*time.Minute))
 	require.NoError(t, err)
-	_, err = s.Get(ctx, "acme", "a")
-	assert.ErrorIs(t, err, sserrors.ErrSessionNotFound)
 
 	// Every event came twice (the call's delivery, the channel's): wait
 	// until the channel's copies are in, then check each was dropped.
 	waitFor(t, "the channel's copies", 5*time.Second, func() bool { return s.fromChannel.Load() == 6 })
 	require.Len(t, s.log.of("a"), 6)
-	var tos []fsm.State
 	for i, e := range s.log.of("a") {
 		assert.Equal(t, uint64(i+1), e.Epoch)
-		assert.Equal(t, "a", e.SessionID)
-		assert.Equal(t, "acme", e.Account)
-		tos = append(tos, e.To)
 	}
-	assert.Equal(t, []fsm.State{fsm.New, fsm.Connecting, fsm.Connected, fsm.Closing, fsm.Closed, fsm.Unknown}, tos)
-	evs := s.log.of("a")
-	assert.Equal(t, session.ReasonIdle, evs[3].Reason)
-	assert.Equal(t, t0.Add(3*time.Minute), evs[4].At)
 	for _, k := range b.keys(t) {
 		assert.NotContains(t, k, ":r:a", "nothing is left of a forgotten session")
 	}
-}
-
-func testStoreListOrder(t *testing.T, b backend) {
-	ctx := context.Background()
-	s := b.node(t, Config{})
-	// Inserted out of time order: sorted by CreatedAt, ties in insertion order.
-	for _, tc := range []struct {
-		id string
-		at time.Time
-	}{{"late", t0.Add(time.Second)}, {"tie1", t0}, {"tie2", t0}, {"early", t0.Add(-time.Second)}} {
-		r := newRecord(tc.id)
-		r.CreatedAt = tc.at
-		_, err := s.Insert(ctx, r)
-		require.NoError(t, err)
-	}
-	other := newRecord("x")
-	other.Account = "other"
-	_, err := s.Insert(ctx, other)
-	require.NoError(t, err)
-	list, err := s.List(ctx, "acme")
-	require.NoError(t, err)
-	var ids []string
-	for _, r := range list {
-		ids = append(ids, r.ID)
-	}
-	assert.Equal(t, []string{"early", "tie1", "tie2", "late"}, ids)
-	list, err = s.List(ctx, "nobody")
-	require.NoError(t, err)
-	assert.Empty(t, list)
 }
 
 func testStoreDue(t *testing.T, b backend) {

@@ -31,8 +31,8 @@ func (quiet) Printf(context.Context, string, ...any) {}
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newRecord(id string) session.Record {
-	return session.Record{ID: id, Account: "acme", State: fsm.New, Epoch: 1, CreatedAt: t0, IdleTimeout: time.Minute,
-		JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute, DurationLimit: 10 * time.Minute}
+	return session.Record{Info: session.Info{ID: id, Account: "acme", State: fsm.New, Epoch: 1, CreatedAt: t0, IdleTimeout: time.Minute,
+		DurationLimit: 10 * time.Minute}, JoinTimeout: 5 * time.Minute, Retention: 10 * time.Minute}
 }
 
 // eventLog collects what a Store delivers to its Manager.

@@ -135,22 +135,24 @@ func decodeMap(id string, m map[string]string) (stored, error) {
 	var d decoder
 	d.m = m
 	r := session.Record{
-		ID:                 id,
-		Account:            m[fAccount],
-		AvatarID:           m[fAvatar],
-		State:              fsm.State(d.int(fState)),
-		Epoch:              uint64(d.int(fEpoch)),
-		Paid:               m[fPaid] == "1",
-		CreatedAt:          fromNanos(d.int(fCreated)),
-		StartedAt:          fromNanos(d.int(fStarted)),
-		ClosedAt:           fromNanos(d.int(fClosed)),
-		LastActivity:       fromNanos(d.int(fActivity)),
-		IdleTimeout:        time.Duration(d.int(fIdle)),
-		DisableIdleTimeout: m[fDisableIdle] == "1",
-		DurationLimit:      time.Duration(d.int(fDuration)),
-		JoinTimeout:        time.Duration(d.int(fJoin)),
-		Retention:          time.Duration(d.int(fRetention)),
-		Reason:             session.Reason(d.int(fReason)),
+		Info: session.Info{
+			ID:                 id,
+			Account:            m[fAccount],
+			AvatarID:           m[fAvatar],
+			State:              fsm.State(d.int(fState)),
+			Epoch:              uint64(d.int(fEpoch)),
+			Paid:               m[fPaid] == "1",
+			CreatedAt:          fromNanos(d.int(fCreated)),
+			StartedAt:          fromNanos(d.int(fStarted)),
+			ClosedAt:           fromNanos(d.int(fClosed)),
+			LastActivity:       fromNanos(d.int(fActivity)),
+			IdleTimeout:        time.Duration(d.int(fIdle)),
+			DisableIdleTimeout: m[fDisableIdle] == "1",
+			DurationLimit:      time.Duration(d.int(fDuration)),
+			Reason:             session.Reason(d.int(fReason)),
+		},
+		JoinTimeout: time.Duration(d.int(fJoin)),
+		Retention:   time.Duration(d.int(fRetention)),
 	}
 	if d.err != nil {
 		return stored{}, d.err

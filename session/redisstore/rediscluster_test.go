@@ -57,6 +57,15 @@ func (b clusterBackend) node(t testing.TB, cfg Config) *node {
 	return n
 }
 
+// fresh returns an unwatched Store under a prefix of its own.
+func (b clusterBackend) fresh(t testing.TB) *Store {
+	t.Helper()
+	s, err := New(b.client(t), Config{Prefix: "c" + strconv.FormatInt(clusterPrefixes.Add(1), 10)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // keys reads the keys on the master of the prefix's slot: the store keeps
 // every key under its hash tag.
 func (b clusterBackend) keys(t testing.TB) []string {
