@@ -109,12 +109,12 @@ type Metrics struct {
 
 const (
 	numStates = int(fsm.Closed) + 1
-	numOps    = int(session.LimiterRelease) + 1
+	numOps    = int(session.LimiterKeep) + 1
 )
 
 // limiterOps are the values of the op label.
 var limiterOps = []session.LimiterOp{
-	session.LimiterAcquire, session.LimiterStarted, session.LimiterRenew, session.LimiterRelease,
+	session.LimiterAcquire, session.LimiterStarted, session.LimiterRenew, session.LimiterRelease, session.LimiterKeep,
 }
 
 // backgroundOps are the values of the background family's op label.

@@ -147,10 +147,11 @@ streamsession_session_refusals_total{code="10007"} 1
 streamsession_session_refusals_total{code="10012"} 1
 streamsession_session_refusals_total{code="400558"} 1
 # TYPE streamsession_limiter_call_duration_seconds histogram
-` + latency("acquire", 4) + latency("release", 1) + latency("renew", 0) + latency("started", 1) + `
+` + latency("acquire", 4) + latency("keep", 0) + latency("release", 1) + latency("renew", 0) + latency("started", 1) + `
 # TYPE streamsession_limiter_errors_total counter
 streamsession_limiter_errors_total{backend="memory",op="acquire"} 1
 streamsession_limiter_errors_total{backend="memory",op="release"} 0
+streamsession_limiter_errors_total{backend="memory",op="keep"} 0
 streamsession_limiter_errors_total{backend="memory",op="renew"} 0
 streamsession_limiter_errors_total{backend="memory",op="started"} 0
 # TYPE streamsession_limiter_fail_open_total counter
@@ -181,7 +182,7 @@ streamsession_draining 0
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want),
 			"streamsession_sessions", "streamsession_session_transitions_total"))
 		wantRelease := "# TYPE streamsession_limiter_call_duration_seconds histogram\n" +
-			latency("acquire", 4) + latency("release", 2) + latency("renew", 0) + latency("started", 1)
+			latency("acquire", 4) + latency("keep", 0) + latency("release", 2) + latency("renew", 0) + latency("started", 1)
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(wantRelease),
 			"streamsession_limiter_call_duration_seconds"))
 	})
@@ -391,6 +392,7 @@ streamsession_limiter_fail_open_total{backend="redis"} 2
 # TYPE streamsession_limiter_errors_total counter
 streamsession_limiter_errors_total{backend="redis",op="LimiterOp(9)"} 0
 streamsession_limiter_errors_total{backend="redis",op="acquire"} 0
+streamsession_limiter_errors_total{backend="redis",op="keep"} 0
 streamsession_limiter_errors_total{backend="redis",op="release"} 0
 streamsession_limiter_errors_total{backend="redis",op="renew"} 1
 streamsession_limiter_errors_total{backend="redis",op="started"} 0
