@@ -325,7 +325,7 @@ type client struct {
 
 func (h *Hub) newClient(ws *websocket.Conn, account, sessionID string) *client {
 	ctx, cancel := context.WithCancel(h.ctx)
-	return &client{
+	c := &client{
 		hub:        h,
 		sessionID:  sessionID,
 		account:    account,
@@ -338,6 +338,11 @@ func (h *Hub) newClient(ws *websocket.Conn, account, sessionID string) *client {
 		readerDone: make(chan struct{}),
 		rate:       rate.NewLimiter(rate.Limit(h.sock.MessageRate), h.sock.MessageBurst),
 	}
+	// The end of c.ctx (Close, Shutdown past its deadline) closes the
+	// connection itself: a writer stuck in a write to a client that does
+	// not read, or a reader waiting for a frame, returns at once.
+	context.AfterFunc(ctx, c.kill)
+	return c
 }
 
 // applyState records a transition (or a snapshot) with its epoch; older
