@@ -125,10 +125,12 @@ func (h *Hub) Holds(sessionID string) bool {
 // events, and its messages are served. Serve returns once the socket is
 // registered and announced; the socket lives on in its own goroutines until
 // the client leaves, the session closes or the Hub shuts down. On a closed
-// Hub the socket is closed at once with 1001.
+// or draining Hub the socket is closed at once with 1001, without hooks.
 func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, account, sessionID string) {
 	h.mu.Lock()
-	if h.closed {
+	// Draining too: Drain waits on h.wg, which must not be raised from zero
+	// meanwhile.
+	if h.closed || h.draining {
 		h.mu.Unlock()
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ReasonShuttingDown), time.Now().Add(h.sock.WriteTimeout))
 		ws.Close()
