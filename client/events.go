@@ -100,7 +100,9 @@ type stream struct {
 // [Session.Stop] is called; then the channel closes. ctx bounds the whole
 // stream, not only the dial. The first event is a StateEvent with the
 // current state (opening the socket moves connecting to connected). The
-// events' states feed the guard.
+// events' states feed the guard; so does the socket's opening: once Connect
+// returns, the guard knows the session connected (or later), and a command
+// sent at once is not refused for an event not yet read.
 //
 // When the socket drops, or the server closes it with 1001 (going away),
 // 1011, 1012 (service restart) or 1013, the client reopens it by itself with
@@ -136,10 +138,12 @@ func (s *Session) Connect(ctx context.Context) (<-chan Event, error) {
 	return st.events, nil
 }
 
-// dial opens one socket.
+// dial opens one socket. An open socket means the session is connected:
+// the server joins it before it answers the upgrade.
 func (s *Session) dial(ctx context.Context) (*websocket.Conn, error) {
 	conn, resp, err := s.c.dialer.DialContext(ctx, s.realtime, nil)
 	if err == nil {
+		s.guard.Observe(fsm.Connected)
 		return conn, nil
 	}
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
