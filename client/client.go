@@ -41,11 +41,14 @@
 // jittered exponential backoff (250 ms doubling, capped by the maximum
 // delay). No wait runs past ctx's deadline: when it would, the last error is
 // returned at once. State errors, 10006, 10007, 10015 and every other 4xx
-// are never retried. A request that got no answer is retried only when
+// are never retried. A request that got no answer, or a transient 5xx
+// refusal (after which the work may have been done), is retried only when
 // sending it twice is harmless: streaming.new (it carries an
 // Idempotency-Key of its own, the same on every retry, so a retry after a
 // lost reply returns the session the lost reply named), the lists and
-// keep_alive.
+// keep_alive; the other calls (a task above all, which would be spoken
+// twice) retry only a 429 or a 408, which the server decides before doing
+// anything.
 //
 // # Concurrency
 //
@@ -257,7 +260,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			delay = c.backoffDelay(attempt)
 		} else {
 			retry, _ := sserrors.Retryable(err)
-			if !retry {
+			if !retry || (!cl.resend && !refusedBeforeWork(err)) {
 				return err
 			}
 			delay = c.backoffDelay(attempt)
@@ -275,6 +278,17 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			return fmt.Errorf("client: %s: %w", op, werr)
 		}
 	}
+}
+
+// refusedBeforeWork reports whether a refusal proves that the server did
+// nothing: a 429 (rate limit, capacity) or a 408 (the body came too slowly)
+// is decided before the call's work. A 5xx is not: the server, or a proxy in
+// front of it, may have done the work before it failed (a task whose relay
+// publication timed out may still be spoken), so a call that is not safe to
+// send twice is not retried after one.
+func refusedBeforeWork(err error) bool {
+	e, ok := sserrors.As(err)
+	return ok && (e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout)
 }
 
 // backoffDelay is the attempt's delay without a Retry-After: a random

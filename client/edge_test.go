@@ -6,11 +6,14 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamsession/streamsession/client"
+	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/server"
 )
@@ -75,4 +78,47 @@ func TestConnectedOnceConnectReturns(t *testing.T) {
 	assert.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events), "the current state first")
 	require.NoError(t, s.Stop(ctx))
 	drain(t, events)
+}
+
+// TestTaskIsNotRetriedAfterA5xx: a 5xx answer to a task may come after the
+// task was spoken (a relay publication that timed out yet reached Redis),
+// so the task is not sent again; a 429, decided before any work, is.
+func TestTaskIsNotRetriedAfterA5xx(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first *sserrors.Error
+		sent  int
+	}{
+		{"503", sserrors.ErrBackendUnavailable, 1},
+		{"500", sserrors.ErrInternalServerError, 1},
+		{"429", sserrors.ErrMovioAPIExceedRateLimit.WithRetryAfter(time.Second), 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tasks := 0
+				s := &scripted{answer: func(_ int, w http.ResponseWriter, r *http.Request) error {
+					switch r.URL.Path {
+					case "/v1/streaming.new":
+						created(w)
+					case "/v1/streaming.task":
+						if tasks++; tasks == 1 {
+							sserrors.Write(w, tc.first)
+							return nil
+						}
+						sserrors.WriteData(w, map[string]any{"task_id": "t1", "duration_ms": 1500})
+					}
+					return nil
+				}}
+				sess, err := s.client(t, client.WithoutGuard()).NewSession(t.Context(), client.NewSessionRequest{})
+				require.NoError(t, err)
+				_, err = sess.Task(t.Context(), "hi")
+				if tc.sent == 1 {
+					assert.ErrorIs(t, err, tc.first)
+				} else {
+					assert.NoError(t, err)
+				}
+				assert.Equal(t, tc.sent, tasks)
+			})
+		})
+	}
 }
