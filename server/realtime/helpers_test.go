@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/internal/fakeclock"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/session"
@@ -128,6 +129,27 @@ func (e *env) rawClient(account, sessionID string) (*client, *socket) {
 	e.hub.wg.Add(2)
 	go cl.writeLoop()
 	go cl.readLoop()
+	return cl, &socket{t: e.t, ws: peer}
+}
+
+// rawClientStopped is rawClient with the client's goroutines not started
+// (the caller starts them after e.hub.wg.Add(2)), its first state queued.
+func (e *env) rawClientStopped(account, sessionID string) (*client, *socket) {
+	e.t.Helper()
+	serverSide := make(chan *websocket.Conn, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err == nil {
+			serverSide <- ws
+		}
+	}))
+	e.t.Cleanup(hs.Close)
+	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { peer.Close() })
+	cl := e.hub.newClient(<-serverSide, account, sessionID)
+	cl.applyState(fsm.Connected, 1, session.ReasonNone)
+	cl.markReady()
 	return cl, &socket{t: e.t, ws: peer}
 }
 

@@ -425,14 +425,13 @@ func (c *client) abortLocked(code int, reason string) {
 		return
 	}
 	c.closing = true
-	select {
-	case c.urgent <- frame{code: code, reason: reason}:
-	default:
-		c.kill()
-	}
+	// urgent is empty: only the first close decision (closing) puts a
+	// frame there.
+	c.urgent <- frame{code: code, reason: reason}
 }
 
-// closeWith queues a close frame after the messages already queued.
+// closeWith queues a close frame after the messages already queued; when
+// the queue is full, the close frame goes ahead of them (as abort's).
 func (c *client) closeWith(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -447,7 +446,9 @@ func (c *client) closeLocked(code int, reason string) {
 	select {
 	case c.send <- frame{code: code, reason: reason}:
 	default:
-		c.kill()
+		// urgent is empty: only the first close decision (closing) puts
+		// a frame there.
+		c.urgent <- frame{code: code, reason: reason}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -42,4 +44,26 @@ func TestCloseDropsASocketStuckInAWrite(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close waited for a write stuck on a client that does not read")
 	}
+}
+
+// TestCloseFrameOfAFullQueue: a close decided while the send queue is full
+// (a replaced socket, a drain) still reaches the client, ahead of what was
+// queued: a socket dropped without its close frame looks like a network
+// failure, and a client reconnects after one (replacing the newer socket).
+func TestCloseFrameOfAFullQueue(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Socket.SendQueue = 4 })
+	cl, s := e.rawClientStopped("acme", "s1")
+	for range 3 { // with the first state, the queue is full
+		cl.sendData([]byte(`{}`))
+	}
+	require.Empty(t, cl.urgent)
+	cl.closeWith(websocket.CloseNormalClosure, ReasonReplaced)
+	e.hub.wg.Add(2)
+	go cl.writeLoop()
+	go cl.readLoop()
+	ce := s.closeError()
+	require.NotNil(t, ce, "a close frame, not a drop")
+	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+	assert.Equal(t, ReasonReplaced, ce.Text)
+	<-cl.ctx.Done()
 }
