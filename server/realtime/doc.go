@@ -25,7 +25,9 @@
 //   - Close codes: 1000 "session closed" after the closed state, 1000
 //     "replaced by a new connection" for the old socket on reconnect (on
 //     whichever node it is, with a Relay), 1001 "server shutting down", 1009
-//     for an oversized frame. A client that does not read its queue
+//     for an oversized frame, 1011 "session state unavailable: reconnect"
+//     for a new socket whose session's state the Store could not give (it
+//     cannot start with the state). A client that does not read its queue
 //     (SocketConfig.SendQueue messages behind) is disconnected.
 //   - Speech on several nodes (Config.Relay set): the node that receives a
 //     task (streaming.task or agent.speak) computes its task_id and

@@ -39,6 +39,10 @@ const (
 	// ReasonSlowReader closes a socket whose client does not read what the
 	// server sends (SocketConfig.SendQueue messages behind; code 1008).
 	ReasonSlowReader = "client too slow: send queue full"
+	// ReasonStateUnavailable closes a new socket whose session's state
+	// could not be read (the Store failed), so that its first message
+	// cannot be the session's state (code 1011; the client reopens it).
+	ReasonStateUnavailable = "session state unavailable: reconnect"
 )
 
 // Hub runs one node's realtime sockets: at most one per session, each with
@@ -165,6 +169,11 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, account, sessionID 
 		c.applyState(info.State, info.Epoch, info.Reason)
 	} else if errors.Is(err, sserrors.ErrSessionNotFound) {
 		c.applyState(fsm.Closed, ^uint64(0), session.ReasonNone)
+	} else {
+		// No state to send first: nothing else may go before it. The
+		// client reopens the socket (1011) once the store answers again.
+		c.closeWith(websocket.CloseInternalServerErr, ReasonStateUnavailable)
+		return
 	}
 	c.markReady()
 	if h.relay != nil {

@@ -2,12 +2,18 @@ package realtime
 
 import (
 	"bytes"
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/session"
 )
 
 // TestCloseDropsASocketStuckInAWrite: a client that reads nothing while the
@@ -66,4 +72,40 @@ func TestCloseFrameOfAFullQueue(t *testing.T) {
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
 	assert.Equal(t, ReasonReplaced, ce.Text)
 	<-cl.ctx.Done()
+}
+
+// failingGet is a Store whose Get fails while fail is set.
+type failingGet struct {
+	session.Store
+	fail atomic.Bool
+}
+
+func (f *failingGet) Get(ctx context.Context, account, id string) (session.Record, error) {
+	if f.fail.Load() {
+		return session.Record{}, sserrors.ErrBackendUnavailable
+	}
+	return f.Store.Get(ctx, account, id)
+}
+
+// TestSocketWithoutAState: a socket whose session's state cannot be read
+// sends nothing before it (a speech event must not come first): it is
+// closed with 1011 and the client reopens it.
+func TestSocketWithoutAState(t *testing.T) {
+	store := &failingGet{Store: session.NewMemoryStore(session.MemoryStoreConfig{})}
+	lim := limits.NewMemory(limits.MemoryConfig{Capacity: 10})
+	t.Cleanup(func() { lim.Close() })
+	mgr, err := session.NewManager(session.Config{Limiter: lim, Store: store,
+		Avatars: session.Avatars{{ID: "a", Public: true, Active: true, Default: true}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { mgr.Close(context.Background()) })
+	e := newEnv(t, func(c *Config) { c.Manager = mgr })
+	e.mgr = mgr
+	id, _ := e.connect("acme")
+	store.fail.Store(true)
+	s := e.open("acme", id)
+	e.hub.send(id, []byte(`{"type":"avatar_start_talking"}`))
+	ce := s.closeError()
+	require.NotNil(t, ce)
+	assert.Equal(t, websocket.CloseInternalServerErr, ce.Code)
+	assert.Equal(t, ReasonStateUnavailable, ce.Text)
 }
