@@ -321,9 +321,8 @@ func consolePage(cfg *config.Config, demo bool) http.Handler {
 	return console.Handler(console.Options{DemoKeys: keys})
 }
 
-// closeBy closes the Redis backends, giving up at deadline (a Redis that
-// does not answer would otherwise hold the exit for its timeouts): the
-// node's heartbeat then lapses by itself.
+// closeBy closes the Redis backends, giving up at deadline: a Redis that
+// does not answer would otherwise hold the exit for its timeouts.
 func (b *redisBackends) closeBy(deadline time.Time) error {
 	done := make(chan error, 1)
 	go func() { done <- b.close() }()
