@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -121,4 +122,41 @@ func TestTaskIsNotRetriedAfterA5xx(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestReconnectRefusedWithA429GoesOn: a reconnection refused for the moment
+// (429: the account's request rate, or the service full) is tried again, as
+// a drained node's sockets all reopening at once may well meet one; only a
+// final refusal ends the stream.
+func TestReconnectRefusedWithA429GoesOn(t *testing.T) {
+	b := newBackend(t)
+	ctx := t.Context()
+	var h hijacked
+	var upgrades atomic.Int32
+	b.intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != server.PathRealtime {
+			return false
+		}
+		if upgrades.Add(1) == 2 { // the first reconnection
+			sserrors.Write(w, sserrors.ErrMovioAPIExceedRateLimit.WithRetryAfter(time.Second))
+			return true
+		}
+		b.srv.ServeHTTP(hijackWriter{w, &h}, r)
+		return true
+	})
+	c, _ := newClient(t, b, "key-acme", client.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
+	s, err := c.NewSession(ctx, client.NewSessionRequest{})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+	events, err := s.Connect(ctx)
+	require.NoError(t, err)
+	require.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events))
+	h.cut()
+	dis, ok := next(t, events).(client.DisconnectedEvent)
+	require.True(t, ok)
+	assert.True(t, dis.Reconnecting)
+	assert.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events), "reopened after the 429")
+	assert.Equal(t, int32(3), upgrades.Load())
+	require.NoError(t, s.Stop(ctx))
+	drain(t, events)
 }

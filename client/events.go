@@ -107,8 +107,11 @@ type stream struct {
 // When the socket drops, or the server closes it with 1001 (going away),
 // 1011, 1012 (service restart) or 1013, the client reopens it by itself with
 // a jittered backoff (WithReconnectBackoff) through the same endpoint, and
-// says so with a DisconnectedEvent; it stops when a reconnection is refused
-// with a 4xx (the session closed: 10004, 10005; or 401), after a normal
+// says so with a DisconnectedEvent; a reconnection refused for the moment
+// (429: the account's request rate, the service full) is tried again after
+// its Retry-After, capped by the backoff's maximum. It stops when a
+// reconnection is refused with another 4xx (the session closed: 10004,
+// 10005; or 401), after a normal
 // close (1000: the session closed, or another socket of the session
 // replaced this one), or after any other close code.
 //
@@ -217,8 +220,10 @@ func (st *stream) run() {
 // redial opens the socket again, with backoff, until it opens (nil when
 // the stream ends or a refusal is final).
 func (st *stream) redial() *websocket.Conn {
+	// wait is the last refusal's Retry-After, capped like every delay.
+	var wait time.Duration
 	for attempt := 0; ; attempt++ {
-		if sleep(st.ctx, st.s.c.reconnect.delay(attempt)) != nil {
+		if sleep(st.ctx, max(st.s.c.reconnect.delay(attempt), wait)) != nil {
 			return nil
 		}
 		conn, err := st.s.dial(st.ctx)
@@ -231,7 +236,14 @@ func (st *stream) redial() *websocket.Conn {
 		if st.ctx.Err() != nil {
 			return nil
 		}
+		wait = 0
 		if e, ok := sserrors.As(err); ok && e.Status >= 400 && e.Status <= 499 {
+			// A 429 (the account's request rate, the service full) is
+			// for the moment; any other 4xx is final.
+			if retry, after := sserrors.Retryable(e); retry {
+				wait = min(after, st.s.c.reconnect.max)
+				continue
+			}
 			st.emit(DisconnectedEvent{Err: err})
 			return nil
 		}
