@@ -111,9 +111,9 @@ type stream struct {
 // (429: the account's request rate, the service full) is tried again after
 // its Retry-After, capped by the backoff's maximum. It stops when a
 // reconnection is refused with another 4xx (the session closed: 10004,
-// 10005; or 401), after a normal
-// close (1000: the session closed, or another socket of the session
-// replaced this one), or after any other close code.
+// 10005; or 401), after a normal close (1000: the session closed, or
+// another socket of the session replaced this one), or after any other
+// close code.
 //
 // The socket is accepted in connecting and connected: in another known
 // state the guard refuses it with the state's 1000x error. A refused
