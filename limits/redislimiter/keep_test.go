@@ -41,3 +41,31 @@ func TestKeptSlotKeepsAccountKeys(t *testing.T) {
 		assert.Positive(t, r.admin.PTTL(bg, r.key(kind, "a")).Val().Milliseconds(), "%s expires again after the last kept slot's release", kind)
 	}
 }
+
+// TestKeptSlotKeysStayWithoutExpiry: the calls of the account's other
+// sessions (an acquire, a renewal) do not give its keys an expiry back while
+// it holds a kept slot; otherwise the kept slot and its trial start would
+// vanish with the keys 40 days after the account's last such call.
+func TestKeptSlotKeysStayWithoutExpiry(t *testing.T) {
+	r := newRig(t, redislimiter.Config{}, nil)
+	bg := context.Background()
+	k, err := r.lim.Acquire(bg, req("a", "kept", trial))
+	require.NoError(t, err)
+	require.True(t, k.Granted())
+	require.NoError(t, r.lim.Started(bg, k.Lease))
+	require.NoError(t, r.lim.Keep(bg, k.Lease))
+
+	other, err := r.lim.Acquire(bg, req("a", "leased", trial))
+	require.NoError(t, err)
+	require.True(t, other.Granted())
+	_, err = r.lim.Renew(bg, other.Lease)
+	require.NoError(t, err)
+	for _, kind := range []string{"slots", "run"} {
+		assert.Equal(t, int64(-1), int64(r.admin.PTTL(bg, r.key(kind, "a")).Val()), "%s has no expiry while a slot is kept", kind)
+	}
+
+	require.NoError(t, r.lim.Release(bg, k.Lease))
+	for _, kind := range []string{"slots", "run"} {
+		assert.Positive(t, r.admin.PTTL(bg, r.key(kind, "a")).Val().Milliseconds(), "%s expires again after the last kept slot's release", kind)
+	}
+}
