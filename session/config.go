@@ -111,8 +111,8 @@ const (
 	// closing (a distributed store's TimeoutOrphaned) failed.
 	BackgroundFinishClose
 	// BackgroundRenew: renewing a lease (other than one the limiter says
-	// expired), closing a session whose lease expired, or listing the
-	// sessions to renew failed.
+	// expired), retrying the Keep of a slot with a SharedStore, closing a
+	// session whose lease expired, or listing the sessions to renew failed.
 	BackgroundRenew
 	// BackgroundShutdownClose: closing a session during Close failed.
 	BackgroundShutdownClose
