@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/limits/redislimiter"
 )
 
@@ -67,5 +68,46 @@ func TestKeptSlotKeysStayWithoutExpiry(t *testing.T) {
 	require.NoError(t, r.lim.Release(bg, k.Lease))
 	for _, kind := range []string{"slots", "run"} {
 		assert.Positive(t, r.admin.PTTL(bg, r.key(kind, "a")).Val().Milliseconds(), "%s expires again after the last kept slot's release", kind)
+	}
+}
+
+// TestReleaseDuringFailOpenKeep: a Release made while the Keep that puts a
+// fail-open lease into Redis is in flight wins, whichever of the two scripts
+// Redis runs first: no kept slot is left behind a released lease (nothing
+// would ever free it).
+func TestReleaseDuringFailOpenKeep(t *testing.T) {
+	for _, op := range []string{"keep", "renew"} {
+		t.Run(op, func(t *testing.T) {
+			r := newRig(t, redislimiter.Config{Failure: redislimiter.FailOpen, Capacity: 1}, nil)
+			bg := context.Background()
+			r.srv.Kill()
+			got, err := r.lim.Acquire(bg, req("a", "open", paid))
+			require.NoError(t, err)
+			require.True(t, got.Granted())
+			r.srv.Restart()
+			warm(t, r)
+
+			// The Keep (or Renew) leaves with the adoption and is held on
+			// its way; the Release overtakes it on the other flusher.
+			h := hold(t, r)
+			done := make(chan error, 1)
+			go func() {
+				if op == "keep" {
+					done <- r.lim.Keep(bg, got.Lease)
+					return
+				}
+				_, err := r.lim.Renew(bg, got.Lease)
+				done <- err
+			}()
+			<-h.held
+			require.NoError(t, r.lim.Release(bg, got.Lease))
+			h.release()
+			assert.ErrorIs(t, <-done, limits.ErrLeaseExpired, "the lease was released meanwhile")
+
+			assert.Zero(t, r.admin.ZCard(bg, r.key("slots", "a")).Val(), "no slot left behind")
+			other, err := r.lim.Acquire(bg, req("b", "t", paid))
+			require.NoError(t, err)
+			assert.True(t, other.Granted(), "the capacity is free")
+		})
 	}
 }
