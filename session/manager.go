@@ -211,10 +211,11 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 // slot, so it needs no renewal. A lease that expired before it was kept
 // (the insert outlasted the lease TTL) no longer holds a slot: the session
 // is closed (ReasonLeaseLost) and Create fails with the limiter's 503. Any
-// other failure leaves the lease to the renewer, which retries the Keep
-// every round until it succeeds or the lease is lost.
+// other failure, ctx ending included (Create returns by its caller's
+// deadline), leaves the lease to the renewer, which retries the Keep every
+// round until it succeeds or the lease is lost.
 func (m *Manager) keepSlot(ctx context.Context, lease limits.Lease) error {
-	err := m.keep(uncancellable(ctx), lease)
+	err := m.keep(ctx, lease)
 	switch {
 	case err == nil:
 		return nil
