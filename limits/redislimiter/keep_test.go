@@ -3,7 +3,9 @@ package redislimiter_test
 import (
 	"context"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -108,6 +110,41 @@ func TestReleaseDuringFailOpenKeep(t *testing.T) {
 			other, err := r.lim.Acquire(bg, req("b", "t", paid))
 			require.NoError(t, err)
 			assert.True(t, other.Granted(), "the capacity is free")
+		})
+	}
+}
+
+// TestFailOpenLeaseFoundExpiredIsForgotten: a fail-open lease whose acquire
+// reached Redis after all (its reply was lost), and whose slot expired
+// there, is lost for good: the Renew or Keep that finds it expired forgets
+// it, and no later call adopts it again.
+func TestFailOpenLeaseFoundExpiredIsForgotten(t *testing.T) {
+	for _, op := range []string{"keep", "renew"} {
+		t.Run(op, func(t *testing.T) {
+			r := newClockedRig(t, redislimiter.Config{Failure: redislimiter.FailOpen, LeaseTTL: time.Minute}, nil)
+			bg := context.Background()
+			r.srv.Kill()
+			got, err := r.lim.Acquire(bg, req("a", "open", paid))
+			require.NoError(t, err)
+			require.True(t, got.Granted())
+			r.srv.Restart()
+			// The acquire ran after all (it dated the data set), and its
+			// slot expired since.
+			acquired := got.Lease.Expires.Add(-time.Minute).UnixMilli()
+			require.NoError(t, r.admin.Set(bg, "{"+r.cfg.Prefix+"}:epoch", acquired, 0).Err())
+			expired := float64(r.clock.Now().Add(-time.Second).UnixMilli())
+			require.NoError(t, r.admin.ZAdd(bg, r.key("slots", "a"), redis.Z{Score: expired, Member: "open"}).Err())
+
+			call := func() error {
+				if op == "keep" {
+					return r.lim.Keep(bg, got.Lease)
+				}
+				_, err := r.lim.Renew(bg, got.Lease)
+				return err
+			}
+			require.ErrorIs(t, call(), limits.ErrLeaseExpired)
+			require.ErrorIs(t, call(), limits.ErrLeaseExpired, "a lost lease is not adopted afterwards")
+			assert.Zero(t, r.admin.ZCard(bg, r.key("slots", "a")).Val())
 		})
 	}
 }

@@ -397,7 +397,7 @@ func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, 
 	if err := l.do(ctx, c); err != nil {
 		return limits.Lease{}, unavailable("renew", err)
 	}
-	if c.r1 != 1 || l.adopted(ctx, lease.SessionID, nm, fo) {
+	if !l.adopted(ctx, lease.SessionID, nm, fo, c.r1 == 1) {
 		return limits.Lease{}, fmt.Errorf("redislimiter: renew: %w", limits.ErrLeaseExpired)
 	}
 	lease.Expires = expiry(c.r2)
@@ -427,7 +427,7 @@ func (l *Limiter) Keep(ctx context.Context, lease limits.Lease) error {
 	if err := l.do(ctx, c); err != nil {
 		return unavailable("keep", err)
 	}
-	if c.r1 != 1 || l.adopted(ctx, lease.SessionID, nm, fo) {
+	if !l.adopted(ctx, lease.SessionID, nm, fo, c.r1 == 1) {
 		return fmt.Errorf("redislimiter: keep: %w", limits.ErrLeaseExpired)
 	}
 	return nil
@@ -443,21 +443,22 @@ func (l *Limiter) adoption(member string) (*failOpenLease, string) {
 }
 
 // adopted finishes a Renew or Keep that reached Redis with fo (nil: no
-// fail-open lease): the lease is in Redis now, or gone. It reports whether a
-// Release was made meanwhile; that Release may have run before the
-// adoption put the slot into Redis, so the slot is released again (a second
-// release frees nothing more), best effort: if that fails too, a renewed
-// slot expires, a kept one stays.
-func (l *Limiter) adopted(ctx context.Context, sessionID string, nm names, fo *failOpenLease) bool {
+// fail-open lease; held: the script found or put the slot) and reports
+// whether the lease holds its slot. The fail-open lease is in Redis now, or
+// gone. A Release made meanwhile may have run before the script put the
+// slot into Redis: the slot is then released again (a second release frees
+// nothing more), best effort: if that fails too, a renewed slot expires, a
+// kept one stays.
+func (l *Limiter) adopted(ctx context.Context, sessionID string, nm names, fo *failOpenLease, held bool) bool {
 	if fo == nil {
-		return false
+		return held
 	}
 	l.synthetic.CompareAndDelete(nm.member, fo)
-	if !fo.released.Load() {
-		return false
+	if !held || !fo.released.Load() {
+		return held
 	}
 	_ = l.do(context.WithoutCancel(ctx), &call{kind: "r", nm: nm, args: []any{sessionID, nm.member}})
-	return true
+	return false
 }
 
 // Release frees the slot and stops counting the session's minutes; see
