@@ -219,3 +219,50 @@ func TestBackgroundOpString(t *testing.T) {
 		assert.Equal(t, want, op.String())
 	}
 }
+
+// TestSharedStoreBackgroundFailuresReachTheHook: with a SharedStore, a
+// retried Keep the limiter cannot make and the release of an orphaned close
+// that fails are background failures like a failed renewal: reported, and
+// retried.
+func TestSharedStoreBackgroundFailuresReachTheHook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 30 * time.Second
+		ctx := context.Background()
+		var bg backgroundLog
+		store := newSharedStore()
+		lim := &releaseFailer{fakeLimiter: newFakeLimiter(10)}
+		lim.ttl = ttl
+		m, _ := newTestManager(t, Config{Store: store, Limiter: lim, Hooks: Hooks{OnBackgroundError: bg.add}})
+		defer closeManager(t, m)
+
+		lim.mu.Lock()
+		lim.keepErr = errUnavailableForTest
+		lim.mu.Unlock()
+		s, err := m.Create(ctx, acme, CreateOptions{})
+		require.NoError(t, err)
+		advance(ttl / 3)
+		require.Equal(t, []BackgroundOp{BackgroundRenew}, bg.ops(), "the retried Keep failed")
+		bg.mu.Lock()
+		assert.ErrorIs(t, bg.errs[0].err, limits.ErrUnavailable)
+		bg.mu.Unlock()
+		lim.mu.Lock()
+		lim.keepErr = nil
+		lim.mu.Unlock()
+		advance(ttl / 3)
+		require.True(t, lim.isKept(s.ID))
+		assert.Len(t, bg.ops(), 1, "a Keep that worked is no failure")
+
+		// A node moved it to closing and died; the release of the orphaned
+		// close fails.
+		rec, _, err := store.Transition(ctx, "acme", s.ID, Change{Event: fsm.EventClose, At: time.Now(), Reason: ReasonStop})
+		require.NoError(t, err)
+		lim.fail.Store(true)
+		store.inject(Due{Record: rec, Timeout: TimeoutOrphaned, At: time.Now()})
+		advance(0)
+		assert.Equal(t, []BackgroundOp{BackgroundRenew, BackgroundFinishClose}, bg.ops(), "the orphan's release failed")
+		got, err := m.Get(ctx, "acme", s.ID)
+		require.NoError(t, err)
+		assert.Equal(t, fsm.Closing, got.State)
+		lim.fail.Store(false)
+	})
+}

@@ -86,9 +86,11 @@ type Hooks struct {
 	// close, a renewal, ...; see BackgroundOp). A race lost to another
 	// change (ErrConflict, a state error, a session forgotten meanwhile) is
 	// not a failure and is not reported. The work is not lost: the timer
-	// loop asks the store again after a second, a lease is renewed on the
-	// next round, a distributed store reports a deadline again once its
-	// claim expires, and a slot that was not released expires.
+	// loop asks the store again after a second, a lease is renewed (or, with
+	// a SharedStore, its Keep retried) on the next round, a distributed
+	// store reports a deadline again once its claim expires, and a slot that
+	// was not released expires (a kept one: its session stays closing and
+	// is reported again, as TimeoutOrphaned).
 	OnBackgroundError func(op BackgroundOp, err error)
 }
 
@@ -111,8 +113,8 @@ const (
 	// closing (a distributed store's TimeoutOrphaned) failed.
 	BackgroundFinishClose
 	// BackgroundRenew: renewing a lease (other than one the limiter says
-	// expired), closing a session whose lease expired, or listing the
-	// sessions to renew failed.
+	// expired), retrying the Keep of a slot with a SharedStore, closing a
+	// session whose lease expired, or listing the sessions to renew failed.
 	BackgroundRenew
 	// BackgroundShutdownClose: closing a session during Close failed.
 	BackgroundShutdownClose

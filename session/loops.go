@@ -95,6 +95,7 @@ func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 		// is never left behind: when the release fails, the session stays
 		// closing and is reported again.
 		if err := m.release(ctx, limits.Lease{Account: rec.Account, SessionID: rec.ID}); err != nil && m.unkept != nil {
+			m.background(BackgroundFinishClose, err)
 			return true
 		}
 		_, _, err := m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
@@ -187,16 +188,19 @@ func (m *Manager) renewAll() {
 
 // keepUnkept retries the Keep of the slots whose Keep failed (see
 // keepSlot). A lease lost meanwhile closes its session (ReasonLeaseLost);
-// any other failure waits for the next round.
+// any other failure waits for the next round. Failures go to
+// Hooks.OnBackgroundError (BackgroundRenew).
 func (m *Manager) keepUnkept(ctx context.Context) {
 	for _, l := range m.unkept.snapshot() {
 		err := m.keep(ctx, l)
 		if err != nil && !errors.Is(err, limits.ErrLeaseExpired) {
+			m.background(BackgroundRenew, err)
 			continue
 		}
 		m.unkept.remove(l.SessionID)
 		if err != nil {
-			_, _ = m.closeSession(ctx, l.Account, l.SessionID, ReasonLeaseLost, 0)
+			_, err = m.closeSession(ctx, l.Account, l.SessionID, ReasonLeaseLost, 0)
+			m.background(BackgroundRenew, err)
 		}
 	}
 }

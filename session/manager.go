@@ -211,10 +211,11 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 // slot, so it needs no renewal. A lease that expired before it was kept
 // (the insert outlasted the lease TTL) no longer holds a slot: the session
 // is closed (ReasonLeaseLost) and Create fails with the limiter's 503. Any
-// other failure leaves the lease to the renewer, which retries the Keep
-// every round until it succeeds or the lease is lost.
+// other failure, ctx ending included (Create returns by its caller's
+// deadline), leaves the lease to the renewer, which retries the Keep every
+// round until it succeeds or the lease is lost.
 func (m *Manager) keepSlot(ctx context.Context, lease limits.Lease) error {
-	err := m.keep(uncancellable(ctx), lease)
+	err := m.keep(ctx, lease)
 	switch {
 	case err == nil:
 		return nil
@@ -365,7 +366,10 @@ func (m *Manager) touch(ctx context.Context, account, id string, at time.Time, c
 // released, with the session as closed. Of concurrent Stops exactly one
 // succeeds; the others, and a Stop on a closing or closed session, fail
 // with 10004 or 10005 (the state the session is in) and change nothing. A
-// ctx cancelled once closing has begun does not interrupt the close.
+// ctx cancelled once closing has begun does not interrupt the close. With a
+// SharedStore, a release the limiter fails returns its error (wrapping
+// limits.ErrUnavailable) and leaves the session closing: the close is
+// finished, on whichever node, once the limiter answers.
 func (m *Manager) Stop(ctx context.Context, account, id string) (Info, error) {
 	if !m.enter() {
 		return Info{}, ErrClosed
@@ -437,10 +441,13 @@ func (m *Manager) Stats() Stats {
 
 // Close shuts the manager down, the server's shutdown path: it refuses new
 // calls that change sessions (ErrClosed), waits for those in flight, stops
-// the timers and the lease renewer, closes every session still open
-// (subscribers see closing then closed, with ReasonShutdown), releases every
-// slot, delivers every pending event to the subscribers and stops their
-// goroutines, then returns. It does not close the Limiter or the Store.
+// the timers and the lease renewer, closes every session still open that
+// the Store ranges over (with a SharedStore, those created through this
+// node; subscribers see closing then closed, with ReasonShutdown), releases
+// their slots, delivers every pending event to the subscribers and stops
+// their goroutines, then returns. With a SharedStore a session whose
+// release fails stays closing, finished by another node. It does not close
+// the Limiter or the Store.
 //
 // Close is idempotent: every call waits for the same shutdown, and so does
 // a Close after Leave (which then closes no session). When ctx ends first

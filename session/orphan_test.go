@@ -281,3 +281,41 @@ func sharedTest(t *testing.T, wrap func(*fakeLimiter) limits.Limiter, f func(t *
 		closeManager(t, m)
 	})
 }
+
+// hangingKeeper is a fakeLimiter whose Keep, while hang is set, waits for
+// its ctx to end and fails as an unreachable backend does.
+type hangingKeeper struct {
+	*fakeLimiter
+	hang atomic.Bool
+}
+
+func (l *hangingKeeper) Keep(ctx context.Context, lease limits.Lease) error {
+	if l.hang.Load() {
+		<-ctx.Done()
+		return limits.ErrUnavailable.WithCause(ctx.Err())
+	}
+	return l.fakeLimiter.Keep(ctx, lease)
+}
+
+// TestCreateKeepsItsDeadline: a Keep the limiter does not answer does not
+// hold Create past its caller's deadline; the session is recorded and the
+// renewer keeps its slot once the limiter answers.
+func TestCreateKeepsItsDeadline(t *testing.T) {
+	const ttl = 30 * time.Second
+	lim := &hangingKeeper{}
+	sharedTest(t, func(f *fakeLimiter) limits.Limiter { f.ttl = ttl; lim.fakeLimiter = f; return lim },
+		func(t *testing.T, store *sharedStore, m *Manager, _ *fakeLimiter, log *eventLog) {
+			lim.hang.Store(true)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			start := time.Now()
+			s, err := m.Create(ctx, acme, CreateOptions{})
+			require.NoError(t, err, "the session is recorded: the Keep is left to the renewer")
+			assert.Equal(t, time.Second, time.Since(start), "Create returned at its deadline")
+			assertOpen(t, m, lim.fakeLimiter, s.ID, fsm.New)
+			assert.False(t, lim.isKept(s.ID))
+			lim.hang.Store(false)
+			advance(ttl / 3)
+			assert.True(t, lim.isKept(s.ID))
+		})
+}

@@ -122,8 +122,9 @@ type Limiter struct {
 	ttlArg, capacityArg, batchArg any
 
 	failOpen atomic.Uint64
-	// synthetic holds the fail-open leases of this node not yet in Redis,
-	// keyed by their service-wide member; Renew adopts them into Redis.
+	// synthetic holds the fail-open leases of this node not yet in Redis
+	// (*failOpenLease), keyed by their service-wide member; Renew and Keep
+	// adopt them into Redis.
 	synthetic sync.Map
 
 	// The batches (batch.go): calls waiting to be sent, and how many
@@ -139,6 +140,12 @@ type Limiter struct {
 }
 
 var _ limits.Limiter = (*Limiter)(nil)
+
+// A failOpenLease is a lease FailOpen granted on this node, not yet in
+// Redis. released is set by a Release made while a Renew or Keep that adopts
+// it is in flight: Redis may run the Release first, and the adoption must
+// then be undone.
+type failOpenLease struct{ released atomic.Bool }
 
 // errClosed is the cause of every error after Close.
 var errClosed = errors.New("redislimiter: limiter closed")
@@ -334,7 +341,7 @@ func (l *Limiter) acquireFailed(ctx context.Context, req limits.Request, member 
 	if l.cfg.OnFailOpen != nil {
 		l.cfg.OnFailOpen(err)
 	}
-	l.synthetic.Store(member, struct{}{})
+	l.synthetic.Store(member, new(failOpenLease))
 	exp := l.localNow().Add(l.cfg.LeaseTTL)
 	return limits.Decision{Lease: limits.Lease{Account: req.Account, SessionID: req.SessionID, Expires: exp.UTC()}}, nil
 }
@@ -371,7 +378,8 @@ func (l *Limiter) Started(ctx context.Context, lease limits.Lease) error {
 // without persistence, failed over to a replica that had not seen it,
 // flushed) is put back, so that an outage never ends running sessions: Renew
 // adopts a lease last renewed before the first slot of the current data set
-// was granted, and a FailOpen lease of this node. Adopted slots count against
+// was granted, and a FailOpen lease of this node (unless a Release of it is
+// made while the Renew is in flight: the Release wins). Adopted slots count against
 // the limits again from then on, even where that exceeds them for a while; a
 // trial session's minutes before the loss are lost with the data.
 func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, error) {
@@ -380,10 +388,7 @@ func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, 
 	}
 	nm := l.names(lease.Account, lease.SessionID)
 	member := nm.member
-	adopt := "0"
-	if _, ok := l.synthetic.Load(member); ok {
-		adopt = "1"
-	}
+	fo, adopt := l.adoption(member)
 	var lexp int64
 	if !lease.Expires.IsZero() {
 		lexp = max(lease.Expires.UnixMilli(), 1)
@@ -392,8 +397,7 @@ func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, 
 	if err := l.do(ctx, c); err != nil {
 		return limits.Lease{}, unavailable("renew", err)
 	}
-	l.synthetic.Delete(member)
-	if c.r1 != 1 {
+	if !l.adopted(ctx, lease.SessionID, nm, fo, c.r1 == 1) {
 		return limits.Lease{}, fmt.Errorf("redislimiter: renew: %w", limits.ErrLeaseExpired)
 	}
 	lease.Expires = expiry(c.r2)
@@ -407,7 +411,8 @@ func (l *Limiter) Renew(ctx context.Context, lease limits.Lease) (limits.Lease, 
 // limits.ErrLeaseExpired when the slot expired or was released, and one
 // wrapping limits.ErrUnavailable when Redis cannot be reached in time (the
 // lease then still expires at its Expires unless renewed or kept). A
-// FailOpen lease of this node is put into Redis, kept.
+// FailOpen lease of this node is put into Redis, kept; a Release of it made
+// while the Keep is in flight wins (Keep then returns ErrLeaseExpired).
 //
 // The account's keys lose their expiry while the account holds a kept slot
 // and get it back at the release of its last one, so that a session that
@@ -417,19 +422,43 @@ func (l *Limiter) Keep(ctx context.Context, lease limits.Lease) error {
 		return err
 	}
 	nm := l.names(lease.Account, lease.SessionID)
-	adopt := "0"
-	if _, ok := l.synthetic.Load(nm.member); ok {
-		adopt = "1"
-	}
+	fo, adopt := l.adoption(nm.member)
 	c := &call{kind: "k", nm: nm, args: []any{lease.SessionID, nm.member, adopt}}
 	if err := l.do(ctx, c); err != nil {
 		return unavailable("keep", err)
 	}
-	l.synthetic.Delete(nm.member)
-	if c.r1 != 1 {
+	if !l.adopted(ctx, lease.SessionID, nm, fo, c.r1 == 1) {
 		return fmt.Errorf("redislimiter: keep: %w", limits.ErrLeaseExpired)
 	}
 	return nil
+}
+
+// adoption returns the fail-open lease of member not yet in Redis, if any,
+// and the adopt argument of a Renew or Keep script.
+func (l *Limiter) adoption(member string) (*failOpenLease, string) {
+	if v, ok := l.synthetic.Load(member); ok {
+		return v.(*failOpenLease), "1"
+	}
+	return nil, "0"
+}
+
+// adopted finishes a Renew or Keep that reached Redis with fo (nil: no
+// fail-open lease; held: the script found or put the slot) and reports
+// whether the lease holds its slot. The fail-open lease is in Redis now, or
+// gone. A Release made meanwhile may have run before the script put the
+// slot into Redis: the slot is then released again (a second release frees
+// nothing more), best effort: if that fails too, a renewed slot expires, a
+// kept one stays.
+func (l *Limiter) adopted(ctx context.Context, sessionID string, nm names, fo *failOpenLease, held bool) bool {
+	if fo == nil {
+		return held
+	}
+	l.synthetic.CompareAndDelete(nm.member, fo)
+	if !held || !fo.released.Load() {
+		return held
+	}
+	_ = l.do(context.WithoutCancel(ctx), &call{kind: "r", nm: nm, args: []any{sessionID, nm.member}})
+	return false
 }
 
 // Release frees the slot and stops counting the session's minutes; see
@@ -444,7 +473,9 @@ func (l *Limiter) Release(ctx context.Context, lease limits.Lease) error {
 	}
 	nm := l.names(lease.Account, lease.SessionID)
 	member := nm.member
-	l.synthetic.Delete(member)
+	if v, ok := l.synthetic.LoadAndDelete(member); ok {
+		v.(*failOpenLease).released.Store(true)
+	}
 	if err := l.do(ctx, &call{kind: "r", nm: nm, args: []any{lease.SessionID, member}}); err != nil {
 		return unavailable("release", err)
 	}

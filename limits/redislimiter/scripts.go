@@ -14,7 +14,8 @@ import "github.com/redis/go-redis/v9"
 //
 // Every redis.call costs server time, so the common paths make as few as
 // they can: an acquire under a paid plan makes four (and one TIME per batch),
-// a release four (seven for an account's last kept slot), a keep five.
+// a renewal five, a release four (seven for an account's last kept slot), a
+// keep five.
 //
 // Keys (all in KEYS[]): per account, slots (ZSET session id -> lease expiry)
 // and run (HASH session id -> start of a trial session, 0 until Started) and
@@ -35,6 +36,13 @@ local function istr(n) return string.format('%d', n) end
 -- KEPT is the score of a kept slot (see keep): 2^52 ms, some 140,000
 -- years, exact in a double and later than any clock.
 local KEPT = 4503599627370496
+
+-- holds_kept reports whether the account holds a kept slot: its keys then
+-- have no expiry (see keep), and the calls of its other sessions must not
+-- give them one back.
+local function holds_kept(slots)
+  return redis.call('ZCOUNT', slots, KEPT, '+inf') > 0
+end
 
 -- L returns the helpers of the rarer paths (months, minutes, purges), built
 -- on first use: creating closures costs time on every run of the hot paths.
@@ -314,7 +322,7 @@ local function acquire(k, a)
   if n == 1 then redis.call('PEXPIRE', slots, ACCOUNT_TTL) end
   if trial then
     redis.call('HSET', run, sid, '0')
-    redis.call('PEXPIRE', run, ACCOUNT_TTL)
+    if not holds_kept(slots) then redis.call('PEXPIRE', run, ACCOUNT_TTL) end
   end
   return 0, exp
 end
@@ -344,7 +352,7 @@ local function renew(k, a)
     if sc > t then
       redis.call('ZADD', slots, exp, sid)
       redis.call('ZADD', cap, exp, member)
-      redis.call('PEXPIRE', slots, ACCOUNT_TTL)
+      if not holds_kept(slots) then redis.call('PEXPIRE', slots, ACCOUNT_TTL) end
       return 1, exp
     end
     -- Expired: the slot is gone; end it now rather than at the next purge.
@@ -368,7 +376,7 @@ local function renew(k, a)
   if not adopt then return 0, 0 end
   redis.call('ZADD', slots, exp, sid)
   redis.call('ZADD', cap, exp, member)
-  redis.call('PEXPIRE', slots, ACCOUNT_TTL)
+  if not holds_kept(slots) then redis.call('PEXPIRE', slots, ACCOUNT_TTL) end
   redis.call('SET', epoch, istr(t), 'NX')
   return 1, exp
 end
