@@ -312,8 +312,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.serve(w, r)
 }
 
-// fail answers err and reports it to the Refused hook.
+// fail answers err and reports it to the Refused hook. A 503, or a 429 of
+// a rate bound (400140), always carries a Retry-After: one second when the
+// error that refused (a RateLimiter's, a TokenStore's, an
+// IdempotencyStore's) set none.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err error) {
+	if e, ok := sserrors.As(err); ok && e.RetryAfter <= 0 &&
+		(e.Status == http.StatusServiceUnavailable || e.Code == sserrors.CodeMovioAPIExceedRateLimit) {
+		err = e.WithRetryAfter(time.Second)
+	}
 	writeError(w, err)
 	if s.hooks.Refused != nil {
 		s.hooks.Refused(Refusal{
