@@ -59,8 +59,8 @@ type Config struct {
 	// X-Forwarded-Proto: https.
 	BaseURL string
 
-	// Clock times simulated speech and bearer tokens. The default is the
-	// real clock.
+	// Clock times simulated speech, and the defaults of Tokens, RateLimiter
+	// and Idempotency.Store. The default is the real clock.
 	Clock realtime.Clock
 	// TaskDuration says how long the avatar speaks a text. The default is
 	// DefaultTaskDuration.
