@@ -290,11 +290,11 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	isPreflight := s.cors(w, r) // first: every answer, refusals included
 	if s.refuseWhileDraining(w, r) {
 		return
 	}
 	s.setBodyDeadline(w, r)
-	isPreflight := s.cors(w, r)
 	rt, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.fail(w, r, request{}, errNotFound)
