@@ -42,7 +42,9 @@
 //
 // Spend reserves the token with a lease (ClaimTTL, under a random nonce),
 // runs create, then binds the token to the new session if its lease is
-// still its own. When create fails the reservation is deleted. When the
+// still its own. When create fails the reservation is deleted, and so is
+// one whose reply was lost (the script ran, its answer did not arrive),
+// if Redis answers a moment later. When the
 // node dies mid-way: before create, or during it, the lease lapses after
 // ClaimTTL and the token is usable again (a session create made meanwhile
 // was never answered to anyone; its join timer closes it and frees its
@@ -332,6 +334,10 @@ func (s *Store) Spend(ctx context.Context, token string, create func(context.Con
 	nonce := hex.EncodeToString(n[:])
 	res, err := reserveScript.Run(ctx, s.client, keys, m, s.ttl.Milliseconds(), s.claim.Milliseconds(), nonce).StringSlice()
 	if err != nil {
+		// The script may have reserved the token, its reply lost: give the
+		// reservation back if it is this one, or the token would answer
+		// 401 to the caller's retry until ClaimTTL.
+		s.unreserve(ctx, keys, m, nonce)
 		return unavailable("spend", err)
 	}
 	if len(res) != 1 {
@@ -361,6 +367,19 @@ func (s *Store) Spend(ctx context.Context, token string, create func(context.Con
 		return nil
 	}
 	return errors.Join(err, discard(bg, id))
+}
+
+// unreserveTimeout bounds the giving back of a reservation whose reply was
+// lost.
+const unreserveTimeout = time.Second
+
+// unreserve deletes the token's reservation if it is still nonce's, within
+// unreserveTimeout whether or not ctx has ended. It is best effort: when
+// Redis is what failed, the lease lapses after ClaimTTL instead.
+func (s *Store) unreserve(ctx context.Context, keys []string, m, nonce string) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unreserveTimeout)
+	defer cancel()
+	_ = releaseScript.Run(uctx, s.client, keys, m, nonce).Err()
 }
 
 // Revoke deletes the token; revoking an unknown token does nothing.
