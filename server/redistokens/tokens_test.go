@@ -309,3 +309,37 @@ func TestLostReservationIsGivenBack(t *testing.T) {
 	require.NoError(t, s.Spend(ctx, token, create, nil), "the retry spends it")
 	assert.Equal(t, []string{acct.Name}, created)
 }
+
+// TestLostBindingIsUndone: a Spend whose binding was made but whose reply
+// was lost answers 503 and discards the session, and the token is unused
+// again instead of spent on the discarded session.
+func TestLostBindingIsUndone(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	client := srv.NewClient(&redis.Options{MaxRetries: -1})
+	require.NoError(t, commitScript.Load(ctx, client).Err())
+	hook := loseReply{script: commitScript, armed: make(chan struct{}, 1)}
+	client.AddHook(hook)
+	s, err := New(client, Config{Secret: testSecret})
+	require.NoError(t, err)
+	token, err := s.Mint(ctx, acct)
+	require.NoError(t, err)
+	var discarded []string
+	discard := func(_ context.Context, id string) error {
+		discarded = append(discarded, id)
+		return nil
+	}
+
+	hook.armed <- struct{}{}
+	err = s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, discard)
+	assert.Equal(t, 503, sserrors.StatusOf(err))
+	assert.Equal(t, []string{"s1"}, discarded)
+
+	got, err := s.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Empty(t, got.SessionID, "the token is not spent on the discarded session")
+	require.NoError(t, s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s2", nil }, discard))
+	got, err = s.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, "s2", got.SessionID)
+}
