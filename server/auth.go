@@ -318,7 +318,8 @@ func checks(boundTo string, spending bool, sessionID string) bool {
 
 // Spend reserves the token, creates its session and binds the token to it
 // (see [TokenStore]). The token is held in memory while create runs, so
-// only a Revoke or an expiry during create makes the binding fail.
+// only a Revoke or an expiry during create makes the binding fail. When
+// create panics, the token is given back unused and the panic goes on.
 func (m *MemoryTokens) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
 	now := m.now()
 	m.mu.Lock()
@@ -332,7 +333,16 @@ func (m *MemoryTokens) Spend(ctx context.Context, token string, create func(cont
 	acct := t.owner.acct
 	m.mu.Unlock()
 
+	created := false
+	defer func() {
+		if !created { // create panicked: give the token back unused
+			m.mu.Lock()
+			t.spending = false
+			m.mu.Unlock()
+		}
+	}()
 	id, err := create(ctx, acct)
+	created = true
 
 	m.mu.Lock()
 	held := m.tokens[t.key] == t && t.spending // not revoked nor expired meanwhile

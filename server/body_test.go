@@ -170,3 +170,36 @@ func TestBodyInTimeIsServed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, infos, 2)
 }
+
+// slowRates is a RateLimiter that takes `wait` of real time to allow a
+// request, and fails with its context's error when that context ends first.
+type slowRates struct{ wait time.Duration }
+
+func (s slowRates) Allow(ctx context.Context, _ string, _ RateLimit) (RateDecision, error) {
+	t := time.NewTimer(s.wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return RateDecision{}, ctx.Err()
+	case <-t.C:
+		return RateDecision{Allowed: true}, nil
+	}
+}
+
+// TestBodyDeadlineDoesNotCancelWork: the body read deadline bounds the body
+// only. A request without a body whose work outlasts the deadline keeps its
+// context and is served; before, net/http's watch of the idle connection
+// failed at the deadline and cancelled it (here a 503 from a limiter that
+// saw its context end).
+func TestBodyDeadlineDoesNotCancelWork(t *testing.T) {
+	const deadline = 200 * time.Millisecond
+	e := rateEnv(t, RateLimit{PerSecond: 100}, func(c *Config) {
+		c.BodyReadTimeout = deadline
+		c.RateLimiter = slowRates{3 * deadline}
+	})
+	r := e.do(http.MethodGet, PathList, key("key-acme"), nil)
+	assert.Equal(t, http.StatusOK, r.status, "a GET: %s", r.body)
+	r = e.do(http.MethodPost, PathNew, key("key-acme"), nil)
+	assert.Equal(t, http.StatusOK, r.status, "an empty POST: %s", r.body)
+	assert.Equal(t, 1, e.sessions("acme"))
+}

@@ -74,12 +74,17 @@
 //     task_mode sync and async both answer at once with {task_id,
 //     duration_ms}. A new task while the avatar speaks cuts the current one
 //     short (its avatar_stop_talking has "interrupted": true).
-//   - Origin: requests without an Origin header are allowed; otherwise the
-//     Origin must equal the request's own origin (same host) or be listed in
-//     Config.Origins ("*" allows any). Refused: 403 with code 400562
-//     ("forbidden").
-//   - The socket upgrade is checked in this order: origin, token (401 for a
-//     wrong or missing token and for an unknown session), state (400/1000x),
-//     the WebSocket handshake headers (400/400175). Only then does the
-//     session move to connected.
+//   - Origin of the realtime socket: an upgrade without an Origin header is
+//     allowed; otherwise the Origin must equal the request's own origin
+//     (same host) or be allowed by Config.Origins ("*" allows any).
+//     Refused: 403 with code 400562 ("forbidden"). API calls are not refused
+//     for their origin: an origin Config.Origins does not allow gets its
+//     answer without CORS headers, so its browser withholds it from the page.
+//   - The socket upgrade is checked in this order: a draining or shut-down
+//     node (503/400558 with a Retry-After), origin (403/400562), token (401
+//     for a wrong or missing token), the account's request budget
+//     (429/400140 or 503/400558, as every API call), state (401 for an
+//     unknown session, like a wrong token; 400/1000x for a session in
+//     neither connecting nor connected), the WebSocket handshake headers
+//     (400/400175). Only then does the session move to connected.
 package server

@@ -174,3 +174,23 @@ func TestDrain(t *testing.T) {
 	defer mu.Unlock()
 	assert.Empty(t, events, "no transition because of the drain")
 }
+
+// TestDrainRefusalCarriesCORS: the socket refused by a draining node is an
+// answer like any other: an allowed origin gets its CORS headers (and may
+// read the Retry-After).
+func TestDrainRefusalCarriesCORS(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Origins = []string{"https://app.example.com"} })
+	c := e.connecting("key-acme")
+	require.NoError(t, e.srv.Drain(context.Background()))
+	hdr := http.Header{"Origin": {"https://app.example.com"}}
+	ws, resp, err := e.dial(c.RealtimeEndpoint, hdr)
+	if ws != nil {
+		ws.Close()
+	}
+	require.ErrorIs(t, err, websocket.ErrBadHandshake)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "https://app.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, CORSExposeHeaders, resp.Header.Get("Access-Control-Expose-Headers"))
+	assert.Equal(t, "Origin", resp.Header.Get("Vary"))
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+}

@@ -170,13 +170,18 @@ func (s *Server) idempotent(fn func(*http.Request, *request) (any, error)) func(
 		if res.Replay != nil {
 			return storedAnswer{StoredAnswer: *res.Replay, replayed: true}, nil
 		}
-		// Finish runs even when the caller went away, within its own bound.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-		defer cancel()
+		// Finish runs even when the caller went away, within its own bound
+		// counted from when fn returns (not from Begin: a slow fn must not
+		// leave Finish no time, and the key in flight until its lease).
+		finish := func(answer *StoredAnswer) error {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+			defer cancel()
+			return s.idem.Finish(fctx, k, res.Owner, answer)
+		}
 		finished := false
 		defer func() {
 			if !finished { // fn panicked: free the key
-				_ = s.idem.Finish(fctx, k, res.Owner, nil)
+				_ = finish(nil)
 			}
 		}()
 		data, err := fn(r, req)
@@ -185,7 +190,7 @@ func (s *Server) idempotent(fn func(*http.Request, *request) (any, error)) func(
 		if err == nil {
 			answer = render(data)
 		}
-		if ferr := s.idem.Finish(fctx, k, res.Owner, answer); ferr != nil && s.idemFailed != nil {
+		if ferr := finish(answer); ferr != nil && s.idemFailed != nil {
 			s.idemFailed(ferr)
 		}
 		if answer == nil {

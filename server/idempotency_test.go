@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/session"
 )
 
 // keyed is the headers of a streaming.new with an API key and an
@@ -305,4 +306,48 @@ func TestIdempotentNewBodyTooLarge(t *testing.T) {
 	assert.Equal(t, 0, e.lim.heldCount())
 	r = e.do(http.MethodPost, PathNew, keyed("key-acme", "k"), `{}`)
 	assert.Equal(t, http.StatusOK, r.status, "a refusal leaves the key free: %s", r.body)
+}
+
+// slowSpend is a TokenStore whose Spend takes `wait` of real time before
+// spending, as a slow backend would.
+type slowSpend struct {
+	TokenStore
+	wait time.Duration
+}
+
+func (s slowSpend) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
+	time.Sleep(s.wait)
+	return s.TokenStore.Spend(ctx, token, create, discard)
+}
+
+// finishDeadline is an IdempotencyStore that records how much time each
+// Finish was given.
+type finishDeadline struct {
+	IdempotencyStore
+	left chan time.Duration
+}
+
+func (f finishDeadline) Finish(ctx context.Context, k IdempotencyKey, owner string, a *StoredAnswer) error {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(time.Hour)
+	}
+	f.left <- time.Until(d)
+	return f.IdempotencyStore.Finish(ctx, k, owner, a)
+}
+
+// TestIdempotencyFinishBoundStartsAfterTheWork: Finish gets its whole bound
+// however long streaming.new took; before, the bound ran from Begin, so a
+// slow call left Finish no time and its key in flight.
+func TestIdempotencyFinishBoundStartsAfterTheWork(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	left := make(chan time.Duration, 1)
+	e := newEnv(t, func(c *Config) {
+		c.Tokens = slowSpend{NewMemoryTokens(MemoryTokensConfig{}), wait}
+		c.Idempotency.Store = finishDeadline{NewMemoryIdempotency(MemoryIdempotencyConfig{}), left}
+	})
+	token := tokenOf(t, e.post("key-acme", PathCreateToken, `{}`))
+	r := e.do(http.MethodPost, PathNew, map[string]string{"Authorization": "Bearer " + token, IdempotencyHeader: "k"}, `{}`)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	assert.Greater(t, <-left, finishTimeout-wait/3, "Finish's bound counts from the end of the work")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/session"
 )
 
 const bodyRateLimited = `{"code":400140,"message":"Exceed rate limit"}`
@@ -250,3 +251,59 @@ func tokenOf(t *testing.T, r response) string {
 	require.NotEmpty(t, body.Data.Token, r.body)
 	return body.Data.Token
 }
+
+// TestRefusalsWithoutRetryAfterGetOne: a backend's 503, or a rate refusal
+// (400140), that carries no Retry-After is still answered with one, as the
+// contract of every 503 and 429/400140 says.
+func TestRefusalsWithoutRetryAfterGetOne(t *testing.T) {
+	bare503 := sserrors.ErrAPIConnectionError.WithStatus(http.StatusServiceUnavailable)
+	tests := []struct {
+		name  string
+		tweak func(*Config)
+		hdr   map[string]string
+		want  int
+	}{
+		{"a RateLimiter's 503", func(c *Config) {
+			c.RateLimit = func(string) RateLimit { return RateLimit{PerSecond: 1} }
+			c.RateLimiter = failingRates{bare503}
+		}, key("key-acme"), http.StatusServiceUnavailable},
+		{"an IdempotencyStore's 503", func(c *Config) {
+			c.Idempotency.Store = beginFailsWith{bare503}
+		}, keyed("key-acme", "k"), http.StatusServiceUnavailable},
+		{"a TokenStore's 429/400140", func(c *Config) {
+			c.Tokens = mintRefuses{NewMemoryTokens(MemoryTokensConfig{}), sserrors.ErrMovioAPIExceedRateLimit}
+		}, key("key-acme"), http.StatusTooManyRequests},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.tweak)
+			path := PathNew
+			if tt.want == http.StatusTooManyRequests {
+				path = PathCreateToken
+			}
+			r := e.do(http.MethodPost, path, tt.hdr, `{}`)
+			assert.Equal(t, tt.want, r.status, r.body)
+			assert.Equal(t, "1", r.header.Get("Retry-After"))
+			assert.Equal(t, 0, e.lim.heldCount())
+		})
+	}
+}
+
+// beginFailsWith is an IdempotencyStore whose Begin fails with err.
+type beginFailsWith struct{ err error }
+
+func (b beginFailsWith) Begin(context.Context, IdempotencyKey) (Reservation, error) {
+	return Reservation{}, b.err
+}
+
+func (b beginFailsWith) Finish(context.Context, IdempotencyKey, string, *StoredAnswer) error {
+	return nil
+}
+
+// mintRefuses is a TokenStore whose Mint fails with err.
+type mintRefuses struct {
+	TokenStore
+	err error
+}
+
+func (m mintRefuses) Mint(context.Context, session.Account) (string, error) { return "", m.err }

@@ -59,8 +59,8 @@ type Config struct {
 	// X-Forwarded-Proto: https.
 	BaseURL string
 
-	// Clock times simulated speech and bearer tokens. The default is the
-	// real clock.
+	// Clock times simulated speech, and the defaults of Tokens, RateLimiter
+	// and Idempotency.Store. The default is the real clock.
 	Clock realtime.Clock
 	// TaskDuration says how long the avatar speaks a text. The default is
 	// DefaultTaskDuration.
@@ -290,11 +290,11 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	isPreflight := s.cors(w, r) // first: every answer, refusals included
 	if s.refuseWhileDraining(w, r) {
 		return
 	}
 	s.setBodyDeadline(w, r)
-	isPreflight := s.cors(w, r)
 	rt, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.fail(w, r, request{}, errNotFound)
@@ -312,8 +312,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.serve(w, r)
 }
 
-// fail answers err and reports it to the Refused hook.
+// fail answers err and reports it to the Refused hook. A 503, or a 429 of
+// a rate bound (400140), always carries a Retry-After: one second when the
+// error that refused (a RateLimiter's, a TokenStore's, an
+// IdempotencyStore's) set none.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err error) {
+	if e, ok := sserrors.As(err); ok && e.RetryAfter <= 0 &&
+		(e.Status == http.StatusServiceUnavailable || e.Code == sserrors.CodeMovioAPIExceedRateLimit) {
+		err = e.WithRetryAfter(time.Second)
+	}
 	writeError(w, err)
 	if s.hooks.Refused != nil {
 		s.hooks.Refused(Refusal{

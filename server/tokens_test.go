@@ -66,3 +66,27 @@ func TestTokensAreOpaque(t *testing.T) {
 		tokenstest.AssertHides(t, token, created.Data.SessionID)
 	}
 }
+
+// TestMemoryTokensSpendGivesBackOnPanic: a create that panics leaves the
+// token unused (net/http recovers the handler's panic and the server goes
+// on), so the client's retry with it is served instead of refused until the
+// token expires.
+func TestMemoryTokensSpendGivesBackOnPanic(t *testing.T) {
+	ctx := context.Background()
+	s := server.NewMemoryTokens(server.MemoryTokensConfig{})
+	acct := session.Account{Name: "acme"}
+	token, err := s.Mint(ctx, acct)
+	require.NoError(t, err)
+	noDiscard := func(context.Context, string) error { return nil }
+
+	require.PanicsWithValue(t, "create failed", func() {
+		_ = s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { panic("create failed") }, noDiscard)
+	})
+	got, err := s.Check(ctx, token, "any-session")
+	require.NoError(t, err, "the token is unused again")
+	require.Equal(t, "acme", got)
+	require.NoError(t, s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, noDiscard))
+	tok, err := s.Get(ctx, token)
+	require.NoError(t, err)
+	require.Equal(t, "s1", tok.SessionID)
+}

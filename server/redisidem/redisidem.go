@@ -11,6 +11,9 @@
 // SET NX would), refuses another body, or returns the answer. A call that
 // finds the marker held by another call with the same body polls (10 ms,
 // doubling up to 200 ms) until that call finishes or its own context ends.
+// When Begin fails after its script may have run (the reply was lost, the
+// caller's context ended), it frees the marker it may have taken, if Redis
+// answers, before it returns.
 // Finish is one script that changes the key only while the caller still
 // owns the marker: it stores the answer with an expiry of TTL, or deletes
 // the key. A node that dies during streaming.new frees the key when its
@@ -161,6 +164,10 @@ func (s *Store) Begin(ctx context.Context, k server.IdempotencyKey) (server.Rese
 	for {
 		res, err := beginScript.Run(ctx, s.client, []string{key}, body, owner, s.lease.Milliseconds()).Slice()
 		if err != nil {
+			// The script may have run, taking the marker, with its answer
+			// lost: free the marker if it is this call's, so that retries
+			// of a call that will not run do not wait for its Lease.
+			s.abandon(ctx, key, owner)
 			if ctx.Err() != nil {
 				return server.Reservation{}, ctx.Err()
 			}
@@ -196,6 +203,18 @@ func (s *Store) Begin(ctx context.Context, k server.IdempotencyKey) (server.Rese
 		}
 		poll = min(2*poll, maxPoll)
 	}
+}
+
+// abandonTimeout bounds the freeing of a marker whose Begin failed.
+const abandonTimeout = time.Second
+
+// abandon frees key if owner holds its marker and no answer is stored,
+// within abandonTimeout and whether or not ctx has ended; it is best effort
+// (Redis may be what failed: the Lease frees the key then).
+func (s *Store) abandon(ctx context.Context, key, owner string) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	_ = finishScript.Run(actx, s.client, []string{key}, owner, "free").Err()
 }
 
 // Finish implements server.IdempotencyStore.

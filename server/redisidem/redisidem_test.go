@@ -3,6 +3,7 @@ package redisidem
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -205,4 +206,58 @@ func TestTwoNodesConcurrentCallsCreateOneSession(t *testing.T) {
 	}
 	assert.Equal(t, 1, lim.InUse())
 	assert.Equal(t, 1, countSessions(t, nodes))
+}
+
+// loseReply is a go-redis hook that, once armed, runs the next script call
+// and then reports it failed, as a connection cut after Redis answered.
+type loseReply struct{ armed chan struct{} }
+
+func (loseReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h loseReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err != nil || (cmd.Name() != "evalsha" && cmd.Name() != "eval") {
+			return err
+		}
+		select {
+		case <-h.armed:
+			lost := errors.New("read tcp: connection reset by peer")
+			cmd.SetErr(lost)
+			return lost
+		default:
+			return nil
+		}
+	}
+}
+
+func (loseReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestLostBeginReplyFreesTheKey: a Begin whose script ran (taking the
+// marker) but whose reply was lost answers 503, and leaves the key free: a
+// retry runs at once instead of waiting for the Lease of a call that never
+// runs.
+func TestLostBeginReplyFreesTheKey(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	client := srv.NewClient(&redis.Options{MaxRetries: -1})
+	hook := loseReply{armed: make(chan struct{}, 1)}
+	client.AddHook(hook)
+	s, err := New(client, Config{Lease: time.Hour})
+	require.NoError(t, err)
+	k := server.IdempotencyKey{Account: "acme", Key: "k", BodyHash: sha256.Sum256(nil)}
+
+	hook.armed <- struct{}{}
+	_, err = s.Begin(ctx, k)
+	require.ErrorIs(t, err, sserrors.ErrAPIConnectionError)
+	assert.Equal(t, 503, sserrors.StatusOf(err))
+
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	res, err := s.Begin(rctx, k)
+	require.NoError(t, err, "the retry runs: the lost call's marker was freed")
+	assert.Nil(t, res.Replay)
+	assert.NotEmpty(t, res.Owner)
 }

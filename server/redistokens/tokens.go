@@ -42,7 +42,10 @@
 //
 // Spend reserves the token with a lease (ClaimTTL, under a random nonce),
 // runs create, then binds the token to the new session if its lease is
-// still its own. When create fails the reservation is deleted. When the
+// still its own. When create fails the reservation is deleted, and so is
+// one whose reply was lost (the script ran, its answer did not arrive),
+// if Redis answers a moment later; a binding whose reply was lost is undone
+// the same way before discard runs. When the
 // node dies mid-way: before create, or during it, the lease lapses after
 // ClaimTTL and the token is usable again (a session create made meanwhile
 // was never answered to anyone; its join timer closes it and frees its
@@ -332,6 +335,10 @@ func (s *Store) Spend(ctx context.Context, token string, create func(context.Con
 	nonce := hex.EncodeToString(n[:])
 	res, err := reserveScript.Run(ctx, s.client, keys, m, s.ttl.Milliseconds(), s.claim.Milliseconds(), nonce).StringSlice()
 	if err != nil {
+		// The script may have reserved the token, its reply lost: give the
+		// reservation back if it is this one, or the token would answer
+		// 401 to the caller's retry until ClaimTTL.
+		s.unreserve(ctx, keys, m, nonce)
 		return unavailable("spend", err)
 	}
 	if len(res) != 1 {
@@ -354,6 +361,9 @@ func (s *Store) Spend(ctx context.Context, token string, create func(context.Con
 	bound, err := commitScript.Run(bg, s.client, keys, m, s.ttl.Milliseconds(), nonce, id).Int()
 	switch {
 	case err != nil:
+		// The binding may have been made, its reply lost: undo it, or the
+		// token would stay spent on the session discard stops.
+		s.unbind(ctx, keys, m, id)
 		err = unavailable("bind", err)
 	case bound != 1:
 		err = errLost
@@ -361,6 +371,29 @@ func (s *Store) Spend(ctx context.Context, token string, create func(context.Con
 		return nil
 	}
 	return errors.Join(err, discard(bg, id))
+}
+
+// unreserveTimeout bounds the giving back of a reservation whose reply was
+// lost.
+const unreserveTimeout = time.Second
+
+// unreserve deletes the token's reservation if it is still nonce's, within
+// unreserveTimeout whether or not ctx has ended. It is best effort: when
+// Redis is what failed, the lease lapses after ClaimTTL instead.
+func (s *Store) unreserve(ctx context.Context, keys []string, m, nonce string) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unreserveTimeout)
+	defer cancel()
+	_ = releaseScript.Run(uctx, s.client, keys, m, nonce).Err()
+}
+
+// unbind gives back, unused, a token spent on sessionID, within
+// unreserveTimeout whether or not ctx has ended. It is best effort: when
+// Redis is what failed, the token stays spent on a session that discard
+// stops.
+func (s *Store) unbind(ctx context.Context, keys []string, m, sessionID string) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unreserveTimeout)
+	defer cancel()
+	_ = unbindScript.Run(uctx, s.client, keys, m, sessionID).Err()
 }
 
 // Revoke deletes the token; revoking an unknown token does nothing.
@@ -484,6 +517,14 @@ local st = redis.call('HGET', KEYS[2], ARGV[1])
 if not st or string.sub(st, 1, 17) ~= 'r' .. ARGV[3] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], 's' .. ARGV[4])
 keep()
+return 1
+`)
+	// ARGV: 1 member, 2 session id. Makes the token unused again if it is
+	// spent on that session.
+	unbindScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], ARGV[1]) == 's' .. ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
 return 1
 `)
 	// ARGV: 1 member.

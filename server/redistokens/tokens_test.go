@@ -3,6 +3,7 @@ package redistokens
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -244,4 +245,101 @@ func TestSharedSecret(t *testing.T) {
 	assert.NotEqual(t, first, other, "another prefix, another service")
 	_, err = SharedSecret(ctx, srv.Client(), "{bad}")
 	assert.Equal(t, sserrors.CodeInvalidParameter, sserrors.CodeOf(err))
+}
+
+// loseReply runs one script (by its hash) and then reports it failed, as a
+// connection cut after Redis answered, once armed.
+type loseReply struct {
+	script *redis.Script
+	armed  chan struct{}
+}
+
+func (loseReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h loseReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if args := cmd.Args(); err != nil || len(args) < 2 || args[1] != h.script.Hash() {
+			return err
+		}
+		select {
+		case <-h.armed:
+			lost := errors.New("read tcp: connection reset by peer")
+			cmd.SetErr(lost)
+			return lost
+		default:
+			return nil
+		}
+	}
+}
+
+func (loseReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestLostReservationIsGivenBack: a Spend whose reservation was made but
+// whose reply was lost answers 503 and creates nothing, and the token is
+// still unused: the client's retry is served, not refused with 401 until
+// ClaimTTL.
+func TestLostReservationIsGivenBack(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	client := srv.NewClient(&redis.Options{MaxRetries: -1})
+	require.NoError(t, reserveScript.Load(ctx, client).Err()) // EVALSHA, the hash the hook knows
+	hook := loseReply{script: reserveScript, armed: make(chan struct{}, 1)}
+	client.AddHook(hook)
+	s, err := New(client, Config{Secret: testSecret, ClaimTTL: time.Hour})
+	require.NoError(t, err)
+	token, err := s.Mint(ctx, acct)
+	require.NoError(t, err)
+	var created []string
+	create := func(_ context.Context, a session.Account) (string, error) {
+		created = append(created, a.Name)
+		return "s1", nil
+	}
+
+	hook.armed <- struct{}{}
+	err = s.Spend(ctx, token, create, nil)
+	assert.Equal(t, 503, sserrors.StatusOf(err))
+	assert.Empty(t, created)
+
+	name, err := s.Check(ctx, token, "")
+	require.NoError(t, err, "the token is unused")
+	assert.Equal(t, acct.Name, name)
+	require.NoError(t, s.Spend(ctx, token, create, nil), "the retry spends it")
+	assert.Equal(t, []string{acct.Name}, created)
+}
+
+// TestLostBindingIsUndone: a Spend whose binding was made but whose reply
+// was lost answers 503 and discards the session, and the token is unused
+// again instead of spent on the discarded session.
+func TestLostBindingIsUndone(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	client := srv.NewClient(&redis.Options{MaxRetries: -1})
+	require.NoError(t, commitScript.Load(ctx, client).Err())
+	hook := loseReply{script: commitScript, armed: make(chan struct{}, 1)}
+	client.AddHook(hook)
+	s, err := New(client, Config{Secret: testSecret})
+	require.NoError(t, err)
+	token, err := s.Mint(ctx, acct)
+	require.NoError(t, err)
+	var discarded []string
+	discard := func(_ context.Context, id string) error {
+		discarded = append(discarded, id)
+		return nil
+	}
+
+	hook.armed <- struct{}{}
+	err = s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, discard)
+	assert.Equal(t, 503, sserrors.StatusOf(err))
+	assert.Equal(t, []string{"s1"}, discarded)
+
+	got, err := s.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Empty(t, got.SessionID, "the token is not spent on the discarded session")
+	require.NoError(t, s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s2", nil }, discard))
+	got, err = s.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, "s2", got.SessionID)
 }
