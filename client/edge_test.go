@@ -160,3 +160,48 @@ func TestReconnectRefusedWithA429GoesOn(t *testing.T) {
 	require.NoError(t, s.Stop(ctx))
 	drain(t, events)
 }
+
+// TestCloseDuringConnect: a Close made while Connect dials waits for it and
+// closes the socket it opened, so no socket or goroutine outlives Close.
+func TestCloseDuringConnect(t *testing.T) {
+	b := newBackend(t)
+	ctx := t.Context()
+	entered, release := make(chan struct{}), make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the backend closes: its handler waits on release
+	var once sync.Once
+	b.intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == server.PathRealtime {
+			once.Do(func() { close(entered) })
+			<-release
+		}
+		return false
+	})
+	c, _ := newClient(t, b, "key-acme")
+	s, err := c.NewSession(ctx, client.NewSessionRequest{})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+
+	connected := make(chan (<-chan client.Event), 1)
+	go func() {
+		events, err := s.Connect(ctx)
+		assert.NoError(t, err)
+		connected <- events
+	}()
+	<-entered
+	closed := make(chan struct{})
+	go func() {
+		assert.NoError(t, s.Close())
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while Connect was still dialling")
+	case <-time.After(50 * time.Millisecond):
+	}
+	releaseOnce()
+	events := <-connected
+	<-closed
+	drain(t, events) // the channel closes: Close ended the stream Connect opened
+	require.NoError(t, s.Stop(ctx))
+}

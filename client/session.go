@@ -192,9 +192,13 @@ func (s *Session) Stop(ctx context.Context) error {
 }
 
 // Close closes the realtime socket, if any, and waits for its goroutine;
-// the event channel closes. The session itself goes on (its idle timer
-// runs); call Stop to end it. Close is idempotent and returns nil.
+// the event channel closes. A Connect in progress is waited for (its dial
+// is bounded by its ctx) and its socket closed too, so that no socket
+// outlives Close. The session itself goes on (its idle timer runs); call
+// Stop to end it. Close is idempotent and returns nil.
 func (s *Session) Close() error {
+	s.connectMu.Lock()
+	defer s.connectMu.Unlock()
 	if st := s.current(); st != nil {
 		st.close()
 	}
