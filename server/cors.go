@@ -15,7 +15,7 @@ const (
 	CORSAllowHeaders = "Authorization, X-Api-Key, Content-Type, Idempotency-Key"
 	// CORSExposeHeaders are the answer headers a page may read besides the
 	// simple ones.
-	CORSExposeHeaders = "Retry-After"
+	CORSExposeHeaders = "Retry-After, " + ReplayedHeader
 	// CORSMaxAge is how long a browser may cache a preflight's answer.
 	CORSMaxAge = 10 * time.Minute
 )

@@ -115,7 +115,7 @@ func TestCORSHeaders(t *testing.T) {
 		}
 		return out
 	}
-	real := map[string]string{"Access-Control-Allow-Origin": allowed, "Access-Control-Expose-Headers": "Retry-After"}
+	real := map[string]string{"Access-Control-Allow-Origin": allowed, "Access-Control-Expose-Headers": "Retry-After, Idempotent-Replayed"}
 	tests := []struct {
 		name       string
 		method     string
