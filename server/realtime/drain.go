@@ -31,15 +31,5 @@ func (h *Hub) Drain(ctx context.Context) error {
 	for _, c := range clients {
 		c.closeWith(websocket.CloseServiceRestart, ReasonServiceRestart)
 	}
-	done := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return h.waitSockets(ctx)
 }

@@ -192,6 +192,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, c := range h.stop() {
 		c.closeWith(websocket.CloseGoingAway, ReasonShuttingDown)
 	}
+	if err := h.waitSockets(ctx); err != nil {
+		h.cancel() // kills every socket
+		h.wg.Wait()
+		return err
+	}
+	return nil
+}
+
+// waitSockets waits until the sockets' goroutines have ended, or ctx ends.
+func (h *Hub) waitSockets(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		h.wg.Wait()
@@ -201,8 +211,6 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		h.cancel() // kills every socket
-		<-done
 		return ctx.Err()
 	}
 }
