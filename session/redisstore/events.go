@@ -64,7 +64,6 @@ func (s *Store) listen(ready chan struct{}) {
 			if err != nil {
 				continue
 			}
-			s.fromChannel.Add(1)
 			s.announced(score)
 			s.deliver(ev)
 		}
