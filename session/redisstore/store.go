@@ -118,7 +118,6 @@ type Store struct {
 	known  map[string]*seen // the last event delivered of each session
 	tombs  []tombstone      // the forgotten sessions in known, oldest first
 
-
 	wake chan struct{}
 	// next is the deadline (Unix ms) the timer loop waits for; MaxInt64
 	// while Due runs, so that a deadline announced meanwhile wakes it.
