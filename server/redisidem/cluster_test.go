@@ -35,7 +35,8 @@ func TestRedisCluster(t *testing.T) {
 	b, err := New(c.Client(), Config{Secret: testSecret, Prefix: "cluster-idem"})
 	require.NoError(t, err)
 	slots := map[int64]bool{}
-	for _, account := range []string{"acme", "globex", "initech", "umbrella"} {
+	for i := range 8 {
+		account := fmt.Sprintf("acct-%d", i)
 		k := server.IdempotencyKey{Account: account, Key: "k", BodyHash: sha256.Sum256([]byte("{}"))}
 		slot, err := client.ClusterKeySlot(ctx, a.key(k)).Result()
 		require.NoError(t, err)
@@ -49,5 +50,15 @@ func TestRedisCluster(t *testing.T) {
 		require.NotNil(t, again.Replay, account)
 		assert.Equal(t, *answer, *again.Replay)
 	}
-	assert.Greater(t, len(slots), 1, "accounts spread over slots")
+	ranges, err := client.ClusterSlots(ctx).Result()
+	require.NoError(t, err)
+	masters := map[string]bool{}
+	for slot := range slots {
+		for _, r := range ranges {
+			if int64(r.Start) <= slot && slot <= int64(r.End) {
+				masters[r.Nodes[0].Addr] = true
+			}
+		}
+	}
+	assert.Greater(t, len(masters), 1, "accounts spread over masters (slots %v)", slots)
 }
