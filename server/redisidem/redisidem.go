@@ -15,7 +15,9 @@
 // hex. Redis holds neither the account name nor the key itself. The key is
 // a hash with the body hash ("h", the SHA-256 of the request body, hex), the
 // owner of the in-flight marker ("o", random) and, once the call answered,
-// the sealed answer ("a").
+// the sealed answer ("a"). Keys of the earlier layout (one hash tag,
+// "{Prefix}:i:…", answers in clear) are never read: they expire unread, and a
+// retry of a call answered before the upgrade runs again.
 //
 // # Sealing
 //

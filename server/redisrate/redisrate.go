@@ -20,7 +20,9 @@
 // the SHA-256 of the account name, in hex: each account has a hash tag of
 // its own, so that on a Redis Cluster the accounts spread over the slots
 // (and their masters) instead of all deciding on one, and Redis does not
-// hold the account names.
+// hold the account names. Budgets of the earlier layout (one hash tag,
+// "rate:{Prefix}:r:<account>") are never read: they start full once after
+// the upgrade, and expire unread.
 //
 // # When Redis fails
 //
