@@ -97,7 +97,11 @@ const (
 type Config struct {
 	// Secret keys the sealing of the stored answers: every node of a
 	// service needs the same one (the service's shared secret, as
-	// redistokens.SharedSecret returns). Required, 16 bytes or more.
+	// redistokens.SharedSecret returns). Required, 16 bytes or more. The
+	// sealing hides the answers only from those who cannot read the
+	// Secret: redistokens.SharedSecret keeps it in Redis itself, so a
+	// service that must withstand a reader of Redis passes a secret
+	// distributed another way.
 	Secret []byte
 	// Prefix starts the hash tag of every key. It must not contain '{' or
 	// '}'. The default is DefaultPrefix.
