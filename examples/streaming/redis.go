@@ -59,7 +59,8 @@ type redisBackends struct {
 
 // openRedis connects to Redis and builds the backends. It fails when
 // Redis does not answer within redisConnectTimeout: the nodes agree on the
-// access-token secret through it at start.
+// service's secret through it at start (it keys the access tokens, the
+// bearer tokens and the sealing of the stored idempotent answers).
 func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*redisBackends, error) {
 	client := redis.NewClient(&redis.Options{Addr: opts.Addr, ContextTimeoutEnabled: true})
 	b := &redisBackends{client: client, requestTimeout: opts.RequestTimeout}
@@ -90,7 +91,9 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	}); err != nil {
 		return fail(err)
 	}
-	if b.idem, err = redisidem.New(client, redisidem.Config{Prefix: opts.Prefix, TTL: cfg.IdempotencyTTL}); err != nil {
+	if b.idem, err = redisidem.New(client, redisidem.Config{
+		Secret: secret, Prefix: opts.Prefix, TTL: cfg.IdempotencyTTL,
+	}); err != nil {
 		return fail(err)
 	}
 	if b.store, err = redisstore.New(client, redisstore.Config{Prefix: opts.Prefix}); err != nil {

@@ -3,10 +3,43 @@
 // same answer for one key and two calls with one key on two nodes create
 // one session.
 //
-// A key is a hash under "{Prefix}:i:<SHA-256 of the account>:<SHA-256 of
-// the key>" (Redis never holds the key itself) with the body hash, the
-// owner of the in-flight marker and, once the call answered, the stored
-// answer. Begin is one script: it takes the marker when the key is free
+// # Keys
+//
+// Every key of an account is under one hash tag of its own, so that the
+// accounts spread over the slots of a Redis Cluster and each script runs
+// on one slot:
+//
+//	{Prefix:i:<tag>}:<SHA-256 of the Idempotency-Key, hex>
+//
+// where <tag> is the first 16 bytes of the SHA-256 of the account name, in
+// hex. Redis holds neither the account name nor the key itself. The key is
+// a hash with the body hash ("h", the SHA-256 of the request body, hex), the
+// owner of the in-flight marker ("o", random) and, once the call answered,
+// the sealed answer ("a"). Keys of the earlier layout (one hash tag,
+// "{Prefix}:i:…", answers in clear) are never read: they expire unread, and a
+// retry of a call answered before the upgrade runs again.
+//
+// # Sealing
+//
+// A stored answer holds the session's access_token, which opens its
+// realtime socket, so Redis never holds it in clear: the answer (status,
+// Content-Type and body) is sealed with AES-256-GCM under a key derived
+// (HKDF-SHA-256, label "streamsession idempotency v1") from Config.Secret,
+// with a random nonce and the Redis key name as additional data, so that
+// an answer copied under another key does not open. Nodes with the same
+// Secret replay each other's answers. An answer that does not open (a node
+// configured with another Secret, or a value altered in Redis) is a
+// backend failure: Begin returns an error wrapping
+// errors.ErrBackendUnavailable (503/400558 with a Retry-After) and the
+// call does not run, since running it again could create a second
+// session for a key whose first answer was given; the key stays refused
+// until its answer expires (Config.TTL) or the Secret is fixed.
+// Key names do not depend on the Secret, so a misconfigured node finds the
+// key and refuses rather than running the call a second time.
+//
+// # Calls
+//
+// Begin is one script: it takes the marker when the key is free
 // (the key is created with the owner and an expiry of Lease, atomically, as
 // SET NX would), refuses another body, or returns the answer. A call that
 // finds the marker held by another call with the same body polls (10 ms,
@@ -25,12 +58,16 @@ package redisidem
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,8 +79,8 @@ import (
 
 // Defaults of Config's zero values.
 const (
-	// DefaultPrefix is the hash tag of every key (the other Redis backends'
-	// default too; the key names never collide).
+	// DefaultPrefix starts the hash tag of every key (the other Redis
+	// backends' default too; the key names never collide).
 	DefaultPrefix = "streamsession"
 	// DefaultLease is how long an in-flight marker holds a key: longer than
 	// any streaming.new takes (the example server bounds a request by 10 s).
@@ -58,8 +95,16 @@ const (
 
 // Config configures a Store. Zero fields take the documented defaults.
 type Config struct {
-	// Prefix is the hash tag of every key. It must not contain '{' or '}'.
-	// The default is DefaultPrefix.
+	// Secret keys the sealing of the stored answers: every node of a
+	// service needs the same one (the service's shared secret, as
+	// redistokens.SharedSecret returns). Required, 16 bytes or more. The
+	// sealing hides the answers only from those who cannot read the
+	// Secret: redistokens.SharedSecret keeps it in Redis itself, so a
+	// service that must withstand a reader of Redis passes a secret
+	// distributed another way.
+	Secret []byte
+	// Prefix starts the hash tag of every key. It must not contain '{' or
+	// '}'. The default is DefaultPrefix.
 	Prefix string
 	// TTL is how long an answer is kept. The default is
 	// server.DefaultIdempotencyTTL (24 h).
@@ -76,7 +121,12 @@ type Store struct {
 	prefix string
 	ttl    time.Duration
 	lease  time.Duration
+	seal   cipher.AEAD
 }
+
+// sealInfo is the HKDF label of the sealing key, distinct from the other
+// uses of the same secret.
+const sealInfo = "streamsession idempotency v1"
 
 var _ server.IdempotencyStore = (*Store)(nil)
 
@@ -86,6 +136,9 @@ var _ server.IdempotencyStore = (*Store)(nil)
 func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if client == nil {
 		return nil, invalid("nil client")
+	}
+	if len(cfg.Secret) < 16 {
+		return nil, invalid("Secret must be 16 bytes or more")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
@@ -102,7 +155,19 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.TTL < time.Millisecond || cfg.Lease < time.Millisecond {
 		return nil, invalid("TTL and Lease must be at least 1ms")
 	}
-	return &Store{client: client, prefix: "{" + cfg.Prefix + "}:i:", ttl: cfg.TTL, lease: cfg.Lease}, nil
+	key, err := hkdf.Key(sha256.New, cfg.Secret, nil, sealInfo, 32)
+	if err != nil {
+		return nil, invalid("secret: %v", err)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, invalid("secret: %v", err)
+	}
+	seal, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, invalid("secret: %v", err)
+	}
+	return &Store{client: client, prefix: cfg.Prefix, ttl: cfg.TTL, lease: cfg.Lease, seal: seal}, nil
 }
 
 func invalid(format string, args ...any) error {
@@ -114,10 +179,46 @@ func unavailable(op string, err error) error {
 	return sserrors.ErrBackendUnavailable.WithCause(fmt.Errorf("redisidem: %s: %w", op, err))
 }
 
+// tagSize is the bytes of the account's SHA-256 in its hash tag.
+const tagSize = 16
+
+// key is k's Redis key, under its account's hash tag (see the package doc).
 func (s *Store) key(k server.IdempotencyKey) string {
 	a := sha256.Sum256([]byte(k.Account))
 	b := sha256.Sum256([]byte(k.Key))
-	return s.prefix + hex.EncodeToString(a[:]) + ":" + hex.EncodeToString(b[:])
+	return "{" + s.prefix + ":i:" + hex.EncodeToString(a[:tagSize]) + "}:" + hex.EncodeToString(b[:])
+}
+
+// errUnreadable is a stored answer that does not open under this Store's
+// secret and key name.
+var errUnreadable = errors.New("stored answer does not open (another Secret, or altered)")
+
+// sealAnswer returns answer sealed for key: a random nonce, then the
+// AES-256-GCM of the status (4 bytes, big-endian), the Content-Type's
+// length (4 bytes) and the Content-Type, and the body; key is the
+// additional data.
+func (s *Store) sealAnswer(key string, answer *server.StoredAnswer) []byte {
+	plain := make([]byte, 0, 8+len(answer.ContentType)+len(answer.Body))
+	plain = binary.BigEndian.AppendUint32(plain, uint32(answer.Status))
+	plain = binary.BigEndian.AppendUint32(plain, uint32(len(answer.ContentType)))
+	plain = append(plain, answer.ContentType...)
+	plain = append(plain, answer.Body...)
+	return s.seal.Seal(nil, nil, plain, []byte(key))
+}
+
+// openAnswer reverses sealAnswer, or returns errUnreadable.
+func (s *Store) openAnswer(key string, sealed []byte) (*server.StoredAnswer, error) {
+	plain, err := s.seal.Open(nil, nil, sealed, []byte(key))
+	if err != nil || len(plain) < 8 {
+		return nil, errUnreadable
+	}
+	status := binary.BigEndian.Uint32(plain)
+	n := binary.BigEndian.Uint32(plain[4:])
+	if uint64(n) > uint64(len(plain)-8) || status > 999 {
+		return nil, errUnreadable
+	}
+	ct, body := plain[8:8+n], plain[8+n:]
+	return &server.StoredAnswer{Status: int(status), ContentType: string(ct), Body: body}, nil
 }
 
 // beginScript: KEYS[1] the key; ARGV body hash, owner, lease (ms).
@@ -131,29 +232,32 @@ end
 if h ~= ARGV[1] then
   return {'mismatch'}
 end
-local a = redis.call('HMGET', KEYS[1], 's', 'c', 'b')
-if not a[1] then
+local a = redis.call('HGET', KEYS[1], 'a')
+if not a then
   return {'wait'}
 end
-return {'replay', a[1], a[2], a[3]}
+return {'replay', a}
 `)
 
-// finishScript: KEYS[1] the key; ARGV owner, then "free", or "store",
-// status, content type, body and TTL (ms).
+// finishScript: KEYS[1] the key; ARGV owner, then "free", or "store", the
+// sealed answer and TTL (ms).
 var finishScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], 's') == 1 then
+if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], 'a') == 1 then
   return 0
 end
 if ARGV[2] == 'free' then
   redis.call('DEL', KEYS[1])
   return 1
 end
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'c', ARGV[4], 'b', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('HSET', KEYS[1], 'a', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 `)
 
-// Begin implements server.IdempotencyStore.
+// Begin implements server.IdempotencyStore. A stored answer that does not
+// open under this Store's Secret (see the package doc) is an error
+// wrapping errors.ErrBackendUnavailable (503/400558); the key stays as it
+// is.
 func (s *Store) Begin(ctx context.Context, k server.IdempotencyKey) (server.Reservation, error) {
 	key := s.key(k)
 	body := hex.EncodeToString(k.BodyHash[:])
@@ -179,17 +283,15 @@ func (s *Store) Begin(ctx context.Context, k server.IdempotencyKey) (server.Rese
 		case "mismatch":
 			return server.Reservation{}, sserrors.ErrInvalidParameter
 		case "replay":
-			if len(res) != 4 {
+			if len(res) != 2 {
 				return server.Reservation{}, unavailable("begin", fmt.Errorf("malformed answer of %d fields", len(res)))
 			}
-			st, _ := res[1].(string)
-			status, err := strconv.Atoi(st)
+			sealed, _ := res[1].(string)
+			answer, err := s.openAnswer(key, []byte(sealed))
 			if err != nil {
-				return server.Reservation{}, unavailable("begin", fmt.Errorf("malformed status %q", st))
+				return server.Reservation{}, unavailable("begin", err)
 			}
-			ct, _ := res[2].(string)
-			bd, _ := res[3].(string)
-			return server.Reservation{Replay: &server.StoredAnswer{Status: status, ContentType: ct, Body: []byte(bd)}}, nil
+			return server.Reservation{Replay: answer}, nil
 		case "wait":
 		default:
 			return server.Reservation{}, unavailable("begin", fmt.Errorf("unexpected verdict %v", res[0]))
@@ -217,13 +319,15 @@ func (s *Store) abandon(ctx context.Context, key, owner string) {
 	_ = finishScript.Run(actx, s.client, []string{key}, owner, "free").Err()
 }
 
-// Finish implements server.IdempotencyStore.
+// Finish implements server.IdempotencyStore. It stores answer sealed (see
+// the package doc).
 func (s *Store) Finish(ctx context.Context, k server.IdempotencyKey, owner string, answer *server.StoredAnswer) error {
+	key := s.key(k)
 	args := []any{owner, "free"}
 	if answer != nil {
-		args = []any{owner, "store", answer.Status, answer.ContentType, answer.Body, s.ttl.Milliseconds()}
+		args = []any{owner, "store", s.sealAnswer(key, answer), s.ttl.Milliseconds()}
 	}
-	if err := finishScript.Run(ctx, s.client, []string{s.key(k)}, args...).Err(); err != nil {
+	if err := finishScript.Run(ctx, s.client, []string{key}, args...).Err(); err != nil {
 		return unavailable("finish", err)
 	}
 	return nil

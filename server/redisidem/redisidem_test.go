@@ -3,6 +3,9 @@ package redisidem
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -30,6 +33,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// testSecret is the secret of the nodes of one service in these tests.
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
 type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
@@ -38,7 +44,7 @@ func TestContract(t *testing.T) {
 	srv := redistest.Start(t)
 	idempotencytest.Run(t, func(t *testing.T) server.IdempotencyStore {
 		require.NoError(t, srv.Client().FlushAll(context.Background()).Err())
-		s, err := New(srv.Client(), Config{})
+		s, err := New(srv.Client(), Config{Secret: testSecret})
 		require.NoError(t, err)
 		return s
 	})
@@ -46,18 +52,22 @@ func TestContract(t *testing.T) {
 
 func TestNewRefusesABadConfig(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, cfg := range []Config{{Prefix: "a{b"}, {TTL: -time.Second}, {Lease: time.Microsecond}} {
+	for _, cfg := range []Config{
+		{}, {Secret: []byte("fifteen bytes..")},
+		{Secret: testSecret, Prefix: "a{b"}, {Secret: testSecret, TTL: -time.Second},
+		{Secret: testSecret, Lease: time.Microsecond},
+	} {
 		_, err := New(srv.Client(), cfg)
 		assert.ErrorIs(t, err, sserrors.ErrInvalidParameter, "%+v", cfg)
 	}
-	_, err := New(nil, Config{})
+	_, err := New(nil, Config{Secret: testSecret})
 	assert.ErrorIs(t, err, sserrors.ErrInvalidParameter)
 }
 
 func TestKeysExpireAndHideTheKey(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s, err := New(srv.Client(), Config{TTL: time.Hour, Lease: time.Minute})
+	s, err := New(srv.Client(), Config{Secret: testSecret, TTL: time.Hour, Lease: time.Minute})
 	require.NoError(t, err)
 	k := server.IdempotencyKey{Account: "acme", Key: "secret-key-value", BodyHash: sha256.Sum256([]byte("{}"))}
 	res, err := s.Begin(ctx, k)
@@ -82,7 +92,7 @@ func TestKeysExpireAndHideTheKey(t *testing.T) {
 func TestAbandonedMarkerLapses(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s, err := New(srv.Client(), Config{Lease: 100 * time.Millisecond})
+	s, err := New(srv.Client(), Config{Secret: testSecret, Lease: 100 * time.Millisecond})
 	require.NoError(t, err)
 	k := server.IdempotencyKey{Account: "acme", Key: "k", BodyHash: sha256.Sum256(nil)}
 	first, err := s.Begin(ctx, k)
@@ -104,7 +114,7 @@ func TestAbandonedMarkerLapses(t *testing.T) {
 
 func TestRedisDownIsUnavailable(t *testing.T) {
 	srv := redistest.Start(t)
-	s, err := New(srv.NewClient(&redis.Options{MaxRetries: -1, ContextTimeoutEnabled: true}), Config{})
+	s, err := New(srv.NewClient(&redis.Options{MaxRetries: -1, ContextTimeoutEnabled: true}), Config{Secret: testSecret})
 	require.NoError(t, err)
 	srv.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -121,7 +131,8 @@ type node struct {
 	http *httptest.Server
 }
 
-func newNodes(t *testing.T, n int) ([]node, *limits.Memory) {
+// newNodes starts one node per secret on one Redis.
+func newNodes(t *testing.T, secrets ...[]byte) ([]node, *limits.Memory, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t)
 	lim := limits.NewMemory(limits.MemoryConfig{Capacity: 100})
@@ -129,10 +140,10 @@ func newNodes(t *testing.T, n int) ([]node, *limits.Memory) {
 	avatars := session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true, Default: true}}
 	accounts := server.AccountsByKey{"key-acme": {Name: "acme", Plan: limits.Plan{Name: "pro", MaxConcurrent: 100}}}
 	var nodes []node
-	for range n {
+	for _, secret := range secrets {
 		mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars})
 		require.NoError(t, err)
-		store, err := New(srv.Client(), Config{})
+		store, err := New(srv.Client(), Config{Secret: secret})
 		require.NoError(t, err)
 		s, err := server.New(server.Config{Manager: mgr, Accounts: accounts, Avatars: avatars, Idempotency: server.IdempotencyConfig{Store: store}})
 		require.NoError(t, err)
@@ -144,7 +155,7 @@ func newNodes(t *testing.T, n int) ([]node, *limits.Memory) {
 		})
 		nodes = append(nodes, node{mgr: mgr, http: h})
 	}
-	return nodes, lim
+	return nodes, lim, srv
 }
 
 func post(t *testing.T, base, idem, body string) (int, string, http.Header) {
@@ -172,7 +183,7 @@ func countSessions(t *testing.T, nodes []node) int {
 }
 
 func TestTwoNodesShareKeys(t *testing.T) {
-	nodes, lim := newNodes(t, 2)
+	nodes, lim, _ := newNodes(t, testSecret, testSecret)
 	st, first, _ := post(t, nodes[0].http.URL, "k1", `{}`)
 	require.Equal(t, http.StatusOK, st, first)
 	st, again, hdr := post(t, nodes[1].http.URL, "k1", `{}`)
@@ -187,7 +198,7 @@ func TestTwoNodesShareKeys(t *testing.T) {
 }
 
 func TestTwoNodesConcurrentCallsCreateOneSession(t *testing.T) {
-	nodes, lim := newNodes(t, 2)
+	nodes, lim, _ := newNodes(t, testSecret, testSecret)
 	const n = 20
 	bodies := make([]string, n)
 	var wg sync.WaitGroup
@@ -245,7 +256,7 @@ func TestLostBeginReplyFreesTheKey(t *testing.T) {
 	client := srv.NewClient(&redis.Options{MaxRetries: -1})
 	hook := loseReply{armed: make(chan struct{}, 1)}
 	client.AddHook(hook)
-	s, err := New(client, Config{Lease: time.Hour})
+	s, err := New(client, Config{Secret: testSecret, Lease: time.Hour})
 	require.NoError(t, err)
 	k := server.IdempotencyKey{Account: "acme", Key: "k", BodyHash: sha256.Sum256(nil)}
 
@@ -260,4 +271,164 @@ func TestLostBeginReplyFreesTheKey(t *testing.T) {
 	require.NoError(t, err, "the retry runs: the lost call's marker was freed")
 	assert.Nil(t, res.Replay)
 	assert.NotEmpty(t, res.Owner)
+}
+
+// otherSecret is the secret of a node misconfigured for another service.
+var otherSecret = []byte("another service's secret, 32 b..")
+
+// hashFields returns every field and value of the hash at key.
+func hashFields(t *testing.T, client *redis.Client, key string) map[string]string {
+	t.Helper()
+	fields, err := client.HGetAll(context.Background(), key).Result()
+	require.NoError(t, err)
+	return fields
+}
+
+// onlyKey returns the one key in Redis.
+func onlyKey(t *testing.T, client *redis.Client) string {
+	t.Helper()
+	keys, err := client.Keys(context.Background(), "*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	return keys[0]
+}
+
+// TestStoredAnswerHidesTheSession: Redis holds neither the access_token
+// nor the session id of a stored answer, in any common encoding, in any key
+// name or value; a node with the same secret still replays it.
+func TestStoredAnswerHidesTheSession(t *testing.T) {
+	nodes, _, srv := newNodes(t, testSecret, testSecret)
+	st, first, _ := post(t, nodes[0].http.URL, "k1", `{}`)
+	require.Equal(t, http.StatusOK, st, first)
+	var resp struct {
+		Data struct {
+			SessionID   string `json:"session_id"`
+			AccessToken string `json:"access_token"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(first), &resp))
+	require.NotEmpty(t, resp.Data.SessionID)
+	require.NotEmpty(t, resp.Data.AccessToken)
+
+	key := onlyKey(t, srv.Client())
+	fields := hashFields(t, srv.Client(), key)
+	require.Contains(t, fields, "a", "the answer is stored")
+	stored := key
+	for f, v := range fields {
+		stored += "\x00" + f + "\x00" + v
+	}
+	for name, secret := range map[string]string{"access_token": resp.Data.AccessToken, "session id": resp.Data.SessionID} {
+		for enc, text := range map[string]string{
+			"raw":    secret,
+			"hex":    hex.EncodeToString([]byte(secret)),
+			"HEX":    strings.ToUpper(hex.EncodeToString([]byte(secret))),
+			"std":    base64.StdEncoding.EncodeToString([]byte(secret)),
+			"rawstd": base64.RawStdEncoding.EncodeToString([]byte(secret)),
+			"url":    base64.URLEncoding.EncodeToString([]byte(secret)),
+			"rawurl": base64.RawURLEncoding.EncodeToString([]byte(secret)),
+		} {
+			assert.NotContains(t, stored, text, "%s in %s", name, enc)
+		}
+	}
+	assert.NotContains(t, stored, "access_token")
+
+	st, again, hdr := post(t, nodes[1].http.URL, "k1", `{}`)
+	assert.Equal(t, http.StatusOK, st)
+	assert.Equal(t, first, again, "a node with the same secret replays the answer")
+	assert.Equal(t, "true", hdr.Get(server.ReplayedHeader))
+}
+
+// TestAnotherSecretIsUnavailable: a node with another secret cannot open a
+// stored answer: it answers 503/400558 with a Retry-After, creates no
+// session and leaves the answer for the nodes that can open it.
+func TestAnotherSecretIsUnavailable(t *testing.T) {
+	nodes, lim, _ := newNodes(t, testSecret, otherSecret)
+	st, first, _ := post(t, nodes[0].http.URL, "k1", `{}`)
+	require.Equal(t, http.StatusOK, st, first)
+
+	st, body, hdr := post(t, nodes[1].http.URL, "k1", `{}`)
+	assert.Equal(t, http.StatusServiceUnavailable, st)
+	assert.Equal(t, `{"code":400558,"message":"API connection error"}`, body)
+	assert.NotEmpty(t, hdr.Get("Retry-After"))
+	assert.Empty(t, hdr.Get(server.ReplayedHeader))
+	assert.Equal(t, 1, lim.InUse(), "no second session")
+	assert.Equal(t, 1, countSessions(t, nodes))
+
+	st, again, _ := post(t, nodes[0].http.URL, "k1", `{}`)
+	assert.Equal(t, http.StatusOK, st)
+	assert.Equal(t, first, again, "the answer is intact")
+}
+
+// TestAlteredAnswerIsRefused: an answer altered in Redis, or moved under
+// another key (even of the same account, with the same body), does not
+// open: Begin is a backend failure, and runs nothing.
+func TestAlteredAnswerIsRefused(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s, err := New(srv.Client(), Config{Secret: testSecret})
+	require.NoError(t, err)
+	answer := &server.StoredAnswer{Status: 200, ContentType: "application/json", Body: []byte(`{"data":{}}`)}
+	k := server.IdempotencyKey{Account: "acme", Key: "k1", BodyHash: sha256.Sum256([]byte("{}"))}
+	res, err := s.Begin(ctx, k)
+	require.NoError(t, err)
+	require.NoError(t, s.Finish(ctx, k, res.Owner, answer))
+	key := onlyKey(t, srv.Client())
+	sealed := hashFields(t, srv.Client(), key)["a"]
+	require.NotEmpty(t, sealed)
+
+	// Moved: k2's key gets k1's hash, body hash and sealed answer.
+	k2 := k
+	k2.Key = "k2"
+	res2, err := s.Begin(ctx, k2)
+	require.NoError(t, err)
+	require.NoError(t, s.Finish(ctx, k2, res2.Owner, &server.StoredAnswer{Status: 200, Body: []byte("k2's")}))
+	keys, err := srv.Client().Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+	key2 := keys[0]
+	if key2 == key {
+		key2 = keys[1]
+	}
+	require.NoError(t, srv.Client().HSet(ctx, key2, "a", sealed).Err())
+	_, err = s.Begin(ctx, k2)
+	assert.ErrorIs(t, err, sserrors.ErrBackendUnavailable, "moved")
+	assert.Equal(t, 503, sserrors.StatusOf(err))
+
+	for _, i := range []int{0, len(sealed) / 2, len(sealed) - 1} {
+		b := []byte(sealed)
+		b[i] ^= 1
+		require.NoError(t, srv.Client().HSet(ctx, key, "a", b).Err())
+		_, err = s.Begin(ctx, k)
+		assert.ErrorIs(t, err, sserrors.ErrBackendUnavailable, "byte %d flipped", i)
+	}
+	require.NoError(t, srv.Client().HSet(ctx, key, "a", sealed[:10]).Err())
+	_, err = s.Begin(ctx, k)
+	assert.ErrorIs(t, err, sserrors.ErrBackendUnavailable, "truncated")
+
+	require.NoError(t, srv.Client().HSet(ctx, key, "a", sealed).Err())
+	res, err = s.Begin(ctx, k)
+	require.NoError(t, err)
+	require.NotNil(t, res.Replay, "the original opens again")
+	assert.Equal(t, *answer, *res.Replay)
+}
+
+// TestAccountsHaveTheirOwnHashTag: each account's keys share one hash tag,
+// another account's keys another; the tag shows no account name.
+func TestAccountsHaveTheirOwnHashTag(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	s, err := New(client, Config{Secret: testSecret, Prefix: "p"})
+	require.NoError(t, err)
+	tag := func(account, key string) string {
+		k := s.key(server.IdempotencyKey{Account: account, Key: key})
+		end := strings.IndexByte(k, '}')
+		require.True(t, strings.HasPrefix(k, "{") && end > 0, k)
+		assert.NotContains(t, k, account)
+		return k[1:end]
+	}
+	acme := tag("acme", "k1")
+	assert.Regexp(t, `^p:i:[0-9a-f]{32}$`, acme)
+	assert.Equal(t, acme, tag("acme", "k2"), "one account, one tag")
+	assert.NotEqual(t, acme, tag("globex", "k1"), "two accounts, two tags")
+	assert.NotEqual(t, s.key(server.IdempotencyKey{Account: "acme", Key: "k1"}), s.key(server.IdempotencyKey{Account: "acme", Key: "k2"}))
 }

@@ -4,11 +4,25 @@
 //
 // It is a thin layer over github.com/go-redis/redis_rate/v10, a GCRA
 // (generic cell rate algorithm) limiter: each decision is one Lua script on
-// one key, "rate:{Prefix}:r:<account>", which holds the account's
-// theoretical arrival time and expires once the budget has refilled, so
-// Redis keeps only the accounts that are spending. Time comes from Redis
-// TIME, so node clocks do not matter. A refusal writes nothing: it costs
-// the account nothing, and its RetryAfter is exact.
+// one key, which holds the account's theoretical arrival time and expires
+// once the budget has refilled, so Redis keeps only the accounts that are
+// spending. Time comes from Redis TIME, so node clocks do not matter. A
+// refusal writes nothing: it costs the account nothing, and its RetryAfter
+// is exact.
+//
+// # Keys
+//
+// The key of a budget (the account name, as the server calls Allow) is
+//
+//	rate:{Prefix:r:<tag>}
+//
+// where "rate:" is redis_rate's own prefix and <tag> the first 16 bytes of
+// the SHA-256 of the account name, in hex: each account has a hash tag of
+// its own, so that on a Redis Cluster the accounts spread over the slots
+// (and their masters) instead of all deciding on one, and Redis does not
+// hold the account names. Budgets of the earlier layout (one hash tag,
+// "rate:{Prefix}:r:<account>") are never read: they start full once after
+// the upgrade, and expire unread.
 //
 // # When Redis fails
 //
@@ -31,6 +45,8 @@ package redisrate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -47,8 +63,8 @@ import (
 
 // Defaults of Config's zero values.
 const (
-	// DefaultPrefix is the hash tag of every key (the other Redis backends'
-	// default too; the key names never collide).
+	// DefaultPrefix starts the hash tag of every key (the other Redis
+	// backends' default too; the key names never collide).
 	DefaultPrefix = "streamsession"
 	// DefaultTimeout bounds one decision.
 	DefaultTimeout = time.Second
@@ -80,8 +96,8 @@ func (p FailurePolicy) String() string {
 // Config configures a Limiter. The zero value of every field is a
 // documented default. Every node sharing a budget uses the same Prefix.
 type Config struct {
-	// Prefix is the hash tag of every key. It must not contain '{' or '}'.
-	// The default is DefaultPrefix.
+	// Prefix starts the hash tag of every key. It must not contain '{' or
+	// '}'. The default is DefaultPrefix.
 	Prefix string
 	// Timeout bounds each decision, within the caller's context. The
 	// default is DefaultTimeout (1 s).
@@ -131,11 +147,21 @@ func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
 	}
 	return &Limiter{
 		gcra:    redis_rate.NewLimiter(client),
-		prefix:  "{" + cfg.Prefix + "}:r:",
+		prefix:  cfg.Prefix,
 		timeout: cfg.Timeout,
 		failure: cfg.Failure,
 		onOpen:  cfg.OnFailOpen,
 	}, nil
+}
+
+// tagSize is the bytes of the account's SHA-256 in its hash tag.
+const tagSize = 16
+
+// key is the name of key's budget, less redis_rate's "rate:" (see the
+// package doc).
+func (l *Limiter) key(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "{" + l.prefix + ":r:" + hex.EncodeToString(sum[:tagSize]) + "}"
 }
 
 func invalid(format string, args ...any) error {
@@ -155,7 +181,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit server.RateLimit)
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	res, err := l.gcra.Allow(cctx, l.prefix+key, gcraLimit(limit))
+	res, err := l.gcra.Allow(cctx, l.key(key), gcraLimit(limit))
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return server.RateDecision{}, ctx.Err()

@@ -2,6 +2,8 @@ package redisrate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -73,7 +75,11 @@ func TestAllowSharesOneBudget(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, d.Allowed, "call %d", i)
 	}
-	key := "rate:{" + DefaultPrefix + "}:r:acme"
+	sum := sha256.Sum256([]byte("acme"))
+	key := "rate:{" + DefaultPrefix + ":r:" + hex.EncodeToString(sum[:16]) + "}"
+	keys, err := srv.Client().Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{key}, keys, "one key, under the account's own hash tag")
 	before, err := srv.Client().Get(ctx, key).Result()
 	require.NoError(t, err)
 	for _, l := range []*Limiter{b, a} {
@@ -245,4 +251,24 @@ func TestRedisOutage(t *testing.T) {
 		assert.Equal(t, http.StatusOK, r.status, "call %d: %s", i, r.body)
 	}
 	assert.Equal(t, http.StatusTooManyRequests, open.call(t, "k-a", server.PathList, "").status)
+}
+
+// TestAccountsHaveTheirOwnHashTag: each account's budget is under a hash
+// tag of its own that shows no account name.
+func TestAccountsHaveTheirOwnHashTag(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	l, err := New(client, Config{Prefix: "p"})
+	require.NoError(t, err)
+	tag := func(account string) string {
+		k := l.key(account)
+		end := strings.IndexByte(k, '}')
+		require.True(t, strings.HasPrefix(k, "{") && end == len(k)-1, k)
+		assert.NotContains(t, k, account)
+		return k[1:end]
+	}
+	acme := tag("acme")
+	assert.Regexp(t, `^p:r:[0-9a-f]{32}$`, acme)
+	assert.Equal(t, acme, tag("acme"))
+	assert.NotEqual(t, acme, tag("globex"), "two accounts, two tags")
 }
