@@ -48,6 +48,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -90,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
 	fs.DurationVar(&rds.LeaseTTL, "lease-ttl", 0, "with -redis: slot lease lifetime (default 30s; for tests)")
 	fs.DurationVar(&rds.RequestTimeout, "request-timeout", 0, "with -redis: bound of each API request (default 10s)")
+	secretFile := fs.String("secret-file", "", "file holding the service's secret (16 bytes or more; every node the same): it keys the access and bearer tokens and seals idempotent answers; default: with -redis one agreed through Redis, alone a random one")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -122,13 +124,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streaming: -log-format must be text or json, not %q\n", *logFormat)
 		return 2
 	}
-	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds, CORSOrigins: cors.origins,
+	if *secretFile != "" {
+		secret, err := readSecret(*secretFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "streaming: -secret-file: %v\n", err)
+			return 2
+		}
+		shut.Secret = secret
+	}
+	opts := serveOptions{Addr: *addr, Secret: shut.Secret, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds, CORSOrigins: cors.origins,
 		DrainTimeout: shut.DrainTimeout, RequestGrace: shut.RequestGrace, DrainDelay: shut.DrainDelay}
 	if err := serve(ctx, opts, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// readSecret reads a secret file: its bytes, without the white space that
+// ends it (so `head -c 32 /dev/urandom | base64 > secret` and raw bytes
+// both work), at least 16 of them.
+func readSecret(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	secret := bytes.TrimRight(data, " \t\r\n")
+	if len(secret) < 16 {
+		return nil, fmt.Errorf("%s holds %d bytes; a secret needs 16 or more", path, len(secret))
+	}
+	return secret, nil
 }
 
 // originsFlag collects -cors-origin: every use adds its comma-separated

@@ -34,6 +34,10 @@ type redisOptions struct {
 	// -request-timeout); zero means defaultRequestTimeout. A call that
 	// Redis does not answer in time gets 503/400558 with a Retry-After.
 	RequestTimeout time.Duration
+	// Secret, when set (-secret-file), is the service's secret; otherwise
+	// the nodes agree on one through Redis (redistokens.SharedSecret), so
+	// that whoever reads Redis reads it too.
+	Secret []byte
 }
 
 // defaultRequestTimeout bounds an API request in distributed mode.
@@ -76,11 +80,15 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	if err := client.Ping(cctx).Err(); err != nil {
 		return fail(err)
 	}
-	secret, err := redistokens.SharedSecret(cctx, client, opts.Prefix)
-	if err != nil {
-		return fail(err)
+	secret := opts.Secret
+	if secret == nil {
+		var err error
+		if secret, err = redistokens.SharedSecret(cctx, client, opts.Prefix); err != nil {
+			return fail(err)
+		}
 	}
 	b.secret = secret
+	var err error
 	if b.limiter, err = redislimiter.New(client, redislimiter.Config{
 		Prefix: opts.Prefix, Capacity: cfg.Capacity, LeaseTTL: opts.LeaseTTL,
 	}); err != nil {

@@ -44,6 +44,10 @@ type serveOptions struct {
 	// Redis, when its Addr is set, puts the limiter, the sessions and the
 	// bearer tokens in Redis (see redis.go).
 	Redis redisOptions
+	// Secret (-secret-file) keys the access and bearer tokens and seals
+	// the idempotent answers kept in Redis; nil: alone a random one, with
+	// Redis one agreed through it.
+	Secret []byte
 	// CORSOrigins, when not nil (-cors-origin given), replaces the
 	// configuration's cors_origins.
 	CORSOrigins []string
@@ -104,7 +108,9 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	// deadline is when the node must have exited, set when the shutdown
 	// begins.
 	deadline := time.Now().Add(opts.DrainTimeout)
+	svcOpts.Server.Secret = opts.Secret
 	if opts.Redis.Addr != "" {
+		opts.Redis.Secret = opts.Secret
 		if rds, err = openRedis(ctx, opts.Redis, cfg); err != nil {
 			return err
 		}
