@@ -2,11 +2,9 @@ package console_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,12 +15,9 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumPath is Debian's chromium, which .ci/run installs. The environment
-// variable STREAMSESSION_CHROMIUM names another binary (a Chrome or Chromium
-// elsewhere); when it is set, only that binary is tried.
-const chromiumPath = "/usr/bin/chromium"
+	"github.com/streamsession/streamsession/internal/browsertest"
+)
 
 // Where the browser test leaves its screenshot (git-ignored), and where
 // STREAMSESSION_UPDATE_SCREENSHOT=1 also writes it for the README.
@@ -63,65 +58,12 @@ type page struct {
 
 func (b *browser) page(t *testing.T) *page { return &page{t: t, b: b} }
 
-// findChromium returns the browser binary, or skips the test when there is
-// none and CI is unset. In CI (CI non-empty) a missing browser fails.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	candidates := []string{chromiumPath, "chromium"}
-	if p := os.Getenv("STREAMSESSION_CHROMIUM"); p != "" {
-		candidates = []string{p}
-	}
-	for _, c := range candidates {
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	what := strings.Join(candidates, " or ")
-	if os.Getenv("CI") != "" {
-		t.Fatalf("no browser for the browser test (%s) and CI is set: install Debian's chromium package", what)
-	}
-	t.Skipf("skipping the browser test: no browser (%s); install Debian's chromium package "+
-		"or set STREAMSESSION_CHROMIUM (in CI, where CI is set, a missing browser fails)", what)
-	return ""
-}
-
 // newBrowser starts a headless chromium with a fresh profile. The test's
 // cleanup closes it and waits for the process to exit.
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	execPath := findChromium(t)
-	// TempDir before the browser's cleanup: cleanups run last-in first-out, so
-	// chromium exits before its profile is removed.
-	profile := t.TempDir()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(execPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(viewportWidth, 900),
-	)
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	ctx := browsertest.Start(t, chromedp.WindowSize(viewportWidth, 900))
 	b := &browser{ctx: ctx}
-	t.Cleanup(func() {
-		// Cancel closes the browser gracefully and waits for it to exit, so
-		// no chromedp goroutine outlives the test; the cancels free the rest.
-		closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := chromedp.Cancel(closeCtx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Logf("closing chromium: %v", err)
-		}
-		cancelTab()
-		cancelAlloc()
-	})
-	// The first action starts the browser. It runs on the tab's own context,
-	// not one with a deadline: the browser lives as long as that context.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", execPath, err)
-	}
 	if err := chromedp.Listen(ctx, func(ev any) {
 		b.mu.Lock()
 		defer b.mu.Unlock()

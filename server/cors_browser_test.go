@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,65 +13,13 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/internal/browsertest"
 )
 
-// chromiumPath is Debian's chromium, as in the console's browser test; the
-// environment variable STREAMSESSION_CHROMIUM names another binary.
-const chromiumPath = "/usr/bin/chromium"
-
-// findChromium returns the browser binary, or skips the test when there is
-// none and CI is unset. In CI (CI non-empty) a missing browser fails.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	candidates := []string{chromiumPath, "chromium"}
-	if p := os.Getenv("STREAMSESSION_CHROMIUM"); p != "" {
-		candidates = []string{p}
-	}
-	for _, c := range candidates {
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	what := strings.Join(candidates, " or ")
-	if os.Getenv("CI") != "" {
-		t.Fatalf("no browser for the CORS browser test (%s) and CI is set: install Debian's chromium package", what)
-	}
-	t.Skipf("skipping the CORS browser test: no browser (%s); install Debian's chromium package "+
-		"or set STREAMSESSION_CHROMIUM (in CI, where CI is set, a missing browser fails)", what)
-	return ""
-}
-
-// headlessTab starts a headless chromium with a fresh profile and returns
-// its tab; the test's cleanup closes the browser and waits for it.
-func headlessTab(t *testing.T) context.Context {
-	t.Helper()
-	execPath := findChromium(t)
-	profile := t.TempDir()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(execPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(profile),
-	)
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := chromedp.Cancel(closeCtx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Logf("closing chromium: %v", err)
-		}
-		cancelTab()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", execPath, err)
-	}
-	return ctx
-}
+// headlessTab starts a headless chromium (see internal/browsertest) and
+// returns its tab; the test's cleanup closes the browser.
+func headlessTab(t *testing.T) context.Context { return browsertest.Start(t) }
 
 // corsPage is the page of the browser app: callNew calls streaming.new on
 // the API with fetch and an API key, and answers "status:session_id:
