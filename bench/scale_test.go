@@ -25,7 +25,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamsession/streamsession/fsm"
-	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/realtime"
 )
