@@ -354,13 +354,7 @@ func TestReconnectAfterTheServerGoesAway(t *testing.T) {
 				return false
 			})
 
-			c, _ := newClient(t, b, "key-acme", client.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
-			s, err := c.NewSession(ctx, client.NewSessionRequest{})
-			require.NoError(t, err)
-			require.NoError(t, s.Start(ctx))
-			events, err := s.Connect(ctx)
-			require.NoError(t, err)
-			require.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events))
+			s, events := connectedSession(t, b, client.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
 
 			live.Store(second)
 			require.NoError(t, tc.leave(b.srv, ctx))
@@ -395,13 +389,7 @@ func TestReconnectAfterADrop(t *testing.T) {
 		b.srv.ServeHTTP(hijackWriter{w, &h}, r)
 		return true
 	})
-	c, _ := newClient(t, b, "key-acme", client.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
-	s, err := c.NewSession(ctx, client.NewSessionRequest{})
-	require.NoError(t, err)
-	require.NoError(t, s.Start(ctx))
-	events, err := s.Connect(ctx)
-	require.NoError(t, err)
-	require.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events))
+	s, events := connectedSession(t, b, client.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
 	h.cut()
 	dis, ok := next(t, events).(client.DisconnectedEvent)
 	require.True(t, ok)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamsession/streamsession/client"
+	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/session"
@@ -227,4 +228,19 @@ func (f flaky) Acquire(ctx context.Context, r limits.Request) (limits.Decision, 
 	}
 	f.down.Store(0)
 	return f.Limiter.Acquire(ctx, r)
+}
+
+// connectedSession creates a session of key-acme through a client with
+// opts, starts it, opens its socket and reads the first event (connected).
+func connectedSession(t *testing.T, b *backend, opts ...client.Option) (*client.Session, <-chan client.Event) {
+	t.Helper()
+	ctx := t.Context()
+	c, _ := newClient(t, b, "key-acme", opts...)
+	s, err := c.NewSession(ctx, client.NewSessionRequest{})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(ctx))
+	events, err := s.Connect(ctx)
+	require.NoError(t, err)
+	require.Equal(t, client.StateEvent{State: fsm.Connected}, next(t, events))
+	return s, events
 }
