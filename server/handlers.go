@@ -75,6 +75,7 @@ func (s *Server) newRoutes() map[string]route {
 		PathList:           get(s.list),
 		PathAvatarList:     get(s.avatarList),
 		PathRealtime:       {method: http.MethodGet, serve: s.serveRealtime},
+		PathGuardJS:        {method: http.MethodGet, serve: serveGuardJS},
 	}
 }
 
