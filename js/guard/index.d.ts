@@ -64,9 +64,9 @@ export class SessionGuard {
   /** Learns from a realtime message (object or JSON text). */
   observeEvent(message: unknown): boolean;
   /** Learns from a call's answer: success (no error) or its error. */
-  observeAnswer(call: AnsweredCall, error?: { code?: unknown } | null): boolean;
+  observeAnswer(call: AnsweredCall, error?: unknown): boolean;
   /** Learns the state a 10001–10005 error names. */
-  observeError(error: { code?: unknown } | null | undefined): boolean;
+  observeError(error: unknown): boolean;
   /** null when the server would accept command now, else its answer (10006 before any state). */
   check(command: Command): Refusal | null;
   /** Throws a RefusedError where check returns a refusal. */
