@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,11 +22,26 @@ const (
 	longSpeech  = 30 * time.Second
 )
 
+// apiServer is the test server, counting the API calls it receives.
+type apiServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls map[string]int // by "METHOD /v1/path"
+}
+
+// received returns how many times the server was called with method and
+// path ("POST", "/v1/streaming.task").
+func (s *apiServer) received(method, path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[method+" "+path]
+}
+
 // newAPIServer serves what examples/streaming serves, in process: the
 // console at "/" and the Streaming API at "/v1/", on a session.Manager with
 // the in-memory limiter and two demo accounts. The test's cleanup closes it
 // all (closing the returned server early is allowed).
-func newAPIServer(t *testing.T) *httptest.Server {
+func newAPIServer(t *testing.T) *apiServer {
 	t.Helper()
 	avatars := session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true, Default: true}}
 	lim := limits.NewMemory(limits.MemoryConfig{Capacity: 10})
@@ -55,7 +72,15 @@ func newAPIServer(t *testing.T) *httptest.Server {
 		{Name: "demo-trial", APIKey: "demo-trial-key"},
 		{Name: "demo-pro", APIKey: "demo-pro-key"},
 	}}))
-	srv := httptest.NewServer(mux)
+	srv := &apiServer{calls: make(map[string]int)}
+	srv.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			srv.mu.Lock()
+			srv.calls[r.Method+" "+r.URL.Path]++
+			srv.mu.Unlock()
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

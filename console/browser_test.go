@@ -237,6 +237,31 @@ func (p *page) open(baseURL string) {
 	p.waitPresent("the server is shown online", `#server-status[data-status="up"]`)
 }
 
+// guardNote is the text a refusal of the guard ends with.
+const guardNote = "refused by the guard · no request sent"
+
+// count returns how many elements match a CSS selector.
+func (p *page) count(selector string) int {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.b.ctx, stepTimeout)
+	defer cancel()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, selector)))
+	if err != nil {
+		p.fail("counting %s: %v", selector, err)
+	}
+	return n
+}
+
+func countPrefix(urls []string, prefix string) int {
+	n := 0
+	for _, u := range urls {
+		if strings.HasPrefix(u, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 // choose selects value in the select element with id, as a user does.
 func (p *page) choose(id, value string) {
 	p.t.Helper()
@@ -278,12 +303,16 @@ func TestConsoleInBrowser(t *testing.T) {
 			p.fail("#error-start = %q after a successful start", got)
 		}
 
-		// A task before the socket is open: the server refuses it with 10002.
+		// A task before the socket is open: the guard refuses it with the
+		// server's 10002, and sends nothing.
+		p.waitPresent("the guard marks Send task as refused", `#btn-task[data-refused="10002"]`)
 		p.click("btn-task")
-		p.waitPresent("the task's error is shown", `#error-task[data-code="10002"]`)
-		if got, want := p.text("#error-task"), "10002Session state wrong: connectingHTTP 400"; got != want {
+		p.waitPresent("the task's refusal is shown", `#error-task[data-code="10002"][data-guard="true"]`)
+		if got, want := p.text("#error-task"), "10002Session state wrong: connectingHTTP 400"+guardNote; got != want {
 			p.fail("#error-task = %q, want %q", got, want)
 		}
+		p.waitPresent("the refusal is logged", `#log li[data-kind="guard"][data-event="guard.streaming.task"][data-code="10002"]`)
+		p.screenshot("console-guard-refused.png", false)
 		p.waitState("connecting")
 
 		// Opening the realtime socket moves the session to connected.
@@ -292,16 +321,32 @@ func TestConsoleInBrowser(t *testing.T) {
 		p.waitState("connected")
 		p.waitPresent("the state event is logged", `#log li[data-kind="socket"][data-event="session.state_updated"]`)
 		p.waitPresent("the session is listed as connected", row+`[data-status="connected"]`)
+		// The socket opened after the refused click: had the click sent a
+		// request, the server would have received it by now.
+		if n := srv.received("POST", "/v1/streaming.task"); n != 0 {
+			p.fail("the server received %d streaming.task calls, want 0: the guard refused the click", n)
+		}
+		if n := countPrefix(b.requested(), srv.URL+"/v1/streaming.task"); n != 0 {
+			p.fail("the page requested streaming.task %d times, want 0", n)
+		}
+		if n := p.count(`#log li[data-event="api.streaming.task"]`); n != 0 {
+			p.fail("the Events card logs %d streaming.task calls, want 0", n)
+		}
 
-		// Start again: the wrong-state error is shown next to Start.
+		// Start again: the guard refuses it with the server's 10003.
+		starts := srv.received("POST", "/v1/streaming.start")
 		p.click("btn-start")
-		p.waitPresent("the second start's error is shown", `#error-start[data-code="10003"]`)
-		if got, want := p.text("#error-start"), "10003Session state wrong: connectedHTTP 400"; got != want {
+		p.waitPresent("the second start's refusal is shown", `#error-start[data-code="10003"][data-guard="true"]`)
+		if got, want := p.text("#error-start"), "10003Session state wrong: connectedHTTP 400"+guardNote; got != want {
 			p.fail("#error-start = %q, want %q", got, want)
 		}
 
 		// A task: the avatar talks, and the task's earlier error is cleared.
 		p.click("btn-task")
+		p.waitFor("the task is sent", `document.querySelector('#log li[data-event="api.streaming.task"]')`)
+		if got := srv.received("POST", "/v1/streaming.start"); got != starts {
+			p.fail("the server received %d streaming.start calls, want %d: the guard refused the second", got, starts)
+		}
 		p.waitFor("the task's error is cleared", `document.querySelector("#error-task").textContent === ""`)
 		p.waitPresent("avatar_start_talking is logged", `#log li[data-event="avatar_start_talking"]`)
 		p.waitPresent("avatar_stop_talking is logged", `#log li[data-event="avatar_stop_talking"][data-interrupted="false"]`)
@@ -338,9 +383,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		p.screenshot("console-closed.png", false)
 
-		// A call on the closed session: 10005.
+		// A call on the closed session: the guard answers 10005.
+		keepAlives := srv.received("POST", "/v1/streaming.keep_alive")
 		p.click("btn-keep-alive")
-		p.waitPresent("keep_alive on a closed session is refused", `#error-keep-alive[data-code="10005"]`)
+		p.waitPresent("keep_alive on a closed session is refused", `#error-keep-alive[data-code="10005"][data-guard="true"]`)
+		p.click("btn-stop")
+		p.waitPresent("stop on a closed session is refused", `#error-stop[data-code="10005"][data-guard="true"]`)
+		p.click("btn-new") // a request after the refused ones
+		p.waitState("new")
+		if got := srv.received("POST", "/v1/streaming.keep_alive"); got != keepAlives {
+			p.fail("the server received %d keep_alive calls, want %d", got, keepAlives)
+		}
+		if got := srv.received("POST", "/v1/streaming.stop"); got != 1 {
+			p.fail("the server received %d stop calls, want 1", got)
+		}
 	})
 
 	// The session authenticated with a one-time token, as HeyGen's browser SDK does.

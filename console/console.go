@@ -4,6 +4,9 @@
 // interrupt, keep_alive, stop) and shows what happens: the session's state
 // on a drawing of the five-state machine, the server's error next to the
 // button that caused it, the account's open sessions and the socket's events.
+// Every button naming the session is checked first by the guard of package
+// js/guard (served as guard.js): a click the session's state does not allow
+// shows the error the server would answer and sends no request.
 //
 // The page is plain HTML, CSS and JavaScript embedded in the binary: no build
 // step, no CDN, no request to any other host, so it works offline. It calls
@@ -24,13 +27,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	sserrors "github.com/streamsession/streamsession/errors"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
 	"time"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/js/guard"
 )
 
 //go:embed static
@@ -69,8 +74,9 @@ type Options struct {
 }
 
 // Handler returns the console's http.Handler. It serves the page at "/" (and
-// "/index.html"), its assets (style.css, app.js, favicon.svg) and
-// config.json, answers GET and HEAD only (405 otherwise) and 404 for any
+// "/index.html"), its assets (style.css, app.js, favicon.svg), guard.js (the
+// module of package js/guard, which checks every button before any request)
+// and config.json, answers GET and HEAD only (405 otherwise) and 404 for any
 // other path. It resolves every path relative to its own root, so it works
 // at "/" or under a prefix removed by http.StripPrefix (mount it at
 // "/console/", not "/console": the page's links are relative).
@@ -154,6 +160,9 @@ func newHandler(o Options) (*handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The guard the page checks every button with: the server's command
+	// policy as an ES module, the same file the API serves at /v1/guard.js.
+	h.add("/guard.js", contentTypes[".js"], guard.IndexJS)
 	index, ok := h.assets["/index.html"]
 	if !ok {
 		return nil, fmt.Errorf("console: static/index.html is not embedded")

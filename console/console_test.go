@@ -48,10 +48,11 @@ func TestHandlerServesPageAndAssets(t *testing.T) {
 		contains    string
 	}{
 		{"/", 200, "text/html; charset=utf-8", `<svg id="diagram"`},
-		{"/index.html", 200, "text/html; charset=utf-8", `<script src="app.js" defer></script>`},
+		{"/index.html", 200, "text/html; charset=utf-8", `<script type="module" src="app.js"></script>`},
 		{"/style.css", 200, "text/css; charset=utf-8", "#diagram .node.active rect"},
 		{"/app.js", 200, "text/javascript; charset=utf-8", `"/streaming.new"`},
 		{"/favicon.svg", 200, "image/svg+xml", "<svg"},
+		{"/guard.js", 200, "text/javascript; charset=utf-8", "export class SessionGuard"},
 		{"/config.json", 200, "application/json", `"api_base":"/v1"`},
 		{"/missing.js", 404, "application/json", `{"code":40051,"message":"Resource is not found"}`},
 		{"/static/app.js", 404, "application/json", `{"code":40051,"message":"Resource is not found"}`},

@@ -11,9 +11,16 @@
 // 10001-10005 errors (whose code names the state the session is in) and the
 // account's session list. States only move forward, so a late answer never
 // moves the diagram back.
-"use strict";
+//
+// Every button that names the session is checked first by the guard
+// (@streamsession/guard, served by the console as guard.js and generated from
+// the server's own command policy): a click the session's state does not
+// allow shows the server's exact error, marked as refused before any
+// request, and sends nothing. The Events card logs it as a guard line.
 
-const STATES = ["new", "connecting", "connected", "closing", "closed"];
+import { check, SessionGuard, states } from "./guard.js";
+
+const STATES = states;
 const OPEN_STATES = new Set(["new", "connecting", "connected"]);
 const POLL_MS = 2000;
 const LOG_LIMIT = 300;
@@ -40,6 +47,9 @@ const app = {
   // session this page created last; null before the first one.
   session: null,
   state: "",
+  // guard tracks the session's state from the server's answers and events,
+  // and checks each button's command against it before any request.
+  guard: new SessionGuard(),
   visited: [],
   socket: null,
   socketClosedByUser: false,
@@ -54,12 +64,15 @@ const $ = (id) => document.getElementById(id);
 
 // ApiError is a failed call: an error envelope from the server (status, code,
 // message), an answer that is not the API's JSON, or no answer at all.
+// A refusal of the guard is an ApiError with guard set: what the server would
+// have answered, and no request sent.
 class ApiError extends Error {
-  constructor({ status = 0, code = null, message, network = false }) {
+  constructor({ status = 0, code = null, message, network = false, guard = false }) {
     super(message);
     this.status = status;
     this.code = code;
     this.network = network;
+    this.guard = guard;
   }
 }
 
@@ -138,6 +151,10 @@ function showError(action, err) {
     out.dataset.code = String(err.code);
     out.append(el("span", "code", String(err.code)), err.message);
     if (err.status) out.append(el("span", "status", "HTTP " + err.status));
+    if (err.guard) {
+      out.dataset.guard = "true";
+      out.append(el("span", "guard", "refused by the guard · no request sent"));
+    }
   } else {
     delete out.dataset.code;
     out.append(err && err.message ? err.message : String(err));
@@ -150,6 +167,28 @@ function clearError(action) {
   if (!out) return;
   out.replaceChildren();
   delete out.dataset.code;
+  delete out.dataset.guard;
+}
+
+// guarded runs a button's action only if the guard says the server would
+// accept command in the session's current state; otherwise it shows the
+// server's answer next to the button and logs the refusal, without a request.
+function guarded(action, command, fn) {
+  return run(action, async () => {
+    if (app.session) {
+      const refusal = app.guard.check(command);
+      if (refusal) {
+        logGuard(command, app.guard.state, refusal);
+        throw new ApiError({ ...refusal, guard: true });
+      }
+    }
+    await fn();
+  });
+}
+
+function logGuard(command, state, refusal) {
+  logLine("guard", `${command} refused in ${state}: ${refusal.code} ${refusal.message} (no request sent)`,
+    { event: "guard." + command, bad: true, data: { code: String(refusal.code) } });
 }
 
 // learnFromError moves the diagram when the server says which state the
@@ -160,12 +199,17 @@ function learnFromError(err) {
   if (i >= 0 && i < STATES.length) setState(STATES[i], "error " + err.code);
 }
 
+const CONNECTED_COMMANDS = new Set(["streaming.task", "streaming.interrupt", "streaming.keep_alive"]);
+
 // sessionCall is a call naming the current session with its own auth.
 async function sessionCall(endpoint, extra = {}) {
   const s = app.session;
   if (!s) throw new Error("Create a session first.");
   try {
-    return await api("POST", "/" + endpoint, { body: { session_id: s.id, ...extra }, auth: s.auth });
+    const data = await api("POST", "/" + endpoint, { body: { session_id: s.id, ...extra }, auth: s.auth });
+    // A success proves at least the state the command needs.
+    if (app.session === s && CONNECTED_COMMANDS.has(endpoint)) setState("connected", endpoint);
+    return data;
   } catch (err) {
     if (app.session === s) learnFromError(err);
     throw err;
@@ -194,6 +238,7 @@ async function createSession() {
     ownerKey: keyAuthValue.value,
   };
   app.state = "";
+  app.guard = new SessionGuard();
   app.visited = [];
   for (const action of ["start", "connect", "task", "interrupt", "keep-alive", "stop"]) clearError(action);
   $("info-id").textContent = data.session_id;
@@ -343,17 +388,16 @@ function setSocketStatus(status, label) {
 // setState records a state the server reported. States only move forward:
 // a state earlier than the current one is a late answer and is ignored.
 function setState(state, source) {
-  const next = STATES.indexOf(state);
-  if (next < 0) return;
-  const cur = STATES.indexOf(app.state);
-  if (next < cur) return;
-  if (next !== cur) {
+  const prev = app.state;
+  const moved = app.guard.observe(state);
+  if (!moved && app.guard.state !== state) return;
+  if (moved) {
     app.visited.push(state);
-    if (source !== "socket" && cur >= 0) {
-      logLine("console", `state ${app.state} → ${state} (from ${source})`, { event: "console.state" });
+    if (source !== "socket" && prev) {
+      logLine("console", `state ${prev} → ${state} (from ${source})`, { event: "console.state" });
     }
   }
-  app.state = state;
+  app.state = app.guard.state;
   if (state === "closed") {
     $("talking").hidden = true;
     // Once the session is closed, a socket that dropped has nothing to reconnect to.
@@ -387,6 +431,18 @@ function renderState() {
 function refreshButtons() {
   const s = app.session;
   for (const b of document.querySelectorAll("[data-needs-session]")) b.disabled = !s;
+  // Mark the buttons the guard would refuse now (they stay clickable: a
+  // click shows the refusal).
+  for (const b of document.querySelectorAll("[data-command]")) {
+    const refusal = s ? app.guard.check(b.dataset.command) : null;
+    if (refusal) {
+      b.dataset.refused = String(refusal.code);
+      b.title = `The guard refuses ${b.dataset.command} in ${app.guard.state}: ${refusal.code} ${refusal.message}`;
+    } else {
+      delete b.dataset.refused;
+      b.removeAttribute("title");
+    }
+  }
   const live = s && !["closed", "closing"].includes(app.state);
   const socketStatus = $("socket-status").dataset.status;
   $("btn-reconnect").hidden = !(live && (socketStatus === "dropped" || socketStatus === "failed"));
@@ -475,9 +531,17 @@ function renderSessions(sessions) {
   $("sessions-empty").hidden = rows.length > 0;
 }
 
-async function stopListed(id) {
+async function stopListed(id, status) {
   const auth = keyAuth();
   clearError("list");
+  // The list names each session's state: the guard checks the stop first.
+  const known = STATES.includes(status);
+  const refusal = known ? check(status, "streaming.stop") : null;
+  if (refusal) {
+    logGuard("streaming.stop", status, refusal);
+    showError("list", new ApiError({ ...refusal, guard: true }));
+    return;
+  }
   try {
     await api("POST", "/streaming.stop", { body: { session_id: id }, auth });
     if (app.session && app.session.id === id) setState("closed", "streaming.stop");
@@ -633,21 +697,21 @@ function wire() {
     if (ev.key === "Enter") chooseAccount();
   });
   $("btn-new").addEventListener("click", () => run("new", createSession));
-  $("btn-start").addEventListener("click", () => run("start", startSession));
-  $("btn-connect").addEventListener("click", () => run("connect", async () => openSocket()));
-  $("btn-reconnect").addEventListener("click", () => run("connect", async () => openSocket()));
+  $("btn-start").addEventListener("click", () => guarded("start", "streaming.start", startSession));
+  $("btn-connect").addEventListener("click", () => guarded("connect", "ws/streaming.chat", async () => openSocket()));
+  $("btn-reconnect").addEventListener("click", () => guarded("connect", "ws/streaming.chat", async () => openSocket()));
   $("btn-disconnect").addEventListener("click", () => dropSocket());
-  $("btn-task").addEventListener("click", () => run("task", sendTask));
+  $("btn-task").addEventListener("click", () => guarded("task", "streaming.task", sendTask));
   $("task-text").addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter") run("task", sendTask);
+    if (ev.key === "Enter") guarded("task", "streaming.task", sendTask);
   });
-  $("btn-interrupt").addEventListener("click", () => run("interrupt", () => sessionCall("streaming.interrupt")));
-  $("btn-keep-alive").addEventListener("click", () => run("keep-alive", () => sessionCall("streaming.keep_alive")));
-  $("btn-stop").addEventListener("click", () => run("stop", stopSession));
+  $("btn-interrupt").addEventListener("click", () => guarded("interrupt", "streaming.interrupt", () => sessionCall("streaming.interrupt")));
+  $("btn-keep-alive").addEventListener("click", () => guarded("keep-alive", "streaming.keep_alive", () => sessionCall("streaming.keep_alive")));
+  $("btn-stop").addEventListener("click", () => guarded("stop", "streaming.stop", stopSession));
   $("btn-clear-log").addEventListener("click", () => $("log").replaceChildren());
   document.querySelector("#sessions tbody").addEventListener("click", (ev) => {
     const b = ev.target.closest("button.row-stop");
-    if (b) stopListed(b.dataset.sessionId);
+    if (b) stopListed(b.dataset.sessionId, String(b.closest("tr").dataset.status || "").toLowerCase());
   });
 }
 
