@@ -47,3 +47,27 @@ check('new', 'streaming.new');
 guard.state = 'closed';
 
 void [all, accepted, moved, now, r];
+
+// The SDK wrapper, with a stand-in shaped like StreamingAvatar.
+import { GuardedAPIError, guardAvatar, guardOf } from '../heygen.js';
+
+class FakeAvatar {
+  async speak(_req: { text: string }): Promise<unknown> {
+    return null;
+  }
+  on(_type: string, _fn: (...args: any[]) => void): this {
+    return this;
+  }
+}
+const wrapped: FakeAvatar = guardAvatar(new FakeAvatar(), { guard: new SessionGuard('new') });
+const g: SessionGuard | undefined = guardOf(wrapped);
+wrapped.speak({ text: 'hi' }).catch((e: unknown) => {
+  if (e instanceof GuardedAPIError) {
+    const body: string = e.responseText;
+    const code: number = e.code;
+    void [body, code];
+  }
+});
+// @ts-expect-error: not an avatar
+guardAvatar({});
+void g;
