@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/template"
 
 	sserrors "github.com/streamsession/streamsession/errors"
@@ -47,7 +48,8 @@ func Commands() []string {
 }
 
 // Decide returns nil when the server accepts command (a name from Commands)
-// in state s, and otherwise the refusal it answers.
+// in state s, and otherwise the refusal it answers. It panics on a name not
+// from Commands: the generator only asks about those.
 func Decide(s fsm.State, command string) *Refusal {
 	var err *sserrors.Error
 	if command == SocketCommand {
@@ -55,7 +57,7 @@ func Decide(s fsm.State, command string) *Refusal {
 			err = fsm.StateError(s)
 		}
 	} else {
-		cmd, ok := fsm.ParseCommand(trimPrefix(command))
+		cmd, ok := fsm.ParseCommand(strings.TrimPrefix(command, "streaming."))
 		if !ok || Name(cmd) != command {
 			panic("jsgen: unknown command " + command)
 		}
@@ -67,14 +69,6 @@ func Decide(s fsm.State, command string) *Refusal {
 		return nil
 	}
 	return &Refusal{Status: err.Status, Code: int(err.Code), Message: err.Message}
-}
-
-func trimPrefix(name string) string {
-	const p = "streaming."
-	if len(name) > len(p) && name[:len(p)] == p {
-		return name[len(p):]
-	}
-	return name
 }
 
 // Render returns the content of index.js.

@@ -48,9 +48,10 @@ for (const r of Object.values(refusals)) Object.freeze(r);
 Object.freeze(notFound);
 const acceptSets = new Map(Object.entries(accepts).map(([c, list]) => [c, new Set(list)]));
 
+// stateIndex returns the position of state in the lifecycle, -1 for
+// anything that is not one of the five names.
 function stateIndex(state) {
-  const i = typeof state === 'string' ? states.indexOf(state) : -1;
-  return i;
+  return typeof state === 'string' ? states.indexOf(state) : -1;
 }
 
 function assertCommand(command) {
