@@ -1,6 +1,7 @@
 package sessiontest
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -10,7 +11,9 @@ import (
 // Clock is a session.Clock that moves only when Advance is called: its
 // timers fire in Advance, once the clock reaches their deadline. Like a
 // time.Timer since Go 1.23, a timer's channel holds no stale value after
-// Reset or Stop. A Clock is safe for concurrent use by multiple goroutines.
+// Reset or Stop. It also has AfterFunc, so it is the server's Clock too
+// (server.Config.Clock: simulated speech, token lifetimes). A Clock is safe
+// for concurrent use by multiple goroutines.
 type Clock struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -40,16 +43,51 @@ func (c *Clock) NewTimer(d time.Duration) session.Timer {
 	return t
 }
 
-// Advance moves the clock d forward and fires every timer whose deadline it
-// reaches. A negative d is treated as 0.
-func (c *Clock) Advance(d time.Duration) {
+// AfterFunc calls f in Advance once the clock has moved d forward (a d <= 0
+// in the next Advance), unless the returned stop function is called first;
+// stop reports whether it prevented the call.
+func (c *Clock) AfterFunc(d time.Duration, f func()) (stop func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	t := &timer{clock: c, at: c.now.Add(d), armed: true, fn: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := t.armed
+		t.armed = false
+		return was
+	}
+}
+
+// Advance moves the clock d forward and fires every timer whose deadline it
+// reaches; the functions of AfterFunc run last, in the order of their
+// deadlines, on the caller's goroutine and without the clock's lock (they
+// may use the clock). A negative d is treated as 0.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
 	c.now = c.now.Add(max(d, 0))
+	var due []*timer
+	keep := c.timers[:0]
 	for _, t := range c.timers {
 		if t.armed && !t.at.After(c.now) {
-			t.fire()
+			if t.fn != nil {
+				t.armed = false
+				due = append(due, t)
+			} else {
+				t.fire()
+			}
 		}
+		if t.fn == nil || t.armed {
+			keep = append(keep, t) // a spent AfterFunc is dropped
+		}
+	}
+	clear(c.timers[len(keep):])
+	c.timers = keep
+	c.mu.Unlock()
+	slices.SortStableFunc(due, func(a, b *timer) int { return a.at.Compare(b.at) })
+	for _, t := range due {
+		t.fn()
 	}
 }
 
@@ -72,6 +110,7 @@ type timer struct {
 	c     chan time.Time
 	at    time.Time
 	armed bool
+	fn    func() // AfterFunc's; nil for NewTimer's
 }
 
 func (t *timer) C() <-chan time.Time { return t.c }

@@ -14,8 +14,15 @@ import (
 
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 	"github.com/streamsession/streamsession/sessiontest"
+)
+
+// A Clock is the Manager's clock and the server's.
+var (
+	_ session.Clock  = (*sessiontest.Clock)(nil)
+	_ realtime.Clock = (*sessiontest.Clock)(nil)
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -51,6 +58,26 @@ func TestClockTimers(t *testing.T) {
 	assert.Equal(t, c.Now(), <-z.C(), "a zero duration fires at once")
 	c.Advance(-time.Hour)
 	assert.Equal(t, t0.Add(time.Hour+time.Minute+time.Second+time.Minute), c.Now(), "the clock never goes back")
+}
+
+func TestClockAfterFunc(t *testing.T) {
+	c := sessiontest.NewClock(t0)
+	var ran []string
+	c.AfterFunc(2*time.Second, func() { ran = append(ran, "two") })
+	c.AfterFunc(time.Second, func() {
+		ran = append(ran, "one")
+		c.AfterFunc(0, func() { ran = append(ran, "set by one") }) // the clock is usable from f
+	})
+	stop := c.AfterFunc(time.Second, func() { ran = append(ran, "stopped") })
+	assert.True(t, stop(), "stop prevented the call")
+	assert.False(t, stop(), "stop twice")
+	assert.Equal(t, 2, c.Armed())
+
+	c.Advance(3 * time.Second)
+	assert.Equal(t, []string{"one", "two"}, ran, "in deadline order")
+	c.Advance(0)
+	assert.Equal(t, []string{"one", "two", "set by one"}, ran)
+	assert.Equal(t, 0, c.Armed())
 }
 
 func assertNoFire(t *testing.T, tm session.Timer, what string) {
