@@ -91,8 +91,8 @@ func (c *Clock) Advance(d time.Duration) {
 	}
 }
 
-// Armed returns the number of timers that have not fired or been stopped.
-func (c *Clock) Armed() int {
+// Pending returns the number of timers that have not fired or been stopped.
+func (c *Clock) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0

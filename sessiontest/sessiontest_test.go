@@ -31,14 +31,14 @@ func TestClockTimers(t *testing.T) {
 	c := sessiontest.NewClock(t0)
 	a := c.NewTimer(time.Minute)
 	b := c.NewTimer(2 * time.Minute)
-	assert.Equal(t, 2, c.Armed())
+	assert.Equal(t, 2, c.Pending())
 
 	c.Advance(59 * time.Second)
 	assertNoFire(t, a, "a before its deadline")
 	c.Advance(time.Second)
 	assert.Equal(t, t0.Add(time.Minute), <-a.C(), "a fires with the clock's time")
 	assertNoFire(t, b, "b before its deadline")
-	assert.Equal(t, 1, c.Armed())
+	assert.Equal(t, 1, c.Pending())
 
 	assert.True(t, b.Stop(), "b was armed")
 	assert.False(t, b.Stop(), "b stopped twice")
@@ -71,13 +71,13 @@ func TestClockAfterFunc(t *testing.T) {
 	stop := c.AfterFunc(time.Second, func() { ran = append(ran, "stopped") })
 	assert.True(t, stop(), "stop prevented the call")
 	assert.False(t, stop(), "stop twice")
-	assert.Equal(t, 2, c.Armed())
+	assert.Equal(t, 2, c.Pending())
 
 	c.Advance(3 * time.Second)
 	assert.Equal(t, []string{"one", "two"}, ran, "in deadline order")
 	c.Advance(0)
 	assert.Equal(t, []string{"one", "two", "set by one"}, ran)
-	assert.Equal(t, 0, c.Armed())
+	assert.Equal(t, 0, c.Pending())
 }
 
 func assertNoFire(t *testing.T, tm session.Timer, what string) {
