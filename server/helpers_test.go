@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/streamsession/streamsession/internal/fakeclock"
+	"github.com/streamsession/streamsession/sessiontest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -121,10 +121,10 @@ func (l *fakeLimiter) heldCount() int {
 }
 
 // fakeClock is the tests' Clock: it moves only when Advance is called.
-type fakeClock = fakeclock.Clock
+type fakeClock = sessiontest.Clock
 
 func newFakeClock() *fakeClock {
-	return fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	return sessiontest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // env is a Server over a real Manager, served by an httptest.Server.

@@ -14,15 +14,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamsession/streamsession/fsm"
-	"github.com/streamsession/streamsession/internal/fakeclock"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/session"
+	"github.com/streamsession/streamsession/sessiontest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newFakeClock() *fakeclock.Clock {
-	return fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+func newFakeClock() *sessiontest.Clock {
+	return sessiontest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // upgrader upgrades the tests' sockets without the HTTP layer's checks.
@@ -35,7 +35,7 @@ type env struct {
 	t      *testing.T
 	mgr    *session.Manager
 	hub    *Hub
-	clock  *fakeclock.Clock
+	clock  *sessiontest.Clock
 	http   *httptest.Server
 	closed chan SocketInfo
 }
