@@ -57,8 +57,8 @@ const DefaultIdempotencyTTL = 24 * time.Hour
 // finishTimeout bounds the Finish of a call, which outlives its request.
 const finishTimeout = 5 * time.Second
 
-// DefaultMaxKeysPerAccount bounds the keys one account holds in a
-// [MemoryIdempotency].
+// DefaultMaxKeysPerAccount bounds the stored answers one account holds in
+// an IdempotencyStore (MemoryIdempotency, server/redisidem).
 const DefaultMaxKeysPerAccount = 10_000
 
 // IdempotencyKey names one Idempotency-Key of one account, with the hash of
@@ -135,6 +135,10 @@ type IdempotencyConfig struct {
 	// TTL is how long a key is kept, for the default Store. The default is
 	// DefaultIdempotencyTTL (24 h).
 	TTL time.Duration
+	// MaxKeysPerAccount bounds the stored answers of one account, for the
+	// default Store (see [MemoryIdempotencyConfig]). The default is
+	// DefaultMaxKeysPerAccount (10,000).
+	MaxKeysPerAccount int
 	// FinishFailed, when set, is called when the Store could not record
 	// the end of a call (a backend failure). The answer still reaches the
 	// caller; with a stored success lost, a retry may create a second
@@ -149,7 +153,7 @@ func (c IdempotencyConfig) store(clock interface{ Now() time.Time }) Idempotency
 	if c.Store != nil {
 		return c.Store
 	}
-	cfg := MemoryIdempotencyConfig{TTL: c.TTL}
+	cfg := MemoryIdempotencyConfig{TTL: c.TTL, MaxKeysPerAccount: c.MaxKeysPerAccount}
 	if clock != nil {
 		cfg.Now = clock.Now
 	}

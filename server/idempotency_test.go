@@ -389,3 +389,21 @@ func serve(srv *Server, method, path string, hdr map[string]string, body string)
 	srv.ServeHTTP(rec, req)
 	return response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
 }
+
+// TestIdempotencyConfigBound: Config.Idempotency.MaxKeysPerAccount bounds
+// the default store: past it, the account's oldest key is forgotten and
+// its retry runs again.
+func TestIdempotencyConfigBound(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Idempotency.MaxKeysPerAccount = 1 })
+	first := e.do(http.MethodPost, PathNew, keyed("key-acme", "k1"), `{}`)
+	require.Equal(t, http.StatusOK, first.status, first.body)
+	r := e.do(http.MethodPost, PathNew, keyed("key-acme", "k2"), `{}`)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	r = e.do(http.MethodPost, PathNew, keyed("key-acme", "k2"), `{}`)
+	assert.Equal(t, "true", r.header.Get(ReplayedHeader), "the newest key is kept")
+	r = e.do(http.MethodPost, PathNew, keyed("key-acme", "k1"), `{}`)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	assert.Empty(t, r.header.Get(ReplayedHeader), "the oldest was forgotten")
+	assert.NotEqual(t, first.body, r.body)
+	assert.Equal(t, 3, e.lim.heldCount())
+}
