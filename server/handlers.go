@@ -174,8 +174,8 @@ func (s *Server) authenticate(r *http.Request, allowToken bool) (request, error)
 }
 
 // storeError keeps a token store's error when it carries a catalog code
-// (401/400112, 429/400140, 503/400558, or the error of the session Spend
-// created) and turns any other into 503/400558.
+// (401/400112, 429/400140, 503/400558) and turns any other into
+// 503/400558.
 func storeError(err error) error {
 	if _, ok := sserrors.As(err); ok {
 		return err

@@ -442,7 +442,7 @@ local function keep()
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
--- state: 'unused', 'held' (a Spend's lease runs) or 'spent', and the rest.
+-- state: 'unused', 'held' (a Reserve's lease runs) or 'spent', and the rest.
 local function state()
   local st = redis.call('HGET', KEYS[2], ARGV[1])
   if not st then return 'unused', '' end
