@@ -52,12 +52,23 @@ func TestContract(t *testing.T) {
 	})
 }
 
+func TestContractBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	idempotencytest.RunBounded(t, func(t *testing.T, maxKeys int) server.IdempotencyStore {
+		require.NoError(t, srv.Client().FlushAll(context.Background()).Err())
+		s, err := New(srv.Client(), Config{Secret: testSecret, MaxKeysPerAccount: maxKeys})
+		require.NoError(t, err)
+		return s
+	})
+}
+
 func TestNewRefusesABadConfig(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, cfg := range []Config{
 		{}, {Secret: []byte("fifteen bytes..")},
 		{Secret: testSecret, Prefix: "a{b"}, {Secret: testSecret, TTL: -time.Second},
 		{Secret: testSecret, Lease: time.Microsecond},
+		{Secret: testSecret, MaxKeysPerAccount: -1},
 	} {
 		_, err := New(srv.Client(), cfg)
 		assert.ErrorIs(t, err, sserrors.ErrInvalidParameter, "%+v", cfg)
