@@ -2,9 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/internal/seal"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -46,14 +44,20 @@ type Token struct {
 
 // TokenStore keeps the bearer tokens minted by streaming.create_token: a
 // token authorises one streaming.new, then the calls naming the session it
-// created. Every method returns [sserrors.ErrUnauthorized] (wrapped or not)
-// for a token that is unknown, revoked or expired, and a 503/400558 error
-// when the store's backend fails.
+// created, and nothing else. Every method returns [sserrors.ErrUnauthorized]
+// (wrapped or not) for a token that is unknown, revoked or expired, and a
+// 503/400558 error when the store's backend fails.
 //
 // A token is outstanding from Mint until it expires (TTL after its last
 // use) or is revoked, spent or not; an account holds at most its bound of
 // outstanding tokens. Every method costs O(1) or O(log n) in the tokens of
 // the token's own account: no call looks at another account's tokens.
+//
+// Spending a token is three small steps that the streaming.new handler
+// sequences: Reserve holds the unused token, the handler creates the
+// session, then Bind spends the token on it (or Release gives the token
+// back when the session could not be created). The store never creates or
+// stops a session.
 //
 // Implementations are safe for concurrent use by multiple goroutines.
 // [NewMemoryTokens] is the in-memory one; several server nodes need a shared
@@ -66,27 +70,38 @@ type TokenStore interface {
 	// Get returns the token's record and counts this call as a use (it
 	// restarts the token's idle expiry).
 	Get(ctx context.Context, token string) (Token, error)
-	// Check returns the account name of a token that is either unspent (not
-	// spent and no Spend in flight) or spent on sessionID, without spending
-	// it; it counts as a use. Any other token is refused with
+	// Check returns the account name of a token spent on sessionID,
+	// without changing it; it counts as a use. Any other token (unspent,
+	// held by a Reserve, or spent on another session) is refused with
 	// ErrUnauthorized. The realtime socket checks the bearer token a client
 	// passes as session_token with it.
 	Check(ctx context.Context, token, sessionID string) (string, error)
-	// Spend spends an unused token on one session, as one operation: it
-	// reserves the token (a second Spend of it is refused with
-	// ErrUnauthorized), calls create with the token's account, and binds
-	// the token to the session id create returns. When create fails, the
-	// token is given back unused and create's error is returned (joined
-	// with the store's error if giving it back failed). When the binding
-	// fails after create succeeded (the backend failed, or the token was
-	// revoked or expired meanwhile), Spend calls discard with the new
-	// session's id, so that no session outlives its token unusable, and
-	// returns the binding's error joined with discard's. create and discard
-	// run on the caller's goroutine, with ctx (discard with ctx's values
-	// but without its cancellation).
-	Spend(ctx context.Context, token string, create func(context.Context, session.Account) (sessionID string, err error), discard func(ctx context.Context, sessionID string) error) error
+	// Reserve holds an unused token for the creation of its session and
+	// returns the hold, which carries the token's account. While held, the
+	// token is refused by a second Reserve and by Check (ErrUnauthorized);
+	// a hold lapses by itself after the store's lease (a node that died
+	// mid-way), and the token is unused again.
+	Reserve(ctx context.Context, token string) (TokenHold, error)
+	// Bind spends the token held by hold on sessionID. When the hold is no
+	// longer the token's (the token was revoked or expired, or the hold
+	// lapsed and another Reserve took it), Bind changes nothing and returns
+	// ErrUnauthorized: the caller then stops the session it created.
+	Bind(ctx context.Context, token string, hold TokenHold, sessionID string) error
+	// Release gives the token held by hold back unused. A hold no longer
+	// the token's is left alone; releasing twice is harmless.
+	Release(ctx context.Context, token string, hold TokenHold) error
 	// Revoke deletes the token. Revoking an unknown token does nothing.
 	Revoke(ctx context.Context, token string) error
+}
+
+// TokenHold is what [TokenStore.Reserve] returns: the token's account and
+// the name of this reservation, which Bind and Release present. It is a
+// plain value.
+type TokenHold struct {
+	// Account is the account of the API key that minted the token.
+	Account session.Account
+	// ID names this reservation among the token's reservations.
+	ID string
 }
 
 // Bounds of bearer tokens.
@@ -118,9 +133,16 @@ type MemoryTokensConfig struct {
 	// (0 refuses every Mint). The default (nil) is
 	// DefaultMaxTokensPerAccount for every account.
 	MaxPerAccount func(session.Account) int
+	// HoldTTL is how long a Reserve holds a token without Bind or Release.
+	// The default is DefaultTokenHoldTTL.
+	HoldTTL time.Duration
 	// Now returns the current time. The default is time.Now.
 	Now func() time.Time
 }
+
+// DefaultTokenHoldTTL is how long a reservation holds a bearer token while
+// its session is created, for the stores that take no other value.
+const DefaultTokenHoldTTL = time.Minute
 
 // MemoryTokens is a [TokenStore] in memory, for one server node. It keeps
 // only a SHA-256 of each token, so a memory dump does not reveal tokens.
@@ -134,13 +156,15 @@ type MemoryTokensConfig struct {
 // bounds. It starts no goroutine. It is safe for concurrent use by
 // multiple goroutines.
 type MemoryTokens struct {
-	ttl    time.Duration
-	maxFor func(session.Account) int
-	now    func() time.Time
+	ttl     time.Duration
+	holdTTL time.Duration
+	maxFor  func(session.Account) int
+	now     func() time.Time
 
 	mu       sync.Mutex
 	tokens   map[tokenKey]*memoryToken
 	accounts map[string]*memoryAccount
+	holds    uint64 // names the reservations
 }
 
 type tokenKey [sha256.Size]byte
@@ -156,7 +180,8 @@ type memoryToken struct {
 	key        tokenKey
 	owner      *memoryAccount
 	sessionID  string
-	spending   bool // a Spend is creating its session
+	hold       string    // the Reserve holding the token, "" when none
+	holdEnds   time.Time // when that hold lapses
 	lastUsed   time.Time
 	prev, next *memoryToken
 }
@@ -169,11 +194,14 @@ func NewMemoryTokens(cfg MemoryTokensConfig) *MemoryTokens {
 	if cfg.MaxPerAccount == nil {
 		cfg.MaxPerAccount = func(session.Account) int { return DefaultMaxTokensPerAccount }
 	}
+	if cfg.HoldTTL <= 0 {
+		cfg.HoldTTL = DefaultTokenHoldTTL
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &MemoryTokens{
-		ttl: cfg.TTL, maxFor: cfg.MaxPerAccount, now: cfg.Now,
+		ttl: cfg.TTL, holdTTL: cfg.HoldTTL, maxFor: cfg.MaxPerAccount, now: cfg.Now,
 		tokens:   make(map[tokenKey]*memoryToken),
 		accounts: make(map[string]*memoryAccount),
 	}
@@ -293,73 +321,71 @@ func (m *MemoryTokens) Get(ctx context.Context, token string) (Token, error) {
 	return Token{Account: t.owner.acct, SessionID: t.sessionID}, nil
 }
 
-// Check returns the account of a token unspent or spent on sessionID,
-// without spending it; it restarts the token's idle expiry.
+// Check returns the account of a token spent on sessionID, without
+// changing it; it restarts the token's idle expiry.
 func (m *MemoryTokens) Check(ctx context.Context, token, sessionID string) (string, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t := m.liveLocked(token, now)
-	if t == nil || !checks(t.sessionID, t.spending, sessionID) {
+	if t == nil || sessionID == "" || t.sessionID != sessionID {
 		return "", sserrors.ErrUnauthorized
 	}
 	m.touchLocked(t, now)
 	return t.owner.acct.Name, nil
 }
 
-// checks is Check's rule: a token unspent (and not being spent), or spent
-// on sessionID.
-func checks(boundTo string, spending bool, sessionID string) bool {
-	if boundTo == "" {
-		return !spending
-	}
-	return boundTo == sessionID
-}
-
-// Spend reserves the token, creates its session and binds the token to it
-// (see [TokenStore]). The token is held in memory while create runs, so
-// only a Revoke or an expiry during create makes the binding fail. When
-// create panics, the token is given back unused and the panic goes on.
-func (m *MemoryTokens) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
+// Reserve holds an unused token (see [TokenStore]); it restarts the
+// token's idle expiry.
+func (m *MemoryTokens) Reserve(ctx context.Context, token string) (TokenHold, error) {
 	now := m.now()
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	t := m.liveLocked(token, now)
-	if t == nil || t.spending || t.sessionID != "" {
-		m.mu.Unlock()
-		return sserrors.ErrUnauthorized
+	if t == nil || t.sessionID != "" || (t.hold != "" && now.Before(t.holdEnds)) {
+		return TokenHold{}, sserrors.ErrUnauthorized
 	}
-	t.spending = true
+	m.holds++
+	t.hold, t.holdEnds = ownerName(m.holds), now.Add(m.holdTTL)
 	m.touchLocked(t, now)
-	acct := t.owner.acct
-	m.mu.Unlock()
+	return TokenHold{Account: t.owner.acct, ID: t.hold}, nil
+}
 
-	created := false
-	defer func() {
-		if !created { // create panicked: give the token back unused
-			m.mu.Lock()
-			t.spending = false
-			m.mu.Unlock()
-		}
-	}()
-	id, err := create(ctx, acct)
-	created = true
+// heldLocked returns the token's entry when hold still holds it: its lease
+// may have lapsed, as long as no other Reserve took the token since.
+func (m *MemoryTokens) heldLocked(token string, hold TokenHold, now time.Time) *memoryToken {
+	t := m.liveLocked(token, now)
+	if t == nil || hold.ID == "" || t.hold != hold.ID {
+		return nil
+	}
+	return t
+}
 
+// errTokenLost refuses the Bind of a token that is no longer held.
+var errTokenLost = sserrors.ErrUnauthorized.WithCause(errors.New("server: the token was revoked, expired or taken while its session was created"))
+
+// Bind spends the held token on sessionID (see [TokenStore]).
+func (m *MemoryTokens) Bind(ctx context.Context, token string, hold TokenHold, sessionID string) error {
+	now := m.now()
 	m.mu.Lock()
-	held := m.tokens[t.key] == t && t.spending // not revoked nor expired meanwhile
-	if err != nil {
-		t.spending = false
-		m.mu.Unlock()
-		return err
+	defer m.mu.Unlock()
+	t := m.heldLocked(token, hold, now)
+	if t == nil || sessionID == "" {
+		return errTokenLost
 	}
-	if !held {
-		m.mu.Unlock()
-		lost := sserrors.ErrUnauthorized.WithCause(errors.New("server: the token was revoked or expired while its session was created"))
-		return errors.Join(lost, discard(context.WithoutCancel(ctx), id))
+	t.hold, t.sessionID = "", sessionID
+	m.touchLocked(t, now)
+	return nil
+}
+
+// Release gives the held token back unused (see [TokenStore]).
+func (m *MemoryTokens) Release(ctx context.Context, token string, hold TokenHold) error {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t := m.heldLocked(token, hold, now); t != nil {
+		t.hold = ""
 	}
-	t.spending = false
-	t.sessionID = id
-	m.touchLocked(t, m.now())
-	m.mu.Unlock()
 	return nil
 }
 
@@ -390,27 +416,20 @@ func (m *MemoryTokens) Len() int {
 // node holding the same secret accepts them; a token minted for another
 // session or under another secret fails to open.
 type accessTokens struct {
-	secret []byte
+	box *seal.Box
 }
 
 // accessInfo separates the access-token key from every other use of the
 // secret.
 const accessInfo = "streamsession access token v2"
 
-func (a accessTokens) aead() cipher.AEAD {
-	key, err := hkdf.Key(sha256.New, a.secret, nil, accessInfo, 32)
+// newAccessTokens builds the sealing of access tokens under secret, once.
+func newAccessTokens(secret []byte) (accessTokens, error) {
+	box, err := seal.New(secret, accessInfo)
 	if err != nil {
-		panic("server: hkdf: " + err.Error()) // only for a key length over 255×32 bytes
+		return accessTokens{}, err
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		panic("server: aes: " + err.Error()) // a 32-byte key is always valid
-	}
-	aead, err := cipher.NewGCMWithRandomNonce(block)
-	if err != nil {
-		panic("server: gcm: " + err.Error()) // AES has a 16-byte block
-	}
-	return aead
+	return accessTokens{box: box}, nil
 }
 
 // accessPad is the block the account is padded to inside a token.
@@ -425,7 +444,7 @@ func (a accessTokens) mint(account, sessionID string) string {
 	plain := make([]byte, (n+accessPad-1)/accessPad*accessPad)
 	binary.BigEndian.PutUint16(plain, uint16(len(account)))
 	copy(plain[2:], account)
-	return base64.RawURLEncoding.EncodeToString(a.aead().Seal(nil, nil, plain, accessAD(sessionID)))
+	return base64.RawURLEncoding.EncodeToString(a.box.Seal(nil, plain, accessAD(sessionID)))
 }
 
 // verify returns the account the token was minted for, and false when the
@@ -438,7 +457,7 @@ func (a accessTokens) verify(token, sessionID string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	plain, err := a.aead().Open(nil, nil, sealed, accessAD(sessionID))
+	plain, err := a.box.Open(sealed, accessAD(sessionID))
 	if err != nil || len(plain) < 2 {
 		return "", false
 	}

@@ -16,6 +16,7 @@ import (
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/internal/seal"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -29,17 +30,21 @@ func TestMemoryTokensExpire(t *testing.T) {
 	other, err := store.Mint(ctx, acct)
 	require.NoError(t, err)
 
-	// Idle expiry: every use (Get, Check, Spend) restarts the minute.
+	// Idle expiry: every use (Get, Reserve, Bind, Check) restarts the
+	// minute.
 	clock.Advance(59 * time.Second)
 	_, err = store.Get(ctx, token)
 	require.NoError(t, err)
 	clock.Advance(59 * time.Second)
-	_, err = store.Check(ctx, token, "")
+	hold, err := store.Reserve(ctx, token)
 	require.NoError(t, err)
 	clock.Advance(59 * time.Second)
-	require.NoError(t, store.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, nil))
+	require.NoError(t, store.Bind(ctx, token, hold, "s1"))
+	clock.Advance(59 * time.Second)
+	_, err = store.Check(ctx, token, "s1")
+	require.NoError(t, err)
 	_, err = store.Get(ctx, other)
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "unused for three minutes")
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "unused for four minutes")
 	clock.Advance(time.Minute)
 	_, err = store.Check(ctx, token, "s1")
 	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
@@ -129,7 +134,9 @@ func TestMemoryTokensPerAccount(t *testing.T) {
 	require.NoError(t, err)
 	_, err = store.Get(ctx, token)
 	require.NoError(t, err)
-	require.NoError(t, store.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, nil))
+	hold, err := store.Reserve(ctx, token)
+	require.NoError(t, err)
+	require.NoError(t, store.Bind(ctx, token, hold, "s1"))
 	assert.Equal(t, bound+1, store.Len(), "the other account's calls left the flooder's tokens alone")
 
 	_, err = store.Mint(ctx, flooder)
@@ -156,12 +163,19 @@ func BenchmarkCheckWithManyTokens(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			hold, err := store.Reserve(ctx, token)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := store.Bind(ctx, token, hold, "s1"); err != nil {
+				b.Fatal(err)
+			}
 			b.ResetTimer()
 			for b.Loop() {
 				if _, err := store.Get(ctx, token); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := store.Check(ctx, token, ""); err != nil {
+				if _, err := store.Check(ctx, token, "s1"); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -173,7 +187,7 @@ func BenchmarkCheckWithManyTokens(b *testing.B) {
 // secret, on any node holding the secret, and nowhere else; it shows neither
 // the account nor the session.
 func TestAccessTokens(t *testing.T) {
-	a := accessTokens{secret: []byte("secret")}
+	a := mustAccess(t, []byte("secret"))
 	const account, id = "acme-corporation", "0123456789abcdef0123456789abcdef"
 	token := a.mint(account, id)
 	got, ok := a.verify(token, id)
@@ -190,7 +204,7 @@ func TestAccessTokens(t *testing.T) {
 	assert.Len(t, a.mint("a", id), len(a.mint(strings.Repeat("b", 29), id)), "the length says nothing of the account")
 
 	// Nodes sharing a secret accept each other's tokens.
-	got, ok = accessTokens{secret: []byte("secret")}.verify(token, id)
+	got, ok = mustAccess(t, []byte("secret")).verify(token, id)
 	assert.True(t, ok)
 	assert.Equal(t, account, got)
 
@@ -202,7 +216,7 @@ func TestAccessTokens(t *testing.T) {
 		{"another session", token, id[:len(id)-1] + "0"},
 		{"no session", token, ""},
 		{"empty token", "", id},
-		{"another secret", accessTokens{secret: []byte("other")}.mint(account, id), id},
+		{"another secret", mustAccess(t, []byte("other")).mint(account, id), id},
 		{"bad base64", "!!!" + token[3:], id},
 		{"truncated", token[:len(token)-2], id},
 		{"a bit flipped", string(flipped), id},
@@ -220,7 +234,7 @@ func TestAccessTokens(t *testing.T) {
 // FuzzAccessTokenVerify: verify never panics and accepts only what mint
 // made.
 func FuzzAccessTokenVerify(f *testing.F) {
-	a := accessTokens{secret: []byte("secret")}
+	a := mustAccess(f, []byte("secret"))
 	f.Add(a.mint("acme", "s1"), "s1")
 	f.Add("", "s1")
 	f.Add("YWNtZQ.c2ln", "s1")
@@ -229,6 +243,14 @@ func FuzzAccessTokenVerify(f *testing.F) {
 			t.Fatal("unreachable")
 		}
 	})
+}
+
+// mustAccess returns the access tokens sealed under secret.
+func mustAccess(t testing.TB, secret []byte) accessTokens {
+	t.Helper()
+	a, err := newAccessTokens(secret)
+	require.NoError(t, err)
+	return a
 }
 
 func TestShortHash(t *testing.T) {
@@ -286,16 +308,14 @@ func TestCreateTokenBoundedPerAccount(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.status, r.body)
 }
 
-// revokeDuringCreate is a TokenStore whose Spend loses its token while the
-// session is created (as when it expires or is revoked meanwhile).
+// revokeDuringCreate is a TokenStore whose token is revoked between its
+// Reserve and its Bind, while the session is created (as when it expires
+// or is revoked meanwhile).
 type revokeDuringCreate struct{ *MemoryTokens }
 
-func (s revokeDuringCreate) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
-	return s.MemoryTokens.Spend(ctx, token, func(ctx context.Context, acct session.Account) (string, error) {
-		id, err := create(ctx, acct)
-		_ = s.Revoke(ctx, token) // cannot fail in memory
-		return id, err
-	}, discard)
+func (s revokeDuringCreate) Bind(ctx context.Context, token string, hold TokenHold, id string) error {
+	_ = s.Revoke(ctx, token) // cannot fail in memory
+	return s.MemoryTokens.Bind(ctx, token, hold, id)
 }
 
 // TestSpendLostStopsTheSession: when the token cannot be bound to the
@@ -318,4 +338,60 @@ func TestSpendLostStopsTheSession(t *testing.T) {
 	assert.Empty(t, e.lim.held, "its slot is free")
 	e.lim.mu.Unlock()
 	e.newSession("key-limited") // the plan's one slot
+}
+
+// perCallAccessTokens is the access tokens as they were sealed before
+// internal/seal: the key derived and the cipher built on every mint and
+// verify. It is the baseline of BenchmarkAccessTokenMintVerify.
+type perCallAccessTokens struct{ secret []byte }
+
+func (p perCallAccessTokens) tokens() accessTokens {
+	box, err := seal.New(p.secret, accessInfo)
+	if err != nil {
+		panic(err)
+	}
+	return accessTokens{box: box}
+}
+
+func (p perCallAccessTokens) mint(account, id string) string { return p.tokens().mint(account, id) }
+
+func (p perCallAccessTokens) verify(token, id string) (string, bool) {
+	return p.tokens().verify(token, id)
+}
+
+// BenchmarkAccessTokenMintVerify measures one mint and one verify of a
+// session access token: "per-call" derives the key and builds AES-GCM on
+// each (the baseline), "built-once" seals with the Box built in New.
+// Compare the two in one run: go test -run '^$' -bench AccessTokenMintVerify
+// ./server/.
+func BenchmarkAccessTokenMintVerify(b *testing.B) {
+	const account, id = "acme-corporation", "0123456789abcdef0123456789abcdef"
+	baseline := perCallAccessTokens{secret: testSecret}
+	once := mustAccess(b, testSecret)
+	for name, a := range map[string]interface {
+		mint(account, id string) string
+		verify(token, id string) (string, bool)
+	}{"per-call": baseline, "built-once": once} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, ok := a.verify(a.mint(account, id), id); !ok {
+					b.Fatal("does not verify")
+				}
+			}
+		})
+	}
+}
+
+// TestPerCallBaselineAgrees: the benchmark's baseline mints what the
+// built-once tokens verify, and the other way round, so the two measure
+// the same work.
+func TestPerCallBaselineAgrees(t *testing.T) {
+	baseline := perCallAccessTokens{secret: testSecret}
+	once := mustAccess(t, testSecret)
+	got, ok := once.verify(baseline.mint("acme", "s1"), "s1")
+	assert.True(t, ok)
+	assert.Equal(t, "acme", got)
+	got, ok = baseline.verify(once.mint("acme", "s1"), "s1")
+	assert.True(t, ok)
+	assert.Equal(t, "acme", got)
 }

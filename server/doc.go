@@ -66,8 +66,15 @@
 //     ([MemoryTokensConfig].MaxPerAccount, default
 //     [DefaultMaxTokensPerAccount]); past it streaming.create_token answers
 //     429/400140 with a Retry-After ([TooManyTokens]), for that account
-//     only. streaming.new spends its token with [TokenStore].Spend, which
-//     binds the token to the new session or stops that session.
+//     only. streaming.new spends its token: [TokenStore].Reserve, the
+//     session's creation, then [TokenStore].Bind (or Release when the
+//     creation fails; when Bind fails the session is stopped).
+//   - A bearer token acts on the session it created and no other:
+//     streaming.list with it lists that session alone (none before it made
+//     one); the realtime socket accepts it for that session only (an
+//     unspent token, or another session's, is 401/400112 and cannot replace
+//     the session's connection); an Idempotency-Key sent with it is scoped
+//     to it. The API key keeps the whole account. See docs/auth.md.
 //   - streaming.list: created_at is Unix seconds; sessions are in creation
 //     order; only new, connecting and connected sessions are listed.
 //   - streaming.task: task_type (repeat, chat, talk) all speak the given text;

@@ -42,7 +42,8 @@ type route struct {
 // request is what the server knows about the caller of one request.
 type request struct {
 	account session.Account
-	// token is the bearer token, empty when the caller sent X-Api-Key.
+	// token is the bearer token, empty when the caller sent X-Api-Key. A
+	// bearer token acts on the session it created and no other.
 	token string
 	// bound is the session the bearer token created, if any.
 	bound string
@@ -63,7 +64,7 @@ func (s *Server) newRoutes() map[string]route {
 	}
 	return map[string]route{
 		PathCreateToken:    post(false, s.createToken),
-		PathNew:            post(true, s.idempotent(s.newSession)),
+		PathNew:            {method: http.MethodPost, serve: s.authed(true, s.idempotent(s.answer(s.newSession)))},
 		PathStart:          post(true, s.start),
 		PathICE:            post(true, s.ice),
 		PathTask:           post(true, s.task),
@@ -81,6 +82,25 @@ func (s *Server) newRoutes() map[string]route {
 
 // handle authenticates the caller, runs fn and writes its answer.
 func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, error)) http.HandlerFunc {
+	return s.authed(allowToken, s.answer(fn))
+}
+
+// callerKey is the request context key of the *request that authed made.
+type callerKey struct{}
+
+// callerOf returns the caller authed found for r.
+func callerOf(r *http.Request) *request {
+	req, _ := r.Context().Value(callerKey{}).(*request)
+	if req == nil {
+		return &request{}
+	}
+	return req
+}
+
+// authed authenticates the caller and takes its request budget, bounds a
+// POST's body, and hands the request to next with the caller in its
+// context (see callerOf).
+func (s *Server) authed(allowToken bool, next http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req, err := s.authenticate(r, allowToken)
 		if err == nil {
@@ -93,24 +113,35 @@ func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, 
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
 		}
-		data, err := fn(r, &req)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, &req)))
+	}
+}
+
+// answer runs fn for the caller authed found and writes its answer: the
+// data envelope, or the error.
+func (s *Server) answer(fn func(*http.Request, *request) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := callerOf(r)
+		data, err := fn(r, req)
 		if err != nil {
-			if sserrors.StatusOf(err) == http.StatusRequestTimeout {
-				w.Header().Set("Connection", "close")
-			}
-			s.fail(w, r, req, err)
+			s.refuse(w, r, *req, err)
 			return
 		}
 		if t, ok := data.(tokenData); ok {
 			writeToken(w, string(t))
 			return
 		}
-		if a, ok := data.(storedAnswer); ok {
-			a.write(w) // streaming.new with an Idempotency-Key
-			return
-		}
 		writeData(w, data)
+	})
+}
+
+// refuse is fail for a request whose body may be left unread: a body that
+// did not arrive in time also closes the connection.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, req request, err error) {
+	if sserrors.StatusOf(err) == http.StatusRequestTimeout {
+		w.Header().Set("Connection", "close")
 	}
+	s.fail(w, r, req, err)
 }
 
 // authenticate finds the caller's account from X-Api-Key or, when
@@ -144,8 +175,8 @@ func (s *Server) authenticate(r *http.Request, allowToken bool) (request, error)
 }
 
 // storeError keeps a token store's error when it carries a catalog code
-// (401/400112, 429/400140, 503/400558, or the error of the session Spend
-// created) and turns any other into 503/400558.
+// (401/400112, 429/400140, 503/400558) and turns any other into
+// 503/400558.
 func storeError(err error) error {
 	if _, ok := sserrors.As(err); ok {
 		return err
@@ -293,27 +324,9 @@ func (s *Server) newSession(r *http.Request, req *request) (any, error) {
 	if body.ActivityIdleTimeout != nil {
 		opts.IdleTimeout = time.Duration(*body.ActivityIdleTimeout) * time.Second
 	}
-	ctx := r.Context()
-	var info session.Info
-	create := func(ctx context.Context, acct session.Account) (string, error) {
-		var err error
-		info, err = s.mgr.Create(ctx, acct, opts)
-		return info.ID, err
-	}
-	if req.token == "" {
-		if _, err := create(ctx, req.account); err != nil {
-			return nil, err
-		}
-	} else {
-		// One streaming.new per token: Spend binds the token to the new
-		// session, or stops that session (freeing its slot) when it cannot.
-		err := s.tokens.Spend(ctx, req.token, create, func(ctx context.Context, id string) error {
-			_, err := s.mgr.Stop(ctx, info.Account, id)
-			return err
-		})
-		if err != nil {
-			return nil, storeError(err)
-		}
+	info, err := s.create(r.Context(), req, opts)
+	if err != nil {
+		return nil, err
 	}
 	req.sessionID = info.ID
 	token := s.access.mint(info.Account, info.ID)
@@ -326,6 +339,45 @@ func (s *Server) newSession(r *http.Request, req *request) (any, error) {
 		IsPaid:               info.Paid,
 		SessionDurationLimit: int64(info.DurationLimit / time.Second),
 	}, nil
+}
+
+// create creates the caller's session. With a bearer token it spends the
+// token on it, one streaming.new per token: Reserve holds the token (and
+// names its account), the session is created, then Bind spends the token
+// on it. When the session cannot be created the token is released unused;
+// when the token cannot be bound (revoked or expired meanwhile, or the
+// store failed), the session is stopped, freeing its slot, so that no
+// session outlives its token unusable.
+func (s *Server) create(ctx context.Context, req *request, opts session.CreateOptions) (session.Info, error) {
+	if req.token == "" {
+		return s.mgr.Create(ctx, req.account, opts)
+	}
+	hold, err := s.tokens.Reserve(ctx, req.token)
+	if err != nil {
+		return session.Info{}, storeError(err)
+	}
+	// What follows the reservation completes even if the caller goes away.
+	bg := context.WithoutCancel(ctx)
+	created := false
+	defer func() {
+		if !created { // Create panicked: give the token back
+			_ = s.tokens.Release(bg, req.token, hold)
+		}
+	}()
+	info, err := s.mgr.Create(ctx, hold.Account, opts)
+	created = true
+	if err != nil {
+		if rerr := s.tokens.Release(bg, req.token, hold); rerr != nil {
+			// The hold lapses by itself after the store's lease.
+			return session.Info{}, errors.Join(err, storeError(rerr))
+		}
+		return session.Info{}, err
+	}
+	if err := s.tokens.Bind(bg, req.token, hold, info.ID); err != nil {
+		_, serr := s.mgr.Stop(bg, info.Account, info.ID)
+		return session.Info{}, errors.Join(storeError(err), serr)
+	}
+	return info, nil
 }
 
 // realtimeURL is the session's dialable realtime socket URL.
@@ -490,6 +542,9 @@ func (s *Server) list(r *http.Request, req *request) (any, error) {
 	}
 	out := listResponse{Sessions: make([]listedSession, 0, len(infos))}
 	for _, i := range infos {
+		if req.token != "" && i.ID != req.bound {
+			continue // a bearer token sees its own session alone
+		}
 		out.Sessions = append(out.Sessions, listedSession{SessionID: i.ID, Status: i.State.String(), CreatedAt: i.CreatedAt.Unix()})
 	}
 	return out, nil

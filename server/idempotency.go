@@ -5,6 +5,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"sync"
@@ -16,8 +17,10 @@ import (
 // Idempotency of streaming.new, after Stripe's Idempotency-Key.
 //
 // A streaming.new sent with the header Idempotency-Key (1 to
-// MaxIdempotencyKeyBytes bytes) is remembered for the caller's account: a
-// later call of the same account with the same key and the same body gets
+// MaxIdempotencyKeyBytes bytes) is remembered for the caller: the account
+// when it called with its API key, the one bearer token it was sent with
+// otherwise (see [IdempotencyKey.Scope]). A later call of the same caller
+// with the same key and the same body gets
 // the first answer again, byte for byte (status, Content-Type and body, plus
 // the header Idempotent-Replayed: true), without creating a session or
 // taking a slot. The same key with another body answers 400/400175. Two
@@ -54,17 +57,33 @@ const DefaultIdempotencyTTL = 24 * time.Hour
 // finishTimeout bounds the Finish of a call, which outlives its request.
 const finishTimeout = 5 * time.Second
 
-// DefaultMaxKeysPerAccount bounds the keys one account holds in a
-// [MemoryIdempotency].
+// DefaultMaxKeysPerAccount bounds the stored answers one account holds in
+// an IdempotencyStore (MemoryIdempotency, server/redisidem).
 const DefaultMaxKeysPerAccount = 10_000
 
 // IdempotencyKey names one Idempotency-Key of one account, with the hash of
 // the request body it was first sent with. It is a plain value. It holds the
 // key itself; stores keep only a hash of it.
 type IdempotencyKey struct {
-	Account  string
+	Account string
+	// Scope narrows the key within the account: empty for the account's
+	// API key, else a name of the bearer token the key was sent with, so
+	// that no other token (nor the API key) ever receives its answer.
+	Scope    string
 	Key      string
 	BodyHash [sha256.Size]byte
+}
+
+// ID returns the SHA-256 that names k within its account: that of Key
+// alone when Scope is empty, else that of a "t", Scope and Key separated
+// by NUL bytes (which a header value cannot hold, so no two scopes meet).
+// Stores key their entries by Account and ID, and keep neither Key nor
+// Scope.
+func (k IdempotencyKey) ID() [sha256.Size]byte {
+	if k.Scope == "" {
+		return sha256.Sum256([]byte(k.Key))
+	}
+	return sha256.Sum256([]byte("t\x00" + k.Scope + "\x00" + k.Key))
 }
 
 // StoredAnswer is the answer kept for a key and replayed. It is a plain
@@ -116,6 +135,10 @@ type IdempotencyConfig struct {
 	// TTL is how long a key is kept, for the default Store. The default is
 	// DefaultIdempotencyTTL (24 h).
 	TTL time.Duration
+	// MaxKeysPerAccount bounds the stored answers of one account, for the
+	// default Store (see [MemoryIdempotencyConfig]). The default is
+	// DefaultMaxKeysPerAccount (10,000).
+	MaxKeysPerAccount int
 	// FinishFailed, when set, is called when the Store could not record
 	// the end of a call (a backend failure). The answer still reaches the
 	// caller; with a stored success lost, a retry may create a second
@@ -130,126 +153,137 @@ func (c IdempotencyConfig) store(clock interface{ Now() time.Time }) Idempotency
 	if c.Store != nil {
 		return c.Store
 	}
-	cfg := MemoryIdempotencyConfig{TTL: c.TTL}
+	cfg := MemoryIdempotencyConfig{TTL: c.TTL, MaxKeysPerAccount: c.MaxKeysPerAccount}
 	if clock != nil {
 		cfg.Now = clock.Now
 	}
 	return NewMemoryIdempotency(cfg)
 }
 
-// idempotent wraps the work of streaming.new (fn, which spends a bearer
-// token and creates the session). It runs after authentication and the
-// request budget, before fn: with an Idempotency-Key it replays a stored
-// answer, or runs fn and stores its success; without one it is fn.
-func (s *Server) idempotent(fn func(*http.Request, *request) (any, error)) func(*http.Request, *request) (any, error) {
-	return func(r *http.Request, req *request) (any, error) {
+// idempotent is the Idempotency-Key middleware of streaming.new. It runs
+// after authentication and the request budget, before next (which spends a
+// bearer token and creates the session): with an Idempotency-Key it replays
+// a stored answer, or runs next, recording what it writes, stores the
+// answer when it is a success, and then sends it; without the header it is
+// next.
+func (s *Server) idempotent(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		values, keyed := r.Header[http.CanonicalHeaderKey(IdempotencyHeader)]
 		if !keyed {
-			return fn(r, req)
+			next.ServeHTTP(w, r)
+			return
 		}
+		req := callerOf(r)
 		if len(values) != 1 || values[0] == "" || len(values[0]) > MaxIdempotencyKeyBytes {
-			return nil, sserrors.ErrInvalidParameter
+			s.fail(w, r, *req, sserrors.ErrInvalidParameter)
+			return
 		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			// A body that cannot be read is answered as decode answers it
 			// on every endpoint (too large, too slow, cut).
 			r.Body = io.NopCloser(failingReader{err})
-			return nil, decode(r, &struct{}{})
+			s.refuse(w, r, *req, decode(r, &struct{}{}))
+			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		k := IdempotencyKey{Account: req.account.Name, Key: values[0], BodyHash: sha256.Sum256(body)}
+		k := IdempotencyKey{Account: req.account.Name, Scope: tokenScope(req.token), Key: values[0], BodyHash: sha256.Sum256(body)}
 		ctx := r.Context()
 		res, err := s.idem.Begin(ctx, k)
 		if err != nil {
 			if _, ok := sserrors.As(err); !ok {
 				err = errUnavailable.WithCause(err)
 			}
-			return nil, err
+			s.fail(w, r, *req, err)
+			return
 		}
 		if res.Replay != nil {
-			return storedAnswer{StoredAnswer: *res.Replay, replayed: true}, nil
+			w.Header().Set(ReplayedHeader, "true")
+			writeAnswer(w, *res.Replay)
+			return
 		}
 		// Finish runs even when the caller went away, within its own bound
-		// counted from when fn returns (not from Begin: a slow fn must not
-		// leave Finish no time, and the key in flight until its lease).
+		// counted from when next returns (not from Begin: a slow next must
+		// not leave Finish no time, and the key in flight until its lease).
 		finish := func(answer *StoredAnswer) error {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 			defer cancel()
 			return s.idem.Finish(fctx, k, res.Owner, answer)
 		}
+		rec := &recorder{ResponseWriter: w}
 		finished := false
 		defer func() {
-			if !finished { // fn panicked: free the key
+			if !finished { // next panicked: free the key
 				_ = finish(nil)
 			}
 		}()
-		data, err := fn(r, req)
+		next.ServeHTTP(rec, r)
 		finished = true
-		var answer *StoredAnswer
-		if err == nil {
-			answer = render(data)
+		answer := rec.answer()
+		if err := finish(answer); err != nil && s.idemFailed != nil {
+			s.idemFailed(err)
 		}
-		if ferr := finish(answer); ferr != nil && s.idemFailed != nil {
-			s.idemFailed(ferr)
-		}
-		if answer == nil {
-			return data, err
-		}
-		return storedAnswer{StoredAnswer: *answer}, nil
+		rec.flush()
+	})
+}
+
+// tokenScope is the Scope of the Idempotency-Keys sent with a bearer
+// token: the SHA-256 of the token in hex, so that no other token, nor the
+// API key, meets them. It is empty for the API key.
+func tokenScope(token string) string {
+	if token == "" {
+		return ""
 	}
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }
 
-// storedAnswer is an answer written as it is (by handle): a replay, or the
-// first answer of a key, sent with the very bytes that were stored.
-type storedAnswer struct {
-	StoredAnswer
-	replayed bool
-}
-
-func (a storedAnswer) write(w http.ResponseWriter) {
+// writeAnswer writes a stored answer as it was stored.
+func writeAnswer(w http.ResponseWriter, a StoredAnswer) {
 	w.Header().Set("Content-Type", a.ContentType)
-	if a.replayed {
-		w.Header().Set(ReplayedHeader, "true")
-	}
 	w.WriteHeader(a.Status)
 	_, _ = w.Write(a.Body)
 }
 
-// render returns the success envelope of data as handle would write it,
-// or nil when that is not an HTTP 200 (data that cannot be encoded).
-func render(data any) *StoredAnswer {
-	var b bufferWriter
-	sserrors.WriteData(&b, data)
-	if b.status != http.StatusOK {
-		return nil
-	}
-	return &StoredAnswer{Status: b.status, ContentType: b.Header().Get("Content-Type"), Body: b.body.Bytes()}
-}
-
-// bufferWriter is an http.ResponseWriter into memory.
-type bufferWriter struct {
-	header http.Header
+// recorder holds what a handler writes (its headers go to the real
+// ResponseWriter's map at once; status and body are held) until flush, so
+// that the answer is stored before the caller can see it.
+type recorder struct {
+	http.ResponseWriter
 	status int
 	body   bytes.Buffer
 }
 
-func (b *bufferWriter) Header() http.Header {
-	if b.header == nil {
-		b.header = make(http.Header)
-	}
-	return b.header
-}
-
-func (b *bufferWriter) WriteHeader(status int) {
-	if b.status == 0 {
-		b.status = status
+func (rec *recorder) WriteHeader(status int) {
+	if rec.status == 0 {
+		rec.status = status
 	}
 }
 
-func (b *bufferWriter) Write(p []byte) (int, error) {
-	b.WriteHeader(http.StatusOK)
-	return b.body.Write(p)
+func (rec *recorder) Write(p []byte) (int, error) {
+	rec.WriteHeader(http.StatusOK)
+	return rec.body.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection's controls.
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
+// answer returns what was written as a StoredAnswer when it is a success
+// (HTTP 200), else nil.
+func (rec *recorder) answer() *StoredAnswer {
+	if rec.status != http.StatusOK {
+		return nil
+	}
+	return &StoredAnswer{Status: rec.status, ContentType: rec.Header().Get("Content-Type"), Body: bytes.Clone(rec.body.Bytes())}
+}
+
+// flush sends what was recorded.
+func (rec *recorder) flush() {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	rec.ResponseWriter.WriteHeader(rec.status)
+	_, _ = rec.ResponseWriter.Write(rec.body.Bytes())
 }
 
 // failingReader fails every Read with err.
@@ -323,7 +357,7 @@ func NewMemoryIdempotency(cfg MemoryIdempotencyConfig) *MemoryIdempotency {
 
 // Begin implements [IdempotencyStore].
 func (m *MemoryIdempotency) Begin(ctx context.Context, k IdempotencyKey) (Reservation, error) {
-	id := memIdemKey{account: k.Account, key: sha256.Sum256([]byte(k.Key))}
+	id := memIdemKey{account: k.Account, key: k.ID()}
 	for {
 		if err := ctx.Err(); err != nil {
 			return Reservation{}, err
@@ -369,7 +403,7 @@ func ownerName(seq uint64) string {
 
 // Finish implements [IdempotencyStore].
 func (m *MemoryIdempotency) Finish(ctx context.Context, k IdempotencyKey, owner string, answer *StoredAnswer) error {
-	id := memIdemKey{account: k.Account, key: sha256.Sum256([]byte(k.Key))}
+	id := memIdemKey{account: k.Account, key: k.ID()}
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -12,3 +12,9 @@ func TestMemoryIdempotencyContract(t *testing.T) {
 		return server.NewMemoryIdempotency(server.MemoryIdempotencyConfig{})
 	})
 }
+
+func TestMemoryIdempotencyBounded(t *testing.T) {
+	idempotencytest.RunBounded(t, func(_ *testing.T, maxKeys int) server.IdempotencyStore {
+		return server.NewMemoryIdempotency(server.MemoryIdempotencyConfig{MaxKeysPerAccount: maxKeys})
+	})
+}

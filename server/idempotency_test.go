@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -308,16 +310,16 @@ func TestIdempotentNewBodyTooLarge(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.status, "a refusal leaves the key free: %s", r.body)
 }
 
-// slowSpend is a TokenStore whose Spend takes `wait` of real time before
-// spending, as a slow backend would.
-type slowSpend struct {
+// slowReserve is a TokenStore whose Reserve takes `wait` before holding
+// the token, as a slow backend would.
+type slowReserve struct {
 	TokenStore
 	wait time.Duration
 }
 
-func (s slowSpend) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
+func (s slowReserve) Reserve(ctx context.Context, token string) (TokenHold, error) {
 	time.Sleep(s.wait)
-	return s.TokenStore.Spend(ctx, token, create, discard)
+	return s.TokenStore.Reserve(ctx, token)
 }
 
 // finishDeadline is an IdempotencyStore that records how much time each
@@ -338,16 +340,70 @@ func (f finishDeadline) Finish(ctx context.Context, k IdempotencyKey, owner stri
 
 // TestIdempotencyFinishBoundStartsAfterTheWork: Finish gets its whole bound
 // however long streaming.new took; before, the bound ran from Begin, so a
-// slow call left Finish no time and its key in flight.
+// slow call left Finish no time and its key in flight. The bubble's clock
+// stands still but for the slow Reserve's wait.
 func TestIdempotencyFinishBoundStartsAfterTheWork(t *testing.T) {
-	const wait = 300 * time.Millisecond
-	left := make(chan time.Duration, 1)
-	e := newEnv(t, func(c *Config) {
-		c.Tokens = slowSpend{NewMemoryTokens(MemoryTokensConfig{}), wait}
-		c.Idempotency.Store = finishDeadline{NewMemoryIdempotency(MemoryIdempotencyConfig{}), left}
+	synctest.Test(t, func(t *testing.T) {
+		const wait = 3 * time.Second
+		left := make(chan time.Duration, 1)
+		srv := newBubbleServer(t, func(c *Config) {
+			c.Tokens = slowReserve{NewMemoryTokens(MemoryTokensConfig{}), wait}
+			c.Idempotency.Store = finishDeadline{NewMemoryIdempotency(MemoryIdempotencyConfig{}), left}
+		})
+		token := tokenOf(t, serve(srv, http.MethodPost, PathCreateToken, key("key-acme"), `{}`))
+		start := time.Now()
+		r := serve(srv, http.MethodPost, PathNew, map[string]string{"Authorization": "Bearer " + token, IdempotencyHeader: "k"}, `{}`)
+		require.Equal(t, http.StatusOK, r.status, r.body)
+		assert.Equal(t, wait, time.Since(start), "the work took the slow Reserve's wait")
+		assert.Equal(t, finishTimeout, <-left, "Finish's bound counts from the end of the work")
 	})
-	token := tokenOf(t, e.post("key-acme", PathCreateToken, `{}`))
-	r := e.do(http.MethodPost, PathNew, map[string]string{"Authorization": "Bearer " + token, IdempotencyHeader: "k"}, `{}`)
+}
+
+// newBubbleServer returns a Server over a real Manager and the real clock,
+// for a synctest bubble: no listener, requests go to ServeHTTP (see serve).
+// It is closed when the test ends.
+func newBubbleServer(t *testing.T, tweak func(*Config)) *Server {
+	t.Helper()
+	mgr, err := session.NewManager(session.Config{Limiter: newFakeLimiter(1000), Avatars: testAvatars})
+	require.NoError(t, err)
+	cfg := Config{Manager: mgr, Accounts: testAccts, Avatars: testAvatars, Secret: testSecret}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	srv, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, mgr.Close(context.Background()))
+		require.NoError(t, srv.Close())
+	})
+	return srv
+}
+
+// serve sends one request straight to srv's ServeHTTP.
+func serve(srv *Server, method, path string, hdr map[string]string, body string) response {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	return response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
+}
+
+// TestIdempotencyConfigBound: Config.Idempotency.MaxKeysPerAccount bounds
+// the default store: past it, the account's oldest key is forgotten and
+// its retry runs again.
+func TestIdempotencyConfigBound(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Idempotency.MaxKeysPerAccount = 1 })
+	first := e.do(http.MethodPost, PathNew, keyed("key-acme", "k1"), `{}`)
+	require.Equal(t, http.StatusOK, first.status, first.body)
+	r := e.do(http.MethodPost, PathNew, keyed("key-acme", "k2"), `{}`)
 	require.Equal(t, http.StatusOK, r.status, r.body)
-	assert.Greater(t, <-left, finishTimeout-wait/3, "Finish's bound counts from the end of the work")
+	r = e.do(http.MethodPost, PathNew, keyed("key-acme", "k2"), `{}`)
+	assert.Equal(t, "true", r.header.Get(ReplayedHeader), "the newest key is kept")
+	r = e.do(http.MethodPost, PathNew, keyed("key-acme", "k1"), `{}`)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	assert.Empty(t, r.header.Get(ReplayedHeader), "the oldest was forgotten")
+	assert.NotEqual(t, first.body, r.body)
+	assert.Equal(t, 3, e.lim.heldCount())
 }

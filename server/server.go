@@ -213,6 +213,10 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.RateLimiter = NewMemoryRateLimiter(MemoryRateLimiterConfig{Now: now})
 	}
+	access, err := newAccessTokens(secret)
+	if err != nil {
+		return nil, fmt.Errorf("server: Config.Secret: %w", err)
+	}
 	policy, err := NewOriginPolicy(cfg.Origins)
 	if err != nil {
 		return nil, fmt.Errorf("server: Config.Origins%w", err)
@@ -226,7 +230,7 @@ func New(cfg Config) (*Server, error) {
 		accounts: cfg.Accounts,
 		avatars:  cfg.Avatars,
 		tokens:   cfg.Tokens,
-		access:   accessTokens{secret: secret},
+		access:   access,
 		maxBody:  cfg.MaxBodyBytes,
 		hooks:    cfg.Hooks,
 

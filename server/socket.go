@@ -65,11 +65,12 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 }
 
 // socketAccount returns the account that session_token authorises for the
-// session's socket: the session's access_token, or a bearer token of the
-// session's account (HeyGen's SDK 2.x passes the token it was built with)
-// that is unused or bound to this session. Checking a bearer token this way
-// does not spend it. The caller still checks that the session is the
-// account's (an unknown id answers like a wrong token).
+// session's socket: the session's access_token, or the bearer token that
+// created the session (HeyGen's SDK 2.x passes the token it was built
+// with). An unspent bearer token, or one spent on another session, opens
+// no socket and so cannot replace the session's connection: 401/400112.
+// Checking a bearer token does not change it. The caller still checks that
+// the session is the account's (an unknown id answers like a wrong token).
 func (s *Server) socketAccount(ctx context.Context, token, sessionID string) (string, error) {
 	if account, ok := s.access.verify(token, sessionID); ok {
 		return account, nil

@@ -7,9 +7,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/internal/fakeclock"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/tokenstest"
@@ -67,25 +70,26 @@ func TestTokensAreOpaque(t *testing.T) {
 	}
 }
 
-// TestMemoryTokensSpendGivesBackOnPanic: a create that panics leaves the
-// token unused (net/http recovers the handler's panic and the server goes
-// on), so the client's retry with it is served instead of refused until the
-// token expires.
-func TestMemoryTokensSpendGivesBackOnPanic(t *testing.T) {
+// TestMemoryTokensHoldLapses: a hold whose Bind never comes (its node
+// died mid-way) lapses after HoldTTL and the token can be reserved again;
+// the lapsed hold then binds nothing, while the new one binds.
+func TestMemoryTokensHoldLapses(t *testing.T) {
 	ctx := context.Background()
-	s := server.NewMemoryTokens(server.MemoryTokensConfig{})
-	acct := session.Account{Name: "acme"}
-	token, err := s.Mint(ctx, acct)
+	clock := fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	s := server.NewMemoryTokens(server.MemoryTokensConfig{HoldTTL: time.Minute, Now: clock.Now})
+	token, err := s.Mint(ctx, session.Account{Name: "acme"})
 	require.NoError(t, err)
-	noDiscard := func(context.Context, string) error { return nil }
-
-	require.PanicsWithValue(t, "create failed", func() {
-		_ = s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { panic("create failed") }, noDiscard)
-	})
-	got, err := s.Check(ctx, token, "any-session")
-	require.NoError(t, err, "the token is unused again")
-	require.Equal(t, "acme", got)
-	require.NoError(t, s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, noDiscard))
+	stale, err := s.Reserve(ctx, token)
+	require.NoError(t, err)
+	clock.Advance(time.Minute - time.Millisecond)
+	_, err = s.Reserve(ctx, token)
+	require.ErrorIs(t, err, sserrors.ErrUnauthorized, "held until the lease ends")
+	clock.Advance(time.Millisecond)
+	fresh, err := s.Reserve(ctx, token)
+	require.NoError(t, err, "the lapsed hold gives the token back")
+	require.ErrorIs(t, s.Bind(ctx, token, stale, "s-stale"), sserrors.ErrUnauthorized)
+	require.NoError(t, s.Release(ctx, token, stale), "a stale Release leaves the new hold alone")
+	require.NoError(t, s.Bind(ctx, token, fresh, "s1"))
 	tok, err := s.Get(ctx, token)
 	require.NoError(t, err)
 	require.Equal(t, "s1", tok.SessionID)

@@ -1,6 +1,7 @@
 // Package idempotencytest is the contract suite of server.IdempotencyStore:
 // every implementation (the in-memory one, server/redisidem) runs Run
-// against a fresh store.
+// against a fresh store, and RunBounded against a store with a given bound
+// of stored answers per account.
 package idempotencytest
 
 import (
@@ -153,5 +154,55 @@ func Run(t *testing.T, newStore func(t *testing.T) server.IdempotencyStore) {
 		res := <-got
 		assert.Nil(t, res.Replay, "a failure is not replayed")
 		assert.NotEmpty(t, res.Owner, "the waiter runs the call itself")
+	})
+}
+
+// RunBounded checks the bound of stored answers per account, and the
+// scope of keys, on stores from newStore, each holding at most
+// maxKeysPerAccount stored answers per account: past the bound, storing an
+// answer forgets the account's oldest (its key runs again), never another
+// account's; a key of one Scope never replays another Scope's answer.
+func RunBounded(t *testing.T, newStore func(t *testing.T, maxKeysPerAccount int) server.IdempotencyStore) {
+	ctx := context.Background()
+	answer := &server.StoredAnswer{Status: 200, ContentType: "application/json", Body: []byte(`{"code":100}`)}
+	key := func(account, scope, k string) server.IdempotencyKey {
+		return server.IdempotencyKey{Account: account, Scope: scope, Key: k, BodyHash: sha256.Sum256([]byte("{}"))}
+	}
+	store := func(t *testing.T, s server.IdempotencyStore, k server.IdempotencyKey) {
+		t.Helper()
+		res, err := s.Begin(ctx, k)
+		require.NoError(t, err)
+		require.Nil(t, res.Replay, "%s runs", k.Key)
+		require.NoError(t, s.Finish(ctx, k, res.Owner, answer))
+	}
+	replayed := func(t *testing.T, s server.IdempotencyStore, k server.IdempotencyKey) bool {
+		t.Helper()
+		res, err := s.Begin(ctx, k)
+		require.NoError(t, err)
+		if res.Replay == nil {
+			require.NoError(t, s.Finish(ctx, k, res.Owner, nil))
+		}
+		return res.Replay != nil
+	}
+
+	t.Run("OldestIsForgotten", func(t *testing.T) {
+		s := newStore(t, 3)
+		store(t, s, key("globex", "", "g1"))
+		for _, k := range []string{"a1", "a2", "a3", "a4"} {
+			store(t, s, key("acme", "", k))
+		}
+		assert.False(t, replayed(t, s, key("acme", "", "a1")), "the oldest was forgotten")
+		for _, k := range []string{"a2", "a3", "a4"} {
+			assert.True(t, replayed(t, s, key("acme", "", k)), "%s is kept", k)
+		}
+		assert.True(t, replayed(t, s, key("globex", "", "g1")), "another account's answers are not touched")
+	})
+
+	t.Run("ScopesDoNotMeet", func(t *testing.T) {
+		s := newStore(t, 10)
+		store(t, s, key("acme", "token-a", "k"))
+		assert.False(t, replayed(t, s, key("acme", "token-b", "k")), "another token")
+		assert.False(t, replayed(t, s, key("acme", "", "k")), "the API key")
+		assert.True(t, replayed(t, s, key("acme", "token-a", "k")), "the same token")
 	})
 }

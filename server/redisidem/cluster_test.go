@@ -29,6 +29,14 @@ func TestRedisCluster(t *testing.T) {
 		require.NoError(t, err)
 		return s
 	})
+	// The eviction past the bound deletes keys of the account's hash tag
+	// from the index's script: on a cluster too.
+	idempotencytest.RunBounded(t, func(t *testing.T, maxKeys int) server.IdempotencyStore {
+		cases++
+		s, err := New(client, Config{Secret: testSecret, Prefix: fmt.Sprintf("cluster-idem-%d", cases), MaxKeysPerAccount: maxKeys})
+		require.NoError(t, err)
+		return s
+	})
 
 	a, err := New(client, Config{Secret: testSecret, Prefix: "cluster-idem"})
 	require.NoError(t, err)

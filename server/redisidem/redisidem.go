@@ -9,15 +9,32 @@
 // accounts spread over the slots of a Redis Cluster and each script runs
 // on one slot:
 //
-//	{Prefix:i:<tag>}:<SHA-256 of the Idempotency-Key, hex>
+//	{Prefix:i:<tag>}:<ID>  hash: the call of one Idempotency-Key
+//	{Prefix:i:<tag>}:z     sorted set: the account's stored answers, by
+//	                       the Redis time they were stored (µs, made
+//	                       strictly increasing, so the oldest is first)
 //
 // where <tag> is the first 16 bytes of the SHA-256 of the account name, in
-// hex. Redis holds neither the account name nor the key itself. The key is
-// a hash with the body hash ("h", the SHA-256 of the request body, hex), the
-// owner of the in-flight marker ("o", random) and, once the call answered,
-// the sealed answer ("a"). Keys of the earlier layout (one hash tag,
-// "{Prefix}:i:…", answers in clear) are never read: they expire unread, and a
-// retry of a call answered before the upgrade runs again.
+// hex, and <ID> is server.IdempotencyKey.ID in hex (the SHA-256 of the
+// Idempotency-Key, with the bearer token's scope when there is one). Redis
+// holds neither the account name nor the key itself. The call's hash holds
+// the body hash ("h", the SHA-256 of the request body, hex), the owner of
+// the in-flight marker ("o", random) and, once the call answered, the
+// sealed answer ("a"). Keys of the earlier layout (one hash tag,
+// "{Prefix}:i:…", answers in clear) are never read: they expire unread, and
+// a retry of a call answered before the upgrade runs again.
+//
+// # Bound per account
+//
+// An account holds at most Config.MaxKeysPerAccount stored answers (10,000
+// by default, as server.MemoryIdempotency): the Finish that stores one more
+// forgets the account's oldest answers, in the same script, rather than
+// refuse a new call (the oldest key is the least likely to be retried; a
+// retry of a forgotten key runs again). Calls in flight are not counted:
+// each holds its key for at most Lease. A stored answer of streaming.new
+// (about 620 bytes: ids, access token, the realtime URL twice) costs Redis
+// about 1.5 KB with its index entry (measured by TestFloodMemoryBound), so
+// an account holds at most about 15 MB at the default bound.
 //
 // # Sealing
 //
@@ -58,9 +75,6 @@ package redisidem
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -74,6 +88,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/internal/seal"
 	"github.com/streamsession/streamsession/server"
 )
 
@@ -112,6 +127,10 @@ type Config struct {
 	// Lease is how long an in-flight marker lasts when its call neither
 	// answers nor fails (its node died). The default is DefaultLease.
 	Lease time.Duration
+	// MaxKeysPerAccount bounds the stored answers of one account: at the
+	// bound, storing one more forgets the account's oldest. The default is
+	// server.DefaultMaxKeysPerAccount (10,000).
+	MaxKeysPerAccount int
 }
 
 // Store is a server.IdempotencyStore in Redis. It is safe for concurrent
@@ -121,7 +140,8 @@ type Store struct {
 	prefix string
 	ttl    time.Duration
 	lease  time.Duration
-	seal   cipher.AEAD
+	max    int
+	seal   *seal.Box
 }
 
 // sealInfo is the HKDF label of the sealing key, distinct from the other
@@ -155,19 +175,17 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.TTL < time.Millisecond || cfg.Lease < time.Millisecond {
 		return nil, invalid("TTL and Lease must be at least 1ms")
 	}
-	key, err := hkdf.Key(sha256.New, cfg.Secret, nil, sealInfo, 32)
+	if cfg.MaxKeysPerAccount == 0 {
+		cfg.MaxKeysPerAccount = server.DefaultMaxKeysPerAccount
+	}
+	if cfg.MaxKeysPerAccount < 0 {
+		return nil, invalid("MaxKeysPerAccount must not be negative")
+	}
+	box, err := seal.New(cfg.Secret, sealInfo)
 	if err != nil {
 		return nil, invalid("secret: %v", err)
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, invalid("secret: %v", err)
-	}
-	seal, err := cipher.NewGCMWithRandomNonce(block)
-	if err != nil {
-		return nil, invalid("secret: %v", err)
-	}
-	return &Store{client: client, prefix: cfg.Prefix, ttl: cfg.TTL, lease: cfg.Lease, seal: seal}, nil
+	return &Store{client: client, prefix: cfg.Prefix, ttl: cfg.TTL, lease: cfg.Lease, max: cfg.MaxKeysPerAccount, seal: box}, nil
 }
 
 func invalid(format string, args ...any) error {
@@ -182,11 +200,19 @@ func unavailable(op string, err error) error {
 // tagSize is the bytes of the account's SHA-256 in its hash tag.
 const tagSize = 16
 
-// key is k's Redis key, under its account's hash tag (see the package doc).
-func (s *Store) key(k server.IdempotencyKey) string {
+// keys returns k's Redis key and its account's index of stored answers,
+// under the account's hash tag (see the package doc).
+func (s *Store) keys(k server.IdempotencyKey) (key, index string) {
 	a := sha256.Sum256([]byte(k.Account))
-	b := sha256.Sum256([]byte(k.Key))
-	return "{" + s.prefix + ":i:" + hex.EncodeToString(a[:tagSize]) + "}:" + hex.EncodeToString(b[:])
+	id := k.ID()
+	base := "{" + s.prefix + ":i:" + hex.EncodeToString(a[:tagSize]) + "}:"
+	return base + hex.EncodeToString(id[:]), base + "z"
+}
+
+// key is k's Redis key.
+func (s *Store) key(k server.IdempotencyKey) string {
+	key, _ := s.keys(k)
+	return key
 }
 
 // errUnreadable is a stored answer that does not open under this Store's
@@ -203,12 +229,12 @@ func (s *Store) sealAnswer(key string, answer *server.StoredAnswer) []byte {
 	plain = binary.BigEndian.AppendUint32(plain, uint32(len(answer.ContentType)))
 	plain = append(plain, answer.ContentType...)
 	plain = append(plain, answer.Body...)
-	return s.seal.Seal(nil, nil, plain, []byte(key))
+	return s.seal.Seal(nil, plain, []byte(key))
 }
 
 // openAnswer reverses sealAnswer, or returns errUnreadable.
 func (s *Store) openAnswer(key string, sealed []byte) (*server.StoredAnswer, error) {
-	plain, err := s.seal.Open(nil, nil, sealed, []byte(key))
+	plain, err := s.seal.Open(sealed, []byte(key))
 	if err != nil || len(plain) < 8 {
 		return nil, errUnreadable
 	}
@@ -239,8 +265,12 @@ end
 return {'replay', a}
 `)
 
-// finishScript: KEYS[1] the key; ARGV owner, then "free", or "store", the
-// sealed answer and TTL (ms).
+// finishScript: KEYS[1] the key, KEYS[2] the account's index; ARGV owner,
+// then "free", or "store", the sealed answer, TTL (ms) and the bound of
+// stored answers. Storing an answer drops the index's expired entries,
+// then, past the bound, the oldest answers and their keys, which share the
+// index's name up to its last character ("z"): the same hash tag, the same
+// slot.
 var finishScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], 'a') == 1 then
   return 0
@@ -249,8 +279,25 @@ if ARGV[2] == 'free' then
   redis.call('DEL', KEYS[1])
   return 1
 end
+local ttl = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'a', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ttl)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local base = string.sub(KEYS[2], 1, #KEYS[2] - 1)
+local id = string.sub(KEYS[1], #base + 1)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000)
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if #last == 2 and tonumber(last[2]) >= now then now = tonumber(last[2]) + 1 end
+redis.call('ZADD', KEYS[2], now, id)
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
+if over > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    redis.call('DEL', base .. old)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
 return 1
 `)
 
@@ -259,7 +306,7 @@ return 1
 // wrapping errors.ErrBackendUnavailable (503/400558); the key stays as it
 // is.
 func (s *Store) Begin(ctx context.Context, k server.IdempotencyKey) (server.Reservation, error) {
-	key := s.key(k)
+	key, index := s.keys(k)
 	body := hex.EncodeToString(k.BodyHash[:])
 	var b [16]byte
 	rand.Read(b[:])
@@ -271,7 +318,7 @@ func (s *Store) Begin(ctx context.Context, k server.IdempotencyKey) (server.Rese
 			// The script may have run, taking the marker, with its answer
 			// lost: free the marker if it is this call's, so that retries
 			// of a call that will not run do not wait for its Lease.
-			s.abandon(ctx, key, owner)
+			s.abandon(ctx, key, index, owner)
 			if ctx.Err() != nil {
 				return server.Reservation{}, ctx.Err()
 			}
@@ -313,21 +360,21 @@ const abandonTimeout = time.Second
 // abandon frees key if owner holds its marker and no answer is stored,
 // within abandonTimeout and whether or not ctx has ended; it is best effort
 // (Redis may be what failed: the Lease frees the key then).
-func (s *Store) abandon(ctx context.Context, key, owner string) {
+func (s *Store) abandon(ctx context.Context, key, index, owner string) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 	defer cancel()
-	_ = finishScript.Run(actx, s.client, []string{key}, owner, "free").Err()
+	_ = finishScript.Run(actx, s.client, []string{key, index}, owner, "free").Err()
 }
 
 // Finish implements server.IdempotencyStore. It stores answer sealed (see
 // the package doc).
 func (s *Store) Finish(ctx context.Context, k server.IdempotencyKey, owner string, answer *server.StoredAnswer) error {
-	key := s.key(k)
+	key, index := s.keys(k)
 	args := []any{owner, "free"}
 	if answer != nil {
-		args = []any{owner, "store", s.sealAnswer(key, answer), s.ttl.Milliseconds()}
+		args = []any{owner, "store", s.sealAnswer(key, answer), s.ttl.Milliseconds(), s.max}
 	}
-	if err := finishScript.Run(ctx, s.client, []string{key}, args...).Err(); err != nil {
+	if err := finishScript.Run(ctx, s.client, []string{key, index}, args...).Err(); err != nil {
 		return unavailable("finish", err)
 	}
 	return nil

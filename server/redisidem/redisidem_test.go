@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,12 +52,23 @@ func TestContract(t *testing.T) {
 	})
 }
 
+func TestContractBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	idempotencytest.RunBounded(t, func(t *testing.T, maxKeys int) server.IdempotencyStore {
+		require.NoError(t, srv.Client().FlushAll(context.Background()).Err())
+		s, err := New(srv.Client(), Config{Secret: testSecret, MaxKeysPerAccount: maxKeys})
+		require.NoError(t, err)
+		return s
+	})
+}
+
 func TestNewRefusesABadConfig(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, cfg := range []Config{
 		{}, {Secret: []byte("fifteen bytes..")},
 		{Secret: testSecret, Prefix: "a{b"}, {Secret: testSecret, TTL: -time.Second},
 		{Secret: testSecret, Lease: time.Microsecond},
+		{Secret: testSecret, MaxKeysPerAccount: -1},
 	} {
 		_, err := New(srv.Client(), cfg)
 		assert.ErrorIs(t, err, sserrors.ErrInvalidParameter, "%+v", cfg)
@@ -284,13 +297,20 @@ func hashFields(t *testing.T, client *redis.Client, key string) map[string]strin
 	return fields
 }
 
-// onlyKey returns the one key in Redis.
+// onlyKey returns the one call's key in Redis, beside its account's index
+// of stored answers.
 func onlyKey(t *testing.T, client *redis.Client) string {
 	t.Helper()
 	keys, err := client.Keys(context.Background(), "*").Result()
 	require.NoError(t, err)
-	require.Len(t, keys, 1)
-	return keys[0]
+	var calls []string
+	for _, k := range keys {
+		if !strings.HasSuffix(k, "}:z") {
+			calls = append(calls, k)
+		}
+	}
+	require.Len(t, calls, 1, "%q", keys)
+	return calls[0]
 }
 
 // TestStoredAnswerHidesTheSession: Redis holds neither the access_token
@@ -382,13 +402,8 @@ func TestAlteredAnswerIsRefused(t *testing.T) {
 	res2, err := s.Begin(ctx, k2)
 	require.NoError(t, err)
 	require.NoError(t, s.Finish(ctx, k2, res2.Owner, &server.StoredAnswer{Status: 200, Body: []byte("k2's")}))
-	keys, err := srv.Client().Keys(ctx, "*").Result()
-	require.NoError(t, err)
-	require.Len(t, keys, 2)
-	key2 := keys[0]
-	if key2 == key {
-		key2 = keys[1]
-	}
+	key2 := s.key(k2)
+	require.NotEqual(t, key, key2)
 	require.NoError(t, srv.Client().HSet(ctx, key2, "a", sealed).Err())
 	_, err = s.Begin(ctx, k2)
 	assert.ErrorIs(t, err, sserrors.ErrBackendUnavailable, "moved")
@@ -431,4 +446,117 @@ func TestAccountsHaveTheirOwnHashTag(t *testing.T) {
 	assert.Equal(t, acme, tag("acme", "k2"), "one account, one tag")
 	assert.NotEqual(t, acme, tag("globex", "k1"), "two accounts, two tags")
 	assert.NotEqual(t, s.key(server.IdempotencyKey{Account: "acme", Key: "k1"}), s.key(server.IdempotencyKey{Account: "acme", Key: "k2"}))
+}
+
+// store runs one call of k on s to its stored answer.
+func store(t *testing.T, s *Store, k server.IdempotencyKey, answer *server.StoredAnswer) {
+	t.Helper()
+	res, err := s.Begin(context.Background(), k)
+	require.NoError(t, err)
+	require.Nil(t, res.Replay, "%s runs", k.Key)
+	require.NoError(t, s.Finish(context.Background(), k, res.Owner, answer))
+}
+
+// TestBoundPerAccount: past MaxKeysPerAccount stored answers, storing one
+// more forgets the account's oldest (its retry runs again), not another
+// account's; a key stored again is the newest.
+func TestBoundPerAccount(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s, err := New(srv.Client(), Config{Secret: testSecret, MaxKeysPerAccount: 3})
+	require.NoError(t, err)
+	answer := &server.StoredAnswer{Status: 200, ContentType: "application/json", Body: []byte(`{}`)}
+	k := func(account, key string) server.IdempotencyKey {
+		return server.IdempotencyKey{Account: account, Key: key, BodyHash: sha256.Sum256([]byte("{}"))}
+	}
+	for _, key := range []string{"g1", "g2"} {
+		store(t, s, k("globex", key), answer)
+	}
+	for _, key := range []string{"a1", "a2", "a3", "a4", "a5"} {
+		store(t, s, k("acme", key), answer)
+	}
+	replays := func(account string, keys ...string) {
+		t.Helper()
+		for _, key := range keys {
+			res, err := s.Begin(ctx, k(account, key))
+			require.NoError(t, err)
+			assert.NotNil(t, res.Replay, "%s/%s is kept", account, key)
+		}
+	}
+	replays("acme", "a3", "a4", "a5")
+	replays("globex", "g1", "g2")
+	for _, key := range []string{"a1", "a2"} {
+		_, err := srv.Client().Exists(ctx, s.key(k("acme", key))).Result()
+		require.NoError(t, err)
+		assert.Zero(t, srv.Client().Exists(ctx, s.key(k("acme", key))).Val(), "%s's key is deleted", key)
+	}
+	store(t, s, k("acme", "a1"), answer) // forgotten: runs again, now the newest
+	replays("acme", "a1", "a4", "a5")
+	res, err := s.Begin(ctx, k("acme", "a3"))
+	require.NoError(t, err)
+	assert.Nil(t, res.Replay, "a3 was the oldest")
+	require.NoError(t, s.Finish(ctx, k("acme", "a3"), res.Owner, nil))
+	_, index := s.keys(k("acme", "a1"))
+	assert.Equal(t, int64(3), srv.Client().ZCard(ctx, index).Val())
+	ttl, err := srv.Client().PTTL(ctx, index).Result()
+	require.NoError(t, err)
+	assert.InDelta(t, server.DefaultIdempotencyTTL.Seconds(), ttl.Seconds(), 5, "the index lives as long as its newest answer")
+}
+
+// TestFloodMemoryBound: one account storing three times its bound of
+// answers the size of a streaming.new answer grows Redis's used_memory by
+// the bound's worth only; the test logs the bytes per stored key.
+func TestFloodMemoryBound(t *testing.T) {
+	const bound = 2_000
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	admin := srv.NewClient(&redis.Options{PoolSize: 1})
+	s, err := New(srv.NewClient(&redis.Options{PoolSize: 4}), Config{Secret: testSecret, MaxKeysPerAccount: bound})
+	require.NoError(t, err)
+	// An answer as streaming.new writes it: ids, an access token and the
+	// realtime URL twice.
+	token := strings.Repeat("A", 80)
+	url := "ws://127.0.0.1:8080/v1/ws/streaming.chat?session_id=" + strings.Repeat("0", 32) + "&session_token=" + token
+	body := `{"code":100,"message":"success","data":{"session_id":"` + strings.Repeat("0", 32) + `","access_token":"` + token +
+		`","realtime_endpoint":"` + url + `","url":"` + url + `","is_paid":true,"session_duration_limit":600}}`
+	answer := &server.StoredAnswer{Status: 200, ContentType: "application/json", Body: []byte(body)}
+	store(t, s, server.IdempotencyKey{Account: "warm-up", Key: "w"}, answer) // scripts loaded
+	before := memoryInfo(t, admin)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 3 * bound / 4 {
+				k := server.IdempotencyKey{Account: "flooder", Key: fmt.Sprintf("k-%d-%d", w, i)}
+				res, err := s.Begin(ctx, k)
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.NoError(t, s.Finish(ctx, k, res.Owner, answer))
+			}
+		})
+	}
+	wg.Wait()
+	after := memoryInfo(t, admin)
+	keys := admin.DBSize(ctx).Val()
+	assert.Equal(t, int64(bound+1+2), keys, "the bound's keys, the flooder's index, the warm-up's key and index")
+	perKey := (after - before) / bound
+	t.Logf("Redis used_memory: %d before, %d after %d calls with a %d-byte answer: %+d bytes, %d per stored key",
+		before, after, 3*bound, len(body), after-before, perKey)
+	assert.Less(t, perKey, int64(3*len(body)), "the bound's worth: without it, three times as much")
+}
+
+// memoryInfo returns Redis's used_memory.
+func memoryInfo(t *testing.T, client *redis.Client) int64 {
+	t.Helper()
+	info, err := client.Info(context.Background(), "memory").Result()
+	require.NoError(t, err)
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatal("no used_memory in INFO memory")
+	return 0
 }

@@ -217,7 +217,7 @@ func TestBindFails(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusOK, n.post(t, server.PathNew, "demo-pro-key").status, "its slot is free")
 
-	// The token is held by the failed Spend's lease, not spent: it still
+	// The token is held by the failed call's Reserve, not spent: it still
 	// authorises the lists.
 	assert.Equal(t, http.StatusOK, n.post(t, server.PathList, token).status)
 }

@@ -24,12 +24,12 @@
 //
 //	{…}:z  sorted set: one member per outstanding token (16 bytes of the
 //	       token's SHA-256), scored by its expiry in Redis milliseconds
-//	{…}:s  hash: token member → "r<nonce><lease expiry>" while a Spend holds
+//	{…}:s  hash: token member → "r<nonce><lease expiry>" while a Reserve holds
 //	       it, "s<session id>" once spent; absent while unused
 //	{…}:a  the account (JSON), as of its latest Mint
 //
 // Redis never holds a token, nor what rebuilds one. Time is Redis's TIME.
-// Every call but Revoke and a Spend's release first drops up to 64 expired
+// Every call but Revoke and Release first drops up to 64 expired
 // members of its account (lazily:
 // an expired token stops counting at once, since counting reads scores);
 // each use sets the token's score to now + TTL and the three keys' expiry to
@@ -40,19 +40,16 @@
 //
 // # Spending
 //
-// Spend reserves the token with a lease (ClaimTTL, under a random nonce),
-// runs create, then binds the token to the new session if its lease is
-// still its own. When create fails the reservation is deleted, and so is
-// one whose reply was lost (the script ran, its answer did not arrive),
-// if Redis answers a moment later; a binding whose reply was lost is undone
-// the same way before discard runs. When the
-// node dies mid-way: before create, or during it, the lease lapses after
-// ClaimTTL and the token is usable again (a session create made meanwhile
-// was never answered to anyone; its join timer closes it and frees its
-// slot); after create but before the binding, the same. When the binding
-// fails (Redis unreachable, or the lease lapsed and another Spend took the
-// token), Spend calls discard, which stops the session: no session is left
-// whose token answers 401.
+// Reserve holds the token with a lease (ClaimTTL, under a random nonce that
+// names the hold); Bind spends it on a session if the lease is still that
+// hold's; Release deletes the hold. The streaming.new handler sequences
+// them around the creation of the session. A Reserve whose reply was lost
+// (the script ran, its answer did not arrive) gives its hold back if Redis
+// answers a moment later; a Bind whose reply was lost undoes its binding
+// the same way before it returns its error, so that the handler may stop
+// the session. When a node dies mid-way, the lease lapses after ClaimTTL
+// and the token is usable again (a session created meanwhile was never
+// answered to anyone; its join timer closes it and frees its slot).
 //
 // Concurrency: a Store is safe for concurrent use by multiple goroutines;
 // it starts no goroutine.
@@ -60,9 +57,6 @@ package redistokens
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -77,6 +71,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/internal/seal"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/session"
 )
@@ -86,8 +81,8 @@ const (
 	// DefaultPrefix starts the hash tag of every key (the other Redis
 	// backends' default too; the key names never collide).
 	DefaultPrefix = "streamsession"
-	// DefaultClaimTTL is how long a Spend holds a token.
-	DefaultClaimTTL = time.Minute
+	// DefaultClaimTTL is how long a Reserve holds a token.
+	DefaultClaimTTL = server.DefaultTokenHoldTTL
 )
 
 // Config configures a Store. Zero fields take the documented defaults.
@@ -101,7 +96,7 @@ type Config struct {
 	// TTL is how long a token lives unused. The default is
 	// server.DefaultTokenTTL (one hour).
 	TTL time.Duration
-	// ClaimTTL is how long a Spend holds the token while its session is
+	// ClaimTTL is how long a Reserve holds the token while its session is
 	// created: past it the token is unused again, in case the node serving
 	// that streaming.new died. The default is DefaultClaimTTL (1 minute).
 	ClaimTTL time.Duration
@@ -119,7 +114,7 @@ type Store struct {
 	ttl    time.Duration
 	claim  time.Duration
 	maxFor func(session.Account) int
-	seal   cipher.AEAD
+	seal   *seal.Box
 	tagKey []byte
 }
 
@@ -168,25 +163,17 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.MaxPerAccount == nil {
 		cfg.MaxPerAccount = func(session.Account) int { return server.DefaultMaxTokensPerAccount }
 	}
-	sealKey, err := hkdf.Key(sha256.New, cfg.Secret, nil, sealInfo, 32)
+	box, err := seal.New(cfg.Secret, sealInfo)
 	if err != nil {
 		return nil, invalid("secret: %v", err)
 	}
-	tagKey, err := hkdf.Key(sha256.New, cfg.Secret, nil, tagInfo, 32)
-	if err != nil {
-		return nil, invalid("secret: %v", err)
-	}
-	block, err := aes.NewCipher(sealKey)
-	if err != nil {
-		return nil, invalid("secret: %v", err)
-	}
-	seal, err := cipher.NewGCMWithRandomNonce(block)
+	tagKey, err := seal.Key(cfg.Secret, tagInfo)
 	if err != nil {
 		return nil, invalid("secret: %v", err)
 	}
 	return &Store{
 		client: client, prefix: cfg.Prefix, ttl: cfg.TTL, claim: cfg.ClaimTTL,
-		maxFor: cfg.MaxPerAccount, seal: seal, tagKey: tagKey,
+		maxFor: cfg.MaxPerAccount, seal: box, tagKey: tagKey,
 	}, nil
 }
 
@@ -231,7 +218,7 @@ func (s *Store) open(token string) ([]string, string, bool) {
 	if err != nil {
 		return nil, "", false
 	}
-	plain, err := s.seal.Open(nil, nil, sealed, []byte(sealInfo))
+	plain, err := s.seal.Open(sealed, []byte(sealInfo))
 	if err != nil || len(plain) != plainSize {
 		return nil, "", false
 	}
@@ -251,7 +238,7 @@ func (s *Store) Mint(ctx context.Context, acct session.Account) (string, error) 
 	plain := make([]byte, plainSize)
 	copy(plain, tag)
 	rand.Read(plain[tagSize:])
-	token := tokenText + base64.RawURLEncoding.EncodeToString(s.seal.Seal(nil, nil, plain, []byte(sealInfo)))
+	token := tokenText + base64.RawURLEncoding.EncodeToString(s.seal.Seal(nil, plain, []byte(sealInfo)))
 	res, err := mintScript.Run(ctx, s.client, s.keys(tag), member(token), data, s.ttl.Milliseconds(), s.maxFor(acct)).Int64Slice()
 	if err != nil {
 		return "", unavailable("mint", err)
@@ -297,8 +284,8 @@ func decodeAccount(data string) (session.Account, error) {
 	return acct, nil
 }
 
-// Check returns the account name of a token unspent (no Spend holding it)
-// or spent on sessionID, without spending it; it restarts its expiry.
+// Check returns the account name of a token spent on sessionID, without
+// changing it; it restarts its expiry.
 func (s *Store) Check(ctx context.Context, token, sessionID string) (string, error) {
 	keys, m, ok := s.open(token)
 	if !ok {
@@ -318,17 +305,16 @@ func (s *Store) Check(ctx context.Context, token, sessionID string) (string, err
 	return acct.Name, nil
 }
 
-// errLost is the binding's refusal when the token is no longer this
-// Spend's: it expired, was revoked, or its lease lapsed and another Spend
-// took it.
+// errLost is the binding's refusal when the token is no longer held by
+// the hold presented: it expired, was revoked, or its lease lapsed and
+// another Reserve took it.
 var errLost = sserrors.ErrUnauthorized.WithCause(errors.New("redistokens: the token was lost while its session was created"))
 
-// Spend reserves the token, creates its session and binds the token to it
-// (see server.TokenStore and the package doc for a node dying mid-way).
-func (s *Store) Spend(ctx context.Context, token string, create func(context.Context, session.Account) (string, error), discard func(context.Context, string) error) error {
+// Reserve holds an unused token for ClaimTTL (see server.TokenStore).
+func (s *Store) Reserve(ctx context.Context, token string) (server.TokenHold, error) {
 	keys, m, ok := s.open(token)
 	if !ok {
-		return sserrors.ErrUnauthorized
+		return server.TokenHold{}, sserrors.ErrUnauthorized
 	}
 	var n [8]byte
 	rand.Read(n[:])
@@ -339,38 +325,62 @@ func (s *Store) Spend(ctx context.Context, token string, create func(context.Con
 		// reservation back if it is this one, or the token would answer
 		// 401 to the caller's retry until ClaimTTL.
 		s.unreserve(ctx, keys, m, nonce)
-		return unavailable("spend", err)
+		return server.TokenHold{}, unavailable("reserve", err)
 	}
 	if len(res) != 1 {
-		return sserrors.ErrUnauthorized
+		return server.TokenHold{}, sserrors.ErrUnauthorized
 	}
 	acct, err := decodeAccount(res[0])
 	if err != nil {
-		return err
+		s.unreserve(ctx, keys, m, nonce)
+		return server.TokenHold{}, err
 	}
+	return server.TokenHold{Account: acct, ID: nonce}, nil
+}
 
-	id, err := create(ctx, acct)
-	bg := context.WithoutCancel(ctx)
-	if err != nil {
-		if rerr := releaseScript.Run(bg, s.client, keys, m, nonce).Err(); rerr != nil {
-			// The lease lapses by itself after ClaimTTL.
-			return errors.Join(err, unavailable("release", rerr))
-		}
-		return err
+// Bind spends the token held by hold on sessionID (see
+// server.TokenStore). When its reply is lost, it undoes the binding it may
+// have made before it returns the error.
+func (s *Store) Bind(ctx context.Context, token string, hold server.TokenHold, sessionID string) error {
+	keys, m, ok := s.open(token)
+	if !ok || !validNonce(hold.ID) || sessionID == "" {
+		return errLost
 	}
-	bound, err := commitScript.Run(bg, s.client, keys, m, s.ttl.Milliseconds(), nonce, id).Int()
+	bound, err := commitScript.Run(ctx, s.client, keys, m, s.ttl.Milliseconds(), hold.ID, sessionID).Int()
 	switch {
 	case err != nil:
 		// The binding may have been made, its reply lost: undo it, or the
-		// token would stay spent on the session discard stops.
-		s.unbind(ctx, keys, m, id)
-		err = unavailable("bind", err)
+		// token would stay spent on the session the caller now stops.
+		s.unbind(ctx, keys, m, sessionID)
+		return unavailable("bind", err)
 	case bound != 1:
-		err = errLost
-	default:
+		return errLost
+	}
+	return nil
+}
+
+// Release gives the token held by hold back unused (see
+// server.TokenStore).
+func (s *Store) Release(ctx context.Context, token string, hold server.TokenHold) error {
+	keys, m, ok := s.open(token)
+	if !ok || !validNonce(hold.ID) {
 		return nil
 	}
-	return errors.Join(err, discard(bg, id))
+	if err := releaseScript.Run(ctx, s.client, keys, m, hold.ID).Err(); err != nil {
+		// The lease lapses by itself after ClaimTTL.
+		return unavailable("release", err)
+	}
+	return nil
+}
+
+// validNonce reports whether id is a hold's name as Reserve makes them (16
+// hex digits), which the scripts compare by position.
+func validNonce(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
 }
 
 // unreserveTimeout bounds the giving back of a reservation whose reply was
@@ -432,7 +442,7 @@ local function keep()
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
--- state: 'unused', 'held' (a Spend's lease runs) or 'spent', and the rest.
+-- state: 'unused', 'held' (a Reserve's lease runs) or 'spent', and the rest.
 local function state()
   local st = redis.call('HGET', KEYS[2], ARGV[1])
   if not st then return 'unused', '' end
@@ -478,11 +488,12 @@ local a = redis.call('GET', KEYS[3])
 if not a then return {} end
 return {a, sid}
 `)
-	// ARGV: 1 member, 2 TTL ms, 3 session id. Returns {account}.
+	// ARGV: 1 member, 2 TTL ms, 3 session id. Returns {account} for a
+	// token spent on the session.
 	checkScript = redis.NewScript(prelude + `
 if not live() then return {} end
 local kind, rest = state()
-if kind == 'held' or (kind == 'spent' and rest ~= ARGV[3]) then return {} end
+if kind ~= 'spent' or rest ~= ARGV[3] then return {} end
 keep()
 local a = redis.call('GET', KEYS[3])
 if not a then return {} end

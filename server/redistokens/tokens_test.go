@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +63,7 @@ func TestRedisHoldsNoToken(t *testing.T) {
 	require.NoError(t, err)
 	token, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
-	require.NoError(t, s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, nil))
+	spend(t, s, token, "s1")
 	keys, err := srv.Client().Keys(ctx, "*").Result()
 	require.NoError(t, err)
 	assert.Len(t, keys, 3, "one account: its sorted set, states and record")
@@ -87,68 +86,102 @@ func TestRedisHoldsNoToken(t *testing.T) {
 	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "refused before any round trip")
 }
 
+// TestTokensExpire: every use restarts a token's TTL, an expired token
+// stops counting and is refused, and an account's keys expire with its
+// last use. Time passes by moving the stored expiries back, as Redis's
+// clock would, not by waiting.
 func TestTokensExpire(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	const ttl = 400 * time.Millisecond
-	s, err := New(srv.Client(), Config{Secret: testSecret, TTL: ttl, MaxPerAccount: func(session.Account) int { return 2 }})
+	rdb := srv.Client()
+	const ttl = time.Hour
+	s, err := New(rdb, Config{Secret: testSecret, TTL: ttl, MaxPerAccount: func(session.Account) int { return 2 }})
 	require.NoError(t, err)
 	used, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
 	unused, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
-	zset := s.keys(s.accountTag(acct.Name))[0]
-	// Every use restarts the TTL: watch the scores (asking with Get would
-	// be a use).
-	score := func(token string) float64 {
-		v, err := srv.Client().ZScore(ctx, zset, member(token)).Result()
+	keys := s.keys(s.accountTag(acct.Name))
+	// score reads a token's expiry (asking with Get would be a use);
+	// age moves it back by d.
+	score := func(token string) int64 {
+		v, err := rdb.ZScore(ctx, keys[0], member(token)).Result()
 		require.NoError(t, err)
-		return v
+		return int64(v)
 	}
-	time.Sleep(ttl / 4)
+	age := func(token string, d time.Duration) {
+		require.NoError(t, rdb.ZAdd(ctx, keys[0], redis.Z{Score: float64(score(token) - d.Milliseconds()), Member: member(token)}).Err())
+	}
+	redisNow := func() int64 {
+		now, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		return now.UnixMilli()
+	}
+
+	age(used, ttl/2)
+	age(unused, ttl/2)
+	before := redisNow()
 	_, err = s.Get(ctx, used)
 	require.NoError(t, err)
-	assert.Greater(t, score(used), score(unused), "the use restarted the TTL")
+	assert.GreaterOrEqual(t, score(used), before+ttl.Milliseconds(), "the use restarted the TTL")
+	assert.Less(t, score(unused), before+ttl.Milliseconds()-ttl.Milliseconds()/4, "the other token kept its age")
 	_, err = s.Mint(ctx, acct)
 	assert.Equal(t, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeOf(err))
 
-	require.Eventually(t, func() bool {
-		_, err := s.Mint(ctx, acct)
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond, "an expired token stops counting")
+	age(unused, ttl) // now past its expiry
+	_, err = s.Mint(ctx, acct)
+	require.NoError(t, err, "an expired token stops counting")
 	_, err = s.Get(ctx, unused)
 	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-	require.Eventually(t, func() bool {
-		return srv.Client().DBSize(ctx).Val() == 0
-	}, 5*time.Second, 10*time.Millisecond, "an idle account's keys vanish")
+	for _, k := range []string{keys[0], keys[2]} { // no token is held or spent: no states hash
+		left, err := rdb.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		assert.Greater(t, left, ttl-time.Minute, "%s expires a TTL after the last use", k)
+		assert.LessOrEqual(t, left, ttl, k)
+	}
 }
 
-// TestLeaseLapses: a Spend whose node dies leaves its token usable again
-// after ClaimTTL; when the slow Spend then tries to bind, its lease is
-// someone else's: it discards its session and refuses.
+// spend reserves token and binds it to id, as streaming.new does.
+func spend(t *testing.T, s *Store, token, id string) {
+	t.Helper()
+	hold, err := s.Reserve(context.Background(), token)
+	require.NoError(t, err)
+	require.NoError(t, s.Bind(context.Background(), token, hold, id))
+}
+
+// lapse ends the lease of the Reserve holding token now, as ClaimTTL
+// passing would.
+func lapse(t *testing.T, rdb redis.UniversalClient, s *Store, token string) {
+	t.Helper()
+	ctx := context.Background()
+	keys, m, ok := s.open(token)
+	require.True(t, ok)
+	st, err := rdb.HGet(ctx, keys[1], m).Result()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "r"), "held: %q", st)
+	require.NoError(t, rdb.HSet(ctx, keys[1], m, st[:17]+"0").Err())
+}
+
+// TestLeaseLapses: a Reserve whose node dies leaves its token usable again
+// after ClaimTTL; when the slow node then tries to bind, its lease is
+// someone else's: Bind refuses and changes nothing.
 func TestLeaseLapses(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	a, err := New(srv.Client(), Config{Secret: testSecret, ClaimTTL: 50 * time.Millisecond})
+	a, err := New(srv.Client(), Config{Secret: testSecret})
 	require.NoError(t, err)
-	b, err := New(srv.Client(), Config{Secret: testSecret, ClaimTTL: 50 * time.Millisecond})
+	b, err := New(srv.Client(), Config{Secret: testSecret})
 	require.NoError(t, err)
 	token, err := a.Mint(ctx, acct)
 	require.NoError(t, err)
-	var discarded []string
-	err = a.Spend(ctx, token, func(context.Context, session.Account) (string, error) {
-		// a is stuck here (or dead): b waits for the lease to lapse.
-		require.Eventually(t, func() bool {
-			err := b.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "on-b", nil }, nil)
-			return err == nil
-		}, 5*time.Second, 10*time.Millisecond, "spendable again after ClaimTTL")
-		return "on-a", nil
-	}, func(_ context.Context, id string) error {
-		discarded = append(discarded, id)
-		return nil
-	})
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-	assert.Equal(t, []string{"on-a"}, discarded, "the late session is discarded")
+	stale, err := a.Reserve(ctx, token)
+	require.NoError(t, err)
+	_, err = b.Reserve(ctx, token)
+	require.ErrorIs(t, err, sserrors.ErrUnauthorized, "held while the lease runs")
+	lapse(t, srv.Client(), a, token) // a is stuck (or dead) past ClaimTTL
+	spend(t, b, token, "on-b")
+	assert.ErrorIs(t, a.Bind(ctx, token, stale, "on-a"), sserrors.ErrUnauthorized)
+	require.NoError(t, a.Release(ctx, token, stale))
 	got, err := a.Get(ctx, token)
 	require.NoError(t, err)
 	assert.Equal(t, "on-b", got.SessionID)
@@ -187,19 +220,16 @@ func TestRedisDown(t *testing.T) {
 	srv.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	var created atomic.Int32
+	hold := server.TokenHold{Account: acct, ID: "0123456789abcdef"}
 	for name, call := range map[string]func() error{
-		"mint":  func() error { _, err := s.Mint(ctx, acct); return err },
-		"get":   func() error { _, err := s.Get(ctx, token); return err },
-		"check": func() error { _, err := s.Check(ctx, token, ""); return err },
-		"spend": func() error {
-			return s.Spend(ctx, token, func(context.Context, session.Account) (string, error) {
-				created.Add(1)
-				return "s1", nil
-			}, nil)
-		},
-		"revoke": func() error { return s.Revoke(ctx, token) },
-		"secret": func() error { _, err := SharedSecret(ctx, client, ""); return err },
+		"mint":    func() error { _, err := s.Mint(ctx, acct); return err },
+		"get":     func() error { _, err := s.Get(ctx, token); return err },
+		"check":   func() error { _, err := s.Check(ctx, token, "s1"); return err },
+		"reserve": func() error { _, err := s.Reserve(ctx, token); return err },
+		"bind":    func() error { return s.Bind(ctx, token, hold, "s1") },
+		"release": func() error { return s.Release(ctx, token, hold) },
+		"revoke":  func() error { return s.Revoke(ctx, token) },
+		"secret":  func() error { _, err := SharedSecret(ctx, client, ""); return err },
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := call()
@@ -207,7 +237,6 @@ func TestRedisDown(t *testing.T) {
 			assert.Equal(t, 503, sserrors.StatusOf(err))
 		})
 	}
-	assert.Zero(t, created.Load(), "no session without a reservation")
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {
@@ -277,10 +306,9 @@ func (loseReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 	return next
 }
 
-// TestLostReservationIsGivenBack: a Spend whose reservation was made but
-// whose reply was lost answers 503 and creates nothing, and the token is
-// still unused: the client's retry is served, not refused with 401 until
-// ClaimTTL.
+// TestLostReservationIsGivenBack: a Reserve whose hold was made but whose
+// reply was lost answers 503, and the token is still unused: the client's
+// retry is served, not refused with 401 until ClaimTTL.
 func TestLostReservationIsGivenBack(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
@@ -292,27 +320,20 @@ func TestLostReservationIsGivenBack(t *testing.T) {
 	require.NoError(t, err)
 	token, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
-	var created []string
-	create := func(_ context.Context, a session.Account) (string, error) {
-		created = append(created, a.Name)
-		return "s1", nil
-	}
 
 	hook.armed <- struct{}{}
-	err = s.Spend(ctx, token, create, nil)
+	_, err = s.Reserve(ctx, token)
 	assert.Equal(t, 503, sserrors.StatusOf(err))
-	assert.Empty(t, created)
 
-	name, err := s.Check(ctx, token, "")
-	require.NoError(t, err, "the token is unused")
-	assert.Equal(t, acct.Name, name)
-	require.NoError(t, s.Spend(ctx, token, create, nil), "the retry spends it")
-	assert.Equal(t, []string{acct.Name}, created)
+	hold, err := s.Reserve(ctx, token)
+	require.NoError(t, err, "the token is unused: the retry holds it")
+	assert.Equal(t, acct, hold.Account)
+	require.NoError(t, s.Bind(ctx, token, hold, "s1"))
 }
 
-// TestLostBindingIsUndone: a Spend whose binding was made but whose reply
-// was lost answers 503 and discards the session, and the token is unused
-// again instead of spent on the discarded session.
+// TestLostBindingIsUndone: a Bind whose binding was made but whose reply
+// was lost answers 503 (the caller then stops its session), and the token
+// is unused again instead of spent on that session.
 func TestLostBindingIsUndone(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
@@ -324,21 +345,17 @@ func TestLostBindingIsUndone(t *testing.T) {
 	require.NoError(t, err)
 	token, err := s.Mint(ctx, acct)
 	require.NoError(t, err)
-	var discarded []string
-	discard := func(_ context.Context, id string) error {
-		discarded = append(discarded, id)
-		return nil
-	}
 
 	hook.armed <- struct{}{}
-	err = s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s1", nil }, discard)
+	hold, err := s.Reserve(ctx, token)
+	require.NoError(t, err)
+	err = s.Bind(ctx, token, hold, "s1")
 	assert.Equal(t, 503, sserrors.StatusOf(err))
-	assert.Equal(t, []string{"s1"}, discarded)
 
 	got, err := s.Get(ctx, token)
 	require.NoError(t, err)
-	assert.Empty(t, got.SessionID, "the token is not spent on the discarded session")
-	require.NoError(t, s.Spend(ctx, token, func(context.Context, session.Account) (string, error) { return "s2", nil }, discard))
+	assert.Empty(t, got.SessionID, "the token is not spent on the stopped session")
+	spend(t, s, token, "s2")
 	got, err = s.Get(ctx, token)
 	require.NoError(t, err)
 	assert.Equal(t, "s2", got.SessionID)

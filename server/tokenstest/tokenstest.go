@@ -25,7 +25,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,27 +53,23 @@ var (
 // Run runs every case of the suite.
 func Run(t *testing.T, newStore Factory) {
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newStore) })
-	t.Run("HeldWhileSpending", func(t *testing.T) { testHeld(t, newStore) })
-	t.Run("OneSpendWins", func(t *testing.T) { testOneSpend(t, newStore) })
+	t.Run("Scope", func(t *testing.T) { testScope(t, newStore) })
+	t.Run("HeldWhileReserved", func(t *testing.T) { testHeld(t, newStore) })
+	t.Run("ReleaseAndBindNeedTheHold", func(t *testing.T) { testHoldNames(t, newStore) })
+	t.Run("OneReserveWins", func(t *testing.T) { testOneReserve(t, newStore) })
 	t.Run("BoundPerAccount", func(t *testing.T) { testBound(t, newStore) })
 	t.Run("ZeroBound", func(t *testing.T) { testZeroBound(t, newStore) })
-	t.Run("LostWhileSpending", func(t *testing.T) { testLost(t, newStore) })
+	t.Run("RevokedWhileReserved", func(t *testing.T) { testLost(t, newStore) })
 	t.Run("Opaque", func(t *testing.T) { testOpaque(t, newStore) })
 }
 
-// created returns a create func that answers id and counts its calls.
-func created(id string, calls *atomic.Int32) func(context.Context, session.Account) (string, error) {
-	return func(context.Context, session.Account) (string, error) {
-		calls.Add(1)
-		return id, nil
+// spend reserves token on store and binds it to id, as streaming.new does.
+func spend(ctx context.Context, store server.TokenStore, token, id string) error {
+	hold, err := store.Reserve(ctx, token)
+	if err != nil {
+		return err
 	}
-}
-
-func noDiscard(t *testing.T) func(context.Context, string) error {
-	return func(context.Context, string) error {
-		t.Error("discard called after a binding that should not fail")
-		return nil
-	}
+	return store.Bind(ctx, token, hold, id)
 }
 
 func testLifecycle(t *testing.T, newStore Factory) {
@@ -91,36 +86,39 @@ func testLifecycle(t *testing.T, newStore Factory) {
 	for _, bad := range []string{"", "sst_nope", token + "x", strings.TrimPrefix(token, "sst_")} {
 		_, err = a.Get(ctx, bad)
 		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "Get(%q)", bad)
-		_, err = a.Check(ctx, bad, "")
+		_, err = a.Check(ctx, bad, "s1")
 		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "Check(%q)", bad)
+		_, err = a.Reserve(ctx, bad)
+		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "Reserve(%q)", bad)
 	}
-	name, err := b.Check(ctx, token, "any-session")
-	require.NoError(t, err)
-	assert.Equal(t, Acme.Name, name, "an unspent token checks for any session")
 
-	// A failed create gives the token back, with create's error.
-	var calls atomic.Int32
-	err = a.Spend(ctx, token, func(_ context.Context, acct session.Account) (string, error) {
-		calls.Add(1)
-		assert.Equal(t, Acme, acct)
-		return "", sserrors.ErrConcurrentLimitReached
-	}, noDiscard(t))
-	assert.ErrorIs(t, err, sserrors.ErrConcurrentLimitReached)
-	assert.Equal(t, sserrors.CodeConcurrentLimitReached, sserrors.CodeOf(err))
+	// A released hold gives the token back unused.
+	hold, err := a.Reserve(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, Acme, hold.Account, "the hold names the token's account")
+	assert.NotEmpty(t, hold.ID)
+	require.NoError(t, b.Release(ctx, token, hold))
+	require.NoError(t, b.Release(ctx, token, hold), "releasing twice is harmless")
 	got, err = b.Get(ctx, token)
 	require.NoError(t, err)
 	assert.Equal(t, server.Token{Account: Acme}, got, "not spent")
+	assert.ErrorIs(t, a.Bind(ctx, token, hold, "s0"), sserrors.ErrUnauthorized, "a released hold binds nothing")
 
-	require.NoError(t, b.Spend(ctx, token, created("s1", &calls), noDiscard(t)))
-	assert.Equal(t, int32(2), calls.Load())
+	hold, err = b.Reserve(ctx, token)
+	require.NoError(t, err)
+	require.NoError(t, a.Bind(ctx, token, hold, "s1"))
 	got, err = a.Get(ctx, token)
 	require.NoError(t, err)
 	assert.Equal(t, server.Token{Account: Acme, SessionID: "s1"}, got)
-	err = a.Spend(ctx, token, created("s2", &calls), noDiscard(t))
+	_, err = a.Reserve(ctx, token)
 	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "spent")
-	assert.Equal(t, int32(2), calls.Load(), "a spent token creates nothing")
+	assert.ErrorIs(t, b.Bind(ctx, token, hold, "s2"), sserrors.ErrUnauthorized, "bound once")
+	require.NoError(t, b.Release(ctx, token, hold), "a spent token's hold is gone: nothing to release")
+	got, err = b.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, "s1", got.SessionID, "Release of a spent token leaves it spent")
 
-	name, err = a.Check(ctx, token, "s1")
+	name, err := a.Check(ctx, token, "s1")
 	require.NoError(t, err)
 	assert.Equal(t, Acme.Name, name)
 	for _, id := range []string{"s2", ""} {
@@ -140,39 +138,97 @@ func testLifecycle(t *testing.T, newStore Factory) {
 	require.NoError(t, a.Revoke(ctx, token), "twice")
 }
 
-// testHeld: while a Spend creates its session, the token is neither
-// spendable nor checkable, but Get still answers.
+// testScope: a token is worth its own session: Check accepts it for that
+// session alone; an unspent token, or another token of the same account,
+// checks for no session.
+func testScope(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	nodes := newStore(t, 10)
+	a, b := nodes[0], nodes[1]
+	owner, err := a.Mint(ctx, Acme)
+	require.NoError(t, err)
+	other, err := a.Mint(ctx, Acme)
+	require.NoError(t, err)
+	for _, id := range []string{"s1", ""} {
+		_, err = b.Check(ctx, owner, id)
+		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "an unspent token checks for no session (%q)", id)
+	}
+	require.NoError(t, spend(ctx, a, owner, "s1"))
+	_, err = b.Check(ctx, other, "s1")
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "an unspent token of the same account, on another's session")
+	require.NoError(t, spend(ctx, b, other, "s2"))
+	_, err = a.Check(ctx, other, "s1")
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "a token spent on s2, on s1")
+	name, err := a.Check(ctx, other, "s2")
+	require.NoError(t, err)
+	assert.Equal(t, Acme.Name, name)
+}
+
+// testHeld: while a Reserve holds a token, it can neither be reserved
+// again nor checked, but Get still answers.
 func testHeld(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	nodes := newStore(t, 10)
 	a, b := nodes[0], nodes[1]
 	token, err := a.Mint(ctx, Acme)
 	require.NoError(t, err)
-	var calls atomic.Int32
-	err = a.Spend(ctx, token, func(ctx context.Context, acct session.Account) (string, error) {
-		err := b.Spend(ctx, token, created("other", &calls), noDiscard(t))
-		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "a second Spend during the first")
-		_, err = b.Check(ctx, token, "")
-		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "being spent: neither unspent nor spent")
-		got, err := b.Get(ctx, token)
-		assert.NoError(t, err)
-		assert.Equal(t, server.Token{Account: Acme}, got)
-		return "s1", nil
-	}, noDiscard(t))
+	hold, err := a.Reserve(ctx, token)
 	require.NoError(t, err)
-	assert.Zero(t, calls.Load())
+	_, err = b.Reserve(ctx, token)
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "a second Reserve during the first")
+	for _, id := range []string{"", "s1"} {
+		_, err = b.Check(ctx, token, id)
+		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "held: not spent on %q", id)
+	}
+	got, err := b.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, server.Token{Account: Acme}, got)
+	require.NoError(t, b.Bind(ctx, token, hold, "s1"), "the hold binds on either handle")
 }
 
-func testOneSpend(t *testing.T, newStore Factory) {
+// testHoldNames: Bind and Release act only for the hold that holds the
+// token; another hold's name (or none) changes nothing.
+func testHoldNames(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	nodes := newStore(t, 10)
+	a, b := nodes[0], nodes[1]
+	token, err := a.Mint(ctx, Acme)
+	require.NoError(t, err)
+	other, err := a.Mint(ctx, Acme)
+	require.NoError(t, err)
+	otherHold, err := a.Reserve(ctx, other)
+	require.NoError(t, err)
+	hold, err := a.Reserve(ctx, token)
+	require.NoError(t, err)
+	assert.NotEqual(t, hold.ID, otherHold.ID)
+	for name, forged := range map[string]server.TokenHold{
+		"empty":         {Account: Acme},
+		"another hold":  {Account: Acme, ID: otherHold.ID},
+		"made-up":       {Account: Acme, ID: "0123456789abcdef"},
+		"not like hold": {Account: Acme, ID: "x"},
+	} {
+		require.NoError(t, b.Release(ctx, token, forged), name)
+		assert.ErrorIs(t, b.Bind(ctx, token, forged, "s9"), sserrors.ErrUnauthorized, name)
+		_, err = b.Reserve(ctx, token)
+		assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "%s: still held", name)
+	}
+	assert.ErrorIs(t, b.Bind(ctx, token, hold, ""), sserrors.ErrUnauthorized, "no session id")
+	require.NoError(t, b.Bind(ctx, token, hold, "s1"))
+	got, err := a.Get(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, "s1", got.SessionID)
+}
+
+func testOneReserve(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	nodes := newStore(t, 10)
 	token, err := nodes[0].Mint(ctx, Acme)
 	require.NoError(t, err)
-	var calls, wins atomic.Int32
+	var wins atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 64 {
 		wg.Go(func() {
-			err := nodes[i%2].Spend(ctx, token, created("s", &calls), noDiscard(t))
+			err := spend(ctx, nodes[i%2], token, "s")
 			if err == nil {
 				wins.Add(1)
 			} else {
@@ -181,8 +237,7 @@ func testOneSpend(t *testing.T, newStore Factory) {
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, int32(1), wins.Load(), "one Spend wins")
-	assert.Equal(t, int32(1), calls.Load(), "one session is created")
+	assert.Equal(t, int32(1), wins.Load(), "one Reserve wins, and binds")
 }
 
 // testBound: one account flooding Mint from both handles gets exactly its
@@ -236,8 +291,7 @@ func testBound(t *testing.T, newStore Factory) {
 	}
 
 	// A spent token still counts; a revoked one frees its place.
-	var calls atomic.Int32
-	require.NoError(t, nodes[0].Spend(ctx, minted[0], created("s1", &calls), noDiscard(t)))
+	require.NoError(t, spend(ctx, nodes[0], minted[0], "s1"))
 	_, err = nodes[1].Mint(ctx, Acme)
 	assert.Equal(t, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeOf(err))
 	require.NoError(t, nodes[1].Revoke(ctx, minted[0]))
@@ -256,24 +310,20 @@ func testZeroBound(t *testing.T, newStore Factory) {
 	assert.Equal(t, server.MaxTokenRetryAfter, e.RetryAfter, "no token will free a place")
 }
 
-// testLost: a token revoked while its session is created cannot be bound:
-// Spend discards the session and refuses.
+// testLost: a token revoked while it is held cannot be bound, and its
+// Release does nothing.
 func testLost(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	nodes := newStore(t, 10)
 	token, err := nodes[0].Mint(ctx, Acme)
 	require.NoError(t, err)
-	var discarded []string
-	err = nodes[0].Spend(ctx, token, func(ctx context.Context, _ session.Account) (string, error) {
-		require.NoError(t, nodes[1].Revoke(ctx, token))
-		return "s1", nil
-	}, func(_ context.Context, id string) error {
-		discarded = append(discarded, id)
-		return errors.New("stop failed")
-	})
-	assert.ErrorIs(t, err, sserrors.ErrUnauthorized)
-	assert.ErrorContains(t, err, "stop failed", "discard's error is joined, not dropped")
-	assert.Equal(t, []string{"s1"}, discarded)
+	hold, err := nodes[0].Reserve(ctx, token)
+	require.NoError(t, err)
+	require.NoError(t, nodes[1].Revoke(ctx, token))
+	assert.ErrorIs(t, nodes[0].Bind(ctx, token, hold, "s1"), sserrors.ErrUnauthorized)
+	require.NoError(t, nodes[0].Release(ctx, token, hold))
+	_, err = nodes[1].Get(ctx, token)
+	assert.ErrorIs(t, err, sserrors.ErrUnauthorized, "still revoked")
 }
 
 // testOpaque: tokens are distinct and show nothing of the account in any
