@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -408,8 +409,18 @@ func (s *liteSocket) readLoop() {
 	})
 	for {
 		typ, data, err := s.ws.ReadMessage()
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// The connection sent 1009. Read on (within CloseGrace) until
+			// the client closes, so that closing with unread data does not
+			// reset the connection before the client reads the 1009.
+			s.sentClose.Store(true)
+			conn := s.ws.NetConn()
+			conn.SetReadDeadline(time.Now().Add(sock.CloseGrace))
+			io.Copy(io.Discard, conn)
+			return
+		}
 		if err != nil {
-			return // an oversized frame included: the connection answered it with 1009
+			return
 		}
 		s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
 		if s.isClosing() {
@@ -492,7 +503,10 @@ func (s *liteSocket) handle(typ int, data []byte) {
 		_ = h.mgr.Touch(s.ctx, s.account, s.id)
 		err = errBadMessage
 	}
-	if err != nil && !s.isClosing() {
+	// A command that raced the session's close is dropped, as every
+	// message after closing is.
+	closed := errors.Is(err, sserrors.ErrSessionStateClosing) || errors.Is(err, sserrors.ErrSessionStateClosed)
+	if err != nil && !closed && !s.isClosing() {
 		s.sendData(errorEvent(msg.EventID, err))
 	}
 }
