@@ -55,6 +55,7 @@ type nodeOptions struct {
 	limiter  limits.Limiter
 	capacity int
 	socket   func(*liveavatar.Config)
+	rate     func(account string) server.RateLimit
 }
 
 func newNode(t testing.TB, o nodeOptions) *node {
@@ -67,7 +68,7 @@ func newNode(t testing.TB, o nodeOptions) *node {
 	}
 	mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: o.store})
 	require.NoError(t, err)
-	srv, err := server.New(server.Config{Manager: mgr, Accounts: accounts, Avatars: avatars, Secret: secret})
+	srv, err := server.New(server.Config{Manager: mgr, Accounts: accounts, Avatars: avatars, Secret: secret, RateLimit: o.rate})
 	require.NoError(t, err)
 	cfg := liveavatar.Config{Manager: mgr, Accounts: accounts, Secret: secret, Allow: srv.Allow}
 	if o.socket != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/liveavatar"
 )
 
@@ -390,4 +391,22 @@ func TestCORS(t *testing.T) {
 	other := serve(n.mux, httptestRequest("OPTIONS", liveavatar.PathStart, map[string]string{
 		"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}))
 	assert.Empty(t, other.Header().Get("Access-Control-Allow-Origin"))
+}
+
+// TestRateShared checks that LiveAvatar's calls take from the account's
+// request budget, the Streaming API's.
+func TestRateShared(t *testing.T) {
+	n := newNode(t, nodeOptions{rate: func(string) server.RateLimit { return server.RateLimit{PerSecond: 0.001, Burst: 2} }})
+	c := n.client()
+	c.token("key-acme", nil)
+	c.call("GET", "/v1/streaming.list", "key-acme", nil)
+	a := c.call("POST", liveavatar.PathToken, "key-acme", map[string]any{"mode": "LITE", "avatar_id": "Wayne_20240711"})
+	a.refused(t, 429, 400140, "Exceed rate limit")
+	assert.NotEmpty(t, a.Header.Get("Retry-After"))
+	var list struct {
+		Count int `json:"count"`
+	}
+	n2 := c.call("GET", "/v1/sessions?type=active", "key-globex", nil)
+	n2.data(t, 200, &list)
+	assert.Equal(t, 0, list.Count, "another account's budget is its own")
 }

@@ -177,3 +177,43 @@ func TestSocketRefusals(t *testing.T) {
 	a.refused(t, 400, 400175, "")
 	assert.Equal(t, "connecting", c.get("key-acme", otherID).State)
 }
+
+// TestSocketActivity checks that socket messages count as activity: they
+// push the idle deadline (LastActivity) back.
+func TestSocketActivity(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	c := client{t: t, base: n.httpServer()}
+	id, _, ws, _ := connected(t, c)
+	before, err := n.mgr.Get(t.Context(), "acme", id)
+	require.NoError(t, err)
+	for _, typ := range []string{"session.keep_alive", "agent.start_listening"} {
+		time.Sleep(5 * time.Millisecond) // a later instant on the real clock
+		ws.send(map[string]any{"type": typ})
+		require.Eventually(t, func() bool {
+			now, err := n.mgr.Get(t.Context(), "acme", id)
+			return err == nil && now.LastActivity.After(before.LastActivity)
+		}, 5*time.Second, 5*time.Millisecond, typ)
+		before, err = n.mgr.Get(t.Context(), "acme", id)
+		require.NoError(t, err)
+	}
+}
+
+// TestShutdown checks that Shutdown closes the sockets with 1001 and
+// refuses new ones, changing no session.
+func TestShutdown(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	c := client{t: t, base: n.httpServer()}
+	id, _, ws, _ := connected(t, c)
+	_, token := c.token("key-acme", nil)
+	st := c.start(token)
+
+	require.NoError(t, n.la.Shutdown(t.Context()))
+	code, reason := ws.closed()
+	assert.Equal(t, websocket.CloseGoingAway, code)
+	assert.Equal(t, liveavatar.CloseShuttingDown, reason)
+	assert.Equal(t, "connected", c.get("key-acme", id).State)
+
+	_, resp, err := dialLite(t, st.WSURL)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
