@@ -36,6 +36,9 @@ const (
 	// IdleTimeout closes a session with no activity for five minutes, as
 	// LiveAvatar documents.
 	IdleTimeout = 5 * time.Minute
+	// MaxSessionDuration is the largest max_session_duration a token
+	// accepts, in seconds (a day); the plan's limit, when smaller, wins.
+	MaxSessionDuration = 24 * 60 * 60
 	// SandboxDuration bounds a sandbox session (is_sandbox), as LiveAvatar's
 	// sandbox does.
 	SandboxDuration = time.Minute
@@ -94,6 +97,23 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now tells the time of tokens and listings. The default is time.Now.
 	Now func() time.Time
+	// Hooks observe the surface; nil hooks are skipped.
+	Hooks Hooks
+}
+
+// Hooks let a caller observe the surface (metrics, logs) without the
+// library logging. They are called synchronously from request and socket
+// goroutines: they must be fast, must not block and must be safe for
+// concurrent use. They never receive a token, a credential, an API key or a
+// raw session id.
+type Hooks struct {
+	// SocketOpened is called when a LITE socket is established.
+	SocketOpened func(realtime.SocketInfo)
+	// SocketClosed is called once for every socket SocketOpened reported.
+	SocketClosed func(realtime.SocketInfo)
+	// Refused is called for every request answered with an error (the
+	// socket's upgrade included), with the code and status answered.
+	Refused func(server.Refusal)
 }
 
 // Handler serves LiveAvatar's API and LITE sockets for one node. It is an
@@ -121,7 +141,12 @@ type Handler struct {
 
 	mu        sync.Mutex
 	bySession map[string]*liteSocket
-	closed    bool
+	// opening holds the sessions whose socket this node is accepting, so
+	// that of two concurrent opens of one ws_url here only one succeeds.
+	opening map[string]bool
+	closed  bool
+
+	hooks Hooks
 }
 
 // New returns a Handler for cfg. It subscribes to cfg.Manager's
@@ -172,6 +197,8 @@ func New(cfg Config) (*Handler, error) {
 		maxBody:   cfg.MaxBodyBytes,
 		now:       cfg.Now,
 		bySession: make(map[string]*liteSocket),
+		opening:   make(map[string]bool),
+		hooks:     cfg.Hooks,
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
@@ -308,13 +335,13 @@ func (h *Handler) api(bearerOK bool, fn func(*http.Request, caller) (int, any, e
 			err = h.allow(r.Context(), c.account)
 		}
 		if err != nil {
-			writeError(w, err)
+			h.fail(w, r, c.account, "", err)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
 		status, data, err := fn(r, c)
 		if err != nil {
-			writeError(w, err)
+			h.fail(w, r, c.account, c.token.SessionID, err)
 			return
 		}
 		writeSuccess(w, status, data)
@@ -338,6 +365,28 @@ func (h *Handler) authenticate(r *http.Request, bearerOK bool) (caller, error) {
 		return caller{}, sserrors.ErrUnauthorized
 	}
 	return caller{account: claims.Account, token: claims}, nil
+}
+
+// fail answers err and reports it to Hooks.Refused.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account, sessionID string, err error) {
+	writeError(w, err)
+	if h.hooks.Refused == nil {
+		return
+	}
+	status, code := http.StatusUnprocessableEntity, sserrors.Code(0)
+	var v *validationError
+	if !errors.As(err, &v) {
+		e := translate(err)
+		status, code = e.Status, e.Code
+	}
+	h.hooks.Refused(server.Refusal{
+		Endpoint:    r.URL.Path,
+		Account:     account,
+		SessionHash: session.ShortHash(sessionID),
+		Code:        code,
+		Status:      status,
+		Err:         err,
+	})
 }
 
 // Shutdown stops taking sockets, ends the Manager subscription and the

@@ -124,8 +124,8 @@ func (f *fieldReader) boolean(name string) bool {
 	return b
 }
 
-// positiveInt reads an integer field greater than zero; 0 when absent.
-func (f *fieldReader) positiveInt(name string) int64 {
+// positiveInt reads an integer field from 1 to hi; 0 when absent.
+func (f *fieldReader) positiveInt(name string, hi int64) int64 {
 	if !f.present(name) {
 		return 0
 	}
@@ -136,6 +136,10 @@ func (f *fieldReader) positiveInt(name string) int64 {
 	}
 	if n <= 0 {
 		f.v.add("greater_than", "Input should be greater than 0", f.loc(name)...)
+		return 0
+	}
+	if n > hi {
+		f.v.add("less_than_equal", "Input should be less than or equal to "+strconv.FormatInt(hi, 10), f.loc(name)...)
 		return 0
 	}
 	return n
@@ -177,7 +181,7 @@ func parseTokenRequest(fields map[string]json.RawMessage) (tokenRequest, error) 
 	req.mode = f.enum("mode", true, ModeFull, ModeLite)
 	req.avatarID = f.str("avatar_id", true)
 	req.sandbox = f.boolean("is_sandbox")
-	req.maxDuration = time.Duration(f.positiveInt("max_session_duration")) * time.Second
+	req.maxDuration = time.Duration(f.positiveInt("max_session_duration", MaxSessionDuration)) * time.Second
 	if vs := f.object("video_settings", false); vs != nil {
 		vs.enum("quality", false, "very_high", "high", "medium", "low")
 		vs.enum("encoding", false, "VP8", "H264")

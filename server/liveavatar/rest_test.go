@@ -113,6 +113,8 @@ func TestTokenValidation(t *testing.T) {
 			`{"detail":[{"loc":["body","max_session_duration"],"msg":"Input should be greater than 0","type":"greater_than"}]}`},
 		{"max_session_duration text", `{"mode":"LITE","avatar_id":"a","max_session_duration":"60"}`,
 			`{"detail":[{"loc":["body","max_session_duration"],"msg":"Input should be a valid integer","type":"int_type"}]}`},
+		{"max_session_duration over a day", `{"mode":"LITE","avatar_id":"a","max_session_duration":9223372036854775807}`,
+			`{"detail":[{"loc":["body","max_session_duration"],"msg":"Input should be less than or equal to 86400","type":"less_than_equal"}]}`},
 		{"is_sandbox text", `{"mode":"LITE","avatar_id":"a","is_sandbox":"yes"}`,
 			`{"detail":[{"loc":["body","is_sandbox"],"msg":"Input should be a valid boolean","type":"bool_type"}]}`},
 	} {

@@ -18,6 +18,7 @@ import (
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -61,53 +62,69 @@ var (
 // ws_url opens one socket: connected answers 10003).
 func (h *Handler) serveSocket(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	h.mu.Lock()
-	closed := h.closed
-	h.mu.Unlock()
-	if closed {
-		writeError(w, errShutdown)
-		return
+	account, err := h.openSocket(w, r, id)
+	if err != nil {
+		if errors.Is(err, sserrors.ErrSessionNotFound) {
+			err = sserrors.ErrUnauthorized // an unknown id answers like a wrong credential
+		}
+		h.fail(w, r, account, id, err)
 	}
+}
+
+// openSocket does serveSocket's work; it returns the refusal to answer,
+// and nil once the upgrade has answered.
+func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) (account string, err error) {
 	if !h.originAllowed(r) {
-		writeError(w, sserrors.ErrForbidden)
-		return
+		return "", sserrors.ErrForbidden
 	}
 	account, ok := h.keys.verifySocket(r.URL.Query().Get("credential"), id)
 	if !ok {
-		writeError(w, sserrors.ErrUnauthorized)
-		return
+		return "", sserrors.ErrUnauthorized
 	}
 	ctx := r.Context()
 	if h.allow != nil {
 		if err := h.allow(ctx, account); err != nil {
-			writeError(w, err)
-			return
+			return account, err
 		}
 	}
+	h.mu.Lock()
+	switch {
+	case h.closed:
+		err = errShutdown
+	case h.opening[id] || h.bySession[id] != nil:
+		err = errSocketUsed
+	default:
+		h.opening[id] = true
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return account, err
+	}
+	defer func() {
+		h.mu.Lock()
+		delete(h.opening, id)
+		h.mu.Unlock()
+	}()
 	info, err := h.mgr.Get(ctx, account, id)
 	switch {
-	case errors.Is(err, sserrors.ErrSessionNotFound):
-		err = sserrors.ErrUnauthorized // an unknown id answers like a wrong credential
 	case err != nil:
+		return account, err
 	case info.State == fsm.Connected:
-		err = errSocketUsed
+		return account, errSocketUsed
 	case info.State != fsm.Connecting:
-		err = sserrors.SessionState(info.State.String())
+		return account, sserrors.SessionState(info.State.String())
 	case !websocket.IsWebSocketUpgrade(r):
-		err = sserrors.ErrInvalidParameter
+		return account, sserrors.ErrInvalidParameter
 	}
-	if err == nil {
-		info, err = h.mgr.Join(ctx, account, id)
-	}
-	if err != nil {
-		writeError(w, err)
-		return
+	if info, err = h.mgr.Join(ctx, account, id); err != nil {
+		return account, err
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return // the upgrader answered; the session stays connected until idle
+		return account, nil // the upgrader answered; the session stays connected until idle
 	}
 	h.serve(ws, account, info)
+	return account, nil
 }
 
 // originAllowed: no Origin header, an allowed origin, or the server's own.
@@ -181,6 +198,9 @@ func (h *Handler) serve(ws *websocket.Conn, account string, info session.Info) {
 	h.bySession[s.id] = s
 	h.wg.Add(2)
 	h.mu.Unlock()
+	if h.hooks.SocketOpened != nil {
+		h.hooks.SocketOpened(s.info())
+	}
 	if old != nil {
 		old.closeWith(websocket.CloseNormalClosure, "replaced by a new connection")
 	}
@@ -267,6 +287,10 @@ func errorEvent(eventID string, err error) []byte {
 	}
 	b, _ := json.Marshal(errorMessage{Type: TypeError, EventID: eventID, Error: errorField{Type: typ, Code: int(e.Code), Message: e.Message}})
 	return b
+}
+
+func (s *liteSocket) info() realtime.SocketInfo {
+	return realtime.SocketInfo{Account: s.account, SessionHash: session.ShortHash(s.id)}
 }
 
 func (s *liteSocket) sendData(msg []byte) {
@@ -393,6 +417,9 @@ func (s *liteSocket) readLoop() {
 			delete(h.bySession, s.id)
 		}
 		h.mu.Unlock()
+		if h.hooks.SocketClosed != nil {
+			h.hooks.SocketClosed(s.info())
+		}
 		h.wg.Done()
 	}()
 	sock := h.sock
