@@ -231,15 +231,17 @@ func (h *Handler) onEvent(ev session.Event) {
 // applyState sends closing and closed (and the closed state ends the
 // socket); older news (by epoch) is ignored.
 func (s *liteSocket) applyState(state fsm.State, epoch uint64, reason session.Reason) {
+	if state >= fsm.Closing {
+		// Silence the avatar before the state goes out, and outside s.mu:
+		// speech queues its events (taking s.mu) under its own lock.
+		s.speech.close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if epoch <= s.epoch || state <= s.state {
 		return
 	}
 	s.epoch = epoch
-	if state >= fsm.Closing {
-		s.speech.close()
-	}
 	if state == fsm.Closed && s.state < fsm.Closing {
 		s.queueLocked(stateMessage(fsm.Closing, reason))
 	}

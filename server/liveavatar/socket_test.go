@@ -217,3 +217,19 @@ func TestShutdown(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 }
+
+// TestCloseDuringSpeech stops sessions while their speech ends, many
+// times: the close and the speech's timer must not wait for each other
+// (a lock-order deadlock would hang here).
+func TestCloseDuringSpeech(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	c := client{t: t, base: n.httpServer()}
+	for i := range 20 {
+		id, _, ws, _ := connected(t, c)
+		ws.send(map[string]any{"type": "agent.speak", "event_id": "s", "audio": pcm(time.Duration(i%4+1) * time.Millisecond)})
+		ws.send(map[string]any{"type": "agent.speak_end", "event_id": "s"})
+		c.call("POST", liveavatar.PathStop, "key-acme", map[string]any{"session_id": id}).data(t, http.StatusOK, nil)
+		code, _ := ws.closed()
+		assert.Equal(t, websocket.CloseNormalClosure, code)
+	}
+}
