@@ -233,3 +233,35 @@ func TestCloseDuringSpeech(t *testing.T) {
 		assert.Equal(t, websocket.CloseNormalClosure, code)
 	}
 }
+
+// TestPythonPluginFlow replays what LiveAvatar's LiveKit agents plugin
+// sends (its code, read at livekit/agents 1.7.0): a token with
+// livekit_config, start with {session_id}, a fresh event_id on every
+// chunk and on speak_end, listening around the speech, keep-alive, and a
+// stop with {session_id, reason: USER_DISCONNECTED}.
+func TestPythonPluginFlow(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	c := client{t: t, base: n.httpServer()}
+	id, token := c.token("key-acme", map[string]any{"mode": "LITE", "avatar_id": "Wayne_20240711", "is_sandbox": false,
+		"livekit_config": map[string]any{"livekit_room": "room", "livekit_url": "wss://lk.example", "livekit_client_token": "jwt"}})
+	var st started
+	c.call("POST", liveavatar.PathStart, token, map[string]any{"session_id": id}).data(t, http.StatusCreated, &st)
+	ws, _, err := dialLite(t, st.WSURL)
+	require.NoError(t, err)
+	for ws.next().State != "connected" { // the plugin waits for connected
+	}
+	ws.send(map[string]any{"type": "agent.speak", "event_id": "u1", "audio": pcm(600 * time.Millisecond)})
+	ws.send(map[string]any{"type": "agent.speak", "event_id": "u2", "audio": pcm(time.Second)})
+	ws.send(map[string]any{"type": "agent.speak_end", "event_id": "u3"})
+	ws.send(map[string]any{"type": "agent.start_listening", "event_id": "u4"})
+	started := ws.next()
+	ended := ws.next()
+	assert.Equal(t, event{Type: "agent.speak_started", EventID: "u1"}, strip(started), "one utterance, named by its first chunk")
+	assert.Equal(t, event{Type: "agent.speak_ended", EventID: "u1"}, strip(ended))
+	assert.GreaterOrEqual(t, ended.at.Sub(started.at), 1500*time.Millisecond)
+	ws.send(map[string]any{"type": "agent.stop_listening", "event_id": "u5"})
+	ws.send(map[string]any{"type": "session.keep_alive", "event_id": "u6"})
+	c.call("POST", liveavatar.PathStop, token, map[string]any{"session_id": id, "reason": "USER_DISCONNECTED"}).data(t, http.StatusOK, nil)
+	assert.Equal(t, event{Type: "session.state_updated", State: "closing", Reason: "USER_DISCONNECTED"}, strip(ws.next()))
+	assert.Equal(t, event{Type: "session.state_updated", State: "closed", Reason: "USER_DISCONNECTED"}, strip(ws.next()))
+}
