@@ -24,6 +24,8 @@ const (
 	// outlives the node that created it (its timers run on the other
 	// nodes). Only records written by an earlier version carry it.
 	ReasonNodeLost
+	ReasonUserDisconnected // a stop whose caller said the user went away (LiveAvatar's USER_DISCONNECTED)
+	ReasonAgentHangUp      // a stop whose caller said its agent ended the call (LiveAvatar's AGENT_HANG_UP)
 )
 
 var reasonNames = [...]string{
@@ -35,6 +37,9 @@ var reasonNames = [...]string{
 	ReasonShutdown:  "shutdown",
 	ReasonLeaseLost: "lease_lost",
 	ReasonNodeLost:  "node_lost",
+
+	ReasonUserDisconnected: "user_disconnected",
+	ReasonAgentHangUp:      "agent_hang_up",
 }
 
 // String returns a short name for logs and metric labels ("stop", "idle",

@@ -1,0 +1,548 @@
+package liveavatar
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/server/realtime"
+	"github.com/streamsession/streamsession/session"
+)
+
+// LITE socket messages.
+const (
+	TypeStateUpdated     = "session.state_updated"
+	TypeSpeak            = "agent.speak"
+	TypeSpeakEnd         = "agent.speak_end"
+	TypeInterrupt        = "agent.interrupt"
+	TypeStartListening   = "agent.start_listening"
+	TypeStopListening    = "agent.stop_listening"
+	TypeKeepAlive        = "session.keep_alive"
+	TypeSpeakStarted     = "agent.speak_started"
+	TypeSpeakEnded       = "agent.speak_ended"
+	TypeSpeakInterrupted = "agent.speak_interrupted"
+	TypeError            = "error"
+)
+
+// Close reasons of the LITE socket.
+const (
+	// CloseSessionClosed follows the closed state (code 1000).
+	CloseSessionClosed = "session closed"
+	// CloseShuttingDown closes every socket on Shutdown (code 1001).
+	CloseShuttingDown = "server shutting down"
+	// CloseTooManyMessages closes a socket over its message rate (1008).
+	CloseTooManyMessages = "too many messages: over the socket's message rate"
+	// CloseSlowReader closes a socket whose client does not read (1008).
+	CloseSlowReader = "client too slow: send queue full"
+)
+
+var (
+	errSocketUsed = sserrors.ErrSessionStateConnected.WithCause(errors.New("liveavatar: the ws_url was already used"))
+	errShutdown   = sserrors.ErrBackendUnavailable.WithRetryAfter(time.Second)
+)
+
+// serveSocket authenticates the upgrade of a LITE socket (its ws_url
+// credential, the origin, the rate budget), moves the session from
+// connecting to connected and serves the socket. Every refusal is an
+// envelope with its status, never a 101: an unknown session or a wrong
+// credential 401/400112; a session not connecting its state's error (the
+// ws_url opens one socket: connected answers 10003).
+func (h *Handler) serveSocket(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	account, err := h.openSocket(w, r, id)
+	if err != nil {
+		if errors.Is(err, sserrors.ErrSessionNotFound) {
+			err = sserrors.ErrUnauthorized // an unknown id answers like a wrong credential
+		}
+		h.fail(w, r, account, id, err)
+	}
+}
+
+// openSocket does serveSocket's work; it returns the refusal to answer,
+// and nil once the upgrade has answered.
+func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) (account string, err error) {
+	if !h.originAllowed(r) {
+		return "", sserrors.ErrForbidden
+	}
+	account, ok := h.keys.verifySocket(r.URL.Query().Get("credential"), id)
+	if !ok {
+		return "", sserrors.ErrUnauthorized
+	}
+	ctx := r.Context()
+	if h.allow != nil {
+		if err := h.allow(ctx, account); err != nil {
+			return account, err
+		}
+	}
+	h.mu.Lock()
+	switch {
+	case h.closed:
+		err = errShutdown
+	case h.opening[id] || h.bySession[id] != nil:
+		err = errSocketUsed
+	default:
+		h.opening[id] = true
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return account, err
+	}
+	defer func() {
+		h.mu.Lock()
+		delete(h.opening, id)
+		h.mu.Unlock()
+	}()
+	info, err := h.mgr.Get(ctx, account, id)
+	switch {
+	case err != nil:
+		return account, err
+	case info.State == fsm.Connected:
+		return account, errSocketUsed
+	case info.State != fsm.Connecting:
+		return account, sserrors.SessionState(info.State.String())
+	case !websocket.IsWebSocketUpgrade(r):
+		return account, sserrors.ErrInvalidParameter
+	}
+	if info, err = h.mgr.Join(ctx, account, id); err != nil {
+		return account, err
+	}
+	ws, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return account, nil // the upgrader answered; the session stays connected until idle
+	}
+	h.serve(ws, account, info)
+	return account, nil
+}
+
+// originAllowed: no Origin header, an allowed origin, or the server's own.
+func (h *Handler) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || h.origins.Allows(origin) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+}
+
+// frame is one item of a socket's send queue: a text message, or (code
+// non-zero) the close frame that ends it.
+type frame struct {
+	data   []byte
+	code   int
+	reason string
+}
+
+// liteSocket is one session's LITE socket on this node: a reader and a
+// writer goroutine around a bounded send queue, and the model of the
+// avatar's speech. Its methods are safe for concurrent use.
+type liteSocket struct {
+	h       *Handler
+	id      string
+	account string
+	ws      *websocket.Conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	speech  *speech
+	rate    *rate.Limiter // reader only
+
+	send       chan frame
+	urgent     chan frame // a close frame that goes before the queue
+	readerDone chan struct{}
+	killOnce   sync.Once
+	sentClose  atomic.Bool
+
+	mu      sync.Mutex
+	epoch   uint64
+	state   fsm.State
+	closing bool // nothing more is queued
+}
+
+// serve registers the socket of a session just joined (connected at
+// info.Epoch), queues session.state_updated connecting then connected, and
+// starts its goroutines.
+func (h *Handler) serve(ws *websocket.Conn, account string, info session.Info) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	s := &liteSocket{
+		h: h, id: info.ID, account: account, ws: ws, ctx: ctx, cancel: cancel,
+		rate:       rate.NewLimiter(rate.Limit(h.sock.MessageRate), h.sock.MessageBurst),
+		send:       make(chan frame, h.sock.SendQueue),
+		urgent:     make(chan frame, 1),
+		readerDone: make(chan struct{}),
+		epoch:      info.Epoch,
+		state:      fsm.Connected,
+	}
+	s.speech = newSpeech(h.clock, s.sendData)
+	context.AfterFunc(ctx, s.kill)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, CloseShuttingDown), time.Now().Add(h.sock.WriteTimeout))
+		ws.Close()
+		cancel()
+		return
+	}
+	old := h.bySession[s.id]
+	h.bySession[s.id] = s
+	h.wg.Add(2)
+	h.mu.Unlock()
+	if h.hooks.SocketOpened != nil {
+		h.hooks.SocketOpened(s.info())
+	}
+	if old != nil {
+		old.closeWith(websocket.CloseNormalClosure, "replaced by a new connection")
+	}
+	s.sendData(stateMessage(fsm.Connecting, session.ReasonNone))
+	s.sendData(stateMessage(fsm.Connected, session.ReasonNone))
+	go s.writeLoop()
+	go s.readLoop()
+	// A transition between Join and the registration reached no socket:
+	// catch up from the store.
+	if now, err := h.mgr.Get(ctx, account, s.id); err == nil {
+		s.applyState(now.State, now.Epoch, now.Reason)
+	}
+}
+
+// onEvent routes a Manager transition to this node's socket of the session.
+func (h *Handler) onEvent(ev session.Event) {
+	if ev.To == fsm.Unknown {
+		return
+	}
+	h.mu.Lock()
+	s := h.bySession[ev.SessionID]
+	h.mu.Unlock()
+	if s != nil {
+		s.applyState(ev.To, ev.Epoch, ev.Reason)
+	}
+}
+
+// applyState sends closing and closed (and the closed state ends the
+// socket); older news (by epoch) is ignored.
+func (s *liteSocket) applyState(state fsm.State, epoch uint64, reason session.Reason) {
+	if state >= fsm.Closing {
+		// Silence the avatar before the state goes out, and outside s.mu:
+		// speech queues its events (taking s.mu) under its own lock.
+		s.speech.close()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if epoch <= s.epoch || state <= s.state {
+		return
+	}
+	s.epoch = epoch
+	if state == fsm.Closed && s.state < fsm.Closing {
+		s.queueLocked(stateMessage(fsm.Closing, reason))
+	}
+	s.state = state
+	s.queueLocked(stateMessage(state, reason))
+	if state == fsm.Closed {
+		s.closeLocked(websocket.CloseNormalClosure, CloseSessionClosed)
+	}
+}
+
+type stateUpdate struct {
+	Type   string `json:"type"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func stateMessage(state fsm.State, reason session.Reason) []byte {
+	b, _ := json.Marshal(stateUpdate{Type: TypeStateUpdated, State: state.String(), Reason: CloseReason(reason)})
+	return b
+}
+
+type errorMessage struct {
+	Type    string     `json:"type"`
+	EventID string     `json:"event_id,omitempty"`
+	Error   errorField `json:"error"`
+}
+
+type errorField struct {
+	Type    string `json:"type"`
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// errorEvent is the error event answering a message the socket could not
+// serve: type invalid_request_error for a bad message, session_state_error
+// for one the session's state refuses, server_error otherwise.
+func errorEvent(eventID string, err error) []byte {
+	e := translate(err)
+	typ := "server_error"
+	switch {
+	case e.Status == http.StatusBadRequest && e.Code >= sserrors.CodeSessionStateNew && e.Code <= sserrors.CodeSessionStateClosed:
+		typ = "session_state_error"
+	case e.Status < 500:
+		typ = "invalid_request_error"
+	}
+	b, _ := json.Marshal(errorMessage{Type: TypeError, EventID: eventID, Error: errorField{Type: typ, Code: int(e.Code), Message: e.Message}})
+	return b
+}
+
+func (s *liteSocket) info() realtime.SocketInfo {
+	return realtime.SocketInfo{Account: s.account, SessionHash: session.ShortHash(s.id)}
+}
+
+func (s *liteSocket) sendData(msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queueLocked(msg)
+}
+
+// queueLocked queues msg without blocking; a client that lets the queue
+// fill is closed with 1008.
+func (s *liteSocket) queueLocked(msg []byte) {
+	if s.closing {
+		return
+	}
+	select {
+	case s.send <- frame{data: msg}:
+	default:
+		s.closing = true
+		s.urgent <- frame{code: websocket.ClosePolicyViolation, reason: CloseSlowReader}
+	}
+}
+
+// abort closes the socket ahead of what is queued.
+func (s *liteSocket) abort(code int, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	s.closing = true
+	s.urgent <- frame{code: code, reason: reason}
+}
+
+func (s *liteSocket) closeWith(code int, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked(code, reason)
+}
+
+// closeLocked queues a close frame after what is queued (ahead of it when
+// the queue is full).
+func (s *liteSocket) closeLocked(code int, reason string) {
+	if s.closing {
+		return
+	}
+	s.closing = true
+	select {
+	case s.send <- frame{code: code, reason: reason}:
+	default:
+		s.urgent <- frame{code: code, reason: reason}
+	}
+}
+
+func (s *liteSocket) kill() {
+	s.killOnce.Do(func() {
+		s.cancel()
+		s.ws.Close()
+	})
+}
+
+func (s *liteSocket) writeLoop() {
+	defer s.h.wg.Done()
+	sock := s.h.sock
+	ping := time.NewTicker(sock.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case f := <-s.urgent:
+			s.writeClose(f)
+			return
+		default:
+		}
+		select {
+		case f := <-s.urgent:
+			s.writeClose(f)
+			return
+		case f := <-s.send:
+			if f.code != 0 {
+				s.writeClose(f)
+				return
+			}
+			s.ws.SetWriteDeadline(time.Now().Add(sock.WriteTimeout))
+			if err := s.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+				s.kill()
+				return
+			}
+		case <-ping.C:
+			if err := s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(sock.WriteTimeout)); err != nil {
+				s.kill()
+				return
+			}
+		case <-s.ctx.Done():
+			s.kill()
+			return
+		}
+	}
+}
+
+// writeClose sends f, waits within CloseGrace for the client's close
+// frame, and drops the connection.
+func (s *liteSocket) writeClose(f frame) {
+	sock := s.h.sock
+	s.sentClose.Store(true)
+	if err := s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), time.Now().Add(sock.WriteTimeout)); err == nil {
+		grace := time.NewTimer(sock.CloseGrace)
+		select {
+		case <-s.readerDone:
+		case <-s.ctx.Done():
+		case <-grace.C:
+		}
+		grace.Stop()
+	}
+	s.kill()
+}
+
+func (s *liteSocket) readLoop() {
+	h := s.h
+	defer func() {
+		close(s.readerDone)
+		s.kill()
+		s.speech.close()
+		h.mu.Lock()
+		if h.bySession[s.id] == s {
+			delete(h.bySession, s.id)
+		}
+		h.mu.Unlock()
+		if h.hooks.SocketClosed != nil {
+			h.hooks.SocketClosed(s.info())
+		}
+		h.wg.Done()
+	}()
+	sock := h.sock
+	s.ws.SetReadLimit(sock.MaxMessageBytes)
+	s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
+	s.ws.SetPongHandler(func(string) error {
+		return s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
+	})
+	s.ws.SetCloseHandler(func(code int, _ string) error {
+		if !s.sentClose.Swap(true) {
+			s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(sock.WriteTimeout))
+		}
+		return nil
+	})
+	for {
+		typ, data, err := s.ws.ReadMessage()
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// The connection sent 1009. Read on (within CloseGrace) until
+			// the client closes, so that closing with unread data does not
+			// reset the connection before the client reads the 1009.
+			s.sentClose.Store(true)
+			conn := s.ws.NetConn()
+			conn.SetReadDeadline(time.Now().Add(sock.CloseGrace))
+			io.Copy(io.Discard, conn)
+			return
+		}
+		if err != nil {
+			return
+		}
+		s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
+		if s.isClosing() {
+			continue // a close frame is on its way
+		}
+		if !s.rate.Allow() {
+			s.abort(websocket.ClosePolicyViolation, CloseTooManyMessages)
+			continue
+		}
+		s.handle(typ, data)
+	}
+}
+
+func (s *liteSocket) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing || s.state >= fsm.Closing
+}
+
+// clientMessage is any message a LITE client sends.
+type clientMessage struct {
+	Type    string  `json:"type"`
+	EventID string  `json:"event_id"`
+	Audio   *string `json:"audio"`
+}
+
+var (
+	errBadMessage  = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: not a JSON object with a known type"))
+	errBadAudio    = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: audio is not non-empty base64 PCM"))
+	errNoUtterance = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: agent.speak_end without agent.speak"))
+)
+
+// handle serves one client message. A message the socket cannot serve
+// gets an error event; every message counts as activity.
+func (s *liteSocket) handle(typ int, data []byte) {
+	h := s.h
+	var msg clientMessage
+	if typ != websocket.TextMessage || json.Unmarshal(data, &msg) != nil {
+		_ = h.mgr.Touch(s.ctx, s.account, s.id)
+		s.sendData(errorEvent("", errBadMessage))
+		return
+	}
+	var err error
+	switch msg.Type {
+	case TypeSpeak:
+		var pcm []byte
+		if msg.Audio != nil {
+			pcm, err = base64.StdEncoding.DecodeString(*msg.Audio)
+			if err != nil {
+				pcm, err = base64.RawStdEncoding.DecodeString(*msg.Audio)
+			}
+		}
+		if err != nil || len(pcm) == 0 {
+			err = errBadAudio
+			_ = h.mgr.Touch(s.ctx, s.account, s.id)
+			break
+		}
+		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil {
+			s.speech.speak(eventIDOr(msg.EventID), AudioDuration(len(pcm)))
+		}
+	case TypeSpeakEnd:
+		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil && !s.speech.end() {
+			err = errNoUtterance
+		}
+	case TypeInterrupt:
+		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdInterrupt); err == nil {
+			s.speech.interrupt()
+		}
+	case TypeStartListening, TypeStopListening:
+		cmd := fsm.CmdStartListening
+		if msg.Type == TypeStopListening {
+			cmd = fsm.CmdStopListening
+		}
+		if _, err = h.mgr.Command(s.ctx, s.account, s.id, cmd); err == nil {
+			err = h.mgr.Touch(s.ctx, s.account, s.id)
+		}
+	case TypeKeepAlive:
+		_, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdKeepAlive)
+	default:
+		_ = h.mgr.Touch(s.ctx, s.account, s.id)
+		err = errBadMessage
+	}
+	// A command that raced the session's close is dropped, as every
+	// message after closing is.
+	closed := errors.Is(err, sserrors.ErrSessionStateClosing) || errors.Is(err, sserrors.ErrSessionStateClosed)
+	if err != nil && !closed && !s.isClosing() {
+		s.sendData(errorEvent(msg.EventID, err))
+	}
+}
+
+func eventIDOr(id string) string {
+	if id == "" {
+		return newTaskID()
+	}
+	return id
+}

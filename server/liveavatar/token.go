@@ -1,0 +1,184 @@
+package liveavatar
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Session modes, as LiveAvatar names them.
+const (
+	ModeLite = "LITE"
+	ModeFull = "FULL"
+)
+
+// maxTokenLen bounds what the token parsers look at.
+const maxTokenLen = 4096
+
+// keyring holds the keys derived from Config.Secret, one per use, so that
+// no credential of one kind opens as another. It is immutable, safe for
+// concurrent use by multiple goroutines.
+type keyring struct {
+	sign    []byte      // HMAC-SHA256 of session tokens
+	account cipher.AEAD // seals the account inside a session token
+	socket  cipher.AEAD // seals the account inside a ws_url credential
+}
+
+func newKeyring(secret []byte) keyring {
+	return keyring{
+		sign:    derive(secret, "streamsession liveavatar session token signature v1"),
+		account: sealer(derive(secret, "streamsession liveavatar session token account v1")),
+		socket:  sealer(derive(secret, "streamsession liveavatar socket credential v1")),
+	}
+}
+
+func derive(secret []byte, info string) []byte {
+	key, err := hkdf.Key(sha256.New, secret, nil, info, 32)
+	if err != nil {
+		panic("liveavatar: hkdf: " + err.Error()) // only for a key length over 255×32 bytes
+	}
+	return key
+}
+
+func sealer(key []byte) cipher.AEAD {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic("liveavatar: aes: " + err.Error()) // a 32-byte key is always valid
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		panic("liveavatar: gcm: " + err.Error()) // AES has a 16-byte block
+	}
+	return aead
+}
+
+// padBlock is the block a sealed account is padded to, so that the
+// credential's length says nothing of the account's name.
+const padBlock = 32
+
+// seal encrypts account, authenticated with ad, as base64url.
+func seal(aead cipher.AEAD, account string, ad []byte) string {
+	n := 2 + len(account)
+	plain := make([]byte, (n+padBlock-1)/padBlock*padBlock)
+	binary.BigEndian.PutUint16(plain, uint16(len(account)))
+	copy(plain[2:], account)
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nil, nil, plain, ad))
+}
+
+// unseal returns the account seal encrypted with ad, and false for
+// anything else.
+func unseal(aead cipher.AEAD, sealed string, ad []byte) (string, bool) {
+	if len(sealed) > maxTokenLen {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(sealed)
+	if err != nil {
+		return "", false
+	}
+	plain, err := aead.Open(nil, nil, raw, ad)
+	if err != nil || len(plain) < 2 {
+		return "", false
+	}
+	n := int(binary.BigEndian.Uint16(plain))
+	if n == 0 || 2+n > len(plain) {
+		return "", false
+	}
+	return string(plain[2 : 2+n]), true
+}
+
+// claims is the payload of a session token. Only session_id and
+// start_session_data are meant for clients (the web SDK reads the mode);
+// acc is the sealed account.
+type claims struct {
+	SessionID string    `json:"session_id"`
+	StartData startData `json:"start_session_data"`
+	Account   string    `json:"acc"`
+	IssuedAt  int64     `json:"iat"`
+}
+
+type startData struct {
+	Mode string `json:"mode"`
+}
+
+// tokenHeader is the JWT header of every session token, base64url.
+var tokenHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+
+func accountAD(sessionID string) []byte { return []byte("token\x00" + sessionID) }
+func socketAD(sessionID string) []byte  { return []byte("socket\x00" + sessionID) }
+
+// mintToken returns the session token of a session of account in mode.
+func (k keyring) mintToken(account, sessionID, mode string, now time.Time) string {
+	payload, _ := json.Marshal(claims{ // a struct of strings and an int always marshals
+		SessionID: sessionID,
+		StartData: startData{Mode: mode},
+		Account:   seal(k.account, account, accountAD(sessionID)),
+		IssuedAt:  now.Unix(),
+	})
+	signing := tokenHeader + "." + base64.RawURLEncoding.EncodeToString(payload)
+	return signing + "." + base64.RawURLEncoding.EncodeToString(k.mac(signing))
+}
+
+func (k keyring) mac(signing string) []byte {
+	h := hmac.New(sha256.New, k.sign)
+	h.Write([]byte(signing))
+	return h.Sum(nil)
+}
+
+// tokenClaims is what a valid session token says.
+type tokenClaims struct {
+	Account, SessionID, Mode string
+}
+
+// verifyToken checks a session token's signature and returns its claims,
+// and false for anything not minted under this secret.
+func (k keyring) verifyToken(token string) (tokenClaims, bool) {
+	if len(token) > maxTokenLen {
+		return tokenClaims{}, false
+	}
+	head, rest, ok := strings.Cut(token, ".")
+	if !ok || head != tokenHeader {
+		return tokenClaims{}, false
+	}
+	payload, sig, ok := strings.Cut(rest, ".")
+	if !ok {
+		return tokenClaims{}, false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, k.mac(head+"."+payload)) {
+		return tokenClaims{}, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return tokenClaims{}, false
+	}
+	var c claims
+	if err := json.Unmarshal(raw, &c); err != nil || c.SessionID == "" {
+		return tokenClaims{}, false
+	}
+	account, ok := unseal(k.account, c.Account, accountAD(c.SessionID))
+	if !ok || (c.StartData.Mode != ModeLite && c.StartData.Mode != ModeFull) {
+		return tokenClaims{}, false
+	}
+	return tokenClaims{Account: account, SessionID: c.SessionID, Mode: c.StartData.Mode}, true
+}
+
+// socketCredential returns the credential of the session's ws_url.
+func (k keyring) socketCredential(account, sessionID string) string {
+	return seal(k.socket, account, socketAD(sessionID))
+}
+
+// verifySocket returns the account a ws_url credential was minted for, and
+// false when it was not minted for sessionID under this secret.
+func (k keyring) verifySocket(credential, sessionID string) (string, bool) {
+	if sessionID == "" {
+		return "", false
+	}
+	return unseal(k.socket, credential, socketAD(sessionID))
+}

@@ -1,0 +1,68 @@
+package liveavatar
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestSessionToken(t *testing.T) {
+	k := newKeyring([]byte("0123456789abcdef0123456789abcdef"))
+	now := time.Unix(1_700_000_000, 0)
+	tok := k.mintToken("acme", "s1", ModeLite, now)
+
+	got, ok := k.verifyToken(tok)
+	assert.True(t, ok)
+	assert.Equal(t, tokenClaims{Account: "acme", SessionID: "s1", Mode: ModeLite}, got)
+
+	parts := strings.Split(tok, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	assert.NotContains(t, string(payload), "acme", "the payload names no account")
+	assert.Contains(t, string(payload), `"start_session_data":{"mode":"LITE"}`)
+	assert.Equal(t, len(k.mintToken("a", "s1", ModeLite, now)), len(k.mintToken("abcdefghijklmnopqrstuvwxyz", "s1", ModeLite, now)),
+		"the account's length does not show")
+
+	swap := func(i int, s string) string {
+		p := append([]string(nil), parts...)
+		p[i] = s
+		return strings.Join(p, ".")
+	}
+	other := strings.Split(k.mintToken("acme", "s2", ModeFull, now), ".")
+	for name, bad := range map[string]string{
+		"empty":                "",
+		"two parts":            parts[0] + "." + parts[1],
+		"another payload":      swap(1, other[1]),
+		"another signature":    swap(2, other[2]),
+		"alg none":             swap(0, base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`))),
+		"signature not base64": swap(2, "!!"),
+		"another secret":       newKeyring([]byte("another secret, 32 bytes long!!!")).mintToken("acme", "s1", ModeLite, now),
+		"socket credential":    k.socketCredential("acme", "s1"),
+		"oversized":            strings.Repeat("a", maxTokenLen+1),
+		"trailing part":        tok + ".x",
+		"payload not JSON":     swap(1, base64.RawURLEncoding.EncodeToString([]byte("x"))),
+	} {
+		_, ok := k.verifyToken(bad)
+		assert.False(t, ok, name)
+	}
+}
+
+func TestSocketCredential(t *testing.T) {
+	k := newKeyring([]byte("0123456789abcdef0123456789abcdef"))
+	cred := k.socketCredential("acme", "s1")
+	acct, ok := k.verifySocket(cred, "s1")
+	assert.True(t, ok)
+	assert.Equal(t, "acme", acct)
+	for name, c := range map[string]struct{ cred, id string }{
+		"another session": {cred, "s2"},
+		"no session":      {cred, ""},
+		"session token":   {k.mintToken("acme", "s1", ModeLite, time.Now()), "s1"},
+		"truncated":       {cred[:len(cred)-1], "s1"},
+		"another secret":  {newKeyring([]byte("another secret, 32 bytes long!!!")).socketCredential("acme", "s1"), "s1"},
+	} {
+		_, ok := k.verifySocket(c.cred, c.id)
+		assert.False(t, ok, name)
+	}
+}
