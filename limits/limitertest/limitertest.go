@@ -15,11 +15,13 @@
 //		})
 //	}
 //
-// A limiter that cannot take an injected clock (Redis takes its time from
-// TIME) implements Advance by adding an offset to its own clock: the suite
-// never assumes that time stands still between two calls, only that it moves
-// at most a few seconds in real time during one case, and every threshold it
-// checks has a margin of at least fifteen seconds of limiter time.
+// A limiter whose clock runs (Redis takes its time from TIME) implements
+// Advance by adding an offset to its own clock: the suite never assumes that
+// time stands still between two calls, only that it moves at most a few
+// seconds in real time during one case, and every threshold it checks has a
+// margin of at least fifteen seconds of limiter time. The one exception is
+// the case that pins expiry to the millisecond: it sets Config.Frozen, and
+// the factory must then give the limiter a clock that moves only by Advance.
 //
 // Every case is a subtest with a limiter of its own, and checks exact
 // numbers (how many grants, which limit refused) rather than timing. The
