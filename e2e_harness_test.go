@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// Exact bodies of the wire contract (WIRE.md, the seed's catalog).
+// Exact bodies of the wire contract (docs/wire.md, the seed's catalog).
 const (
 	bodyNull             = `{"code":100,"message":"success","data":null}`
 	bodyUnauthorized     = `{"code":400112,"message":"Unauthorized"}`

@@ -74,7 +74,7 @@ var sessionCalls = []struct {
 	{server.PathStop, idBody},
 }
 
-// accepts is WIRE.md's endpoint table: the states each session endpoint
+// accepts is docs/wire.md's endpoint table: the states each session endpoint
 // accepts. Every other state answers its 10001–10005.
 var accepts = map[string][]fsm.State{
 	server.PathStart:          {fsm.New},
@@ -500,14 +500,14 @@ func TestLimits(t *testing.T) {
 		want(t, http.StatusOK, bodyNull, st.post(apiKey("a-key"), server.PathStop, idBody(first)))
 		st.newSession(apiKey("a-key"), "{}")
 		want(t, http.StatusTooManyRequests, bodyConcurrent, st.post(apiKey("a-key"), server.PathNew, "{}"))
-		// A session in closing still holds its slot (WIRE.md: until closed):
+		// A session in closing still holds its slot (docs/wire.md: until closed):
 		// covered by the manager's own tests; here, the other accounts are
 		// untouched by a's limit.
 		st.newSession(apiKey("b-key"), "{}")
 	})
 
 	t.Run("a closing session holds its slot", func(t *testing.T) {
-		// WIRE.md: a slot is held from new until the session is closed.
+		// docs/wire.md: a slot is held from new until the session is closed.
 		var gate *gateLimiter
 		st := newStack(t, `{"capacity": 2, "plans": {"one": {"max_concurrent": 1}},
 		  "accounts": [{"api_key": "a-key", "name": "a", "plan": "one"}, {"api_key": "b-key", "name": "b", "plan": "one"}]}`,

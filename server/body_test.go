@@ -104,8 +104,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 	tests := []struct {
 		name string
 		head []string
-		// want is the status answered before the connection closes; 0
-		// accepts a close without an answer.
+		// want is the status answered before the connection closes.
 		want     int
 		wantBody string
 	}{
@@ -126,11 +125,10 @@ func TestSlowBodyIsCut(t *testing.T) {
 			start := time.Now()
 			writer := c.send(tt.head, payload, slowByteEvery)
 			resp, got := c.answer()
-			if resp != nil {
-				assert.Equal(t, tt.want, resp.StatusCode)
-				assert.Equal(t, tt.wantBody, got)
-				assert.True(t, resp.Close, "the answer closes the connection")
-			}
+			require.NotNil(t, resp, "the server answers before it closes the connection")
+			assert.Equal(t, tt.want, resp.StatusCode)
+			assert.Equal(t, tt.wantBody, got)
+			assert.True(t, resp.Close, "the answer closes the connection")
 			assert.True(t, c.closed(), "the server closed the connection")
 			elapsed := time.Since(start)
 			assert.GreaterOrEqual(t, elapsed, testBodyTimeout-100*time.Millisecond)

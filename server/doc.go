@@ -1,6 +1,6 @@
 // Package server is the HTTP and realtime WebSocket layer of streamsession:
-// a HeyGen-compatible Streaming API (the wire contract summarised in the
-// project's README) on top of a [session.Manager].
+// a HeyGen-compatible Streaming API (the wire contract in the
+// repository's docs/wire.md) on top of a [session.Manager].
 //
 // Start with [New]: it returns a [Server], an [net/http.Handler] that serves
 // every endpoint under /v1/ and the realtime socket at

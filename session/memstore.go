@@ -28,7 +28,7 @@ type MemoryStoreConfig struct {
 	// lock, as a distributed store does. The answers are identical; the
 	// default costs about 700 bytes less per session and well under half
 	// the time per lifecycle, which is what keeps the Manager within 1.5×
-	// of a bare looplab machine (see the README's Performance section).
+	// of a bare looplab machine (see docs/performance.md).
 	MachinePerSession bool
 }
 

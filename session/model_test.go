@@ -70,7 +70,7 @@ func (s *modelSession) move(to fsm.State) {
 	s.history = append(s.history, to)
 }
 
-// deadline returns the session's next timer, as WIRE.md describes it.
+// deadline returns the session's next timer, as docs/wire.md describes it.
 func (s *modelSession) deadline() (time.Time, Reason, bool) {
 	type cand struct {
 		at     time.Time
@@ -157,7 +157,7 @@ func stateCode(s fsm.State) sserrors.Code {
 	return sserrors.Code(10000 + int(s))
 }
 
-// allowed is the command policy of WIRE.md, written out again.
+// allowed is the command policy of docs/wire.md, written out again.
 func allowed(s fsm.State, cmd fsm.Command) bool {
 	switch cmd {
 	case fsm.CmdStart:
@@ -443,7 +443,7 @@ func runModel(t *rapid.T, storeCfg MemoryStoreConfig) {
 
 // TestManagerAgainstModel is the model-based property test: random
 // creations, calls, activity and time jumps (firing every timer) against a
-// plain model of WIRE.md, comparing states, codes, times, slots and events.
+// plain model of docs/wire.md, comparing states, codes, times, slots and events.
 // It runs 10,000 sequences on each kind of MemoryStore unless -rapid.checks
 // says otherwise.
 func TestManagerAgainstModel(t *testing.T) {

@@ -69,7 +69,7 @@ func sessionIn(t *testing.T, m *Manager, lim *blockingLimiter, s fsm.State) (id 
 }
 
 // TestCommandPolicyExhaustive walks every (command, state) pair through the
-// Manager and asserts the exact answer: nil where the policy of WIRE.md
+// Manager and asserts the exact answer: nil where the policy of docs/wire.md
 // allows the command, else the code of the state the session is in.
 func TestCommandPolicyExhaustive(t *testing.T) {
 	stateCode := map[fsm.State]sserrors.Code{

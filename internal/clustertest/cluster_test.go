@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -227,39 +228,48 @@ func TestRedisFailures(t *testing.T) {
 	trialStarted := time.Now()
 	require.Equal(t, 200, sessionCall(t, a, "/v1/streaming.start", "key-trial", trial.SessionID).status)
 
-	during := func(what string, outage func()) {
+	// during begins an outage (begin returns once Redis has stopped
+	// answering, and gives the wait for its end), then requires each
+	// node's streaming.new to answer 503/400558 within the request deadline:
+	// the outage outlasts both calls.
+	during := func(what string, begin func() (ended func())) {
 		t.Helper()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			outage()
-		}()
-		time.Sleep(50 * time.Millisecond) // let the outage begin
+		ended := begin()
 		for _, n := range c.nodes {
 			start := time.Now()
 			got := call(n.base, "POST", "/v1/streaming.new", "key-a3", map[string]any{})
 			took := time.Since(start)
-			if got.status == 200 {
-				t.Logf("%s: streaming.new via %s succeeded after %v (the outage ended first)", what, n.name, took.Round(time.Millisecond))
-				// The outage ended first: give the slot back.
-				var d newData
-				_ = json.Unmarshal(got.data, &d)
-				sessionCall(t, n, "/v1/streaming.stop", "key-a3", d.SessionID)
-				continue
-			}
 			t.Logf("%s: streaming.new via %s answered %d/%d after %v", what, n.name, got.status, got.code, took.Round(time.Millisecond))
 			assert.Equal(t, 503, got.status, "%s via %s: %v", what, n.name, got)
 			assert.Equal(t, 400558, got.code, "%s via %s", what, n.name)
 			assert.Less(t, took, requestTimeout+time.Second, "%s via %s answered after %v", what, n.name, took)
 		}
-		<-done
+		ended()
 	}
-	during("CLIENT PAUSE", func() {
+	// answers reports whether Redis answers a PING within 100 ms.
+	probe := c.redis.NewClient(&redis.Options{MaxRetries: -1, ContextTimeoutEnabled: true})
+	answers := func() bool {
+		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		return probe.Ping(ctx).Err() == nil
+	}
+	// untilAnswers waits until Redis answers again.
+	untilAnswers := func() {
+		waitFor(t, "Redis answers again", 10*time.Second, answers)
+	}
+	during("CLIENT PAUSE", func() func() {
+		// In effect for every later command once it is answered.
 		require.NoError(t, c.admin.Do(ctx, "CLIENT", "PAUSE", 2*pause.Milliseconds(), "ALL").Err())
-		time.Sleep(2 * pause)
+		return untilAnswers
 	})
-	during("DEBUG SLEEP", func() {
-		_ = c.redis.Client().Do(ctx, "DEBUG", "SLEEP", strconv.FormatFloat((pause+pause/2).Seconds(), 'f', 3, 64)).Err()
+	during("DEBUG SLEEP", func() func() {
+		slept := make(chan struct{})
+		go func() {
+			defer close(slept)
+			_ = c.redis.Client().Do(ctx, "DEBUG", "SLEEP", strconv.FormatFloat((pause+pause/2).Seconds(), 'f', 3, 64)).Err()
+		}()
+		waitFor(t, "Redis sleeps", 5*time.Second, func() bool { return !answers() })
+		return func() { <-slept; untilAnswers() }
 	})
 	require.NoError(t, c.admin.ScriptFlush(ctx).Err())
 

@@ -15,11 +15,13 @@
 //		})
 //	}
 //
-// A limiter that cannot take an injected clock (Redis takes its time from
-// TIME) implements Advance by adding an offset to its own clock: the suite
-// never assumes that time stands still between two calls, only that it moves
-// at most a few seconds in real time during one case, and every threshold it
-// checks has a margin of at least fifteen seconds of limiter time.
+// A limiter whose clock runs (Redis takes its time from TIME) implements
+// Advance by adding an offset to its own clock: the suite never assumes that
+// time stands still between two calls, only that it moves at most a few
+// seconds in real time during one case, and every threshold it checks has a
+// margin of at least fifteen seconds of limiter time. The one exception is
+// the case that pins expiry to the millisecond: it sets Config.Frozen, and
+// the factory must then give the limiter a clock that moves only by Advance.
 //
 // Every case is a subtest with a limiter of its own, and checks exact
 // numbers (how many grants, which limit refused) rather than timing. The
@@ -59,6 +61,12 @@ type Config struct {
 	// suite runs at, so that a backend which turns limiter times into
 	// absolute expiries of its own never sees them in the past.
 	Start time.Time
+	// Frozen asks for a clock that reads Start and moves only when Advance
+	// moves it, so that a case can act at the very instant a lease expires
+	// (only ExpiryIsExactToTheMillisecond sets it). A limiter whose clock
+	// otherwise runs (the real time plus an offset) must stop it for such
+	// a case; the other cases leave Frozen false and allow a running clock.
+	Frozen bool
 }
 
 // Harness is a limiter under test and the control of its clock.
@@ -96,6 +104,7 @@ func Run(t *testing.T, newHarness func(t *testing.T, cfg Config) Harness) {
 		{"SameSessionConcurrently", s.testSameSessionConcurrently},
 		{"ExpiryWithoutRenewalFreesSlot", s.testExpiry},
 		{"RenewalKeepsSlot", s.testRenewal},
+		{"ExpiryIsExactToTheMillisecond", s.testExactExpiry},
 		{"KeptSlotNeverExpires", s.testKept},
 		{"LeaseNeverKeptExpires", s.testNeverKept},
 		{"KeepOfExpiredOrReleasedLeaseFails", s.testKeepExpired},
@@ -569,6 +578,48 @@ func (s *suite) testExpiry(t *testing.T) {
 	e.grant(e.account("b"), plan, e.id())
 	e.renewExpired(next)
 	e.refuse(acct, plan, e.id(), limits.Capacity)
+}
+
+// testExactExpiry pins the rule of package limits, "a lease is expired from
+// the instant Expires is reached", at the millisecond (the finest time a
+// Redis limiter keeps): one millisecond before Expires the lease renews,
+// keeps and holds its slot; at Expires it is gone, for Renew, for Keep and
+// for the slot counts alike.
+func (s *suite) testExactExpiry(t *testing.T) {
+	const ttl = time.Minute
+	plan := limits.Plan{Name: "one", MaxConcurrent: 1}
+	t.Run("renew", func(t *testing.T) {
+		e := s.env(t, Config{Capacity: 1, LeaseTTL: ttl, Frozen: true})
+		acct := e.account("a")
+		l := e.grant(acct, plan, e.id())
+		require.True(t, l.Expires.Equal(e.now.Add(ttl)), "Acquire: Expires = %v, want %v", l.Expires, e.now.Add(ttl))
+		e.advance(ttl - time.Millisecond)
+		r := e.renew(l)
+		require.True(t, r.Expires.Equal(e.now.Add(ttl)), "Renew 1 ms before expiry: Expires = %v, want %v", r.Expires, e.now.Add(ttl))
+		e.advance(ttl - time.Millisecond)
+		e.refuse(acct, plan, e.id(), limits.Concurrency) // 1 ms before the renewed expiry: still held
+		e.advance(time.Millisecond)                      // the renewed expiry, exactly
+		e.renewExpired(r)
+		e.grant(e.account("b"), plan, e.id()) // the service's only slot is free
+	})
+	t.Run("keep", func(t *testing.T) {
+		e := s.env(t, Config{Capacity: 1, LeaseTTL: ttl, Frozen: true})
+		acct := e.account("a")
+		l := e.grant(acct, plan, e.id())
+		e.advance(ttl)
+		e.keepExpired(l)
+		e.grant(acct, plan, e.id()) // the account's only slot is free
+	})
+	t.Run("slot counts", func(t *testing.T) {
+		e := s.env(t, Config{Capacity: 1, LeaseTTL: ttl, Frozen: true})
+		acct := e.account("a")
+		e.grant(acct, plan, e.id())
+		e.advance(ttl - time.Millisecond)
+		e.refuse(acct, plan, e.id(), limits.Concurrency)
+		e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+		e.advance(time.Millisecond)
+		e.grant(acct, plan, e.id())
+	})
 }
 
 func (s *suite) testRenewal(t *testing.T) {

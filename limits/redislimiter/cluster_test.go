@@ -39,6 +39,9 @@ func testClusterConformance(t *testing.T, c *redistest.Cluster) {
 	limitertest.Run(t, func(t *testing.T, cfg limitertest.Config) limitertest.Harness {
 		clock := &testClock{}
 		clock.SetNow(cfg.Start)
+		if cfg.Frozen {
+			clock.Freeze(cfg.Start)
+		}
 		lim, err := redislimiter.New(clusterClient(t, c, redis.ClusterOptions{}), redislimiter.Config{
 			Prefix:   uniquePrefix(),
 			Capacity: cfg.Capacity,

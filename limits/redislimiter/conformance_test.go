@@ -32,6 +32,9 @@ func TestConformance(t *testing.T) {
 				srv := redistest.Start(t)
 				clock := &testClock{}
 				clock.SetNow(cfg.Start)
+				if cfg.Frozen {
+					clock.Freeze(cfg.Start)
+				}
 				lim, err := redislimiter.New(srv.NewClient(&c.opt), redislimiter.Config{
 					Capacity: cfg.Capacity,
 					LeaseTTL: cfg.LeaseTTL,

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/limits/redislimiter"
 )
@@ -36,12 +38,14 @@ func ExampleNew() {
 	// Output: streamsession 1000 30s fail-closed
 }
 
-// ExampleLimiter shows a session's whole life against a running Redis: a
-// grant, the start of its trial minutes, a heartbeat at a third of the lease
-// TTL, and the release. (It needs a redis-server, so it has no Output to
-// check.)
+// ExampleLimiter shows a session's life against the Redis that REDIS_ADDR
+// names (the package's tests start one; unset, go-redis dials
+// localhost:6379): a grant,
+// the start of its trial minutes, a renewal (the holder renews every
+// LeaseTTL/3 until the session is recorded and its lease kept), a refusal
+// by the plan's concurrency, and the release that frees the slot.
 func ExampleLimiter() {
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
+	client := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR"), ContextTimeoutEnabled: true})
 	defer client.Close()
 	lim, err := redislimiter.New(client, redislimiter.Config{Capacity: 1000, LeaseTTL: 30 * time.Second})
 	if err != nil {
@@ -49,9 +53,10 @@ func ExampleLimiter() {
 	}
 	defer lim.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := lim.Acquire(ctx, limits.Request{Account: "acme", Plan: limits.TrialPlan, SessionID: "3f2a…"})
+	plan := limits.Plan{Name: "solo", Trial: true, MaxConcurrent: 1, MonthlyMinutes: 300}
+	d, err := lim.Acquire(ctx, limits.Request{Account: "acme", Plan: plan, SessionID: "s1"})
 	switch {
 	case errors.Is(err, limits.ErrUnavailable):
 		log.Print("Redis unreachable: answer 503/400558 with Retry-After")
@@ -63,13 +68,12 @@ func ExampleLimiter() {
 		return
 	}
 	lease := d.Lease
-	_ = lim.Started(ctx, lease) // the session started: its trial minutes count
+	fmt.Println("granted", lease.SessionID)
+	if err := lim.Started(ctx, lease); err != nil { // the session started: its trial minutes count
+		log.Fatal(err)
+	}
 
-	// The holder renews every LeaseTTL/3 until the session closes.
-	heartbeat := time.NewTicker(lim.Config().LeaseTTL / 3)
-	defer heartbeat.Stop()
-	<-heartbeat.C
-	renewed, err := lim.Renew(context.Background(), lease)
+	renewed, err := lim.Renew(ctx, lease)
 	switch {
 	case errors.Is(err, limits.ErrLeaseExpired):
 		log.Print("slot lost: close the session")
@@ -77,6 +81,27 @@ func ExampleLimiter() {
 		log.Print("Redis unreachable: keep running, renew at the next beat")
 	default:
 		lease = renewed
+		fmt.Println("renewed for", time.Until(lease.Expires).Round(time.Second))
 	}
-	_ = lim.Release(context.Background(), lease)
+
+	d, err = lim.Acquire(ctx, limits.Request{Account: "acme", Plan: plan, SessionID: "s2"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("second session refused:", d.Refused, sserrors.CodeOf(d.Refused.Err()))
+
+	if err := lim.Release(ctx, lease); err != nil {
+		log.Fatal(err)
+	}
+	d, err = lim.Acquire(ctx, limits.Request{Account: "acme", Plan: plan, SessionID: "s2"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("after the release:", d.Granted())
+	_ = lim.Release(ctx, d.Lease)
+	// Output:
+	// granted s1
+	// renewed for 30s
+	// second session refused: concurrency 10007
+	// after the release: true
 }

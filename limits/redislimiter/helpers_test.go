@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	// go-redis logs dial failures through a package logger; the failure
 	// tests cause plenty of them on purpose.
 	redis.SetLogger(quiet{})
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(redistest.ExamplesMain(m, "ExampleLimiter"))
 }
 
 type quiet struct{}

@@ -32,7 +32,7 @@ import (
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quiet{})
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(redistest.ExamplesMain(m, "Example"))
 }
 
 // testSecret is the secret of the nodes of one service in these tests.

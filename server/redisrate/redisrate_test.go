@@ -27,7 +27,7 @@ import (
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quiet{})
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(redistest.ExamplesMain(m, "Example"))
 }
 
 type quiet struct{}

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 	// go-redis logs dial failures through a package logger; the failure
 	// tests cause them on purpose.
 	redis.SetLogger(quiet{})
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(redistest.ExamplesMain(m, "Example"))
 }
 
 type quiet struct{}

@@ -178,7 +178,8 @@ func TestTimersFireOnceForTheCluster(t *testing.T) {
 func TestDeadNodesSessionsLiveOn(t *testing.T) {
 	ctx := context.Background()
 	cfg := Config{ClosingGrace: 200 * time.Millisecond} // every node's
-	c := newCluster(t, 1, session.Config{}, cfg)
+	clk := newManualClock()
+	c := newCluster(t, 1, session.Config{Clock: clk}, cfg)
 	survivor := c.managers[0]
 	dead, err := New(c.srv.Client(), cfg)
 	require.NoError(t, err)
@@ -188,7 +189,7 @@ func TestDeadNodesSessionsLiveOn(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, d.Granted())
 		r := newRecord(id)
-		r.CreatedAt = time.Now()
+		r.CreatedAt = clk.Now()
 		if id == "abandoned" {
 			r.JoinTimeout = 500 * time.Millisecond
 		}
@@ -196,9 +197,8 @@ func TestDeadNodesSessionsLiveOn(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, c.limiter.Keep(ctx, d.Lease))
 	}
-	_, _, err = dead.Transition(ctx, "acme", "half-closed", session.Change{Event: fsm.EventClose, At: time.Now(), Reason: session.ReasonStop})
+	_, _, err = dead.Transition(ctx, "acme", "half-closed", session.Change{Event: fsm.EventClose, At: clk.Now(), Reason: session.ReasonStop})
 	require.NoError(t, err)
-	died := time.Now()
 	dead.crash()
 
 	// The client of "served" comes back through the survivor.
@@ -207,13 +207,16 @@ func TestDeadNodesSessionsLiveOn(t *testing.T) {
 	_, err = survivor.Join(ctx, "acme", "served")
 	require.NoError(t, err)
 
+	// The clock reaches the join deadline of "abandoned", exactly, and
+	// passes the closing grace of "half-closed".
+	clk.Advance(500 * time.Millisecond)
 	waitFor(t, "the join timer closes the abandoned session", 5*time.Second, func() bool {
 		r, err := survivor.Get(ctx, "acme", "abandoned")
 		return err == nil && r.State == fsm.Closed
 	})
 	r, _ := survivor.Get(ctx, "acme", "abandoned")
 	assert.Equal(t, session.ReasonJoin, r.Reason)
-	assert.WithinDuration(t, r.CreatedAt.Add(500*time.Millisecond), r.ClosedAt, 300*time.Millisecond, "closed at its join deadline, not later")
+	assert.Equal(t, r.CreatedAt.Add(500*time.Millisecond), r.ClosedAt, "closed at its join deadline, not later")
 	waitFor(t, "the half-done close is finished", 5*time.Second, func() bool {
 		r, err := survivor.Get(ctx, "acme", "half-closed")
 		return err == nil && r.State == fsm.Closed
@@ -226,7 +229,7 @@ func TestDeadNodesSessionsLiveOn(t *testing.T) {
 
 	// Long after the old heartbeat TTL, the served session is open and
 	// holds its slot; a stop through the survivor frees it at once.
-	time.Sleep(time.Until(died.Add(time.Second)))
+	clk.Advance(time.Second)
 	got, err := survivor.Get(ctx, "acme", "served")
 	require.NoError(t, err)
 	assert.Equal(t, fsm.Connected, got.State)
@@ -274,14 +277,16 @@ func TestCloseDeliversBeforeReturning(t *testing.T) {
 func TestKeptSlotsNeedNoRenewal(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	mem := limits.NewMemory(limits.MemoryConfig{LeaseTTL: 150 * time.Millisecond})
+	clk := newManualClock() // the managers' and the limiter's
+	const leaseTTL = 150 * time.Millisecond
+	mem := limits.NewMemory(limits.MemoryConfig{LeaseTTL: leaseTTL, Now: clk.Now})
 	t.Cleanup(func() { _ = mem.Close() })
 	lim := &countingLimiter{Limiter: mem, releases: map[string]int{}, keeps: map[string]int{}}
 	var managers []*session.Manager
 	for range 2 {
 		s, err := New(srv.Client(), Config{})
 		require.NoError(t, err)
-		m, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: s})
+		m, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: s, Clock: clk})
 		require.NoError(t, err)
 		t.Cleanup(func() {
 			require.NoError(t, m.Close(ctx))
@@ -295,7 +300,11 @@ func TestKeptSlotsNeedNoRenewal(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, s.ID)
 	}
-	time.Sleep(time.Second) // more than six lease TTLs
+	// More than six lease TTLs, a third of one at a time: each step is a
+	// beat at which a lease not kept would have to be renewed.
+	for range 20 {
+		clk.Advance(leaseTTL / 3)
+	}
 	lim.mu.Lock()
 	renewals := lim.renewals
 	lim.mu.Unlock()

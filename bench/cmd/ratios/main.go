@@ -1,6 +1,6 @@
 // Command ratios reads the raw output of the bench suite (go test -bench,
 // any number of -count runs, several files concatenated) and prints the
-// performance goals (see the README) as ratios of benchmarks measured in that same output:
+// performance goals (see docs/performance.md) as ratios of benchmarks measured in that same output:
 // each line with its measured value, its goal and PASS or MISS (REPORTED for a figure without a goal).
 //
 // A benchmark's value is the median of its runs (as benchstat reports
@@ -224,7 +224,7 @@ func med(name string, procs int, unit string) func(*results) (float64, bool) {
 	return func(s *results) (float64, bool) { return s.median(name, procs, unit) }
 }
 
-// goals are the performance goals, in the README's order. A throughput ratio is the
+// goals are the performance goals, in the order of docs/performance.md. A throughput ratio is the
 // inverse of the ns/op ratio (ops/s = 1e9 / ns/op).
 var goals = []goal{
 	{
