@@ -273,8 +273,22 @@ func TestDefaultMaxConnections(t *testing.T) {
 	assert.Equal(t, int(rl.Cur*80/100), DefaultMaxConnections())
 }
 
-// floodFDLimit is the file limit of the flooded child process.
-const floodFDLimit = 1024
+// floodFDLimit is the file limit of the flooded child process: 1,024, or
+// STREAMSESSION_FLOOD_FDS to rerun the flood at another scale by hand
+// (STREAMSESSION_FLOOD_FDS=20000 STREAMSESSION_FLOOD_CONNS=19000 is the
+// production figure; the test process needs more files than the flood).
+var floodFDLimit = envInt("STREAMSESSION_FLOOD_FDS", 1024)
+
+// floodConns is how many idle connections the flood opens: more than the
+// child has files, or STREAMSESSION_FLOOD_CONNS.
+var floodConns = envInt("STREAMSESSION_FLOOD_CONNS", floodFDLimit+100)
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 // TestFloodChild is the node of TestFloods, run in a child process with
 // a file limit of floodFDLimit: a Server's API and probes behind
@@ -284,7 +298,7 @@ func TestFloodChild(t *testing.T) {
 	if os.Getenv("STREAMSESSION_FLOOD_CHILD") != "1" {
 		t.Skip("run by TestFloods")
 	}
-	rl := syscall.Rlimit{Cur: floodFDLimit, Max: floodFDLimit}
+	rl := syscall.Rlimit{Cur: uint64(floodFDLimit), Max: uint64(floodFDLimit)}
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl))
 	mgr, err := session.NewManager(session.Config{Limiter: newFakeLimiter(100), Avatars: testAvatars})
 	require.NoError(t, err)
@@ -307,8 +321,9 @@ func TestFloodChild(t *testing.T) {
 	}()
 	fmt.Printf("addr %s max %d\n", ln.Addr(), lim.Max())
 	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() { // "mem": the peak of Go's memory since the last one
-		fmt.Printf("peak %d\n", peak.Swap(goMemory()))
+	for in.Scan() { // "mem": Go's memory now, and its peak since the last "mem"
+		now := goMemory()
+		fmt.Printf("peak %d now %d\n", max(peak.Swap(now), now), now)
 	}
 	os.Exit(0) // the parent is gone: no cleanup to wait for
 }
@@ -330,18 +345,17 @@ type child struct {
 	max  int
 }
 
-// goPeak returns the peak of the child's Go memory since the last call,
-// in MiB.
-func (c *child) goPeak(t *testing.T) uint64 {
+// goMem returns the child's Go memory now and its peak since the last
+// call, in MiB.
+func (c *child) goMem(t *testing.T) (now, peak uint64) {
 	t.Helper()
 	_, err := io.WriteString(c.in, "mem\n")
 	require.NoError(t, err)
 	line, err := c.out.ReadString('\n')
 	require.NoError(t, err)
-	var peak uint64
-	_, err = fmt.Sscanf(line, "peak %d", &peak)
+	_, err = fmt.Sscanf(line, "peak %d now %d", &peak, &now)
 	require.NoError(t, err, "child said %q", line)
-	return peak >> 20
+	return now >> 20, peak >> 20
 }
 
 func startFloodChild(t *testing.T) *child {
@@ -393,7 +407,7 @@ func (c *child) memKB(t *testing.T, field string) int {
 
 // TestFloods runs the connection floods against a child node whose file
 // limit is floodFDLimit: more idle keep-alive connections than it has
-// files still leave it serving a new /healthz at once with at most 90%
+// files (floodConns) still leave it serving a new /healthz at once with at most 90%
 // of its files open, and 600 unfinished 1 MiB header lines grow its
 // memory by less than 150 MB.
 func TestFloods(t *testing.T) {
@@ -403,7 +417,7 @@ func TestFloods(t *testing.T) {
 	t.Run("idle keep-alive connections", func(t *testing.T) {
 		c := startFloodChild(t)
 		require.Equal(t, floodFDLimit*80/100, c.max)
-		const flood = floodFDLimit + 100
+		flood := floodConns
 		conns := make([]*keepAlive, 0, flood)
 		for range flood {
 			k, resp := get(t, c.addr, PathHealthz)
@@ -429,7 +443,7 @@ func TestFloods(t *testing.T) {
 		c := startFloodChild(t)
 		const bombs = 600
 		before := c.memKB(t, "VmRSS")
-		goBefore := c.goPeak(t)
+		goBefore, _ := c.goMem(t)
 		line := append([]byte("GET /healthz HTTP/1.1\r\nHost: test\r\nX-Bomb: "), strings.Repeat("a", 1<<20)...)
 		var wg sync.WaitGroup
 		answers := make(chan int, bombs)
@@ -459,7 +473,7 @@ func TestFloods(t *testing.T) {
 		}
 		peak := c.memKB(t, "VmHWM")
 		grew := max(0, peak-before) >> 10
-		goPeak := c.goPeak(t)
+		_, goPeak := c.goMem(t)
 		t.Logf("%d unfinished 1 MiB header lines: answers %v; RSS %d MiB before, peak %d MiB (grew %d MiB); Go memory %d MiB before, peak %d MiB",
 			bombs, counts, before>>10, peak>>10, grew, goBefore, goPeak)
 		// The race detector's shadow memory (several times the program's
