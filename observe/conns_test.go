@@ -20,7 +20,7 @@ import (
 func TestConnCollector(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	lim := server.LimitConnections(ln, 2)
+	lim := server.LimitConnections(ln, 2, server.ShedAfter(0))
 	hs := server.NewHTTPServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), server.HTTPConfig{Limiter: lim})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hs.Serve(lim) }()

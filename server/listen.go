@@ -113,41 +113,70 @@ type ConnStats struct {
 	Shed uint64
 }
 
+// DefaultShedAfter is how long a connection must have been quiet before a
+// ConnLimiter may shed it, unless ShedAfter says otherwise.
+const DefaultShedAfter = time.Second
+
+// ConnLimiterOption is an optional setting of LimitConnections.
+type ConnLimiterOption func(*ConnLimiter)
+
+// ShedAfter sets how long a connection must have been quiet (idle between
+// requests, or without a request yet) before it may be shed; the default
+// is DefaultShedAfter (1 s). It spares the connections of clients that are
+// busy right now: a keep-alive connection between two requests of a burst,
+// a connection whose request is on its way. Zero sheds at once.
+func ShedAfter(d time.Duration) ConnLimiterOption {
+	return func(l *ConnLimiter) { l.shedAfter = max(d, 0) }
+}
+
 // ConnLimiter is a listener that keeps at most a fixed number of
 // connections open. When a new connection arrives at the cap, it closes
-// (sheds) the connection that has been idle the longest: a keep-alive
+// (sheds) the connection that has been quiet the longest: a keep-alive
 // connection waiting for its next request first, then one that has not
-// sent its first request; so a flood of idle connections cannot keep a
-// new client from being served. When every connection carries a request
-// or a realtime socket, Accept waits until one closes or turns idle
-// (requests are bounded by the server's timeouts).
+// sent its first request (net/http counts a connection busy only once a
+// request's headers are read); so a flood of idle or silent connections
+// cannot keep a new client from being served. Only a connection quiet for
+// ShedAfter (1 s) is shed; until one is, and while every connection
+// carries a request or a realtime socket, Accept waits (requests are
+// bounded by the server's timeouts), leaving new connections in the
+// listen queue.
 //
-// It knows which connections are idle from the http.Server's ConnState
+// It knows which connections are quiet from the http.Server's ConnState
 // hook: install [ConnLimiter.ConnState] (NewHTTPServer does, with
 // HTTPConfig.Limiter). A ConnLimiter is safe for concurrent use by
 // multiple goroutines.
 type ConnLimiter struct {
 	net.Listener
-	max  int
-	shed atomic.Uint64
+	max       int
+	shedAfter time.Duration
+	now       func() time.Time
+	shed      atomic.Uint64
+	// changed is signalled when a slot frees or a connection turns quiet;
+	// done is closed by Close.
+	changed chan struct{}
+	done    chan struct{}
 
 	mu     sync.Mutex
-	cond   *sync.Cond
 	open   int
 	closed bool
-	// idle holds the keep-alive connections between requests, new the
+	// idle holds the keep-alive connections between requests, fresh the
 	// connections yet to send a request, each oldest first.
 	idle, fresh list.List
 }
 
 // LimitConnections returns a ConnLimiter over ln keeping at most
 // maxConns connections open; maxConns ≤ 0 means DefaultMaxConnections().
-func LimitConnections(ln net.Listener, maxConns int) *ConnLimiter {
+func LimitConnections(ln net.Listener, maxConns int, opts ...ConnLimiterOption) *ConnLimiter {
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConnections()
 	}
-	l := &ConnLimiter{Listener: ln, max: maxConns}
-	l.cond = sync.NewCond(&l.mu)
+	l := &ConnLimiter{
+		Listener: ln, max: maxConns, shedAfter: DefaultShedAfter, now: time.Now,
+		changed: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(l)
+	}
 	return l
 }
 
@@ -169,29 +198,44 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for l.open >= l.max && !l.closed {
-		victim := l.oldestQuiet()
-		if victim == nil {
-			l.cond.Wait()
+		victim, wait := l.quietest()
+		if victim != nil && wait <= 0 {
+			l.shedLocked(victim)
 			continue
 		}
-		l.unlistLocked(victim)
-		l.shed.Add(1)
-		// Closing outside the lock would let another Accept take the
-		// slot first; Close of a TCP connection does not block.
-		victim.Conn.Close()
-		l.releaseLocked(victim)
+		l.mu.Unlock()
+		var expired <-chan time.Time
+		if victim != nil { // the quietest becomes sheddable after wait
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			expired = timer.C
+		}
+		select {
+		case <-l.changed:
+		case <-expired:
+		case <-l.done:
+		}
+		l.mu.Lock()
 	}
+	defer l.mu.Unlock()
 	if l.closed {
 		c.Close()
 		return nil, net.ErrClosed
 	}
 	l.open++
-	lc := &limitedConn{Conn: c, l: l}
-	lc.elem = l.fresh.PushBack(lc)
-	lc.where = &l.fresh
+	lc := &limitedConn{Conn: c, l: l, since: l.now()}
+	lc.elem, lc.where = l.fresh.PushBack(lc), &l.fresh
 	return lc, nil
 }
 
@@ -199,14 +243,16 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 // net.ErrClosed. Connections already accepted stay open.
 func (l *ConnLimiter) Close() error {
 	l.mu.Lock()
-	l.closed = true
-	l.cond.Broadcast()
+	if !l.closed {
+		l.closed = true
+		close(l.done)
+	}
 	l.mu.Unlock()
 	return l.Listener.Close()
 }
 
 // ConnState is the http.Server.ConnState hook that tells the ConnLimiter
-// which connections are idle. Connections it did not accept are ignored.
+// which connections are quiet. Connections it did not accept are ignored.
 func (l *ConnLimiter) ConnState(c net.Conn, st http.ConnState) {
 	if u, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
 		c = u.NetConn()
@@ -220,29 +266,65 @@ func (l *ConnLimiter) ConnState(c net.Conn, st http.ConnState) {
 	if lc.released {
 		return
 	}
-	l.unlistLocked(lc)
 	switch st {
 	case http.StateNew:
+		if lc.where == &l.fresh {
+			return // listed by Accept
+		}
+		l.unlistLocked(lc)
+		lc.since = l.now()
 		lc.elem, lc.where = l.fresh.PushBack(lc), &l.fresh
 	case http.StateIdle:
+		l.unlistLocked(lc)
+		lc.since = l.now()
 		lc.elem, lc.where = l.idle.PushBack(lc), &l.idle
-		l.cond.Broadcast()
+		l.signal()
+	default:
+		// Active and hijacked connections are not sheddable; closed ones
+		// are released by their Close.
+		l.unlistLocked(lc)
 	}
-	// Active and hijacked connections are not sheddable; closed ones are
-	// released by their Close.
 }
 
-// oldestQuiet returns the connection to shed: the longest idle
-// keep-alive one, else the oldest one that has sent no request; nil when
-// every connection is busy.
-func (l *ConnLimiter) oldestQuiet() *limitedConn {
-	if e := l.idle.Front(); e != nil {
-		return e.Value.(*limitedConn)
+// quietest returns the connection to shed next: the longest idle
+// keep-alive one, else the oldest one without a request; and how long
+// until it has been quiet for shedAfter (≤ 0: now). nil when every
+// connection is busy.
+func (l *ConnLimiter) quietest() (*limitedConn, time.Duration) {
+	now := l.now()
+	var best *limitedConn
+	var wait time.Duration
+	for _, q := range []*list.List{&l.idle, &l.fresh} {
+		e := q.Front()
+		if e == nil {
+			continue
+		}
+		lc := e.Value.(*limitedConn)
+		w := l.shedAfter - now.Sub(lc.since)
+		if w <= 0 {
+			return lc, 0
+		}
+		if best == nil || w < wait {
+			best, wait = lc, w
+		}
 	}
-	if e := l.fresh.Front(); e != nil {
-		return e.Value.(*limitedConn)
+	return best, wait
+}
+
+// shedLocked closes lc to make room. Closing a TCP connection does not
+// block, and doing it under the lock keeps the slot for the caller.
+func (l *ConnLimiter) shedLocked(lc *limitedConn) {
+	l.shed.Add(1)
+	lc.Conn.Close()
+	l.releaseLocked(lc)
+}
+
+// signal wakes an Accept waiting for room.
+func (l *ConnLimiter) signal() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
 	}
-	return nil
 }
 
 func (l *ConnLimiter) unlistLocked(lc *limitedConn) {
@@ -260,16 +342,17 @@ func (l *ConnLimiter) releaseLocked(lc *limitedConn) {
 	lc.released = true
 	l.unlistLocked(lc)
 	l.open--
-	l.cond.Broadcast()
+	l.signal()
 }
 
 // limitedConn is a connection a ConnLimiter accepted; closing it frees its
-// slot. Its list fields are guarded by the limiter's mutex.
+// slot. Its other fields are guarded by the limiter's mutex.
 type limitedConn struct {
 	net.Conn
 	l        *ConnLimiter
 	elem     *list.Element
 	where    *list.List
+	since    time.Time // when it turned quiet
 	released bool
 }
 

@@ -25,11 +25,11 @@ import (
 
 // serveLimited serves h with NewHTTPServer on a ConnLimiter of maxConns
 // over a loopback listener.
-func serveLimited(t *testing.T, h http.Handler, maxConns int) (*ConnLimiter, string) {
+func serveLimited(t *testing.T, h http.Handler, maxConns int, opts ...ConnLimiterOption) (*ConnLimiter, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	lim := LimitConnections(ln, maxConns)
+	lim := LimitConnections(ln, maxConns, opts...)
 	hs := NewHTTPServer(h, HTTPConfig{Limiter: lim})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hs.Serve(lim) }()
@@ -95,7 +95,7 @@ func TestConnLimiterShedsIdleFirst(t *testing.T) {
 		<-release
 		io.WriteString(w, "slow")
 	})
-	lim, addr := serveLimited(t, mux, maxConns)
+	lim, addr := serveLimited(t, mux, maxConns, ShedAfter(0))
 
 	// One request in flight.
 	busy, err := net.Dial("tcp", addr)
@@ -152,7 +152,7 @@ func TestConnLimiterWaitsWhenAllBusy(t *testing.T) {
 		<-release
 		io.WriteString(w, "slow")
 	})
-	lim, addr := serveLimited(t, mux, 2)
+	lim, addr := serveLimited(t, mux, 2, ShedAfter(0))
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
@@ -490,4 +490,92 @@ func TestFloods(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 	})
+}
+
+// TestConnLimiterShedsSilentConnections: connections that never send a
+// request are shed, oldest first, when nothing is idle.
+func TestConnLimiterShedsSilentConnections(t *testing.T) {
+	const maxConns = 5
+	lim, addr := serveLimited(t, okHandler(), maxConns, ShedAfter(0))
+	silent := make([]net.Conn, maxConns)
+	for i := range silent {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		silent[i] = c
+		require.Eventually(t, func() bool { return lim.Stats().Open == i+1 }, 5*time.Second, time.Millisecond)
+	}
+	_, resp := get(t, addr, "/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	silent[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := silent[0].Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "the oldest silent connection is shed")
+	assert.Equal(t, uint64(1), lim.Stats().Shed)
+}
+
+// TestConnLimiterUnderLoad: many busy clients opening connections at
+// once never make the limiter hold more than its cap, and, since their
+// connections are never quiet for ShedAfter, none is shed under them:
+// every request is answered, the clients served in turns.
+func TestConnLimiterUnderLoad(t *testing.T) {
+	const maxConns = 8
+	lim, addr := serveLimited(t, okHandler(), maxConns)
+	stop := make(chan struct{})
+	over := make(chan int, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(over)
+				return
+			default:
+			}
+			if n := lim.Stats().Open; n > maxConns {
+				select {
+				case over <- n:
+				default:
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 32 {
+		wg.Go(func() {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			for range 20 {
+				resp, err := client.Get("http://" + addr + "/")
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	n, held := <-over
+	assert.False(t, held, "%d connections open past the cap of %d", n, maxConns)
+	assert.Equal(t, int64(0), failed.Load())
+	assert.Equal(t, uint64(0), lim.Stats().Shed)
+}
+
+// TestConnLimiterShedsOnlyQuiet: a connection idle for less than
+// ShedAfter is not shed: the new connection waits until it has been.
+func TestConnLimiterShedsOnlyQuiet(t *testing.T) {
+	const after = 300 * time.Millisecond
+	lim, addr := serveLimited(t, okHandler(), 1, ShedAfter(after))
+	k, resp := get(t, addr, "/")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	idleSince := time.Now()
+	require.Eventually(t, func() bool { return lim.Stats().Idle == 1 }, 5*time.Second, time.Millisecond)
+	_, resp = get(t, addr, "/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.GreaterOrEqual(t, time.Since(idleSince), after, "served only once the idle one could be shed")
+	assert.False(t, k.alive())
+	assert.Equal(t, uint64(1), lim.Stats().Shed)
 }
