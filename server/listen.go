@@ -27,6 +27,11 @@ const (
 	// the Redis pool, files, and the one connection accepted past the cap
 	// while another is shed.
 	fdShare = 80
+	// maxDefaultConnections bounds DefaultMaxConnections when the file
+	// limit is very high (containers often allow a million files): an idle
+	// connection costs net/http some 10–20 KiB, so memory, not files, is
+	// then what runs out.
+	maxDefaultConnections = 50_000
 )
 
 // HTTPConfig configures [NewHTTPServer]. Zero fields take the documented
@@ -92,14 +97,15 @@ func NewHTTPServer(h http.Handler, cfg HTTPConfig) *http.Server {
 }
 
 // DefaultMaxConnections returns 80% of the process's current limit of
-// open files (RLIMIT_NOFILE), the cap LimitConnections takes by default;
-// 1,024 when the limit cannot be read or is unlimited.
+// open files (RLIMIT_NOFILE), at most 50,000: the cap LimitConnections
+// takes by default. It is 1,024 when the limit cannot be read. (Go raises
+// the soft limit to the hard one when a program starts.)
 func DefaultMaxConnections() int {
 	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 || rl.Cur > 1<<30 {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
 		return 1024
 	}
-	return max(1, int(rl.Cur*fdShare/100))
+	return int(max(1, min(rl.Cur/100*fdShare+rl.Cur%100*fdShare/100, maxDefaultConnections)))
 }
 
 // ConnStats counts a ConnLimiter's connections. It is a plain value.
