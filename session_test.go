@@ -812,7 +812,7 @@ func TestReconnect(t *testing.T) {
 	// A clean close by the client: the server answers it, and the session
 	// stays connected.
 	require.NoError(t, third.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second)))
-	third.wantClose(websocket.CloseNormalClosure, "")
+	third.wantClose(websocket.CloseNormalClosure, realtime.ReasonClientClosed)
 	<-st.closed
 	assert.Equal(t, map[string]string{d.SessionID: "connected"}, st.list(acme))
 	third = st.open(d.RealtimeEndpoint, nil)

@@ -18,6 +18,18 @@
 //	met, _ := metrics.New(registry, metrics.Config{})
 //	cfg.Hooks = observe.JoinHooks(met.SessionHooks(), observe.SessionHooks(logger))
 //
+// A log must never hold the service: NewAsyncHandler puts records in a
+// bounded buffer that one goroutine hands to the real handler, dropping and
+// counting (streamsession_log_records_dropped_total) what does not fit, so
+// a stalled reader of stderr costs log lines, not requests or sockets; and
+// NewRoutineLimiter bounds per account the routine lines (refusals,
+// transitions, sockets), so a churning client cannot fill a disk. A node
+// stacks them:
+//
+//	async := observe.NewAsyncHandler(slog.NewJSONHandler(os.Stderr, nil), observe.AsyncConfig{})
+//	defer async.Close(ctx)
+//	logger := slog.New(observe.NewRoutineLimiter(async, observe.RoutineConfig{}))
+//
 // Concurrency: every function is safe for concurrent use by multiple
 // goroutines, and so are the hooks it returns (a slog.Logger is). The
 // hooks call the logger synchronously: see SessionHooks for keeping a slow

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -380,19 +381,23 @@ func (s *Server) create(ctx context.Context, req *request, opts session.CreateOp
 	return info, nil
 }
 
-// realtimeURL is the session's dialable realtime socket URL.
+// realtimeURL is the session's dialable realtime socket URL: under
+// Config.BaseURL, else under the address the request's connection was
+// accepted on. Nothing of the request's headers (Host, X-Forwarded-*)
+// goes into it, so a caller cannot point it, or the answer replayed to
+// the next caller of the same Idempotency-Key, elsewhere.
 func (s *Server) realtimeURL(r *http.Request, id, token string) string {
 	var b strings.Builder
 	if s.base != nil {
 		b.WriteString(s.base.String())
 	} else {
 		scheme := "ws"
-		if r.TLS != nil || strings.EqualFold(firstValue(r.Header.Get("X-Forwarded-Proto")), "https") {
+		if r.TLS != nil {
 			scheme = "wss"
 		}
-		host := r.Host
-		if host == "" {
-			host = "localhost"
+		host := "localhost"
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a.String() != "" {
+			host = a.String()
 		}
 		b.WriteString(scheme + "://" + host)
 	}
@@ -402,11 +407,6 @@ func (s *Server) realtimeURL(r *http.Request, id, token string) string {
 	b.WriteString("&session_token=")
 	b.WriteString(url.QueryEscape(token))
 	return b.String()
-}
-
-func firstValue(h string) string {
-	v, _, _ := strings.Cut(h, ",")
-	return strings.TrimSpace(v)
 }
 
 type sessionRequest struct {

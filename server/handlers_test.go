@@ -424,8 +424,7 @@ func TestRealtimeEndpointURL(t *testing.T) {
 		want    string
 	}{
 		{"from the request", "", nil, "ws://<HOST>/v1/ws/streaming.chat?session_id="},
-		{"behind a TLS proxy", "", map[string]string{"X-Forwarded-Proto": "https"}, "wss://<HOST>/v1/ws/streaming.chat?session_id="},
-		{"proxy list", "", map[string]string{"X-Forwarded-Proto": "HTTPS, http"}, "wss://<HOST>/v1/ws/streaming.chat?session_id="},
+		{"forwarded headers ignored", "", map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}, "ws://<HOST>/v1/ws/streaming.chat?session_id="},
 		{"configured https base", "https://api.example.com/prefix/", nil, "wss://api.example.com/prefix/v1/ws/streaming.chat?session_id="},
 		{"configured ws base", "ws://10.0.0.1:9000", nil, "ws://10.0.0.1:9000/v1/ws/streaming.chat?session_id="},
 	}

@@ -52,11 +52,12 @@ type Config struct {
 	// header. Requests without an Origin header are always allowed. New
 	// fails on a malformed entry.
 	Origins []string
-	// BaseURL, when set, is the public base of realtime_endpoint
+	// BaseURL, when set, is the public base of realtime_endpoint and url
 	// ("wss://api.example.com" or "https://api.example.com/prefix"; http
-	// becomes ws and https wss). The default builds it from each request:
-	// its Host, and wss when the request came over TLS or with
-	// X-Forwarded-Proto: https.
+	// becomes ws and https wss): set it (config public_url) when clients
+	// reach the node through a proxy or a name. The default is the address
+	// each request's connection was accepted on (ws, or wss over TLS).
+	// Never the request's Host or X-Forwarded-* headers.
 	BaseURL string
 
 	// Clock times simulated speech, and the defaults of Tokens, RateLimiter

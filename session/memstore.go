@@ -30,7 +30,19 @@ type MemoryStoreConfig struct {
 	// the time per lifecycle, which is what keeps the Manager within 1.5×
 	// of a bare looplab machine (see docs/performance.md).
 	MachinePerSession bool
+	// MaxClosedPerAccount bounds the closed sessions of one account kept
+	// for their retention window: when an account's session closes past
+	// it, its oldest closed session is forgotten at once (it answers 10006,
+	// as after its retention window), so that an account creating and
+	// stopping sessions without pause cannot grow the store without bound.
+	// The default is DefaultMaxClosedPerAccount (1,000); negative means no
+	// bound.
+	MaxClosedPerAccount int
 }
+
+// DefaultMaxClosedPerAccount is MemoryStoreConfig.MaxClosedPerAccount when
+// zero.
+const DefaultMaxClosedPerAccount = 1000
 
 // MemoryStore is the in-memory Store: sessions of one process, spread over
 // shards (a map, an account index and a min-heap of deadlines each, under
@@ -48,6 +60,8 @@ type MemoryStore struct {
 	seed     maphash.Seed
 	notify   func(Event)
 	machines bool // one fsm.Machine per session
+	// maxClosed is MemoryStoreConfig.MaxClosedPerAccount; 0 for no bound.
+	maxClosed int
 
 	// next is the earliest deadline (Unix ns) the timer loop will wake for;
 	// math.MaxInt64 while Due is scanning, so that any deadline armed during
@@ -62,6 +76,7 @@ type memShard struct {
 	mu       sync.Mutex
 	sessions map[string]*memRecord   // by id (ids hashed to this shard)
 	accounts map[string][]*memRecord // sessions not yet closed, by account (accounts hashed to this shard), in creation order
+	closed   map[string]*closedList  // closed sessions kept, by account (accounts hashed to this shard), oldest first
 	timers   timerHeap
 	// top mirrors the earliest deadline in timers (math.MaxInt64 when
 	// empty), so that Due passes over shards with nothing due without
@@ -89,6 +104,50 @@ type memRecord struct {
 	reason                uint8
 	paid                  bool
 	slot                  int32 // 1 + the index of the record's entry in its shard's timers; 0 when none
+
+	// gone is set when the record is forgotten; older, newer link it in
+	// its account's closedList, under the lock of the account's shard.
+	gone         atomic.Bool
+	older, newer *memRecord
+}
+
+// closedList is an account's closed sessions kept, oldest first, linked
+// through their records.
+type closedList struct {
+	oldest, newest *memRecord
+	n              int
+}
+
+func (l *closedList) push(r *memRecord) {
+	r.older, r.newer = l.newest, nil
+	if l.newest != nil {
+		l.newest.newer = r
+	} else {
+		l.oldest = r
+	}
+	l.newest = r
+	l.n++
+}
+
+// remove unlinks r, which must be in l.
+func (l *closedList) remove(r *memRecord) {
+	if r.older != nil {
+		r.older.newer = r.newer
+	} else {
+		l.oldest = r.newer
+	}
+	if r.newer != nil {
+		r.newer.older = r.older
+	} else {
+		l.newest = r.older
+	}
+	r.older, r.newer = nil, nil
+	l.n--
+}
+
+// contains reports whether r is linked in l.
+func (l *closedList) contains(r *memRecord) bool {
+	return r.older != nil || r.newer != nil || l.oldest == r
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -98,16 +157,25 @@ func NewMemoryStore(cfg MemoryStoreConfig) *MemoryStore {
 		n = 64
 	}
 	n = 1 << bits.Len(uint(n-1))
+	maxClosed := cfg.MaxClosedPerAccount
+	switch {
+	case maxClosed == 0:
+		maxClosed = DefaultMaxClosedPerAccount
+	case maxClosed < 0:
+		maxClosed = 0
+	}
 	s := &MemoryStore{
-		shards:   make([]memShard, n),
-		mask:     uint64(n - 1),
-		seed:     maphash.MakeSeed(),
-		wake:     make(chan struct{}, 1),
-		machines: cfg.MachinePerSession,
+		maxClosed: maxClosed,
+		shards:    make([]memShard, n),
+		mask:      uint64(n - 1),
+		seed:      maphash.MakeSeed(),
+		wake:      make(chan struct{}, 1),
+		machines:  cfg.MachinePerSession,
 	}
 	for i := range s.shards {
 		s.shards[i].sessions = make(map[string]*memRecord)
 		s.shards[i].accounts = make(map[string][]*memRecord)
+		s.shards[i].closed = make(map[string]*closedList)
 		s.shards[i].top.Store(math.MaxInt64)
 	}
 	s.next.Store(math.MaxInt64)
@@ -334,8 +402,77 @@ func (s *MemoryStore) Transition(ctx context.Context, account, id string, ch Cha
 	sh.mu.Unlock()
 	if to == fsm.Closed {
 		s.unlist(r)
+		if old := s.keepClosed(r); old != nil {
+			s.forget(old, at)
+		}
 	}
 	return rec, from, nil
+}
+
+// keepClosed lists the closed record r among its account's kept ones and,
+// past MaxClosedPerAccount, returns the oldest, unlisted, for the caller
+// to forget.
+func (s *MemoryStore) keepClosed(r *memRecord) *memRecord {
+	if s.maxClosed == 0 {
+		return nil
+	}
+	as := s.shard(r.account)
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if r.gone.Load() { // forgotten already (a retention shorter than this call)
+		return nil
+	}
+	l := as.closed[r.account]
+	if l == nil {
+		l = &closedList{}
+		as.closed[r.account] = l
+	}
+	l.push(r)
+	if l.n <= s.maxClosed {
+		return nil
+	}
+	old := l.oldest
+	l.remove(old)
+	return old
+}
+
+// unlistClosed removes the forgotten record r from its account's kept
+// closed ones, if it is there.
+func (s *MemoryStore) unlistClosed(r *memRecord) {
+	if s.maxClosed == 0 {
+		return
+	}
+	as := s.shard(r.account)
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	l := as.closed[r.account]
+	if l == nil || !l.contains(r) {
+		return
+	}
+	l.remove(r)
+	if l.n == 0 {
+		delete(as.closed, r.account)
+	}
+}
+
+// forget drops the closed record r, pushed out of its account's kept ones,
+// as its retention timer would: it answers 10006 from now on, and the
+// watcher receives closed → unknown.
+func (s *MemoryStore) forget(r *memRecord, at int64) {
+	sh := s.shard(r.id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.sessions[r.id] != r || r.state != fsm.Closed {
+		return
+	}
+	r.gone.Store(true)
+	delete(sh.sessions, r.id)
+	if r.slot != 0 {
+		sh.timers.remove(r)
+		sh.setTop()
+	}
+	r.epoch++
+	s.emit(r, fsm.Closed, fsm.Unknown, at)
 }
 
 // Touch implements Store.
@@ -365,18 +502,21 @@ func (s *MemoryStore) Delete(ctx context.Context, account, id string, epoch uint
 	}
 	sh := s.shard(id)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	r := sh.lookup(account, id)
 	if r == nil {
+		sh.mu.Unlock()
 		return Record{}, sserrors.ErrSessionNotFound
 	}
 	rec := r.record()
 	if st := r.state; st != fsm.Closed {
+		sh.mu.Unlock()
 		return rec, fsm.StateError(st)
 	}
 	if epoch != r.epoch {
+		sh.mu.Unlock()
 		return rec, ErrConflict
 	}
+	r.gone.Store(true)
 	delete(sh.sessions, id)
 	if r.slot != 0 {
 		sh.timers.remove(r)
@@ -384,6 +524,8 @@ func (s *MemoryStore) Delete(ctx context.Context, account, id string, epoch uint
 	}
 	r.epoch++
 	s.emit(r, fsm.Closed, fsm.Unknown, nanos(at))
+	sh.mu.Unlock()
+	s.unlistClosed(r)
 	return rec, nil
 }
 

@@ -34,7 +34,8 @@ type Config struct {
 // defaults.
 type SocketConfig struct {
 	// MaxMessageBytes is the largest client message; a larger one closes
-	// the socket with 1009. The default is 64 KiB.
+	// the socket with 1009 and ReasonTooBig, unread past the bound. The
+	// default is 64 KiB.
 	MaxMessageBytes int64
 	// SendQueue is how many messages may wait for a slow client before it
 	// is disconnected. The default is 64.
@@ -51,8 +52,9 @@ type SocketConfig struct {
 	// after sending its own. The default is 2 s.
 	CloseGrace time.Duration
 	// MessageRate bounds the messages a client sends, per second, with
-	// MessageBurst at once: a client over it is closed with 1008 and a
-	// reason saying so, and what it sent past the bound is not served. The
+	// MessageBurst at once, its ping frames included: a client over it is
+	// closed with 1008 and a reason saying so, and what it sent past the
+	// bound is not served (a ping past it gets no pong). The
 	// defaults are 10 a second and a burst of 20 (a person talking to an
 	// avatar sends far fewer).
 	MessageRate  float64

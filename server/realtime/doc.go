@@ -21,11 +21,13 @@
 //   - A message that is not one of the three client messages, including
 //     agent.speak without a non-empty text, gets an error event with 400175;
 //     a binary frame is answered the same way. Every message received, valid
-//     or not, counts as activity; ping/pong frames do not.
+//     or not, counts as activity; ping/pong frames do not, but a client's
+//     pings count against the message rate like its messages.
 //   - Close codes: 1000 "session closed" after the closed state, 1000
 //     "replaced by a new connection" for the old socket on reconnect (on
 //     whichever node it is, with a Relay), 1001 "server shutting down", 1009
-//     for an oversized frame, 1011 "session state unavailable: reconnect"
+//     "message too big: over the socket's size bound" for an oversized
+//     message, 1011 "session state unavailable: reconnect"
 //     for a new socket whose session's state the Store could not give (it
 //     cannot start with the state). A client that does not read its queue
 //     (SocketConfig.SendQueue messages behind) is disconnected.

@@ -3,6 +3,8 @@ package realtime
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,12 @@ const (
 	// could not be read (the Store failed), so that its first message
 	// cannot be the session's state (code 1011; the client reopens it).
 	ReasonStateUnavailable = "session state unavailable: reconnect"
+	// ReasonTooBig closes a socket that sent a message larger than
+	// SocketConfig.MaxMessageBytes (code 1009).
+	ReasonTooBig = "message too big: over the socket's size bound"
+	// ReasonClientClosed answers a close frame of the client, with the
+	// client's code.
+	ReasonClientClosed = "closed by the client"
 )
 
 // Hub runs one node's realtime sockets: at most one per session, each with
@@ -548,21 +556,33 @@ func (c *client) readLoop() {
 		h.wg.Done()
 	}()
 	sock := h.sock
-	c.ws.SetReadLimit(sock.MaxMessageBytes)
+	// The message size is bounded here rather than with SetReadLimit,
+	// whose close frame (1009) carries no reason.
 	c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
 	})
+	c.ws.SetPingHandler(c.onPing)
 	c.ws.SetCloseHandler(func(code int, _ string) error {
 		// Answer the client's close unless ours is already on its way.
 		if !c.sentClose.Swap(true) {
-			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(sock.WriteTimeout))
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ReasonClientClosed), time.Now().Add(sock.WriteTimeout))
 		}
 		return nil
 	})
 	for {
-		typ, data, err := c.ws.ReadMessage()
+		typ, r, err := c.ws.NextReader()
 		if err != nil {
+			return
+		}
+		// Reading one byte past the bound tells an oversized message
+		// without reading the rest of it.
+		data, err := io.ReadAll(io.LimitReader(r, sock.MaxMessageBytes+1))
+		if err != nil {
+			return
+		}
+		if int64(len(data)) > sock.MaxMessageBytes {
+			c.closeNow(websocket.CloseMessageTooBig, ReasonTooBig)
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
@@ -577,6 +597,41 @@ func (c *client) readLoop() {
 		default:
 			c.handle(typ, data)
 		}
+	}
+}
+
+// onPing answers a client's ping with a pong. A ping counts against the
+// message rate like any message (a client over it is closed with 1008),
+// so that control frames cannot make the server write without bound.
+func (c *client) onPing(data string) error {
+	sock := c.hub.sock
+	c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
+	if c.isClosing() {
+		return nil
+	}
+	if !c.rate.Allow() {
+		c.abort(websocket.ClosePolicyViolation, ReasonTooManyMessages)
+		return nil
+	}
+	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(sock.WriteTimeout))
+	if err == websocket.ErrCloseSent {
+		return nil
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return nil
+	}
+	return err
+}
+
+// closeNow sends the close frame code, reason at once, from the reader,
+// which then stops reading: what the client sent after is not read. The
+// caller returns from the read loop, which drops the connection.
+func (c *client) closeNow(code int, reason string) {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	if !c.sentClose.Swap(true) {
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(c.hub.sock.WriteTimeout))
 	}
 }
 

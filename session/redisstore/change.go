@@ -66,10 +66,10 @@ func (s *Store) Transition(ctx context.Context, account, id string, ch session.C
 		table = refusedTable
 	}
 	at := nanos(ch.At)
-	keys := []string{s.recKey(id), s.acctKey(account), s.timers}
+	keys := []string{s.recKey(id), s.acctKey(account), s.timers, s.closedKey(account)}
 	res, err := transitionScript.Run(ctx, s.client, keys, account, ch.Epoch, table, itoa(at), ceilMs(at),
 		int64(ch.Reason), s.newNonce(), s.cfg.ClosingGrace.Milliseconds(), s.prefix,
-		s.cfg.RetentionSlack.Milliseconds(), id, s.channel).Result()
+		s.cfg.RetentionSlack.Milliseconds(), id, s.channel, s.cfg.MaxClosedPerAccount).Result()
 	if err != nil {
 		return session.Record{}, fsm.Unknown, unavailable("transition", err)
 	}

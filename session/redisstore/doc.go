@@ -15,6 +15,10 @@
 // has an index of its open sessions (List, from any node); each node has
 // the set of the sessions created through it (Range: the Manager closes
 // them on shutdown); one sorted set holds every session's next deadline.
+// Each account also has an index of its closed sessions, in the order they
+// closed: past Config.MaxClosedPerAccount (1,000), the script that closes a
+// session forgets the account's oldest closed one (10006), so that churn
+// cannot grow Redis without bound within the retention window.
 //
 // Every operation that changes a session is one Lua script, one round
 // trip. A transition reads the state and epoch, looks the event up in the

@@ -87,16 +87,17 @@ return 0
 
 // transitionScript applies one event as a compare-and-set.
 //
-// KEYS: 1 record, 2 account index, 3 deadlines.
+// KEYS: 1 record, 2 account index, 3 deadlines, 4 account's closed index.
 // ARGV: 1 account, 2 expected epoch (0: any), 3 transition table (the
 // state reached from each state 0..5, one digit each, 0: refused), 4 at ns,
 // 5 at ms (rounded up), 6 reason, 7 nonce, 8 closing grace ms, 9 key prefix,
-// 10 retention slack ms, 11 id, 12 channel.
+// 10 retention slack ms, 11 id, 12 channel, 13 closed kept per account
+// (negative: no bound).
 // Returns {0, from, record} on success (or for a replay of the change that
 // made the current epoch), {1} when there is no such session, {2, state,
 // record} when the state refuses the event, {3, state, record} when the
 // epoch moved.
-var transitionScript = redis.NewScript(preamble + `
+var transitionScript = redis.NewScript(preamble + trimClosedLua + `
 local rec, acct, timers = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', rec, 'a', 's', 'e', 'op', 'of')
 if not h[1] or h[1] ~= ARGV[1] then return {1} end
@@ -128,6 +129,8 @@ if to == 5 then
   if o then redis.call('SREM', ARGV[9] .. 'n:' .. o, id) end
   -- Forgotten by Redis itself if no node is left to forget it.
   redis.call('PEXPIRE', rec, istr(num(redis.call('HGET', rec, 'rtm')) + tonumber(ARGV[10])))
+  trim_closed(KEYS[4], acct, timers, id, tonumber(ARGV[13]), num(redis.call('HGET', rec, 'rtm')),
+    tonumber(ARGV[10]), ARGV[9], ARGV[12], ARGV[1], at)
 end
 publish(ARGV[12], st, to, ep, at, num(redis.call('HGET', rec, 'r')), d, id, ARGV[1])
 return {0, st, redis.call('HGETALL', rec)}

@@ -84,6 +84,11 @@ type Config struct {
 	SubscribeWait time.Duration
 	// Batch is the page size of Range. The default is DefaultBatch (256).
 	Batch int
+	// MaxClosedPerAccount bounds the closed sessions of one account kept
+	// for their retention window: past it, the oldest are forgotten (10006)
+	// when another closes. The default is
+	// session.DefaultMaxClosedPerAccount (1,000); negative means no bound.
+	MaxClosedPerAccount int
 }
 
 // Store is a session.Store in Redis, shared by every node that uses the
@@ -166,6 +171,9 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	def(&cfg.SubscribeWait, DefaultSubscribeWait)
 	if cfg.Batch == 0 {
 		cfg.Batch = DefaultBatch
+	}
+	if cfg.MaxClosedPerAccount == 0 {
+		cfg.MaxClosedPerAccount = session.DefaultMaxClosedPerAccount
 	}
 	switch {
 	case cfg.ClaimTTL < time.Millisecond, cfg.ClosingGrace < time.Millisecond, cfg.PollInterval < time.Millisecond:
