@@ -113,7 +113,9 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 		return account, errSocketUsed
 	case info.State != fsm.Connecting:
 		return account, sserrors.SessionState(info.State.String())
-	case !websocket.IsWebSocketUpgrade(r):
+	case !isHandshake(r):
+		// Checked before Join: an upgrade the upgrader then refused would
+		// leave the session connected with no socket, its ws_url spent.
 		return account, sserrors.ErrInvalidParameter
 	}
 	if info, err = h.mgr.Join(ctx, account, id); err != nil {
@@ -121,10 +123,32 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return account, nil // the upgrader answered; the session stays connected until idle
+		// The upgrader answered (the handshake was checked above, so only
+		// a connection that cannot be taken over gets here); the session
+		// stays connected until idle, as after a dropped socket.
+		return account, nil
 	}
 	h.serve(ws, account, info)
 	return account, nil
+}
+
+// isHandshake reports whether r is a WebSocket version 13 opening
+// handshake the upgrader accepts (its method, Connection and Upgrade
+// headers, version and a 16-byte key).
+func isHandshake(r *http.Request) bool {
+	if r.Method != http.MethodGet || !websocket.IsWebSocketUpgrade(r) {
+		return false
+	}
+	version := false
+	for _, v := range r.Header.Values("Sec-Websocket-Version") {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(t) == "13" {
+				version = true
+			}
+		}
+	}
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
+	return version && err == nil && len(key) == 16
 }
 
 // originAllowed: no Origin header, an allowed origin, or the server's own.
