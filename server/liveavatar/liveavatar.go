@@ -186,10 +186,14 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	keys, err := newKeyring(secret)
+	if err != nil {
+		return nil, fmt.Errorf("liveavatar: Config.Secret: %w", err)
+	}
 	h := &Handler{
 		mgr:       cfg.Manager,
 		accounts:  cfg.Accounts,
-		keys:      newKeyring(secret),
+		keys:      keys,
 		allow:     cfg.Allow,
 		origins:   origins,
 		sock:      cfg.Socket,
