@@ -454,6 +454,22 @@ func (s *liteSocket) readLoop() {
 	s.ws.SetPongHandler(func(string) error {
 		return s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
 	})
+	// A ping is a message too: it takes from the message rate, so that a
+	// flood of pings is closed 1008 rather than answered pong for pong.
+	s.ws.SetPingHandler(func(data string) error {
+		if s.isClosing() {
+			return nil
+		}
+		if !s.rate.Allow() {
+			s.abort(websocket.ClosePolicyViolation, CloseTooManyMessages)
+			return nil
+		}
+		err := s.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(sock.WriteTimeout))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	s.ws.SetCloseHandler(func(code int, _ string) error {
 		if !s.sentClose.Swap(true) {
 			s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(sock.WriteTimeout))
