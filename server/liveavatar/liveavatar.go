@@ -111,8 +111,10 @@ type Hooks struct {
 	SocketOpened func(realtime.SocketInfo)
 	// SocketClosed is called once for every socket SocketOpened reported.
 	SocketClosed func(realtime.SocketInfo)
-	// Refused is called for every request answered with an error (the
-	// socket's upgrade included), with the code and status answered.
+	// Refused is called for every request of a known route answered with
+	// an error (the socket's upgrade included), with the code and status
+	// answered; its Endpoint is the route ("/v1/sessions/{id}/ws"), never
+	// a path holding a session id.
 	Refused func(server.Refusal)
 }
 
@@ -371,7 +373,8 @@ func (h *Handler) authenticate(r *http.Request, bearerOK bool) (caller, error) {
 	return caller{account: claims.Account, token: claims}, nil
 }
 
-// fail answers err and reports it to Hooks.Refused.
+// fail answers err and reports it to Hooks.Refused, with the hash of the
+// session named (sessionID, else the path's) and the route, not the path.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account, sessionID string, err error) {
 	writeError(w, err)
 	if h.hooks.Refused == nil {
@@ -383,14 +386,30 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account, sessionI
 		e := translate(err)
 		status, code = e.Status, e.Code
 	}
+	if sessionID == "" {
+		sessionID = r.PathValue("id")
+	}
 	h.hooks.Refused(server.Refusal{
-		Endpoint:    r.URL.Path,
+		Endpoint:    endpoint(r),
 		Account:     account,
 		SessionHash: session.ShortHash(sessionID),
 		Code:        code,
 		Status:      status,
 		Err:         err,
 	})
+}
+
+// endpoint names the route of r for hooks: its pattern's path
+// ("/v1/sessions/{id}"), so that no session id in the URL reaches them.
+func endpoint(r *http.Request) string {
+	if r.Pattern == "" {
+		return r.URL.Path // a path no route matched names no session
+	}
+	_, path, ok := strings.Cut(r.Pattern, " ")
+	if !ok {
+		return r.Pattern
+	}
+	return path
 }
 
 // Shutdown stops taking sockets, ends the Manager subscription and the
