@@ -12,7 +12,7 @@ import (
 // with.
 func FuzzVerifyToken(f *testing.F) {
 	k := mustKeyring(f, []byte("0123456789abcdef0123456789abcdef"))
-	good := k.mintToken("acme", "s1", ModeLite, time.Unix(0, 0))
+	good := k.mintToken("acme", "s1", ModeLite, false, time.Unix(0, 0))
 	f.Add(good)
 	f.Add(good + "x")
 	f.Add(strings.Replace(good, ".", "..", 1))

@@ -1,6 +1,7 @@
 package liveavatar_test
 
 import (
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -42,5 +43,36 @@ func TestRefusedNamesNoSessionID(t *testing.T) {
 		assert.Equal(t, server.ShortHash(id), r.SessionHash, want)
 		assert.NotContains(t, r.Endpoint, id)
 		assert.NotContains(t, r.Err.Error(), id)
+	}
+}
+
+// TestListModeFromToken checks that a session token sees its own session's
+// mode and is_sandbox (its token says them), and that the API key, whose
+// listing has no token to read them from, sees null.
+func TestListModeFromToken(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	c := n.client()
+	for _, sandbox := range []bool{false, true} {
+		id, token := c.token("key-acme", map[string]any{"mode": "LITE", "avatar_id": "Wayne_20240711", "is_sandbox": sandbox})
+		type entry struct {
+			ID        string  `json:"id"`
+			Mode      *string `json:"mode"`
+			IsSandbox *bool   `json:"is_sandbox"`
+		}
+		var one entry
+		c.call("GET", "/v1/sessions/"+id, token, nil).data(t, http.StatusOK, &one)
+		require.NotNil(t, one.Mode)
+		require.NotNil(t, one.IsSandbox)
+		assert.Equal(t, "LITE", *one.Mode)
+		assert.Equal(t, sandbox, *one.IsSandbox)
+
+		var page struct{ Results []entry }
+		c.call("GET", "/v1/sessions?type=active", token, nil).data(t, http.StatusOK, &page)
+		require.Len(t, page.Results, 1)
+		assert.Equal(t, one, page.Results[0])
+
+		c.call("GET", "/v1/sessions/"+id, "key-acme", nil).data(t, http.StatusOK, &one)
+		assert.Nil(t, one.Mode, "the API key has no token to read the mode from")
+		assert.Nil(t, one.IsSandbox)
 	}
 }

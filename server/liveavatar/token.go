@@ -101,6 +101,9 @@ type claims struct {
 
 type startData struct {
 	Mode string `json:"mode"`
+	// IsSandbox is the token request's is_sandbox; absent from tokens of
+	// earlier builds.
+	IsSandbox *bool `json:"is_sandbox,omitempty"`
 }
 
 // tokenHeader is the JWT header of every session token, base64url.
@@ -109,11 +112,12 @@ var tokenHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","t
 func accountAD(sessionID string) []byte { return []byte("token\x00" + sessionID) }
 func socketAD(sessionID string) []byte  { return []byte("socket\x00" + sessionID) }
 
-// mintToken returns the session token of a session of account in mode.
-func (k keyring) mintToken(account, sessionID, mode string, now time.Time) string {
-	payload, _ := json.Marshal(claims{ // a struct of strings and an int always marshals
+// mintToken returns the session token of a session of account in mode
+// (a sandbox session when sandbox).
+func (k keyring) mintToken(account, sessionID, mode string, sandbox bool, now time.Time) string {
+	payload, _ := json.Marshal(claims{ // strings, a bool and an int always marshal
 		SessionID: sessionID,
-		StartData: startData{Mode: mode},
+		StartData: startData{Mode: mode, IsSandbox: &sandbox},
 		Account:   sealAccount(k.account, account, accountAD(sessionID)),
 		IssuedAt:  now.Unix(),
 	})
@@ -127,9 +131,11 @@ func (k keyring) mac(signing string) []byte {
 	return h.Sum(nil)
 }
 
-// tokenClaims is what a valid session token says.
+// tokenClaims is what a valid session token says. Sandbox is nil for a
+// token that does not say (one minted by an earlier build).
 type tokenClaims struct {
 	Account, SessionID, Mode string
+	Sandbox                  *bool
 }
 
 // verifyToken checks a session token's signature and returns its claims,
@@ -162,7 +168,7 @@ func (k keyring) verifyToken(token string) (tokenClaims, bool) {
 	if !ok || (c.StartData.Mode != ModeLite && c.StartData.Mode != ModeFull) {
 		return tokenClaims{}, false
 	}
-	return tokenClaims{Account: account, SessionID: c.SessionID, Mode: c.StartData.Mode}, true
+	return tokenClaims{Account: account, SessionID: c.SessionID, Mode: c.StartData.Mode, Sandbox: c.StartData.IsSandbox}, true
 }
 
 // socketCredential returns the credential of the session's ws_url.

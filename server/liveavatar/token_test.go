@@ -12,17 +12,21 @@ import (
 func TestSessionToken(t *testing.T) {
 	k := mustKeyring(t, []byte("0123456789abcdef0123456789abcdef"))
 	now := time.Unix(1_700_000_000, 0)
-	tok := k.mintToken("acme", "s1", ModeLite, now)
+	tok := k.mintToken("acme", "s1", ModeLite, false, now)
 
 	got, ok := k.verifyToken(tok)
 	assert.True(t, ok)
-	assert.Equal(t, tokenClaims{Account: "acme", SessionID: "s1", Mode: ModeLite}, got)
+	no := false
+	assert.Equal(t, tokenClaims{Account: "acme", SessionID: "s1", Mode: ModeLite, Sandbox: &no}, got)
+	yes := true
+	got, _ = k.verifyToken(k.mintToken("acme", "s1", ModeLite, true, now))
+	assert.Equal(t, &yes, got.Sandbox)
 
 	parts := strings.Split(tok, ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	assert.NotContains(t, string(payload), "acme", "the payload names no account")
-	assert.Contains(t, string(payload), `"start_session_data":{"mode":"LITE"}`)
-	assert.Equal(t, len(k.mintToken("a", "s1", ModeLite, now)), len(k.mintToken("abcdefghijklmnopqrstuvwxyz", "s1", ModeLite, now)),
+	assert.Contains(t, string(payload), `"start_session_data":{"mode":"LITE","is_sandbox":false}`)
+	assert.Equal(t, len(k.mintToken("a", "s1", ModeLite, false, now)), len(k.mintToken("abcdefghijklmnopqrstuvwxyz", "s1", ModeLite, false, now)),
 		"the account's length does not show")
 
 	swap := func(i int, s string) string {
@@ -30,7 +34,7 @@ func TestSessionToken(t *testing.T) {
 		p[i] = s
 		return strings.Join(p, ".")
 	}
-	other := strings.Split(k.mintToken("acme", "s2", ModeFull, now), ".")
+	other := strings.Split(k.mintToken("acme", "s2", ModeFull, false, now), ".")
 	for name, bad := range map[string]string{
 		"empty":                "",
 		"two parts":            parts[0] + "." + parts[1],
@@ -38,7 +42,7 @@ func TestSessionToken(t *testing.T) {
 		"another signature":    swap(2, other[2]),
 		"alg none":             swap(0, base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`))),
 		"signature not base64": swap(2, "!!"),
-		"another secret":       mustKeyring(t, []byte("another secret, 32 bytes long!!!")).mintToken("acme", "s1", ModeLite, now),
+		"another secret":       mustKeyring(t, []byte("another secret, 32 bytes long!!!")).mintToken("acme", "s1", ModeLite, false, now),
 		"socket credential":    k.socketCredential("acme", "s1"),
 		"oversized":            strings.Repeat("a", maxTokenLen+1),
 		"trailing part":        tok + ".x",
@@ -58,7 +62,7 @@ func TestSocketCredential(t *testing.T) {
 	for name, c := range map[string]struct{ cred, id string }{
 		"another session": {cred, "s2"},
 		"no session":      {cred, ""},
-		"session token":   {k.mintToken("acme", "s1", ModeLite, time.Now()), "s1"},
+		"session token":   {k.mintToken("acme", "s1", ModeLite, false, time.Now()), "s1"},
 		"truncated":       {cred[:len(cred)-1], "s1"},
 		"another secret":  {mustKeyring(t, []byte("another secret, 32 bytes long!!!")).socketCredential("acme", "s1"), "s1"},
 	} {
