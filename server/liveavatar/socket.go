@@ -516,8 +516,14 @@ type clientMessage struct {
 	Audio   *string `json:"audio"`
 }
 
+// MaxEventIDBytes bounds a client message's event_id: the socket keeps it
+// while the utterance plays and sends it back in each speech event.
+const MaxEventIDBytes = 256
+
 var (
 	errBadMessage  = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: not a JSON object with a known type"))
+	errLongEventID = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: event_id is longer than 256 bytes"))
+	errSpeechQueue = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: too many utterances waiting to play"))
 	errBadAudio    = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: audio is not non-empty base64 PCM"))
 	errNoUtterance = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: agent.speak_end without agent.speak"))
 )
@@ -530,6 +536,11 @@ func (s *liteSocket) handle(typ int, data []byte) {
 	if typ != websocket.TextMessage || json.Unmarshal(data, &msg) != nil {
 		_ = h.mgr.Touch(s.ctx, s.account, s.id)
 		s.sendData(errorEvent("", errBadMessage))
+		return
+	}
+	if len(msg.EventID) > MaxEventIDBytes {
+		_ = h.mgr.Touch(s.ctx, s.account, s.id)
+		s.sendData(errorEvent("", errLongEventID))
 		return
 	}
 	var err error
@@ -547,8 +558,8 @@ func (s *liteSocket) handle(typ int, data []byte) {
 			_ = h.mgr.Touch(s.ctx, s.account, s.id)
 			break
 		}
-		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil {
-			s.speech.speak(eventIDOr(msg.EventID), AudioDuration(len(pcm)))
+		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil && !s.speech.speak(eventIDOr(msg.EventID), AudioDuration(len(pcm))) {
+			err = errSpeechQueue
 		}
 	case TypeSpeakEnd:
 		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil && !s.speech.end() {
