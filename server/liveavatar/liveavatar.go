@@ -95,6 +95,13 @@ type Config struct {
 	Clock realtime.Clock
 	// MaxBodyBytes limits request bodies. The default is DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the reading of a request's body, counted from
+	// when the handler starts serving it: a body not all there in time
+	// answers 408/400175 and the connection closes, as the Streaming API's
+	// (server.Config.BodyReadTimeout). The default is
+	// server.DefaultBodyReadTimeout; negative means no bound. A
+	// ResponseWriter that cannot set read deadlines leaves it unbounded.
+	BodyReadTimeout time.Duration
 	// Now tells the time of tokens and listings. The default is time.Now.
 	Now func() time.Time
 	// Hooks observe the surface; nil hooks are skipped.
@@ -132,6 +139,7 @@ type Handler struct {
 	sock     realtime.SocketConfig
 	clock    realtime.Clock
 	maxBody  int64
+	bodyTime time.Duration
 	now      func() time.Time
 	mux      *http.ServeMux
 	upgrader websocket.Upgrader
@@ -185,6 +193,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = server.DefaultBodyReadTimeout
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -201,6 +212,7 @@ func New(cfg Config) (*Handler, error) {
 		sock:      cfg.Socket,
 		clock:     cfg.Clock,
 		maxBody:   cfg.MaxBodyBytes,
+		bodyTime:  cfg.BodyReadTimeout,
 		now:       cfg.Now,
 		bySession: make(map[string]*liteSocket),
 		opening:   make(map[string]bool),
@@ -344,6 +356,11 @@ func (h *Handler) api(bearerOK bool, fn func(*http.Request, caller) (int, any, e
 			h.fail(w, r, c.account, "", err)
 			return
 		}
+		if h.bodyTime > 0 && r.Body != nil && r.Body != http.NoBody {
+			// A body without one (a GET) gets no deadline: the read that
+			// watches for the client going away would fail at it.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.bodyTime))
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
 		status, data, err := fn(r, c)
 		if err != nil {
@@ -376,6 +393,9 @@ func (h *Handler) authenticate(r *http.Request, bearerOK bool) (caller, error) {
 // fail answers err and reports it to Hooks.Refused, with the hash of the
 // session named (sessionID, else the path's) and the route, not the path.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account, sessionID string, err error) {
+	if sserrors.StatusOf(err) == http.StatusRequestTimeout {
+		w.Header().Set("Connection", "close") // the rest of the body is not awaited
+	}
 	writeError(w, err)
 	if h.hooks.Refused == nil {
 		return
