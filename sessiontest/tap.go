@@ -45,11 +45,14 @@ func (t *Tap) OnTransition(session.Event) {
 
 // Subscribe subscribes fn to m's events (Manager.Subscribe) and counts the
 // events fn has returned from. Events published before Subscribe are not
-// waited for: subscribe before the traffic you settle. cancel ends the
-// subscription, which Settle then ignores.
+// waited for. Subscribe before the traffic you settle: an event published
+// while Subscribe runs may be both counted as published before it and
+// handed to fn (the Manager calls OnTransition before it reads its list of
+// subscribers), and then Settle waits for one event fewer than it should.
+// cancel ends the subscription, which Settle then ignores.
 func (t *Tap) Subscribe(m *session.Manager, fn func(session.Event)) (cancel func()) {
-	// Subscribing under the lock holds back OnTransition, so that an event
-	// is either counted in base or handed to the new subscription.
+	// Subscribing under the lock holds back the OnTransition of events
+	// published meanwhile, so that none is missed by both base and fn.
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := &tapSub{n: len(t.subs) + 1, base: t.published}

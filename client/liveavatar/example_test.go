@@ -140,5 +140,9 @@ func TestErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, got.CloseReason)
 	assert.Equal(t, "USER_DISCONNECTED", *got.CloseReason)
+	require.NotNil(t, got.Mode, "the token says its session's mode")
+	assert.Equal(t, "LITE", *got.Mode)
+	require.NotNil(t, got.IsSandbox)
+	assert.False(t, *got.IsSandbox)
 	assert.True(t, errors.Is(c.KeepAlive(ctx, tok.SessionID), sserrors.ErrSessionStateClosed))
 }

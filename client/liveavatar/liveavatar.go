@@ -194,6 +194,11 @@ type Entry struct {
 	CreditsConsumed float64 `json:"credits_consumed"`
 	State           string  `json:"state"`
 	CloseReason     *string `json:"close_reason"`
+	// Mode ("LITE" or "FULL") and IsSandbox are nil except when a session
+	// token reads its own session (Session.Get): the server keeps neither,
+	// its token says them.
+	Mode      *string `json:"mode"`
+	IsSandbox *bool   `json:"is_sandbox"`
 }
 
 // Page is one page of a list.

@@ -72,9 +72,11 @@ func TestConcurrentSockets(t *testing.T) {
 	got := parallel(8, func() bool {
 		ws, resp, err := dialLite(t, st.WSURL)
 		if err != nil {
+			status := 0 // no answer at all: a refusal must be an HTTP answer
 			if resp != nil {
-				statuses.Store(resp.StatusCode, true)
+				status = resp.StatusCode
 			}
+			statuses.Store(status, true)
 			return false
 		}
 		_ = ws

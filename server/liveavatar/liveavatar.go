@@ -95,6 +95,13 @@ type Config struct {
 	Clock realtime.Clock
 	// MaxBodyBytes limits request bodies. The default is DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the reading of a request's body, counted from
+	// when the handler starts serving it: a body not all there in time
+	// answers 408/400175 and the connection closes, as the Streaming API's
+	// (server.Config.BodyReadTimeout). The default is
+	// server.DefaultBodyReadTimeout; negative means no bound. A
+	// ResponseWriter that cannot set read deadlines leaves it unbounded.
+	BodyReadTimeout time.Duration
 	// Now tells the time of tokens and listings. The default is time.Now.
 	Now func() time.Time
 	// Hooks observe the surface; nil hooks are skipped.
@@ -111,8 +118,10 @@ type Hooks struct {
 	SocketOpened func(realtime.SocketInfo)
 	// SocketClosed is called once for every socket SocketOpened reported.
 	SocketClosed func(realtime.SocketInfo)
-	// Refused is called for every request answered with an error (the
-	// socket's upgrade included), with the code and status answered.
+	// Refused is called for every request of a known route answered with
+	// an error (the socket's upgrade included), with the code and status
+	// answered; its Endpoint is the route ("/v1/sessions/{id}/ws"), never
+	// a path holding a session id.
 	Refused func(server.Refusal)
 }
 
@@ -130,6 +139,7 @@ type Handler struct {
 	sock     realtime.SocketConfig
 	clock    realtime.Clock
 	maxBody  int64
+	bodyTime time.Duration
 	now      func() time.Time
 	mux      *http.ServeMux
 	upgrader websocket.Upgrader
@@ -183,18 +193,26 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = server.DefaultBodyReadTimeout
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	keys, err := newKeyring(secret)
+	if err != nil {
+		return nil, fmt.Errorf("liveavatar: Config.Secret: %w", err)
 	}
 	h := &Handler{
 		mgr:       cfg.Manager,
 		accounts:  cfg.Accounts,
-		keys:      newKeyring(secret),
+		keys:      keys,
 		allow:     cfg.Allow,
 		origins:   origins,
 		sock:      cfg.Socket,
 		clock:     cfg.Clock,
 		maxBody:   cfg.MaxBodyBytes,
+		bodyTime:  cfg.BodyReadTimeout,
 		now:       cfg.Now,
 		bySession: make(map[string]*liteSocket),
 		opening:   make(map[string]bool),
@@ -338,6 +356,11 @@ func (h *Handler) api(bearerOK bool, fn func(*http.Request, caller) (int, any, e
 			h.fail(w, r, c.account, "", err)
 			return
 		}
+		if h.bodyTime > 0 && r.Body != nil && r.Body != http.NoBody {
+			// A body without one (a GET) gets no deadline: the read that
+			// watches for the client going away would fail at it.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.bodyTime))
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
 		status, data, err := fn(r, c)
 		if err != nil {
@@ -367,8 +390,12 @@ func (h *Handler) authenticate(r *http.Request, bearerOK bool) (caller, error) {
 	return caller{account: claims.Account, token: claims}, nil
 }
 
-// fail answers err and reports it to Hooks.Refused.
+// fail answers err and reports it to Hooks.Refused, with the hash of the
+// session named (sessionID, else the path's) and the route, not the path.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account, sessionID string, err error) {
+	if sserrors.StatusOf(err) == http.StatusRequestTimeout {
+		w.Header().Set("Connection", "close") // the rest of the body is not awaited
+	}
 	writeError(w, err)
 	if h.hooks.Refused == nil {
 		return
@@ -379,14 +406,30 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account, sessionI
 		e := translate(err)
 		status, code = e.Status, e.Code
 	}
+	if sessionID == "" {
+		sessionID = r.PathValue("id")
+	}
 	h.hooks.Refused(server.Refusal{
-		Endpoint:    r.URL.Path,
+		Endpoint:    endpoint(r),
 		Account:     account,
 		SessionHash: session.ShortHash(sessionID),
 		Code:        code,
 		Status:      status,
 		Err:         err,
 	})
+}
+
+// endpoint names the route of r for hooks: its pattern's path
+// ("/v1/sessions/{id}"), so that no session id in the URL reaches them.
+func endpoint(r *http.Request) string {
+	if r.Pattern == "" {
+		return r.URL.Path // a path no route matched names no session
+	}
+	_, path, ok := strings.Cut(r.Pattern, " ")
+	if !ok {
+		return r.Pattern
+	}
+	return path
 }
 
 // Shutdown stops taking sockets, ends the Manager subscription and the

@@ -234,7 +234,7 @@ func (h *Handler) createToken(r *http.Request, c caller) (int, any, error) {
 	}
 	return http.StatusOK, tokenResponse{
 		SessionID:    info.ID,
-		SessionToken: h.keys.mintToken(info.Account, info.ID, req.mode, h.now()),
+		SessionToken: h.keys.mintToken(info.Account, info.ID, req.mode, req.sandbox, h.now()),
 	}, nil
 }
 
@@ -413,8 +413,9 @@ func (h *Handler) keepAlive(r *http.Request, c caller) (int, any, error) {
 }
 
 // listedSession is one session in LiveAvatar's listing shape, with the
-// state and close reason (ours) beside it. Fields this service does not
-// keep (mode, is_sandbox, source) are null.
+// state and close reason (ours) beside it. The session store keeps no
+// source, mode or is_sandbox: source is null, and mode and is_sandbox are
+// null except for a session token's own session, whose token says them.
 type listedSession struct {
 	ID              string  `json:"id"`
 	CreatedAt       string  `json:"created_at"`
@@ -428,7 +429,8 @@ type listedSession struct {
 	CloseReason     *string `json:"close_reason"`
 }
 
-func (h *Handler) listed(i session.Info) listedSession {
+// listed is i in the listing shape, as c sees it.
+func (h *Handler) listed(c caller, i session.Info) listedSession {
 	updated := i.CreatedAt
 	for _, t := range []time.Time{i.StartedAt, i.LastActivity, i.ClosedAt} {
 		if t.After(updated) {
@@ -452,6 +454,10 @@ func (h *Handler) listed(i session.Info) listedSession {
 	}
 	if name := CloseReason(i.Reason); name != "" {
 		out.CloseReason = &name
+	}
+	if c.bearer() && c.token.SessionID == i.ID {
+		mode := c.token.Mode
+		out.Mode, out.IsSandbox = &mode, c.token.Sandbox
 	}
 	return out
 }
@@ -499,7 +505,7 @@ func (h *Handler) list(r *http.Request, c caller) (int, any, error) {
 	from := min((page-1)*size, len(infos))
 	to := min(from+size, len(infos))
 	for _, i := range infos[from:to] {
-		out.Results = append(out.Results, h.listed(i))
+		out.Results = append(out.Results, h.listed(c, i))
 	}
 	link := func(p int) *string {
 		u := *r.URL
@@ -551,5 +557,5 @@ func (h *Handler) get(r *http.Request, c caller) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, h.listed(info), nil
+	return http.StatusOK, h.listed(c, info), nil
 }

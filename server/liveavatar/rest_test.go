@@ -286,7 +286,7 @@ func TestFullMode(t *testing.T) {
 	id, token := c.token("key-limited", map[string]any{"mode": "FULL", "avatar_id": "Wayne_20240711", "avatar_persona": map[string]any{}})
 	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
 	require.NoError(t, err)
-	assert.Contains(t, string(payload), `"start_session_data":{"mode":"FULL"}`)
+	assert.Contains(t, string(payload), `"start_session_data":{"mode":"FULL","is_sandbox":false}`)
 
 	a := c.call("POST", liveavatar.PathStart, token, nil)
 	assert.Equal(t, http.StatusNotImplemented, a.Status)

@@ -113,7 +113,9 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 		return account, errSocketUsed
 	case info.State != fsm.Connecting:
 		return account, sserrors.SessionState(info.State.String())
-	case !websocket.IsWebSocketUpgrade(r):
+	case !isHandshake(r):
+		// Checked before Join: an upgrade the upgrader then refused would
+		// leave the session connected with no socket, its ws_url spent.
 		return account, sserrors.ErrInvalidParameter
 	}
 	if info, err = h.mgr.Join(ctx, account, id); err != nil {
@@ -121,10 +123,32 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return account, nil // the upgrader answered; the session stays connected until idle
+		// The upgrader answered (the handshake was checked above, so only
+		// a connection that cannot be taken over gets here); the session
+		// stays connected until idle, as after a dropped socket.
+		return account, nil
 	}
 	h.serve(ws, account, info)
 	return account, nil
+}
+
+// isHandshake reports whether r is a WebSocket version 13 opening
+// handshake the upgrader accepts (its method, Connection and Upgrade
+// headers, version and a 16-byte key).
+func isHandshake(r *http.Request) bool {
+	if r.Method != http.MethodGet || !websocket.IsWebSocketUpgrade(r) {
+		return false
+	}
+	version := false
+	for _, v := range r.Header.Values("Sec-Websocket-Version") {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(t) == "13" {
+				version = true
+			}
+		}
+	}
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
+	return version && err == nil && len(key) == 16
 }
 
 // originAllowed: no Origin header, an allowed origin, or the server's own.
@@ -430,6 +454,22 @@ func (s *liteSocket) readLoop() {
 	s.ws.SetPongHandler(func(string) error {
 		return s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
 	})
+	// A ping is a message too: it takes from the message rate, so that a
+	// flood of pings is closed 1008 rather than answered pong for pong.
+	s.ws.SetPingHandler(func(data string) error {
+		if s.isClosing() {
+			return nil
+		}
+		if !s.rate.Allow() {
+			s.abort(websocket.ClosePolicyViolation, CloseTooManyMessages)
+			return nil
+		}
+		err := s.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(sock.WriteTimeout))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	s.ws.SetCloseHandler(func(code int, _ string) error {
 		if !s.sentClose.Swap(true) {
 			s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(sock.WriteTimeout))
@@ -476,8 +516,14 @@ type clientMessage struct {
 	Audio   *string `json:"audio"`
 }
 
+// MaxEventIDBytes bounds a client message's event_id: the socket keeps it
+// while the utterance plays and sends it back in each speech event.
+const MaxEventIDBytes = 256
+
 var (
 	errBadMessage  = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: not a JSON object with a known type"))
+	errLongEventID = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: event_id is longer than 256 bytes"))
+	errSpeechQueue = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: too many utterances waiting to play"))
 	errBadAudio    = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: audio is not non-empty base64 PCM"))
 	errNoUtterance = sserrors.ErrInvalidParameter.WithCause(errors.New("liveavatar: agent.speak_end without agent.speak"))
 )
@@ -490,6 +536,11 @@ func (s *liteSocket) handle(typ int, data []byte) {
 	if typ != websocket.TextMessage || json.Unmarshal(data, &msg) != nil {
 		_ = h.mgr.Touch(s.ctx, s.account, s.id)
 		s.sendData(errorEvent("", errBadMessage))
+		return
+	}
+	if len(msg.EventID) > MaxEventIDBytes {
+		_ = h.mgr.Touch(s.ctx, s.account, s.id)
+		s.sendData(errorEvent("", errLongEventID))
 		return
 	}
 	var err error
@@ -507,8 +558,8 @@ func (s *liteSocket) handle(typ int, data []byte) {
 			_ = h.mgr.Touch(s.ctx, s.account, s.id)
 			break
 		}
-		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil {
-			s.speech.speak(eventIDOr(msg.EventID), AudioDuration(len(pcm)))
+		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil && !s.speech.speak(eventIDOr(msg.EventID), AudioDuration(len(pcm))) {
+			err = errSpeechQueue
 		}
 	case TypeSpeakEnd:
 		if _, err = h.mgr.Command(s.ctx, s.account, s.id, fsm.CmdTask); err == nil && !s.speech.end() {

@@ -18,6 +18,12 @@ func AudioDuration(pcm int) time.Duration {
 	return time.Duration(pcm) * time.Second / BytesPerSecond
 }
 
+// MaxQueuedUtterances bounds the utterances of one session playing or
+// waiting to play: each plays once the one before has, so without a bound
+// a client sending audio faster than it plays grows the queue for as long
+// as the session lives. A chunk that would open one more is refused.
+const MaxQueuedUtterances = 64
+
 // utterance is one agent.speak … agent.speak_end group.
 type utterance struct {
 	eventID  string
@@ -51,17 +57,22 @@ func newSpeech(clock realtime.Clock, emit func([]byte)) *speech {
 
 // speak adds a chunk of d to the open utterance, opening one named eventID
 // when there is none; a new utterance plays at once when nothing else does
-// (agent.speak_started).
-func (s *speech) speak(eventID string, d time.Duration) {
+// (agent.speak_started). It reports false, changing nothing, when a new
+// utterance would exceed MaxQueuedUtterances; a chunk after close is
+// dropped (true).
+func (s *speech) speak(eventID string, d time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
-		return
+		return true
 	}
 	var u *utterance
 	if n := len(s.queue); n > 0 && !s.queue[n-1].complete {
 		u = s.queue[n-1]
 	} else {
+		if n >= MaxQueuedUtterances {
+			return false
+		}
 		u = &utterance{eventID: eventID, taskID: newTaskID()}
 		s.queue = append(s.queue, u)
 		if len(s.queue) == 1 {
@@ -69,6 +80,7 @@ func (s *speech) speak(eventID string, d time.Duration) {
 		}
 	}
 	u.duration += d
+	return true
 }
 
 // end closes the open utterance (agent.speak_end), and reports whether

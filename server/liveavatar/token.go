@@ -1,9 +1,6 @@
 package liveavatar
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +8,8 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+
+	"github.com/streamsession/streamsession/internal/seal"
 )
 
 // Session modes, as LiveAvatar names them.
@@ -22,59 +21,56 @@ const (
 // maxTokenLen bounds what the token parsers look at.
 const maxTokenLen = 4096
 
-// keyring holds the keys derived from Config.Secret, one per use, so that
-// no credential of one kind opens as another. It is immutable, safe for
-// concurrent use by multiple goroutines.
+// keyring holds the sealing boxes and signing key derived from
+// Config.Secret, one per use, so that no credential of one kind opens as
+// another. It is immutable, safe for concurrent use by multiple goroutines.
 type keyring struct {
-	sign    []byte      // HMAC-SHA256 of session tokens
-	account cipher.AEAD // seals the account inside a session token
-	socket  cipher.AEAD // seals the account inside a ws_url credential
+	sign    []byte    // HMAC-SHA256 of session tokens
+	account *seal.Box // seals the account inside a session token
+	socket  *seal.Box // seals the account inside a ws_url credential
 }
 
-func newKeyring(secret []byte) keyring {
-	return keyring{
-		sign:    derive(secret, "streamsession liveavatar session token signature v1"),
-		account: sealer(derive(secret, "streamsession liveavatar session token account v1")),
-		socket:  sealer(derive(secret, "streamsession liveavatar socket credential v1")),
-	}
-}
+// Labels of the keys derived from Config.Secret.
+const (
+	labelSign    = "streamsession liveavatar session token signature v1"
+	labelAccount = "streamsession liveavatar session token account v1"
+	labelSocket  = "streamsession liveavatar socket credential v1"
+)
 
-func derive(secret []byte, info string) []byte {
-	key, err := hkdf.Key(sha256.New, secret, nil, info, 32)
+// newKeyring derives the keyring of secret; it fails only for an empty
+// secret.
+func newKeyring(secret []byte) (keyring, error) {
+	sign, err := seal.Key(secret, labelSign)
 	if err != nil {
-		panic("liveavatar: hkdf: " + err.Error()) // only for a key length over 255×32 bytes
+		return keyring{}, err
 	}
-	return key
-}
-
-func sealer(key []byte) cipher.AEAD {
-	block, err := aes.NewCipher(key)
+	account, err := seal.New(secret, labelAccount)
 	if err != nil {
-		panic("liveavatar: aes: " + err.Error()) // a 32-byte key is always valid
+		return keyring{}, err
 	}
-	aead, err := cipher.NewGCMWithRandomNonce(block)
+	socket, err := seal.New(secret, labelSocket)
 	if err != nil {
-		panic("liveavatar: gcm: " + err.Error()) // AES has a 16-byte block
+		return keyring{}, err
 	}
-	return aead
+	return keyring{sign: sign, account: account, socket: socket}, nil
 }
 
 // padBlock is the block a sealed account is padded to, so that the
 // credential's length says nothing of the account's name.
 const padBlock = 32
 
-// seal encrypts account, authenticated with ad, as base64url.
-func seal(aead cipher.AEAD, account string, ad []byte) string {
+// sealAccount encrypts account, authenticated with ad, as base64url.
+func sealAccount(box *seal.Box, account string, ad []byte) string {
 	n := 2 + len(account)
 	plain := make([]byte, (n+padBlock-1)/padBlock*padBlock)
 	binary.BigEndian.PutUint16(plain, uint16(len(account)))
 	copy(plain[2:], account)
-	return base64.RawURLEncoding.EncodeToString(aead.Seal(nil, nil, plain, ad))
+	return base64.RawURLEncoding.EncodeToString(box.Seal(nil, plain, ad))
 }
 
-// unseal returns the account seal encrypted with ad, and false for
-// anything else.
-func unseal(aead cipher.AEAD, sealed string, ad []byte) (string, bool) {
+// openAccount returns the account sealAccount sealed with ad, and false
+// for anything else.
+func openAccount(box *seal.Box, sealed string, ad []byte) (string, bool) {
 	if len(sealed) > maxTokenLen {
 		return "", false
 	}
@@ -82,7 +78,7 @@ func unseal(aead cipher.AEAD, sealed string, ad []byte) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	plain, err := aead.Open(nil, nil, raw, ad)
+	plain, err := box.Open(raw, ad)
 	if err != nil || len(plain) < 2 {
 		return "", false
 	}
@@ -105,6 +101,9 @@ type claims struct {
 
 type startData struct {
 	Mode string `json:"mode"`
+	// IsSandbox is the token request's is_sandbox; absent from tokens of
+	// earlier builds.
+	IsSandbox *bool `json:"is_sandbox,omitempty"`
 }
 
 // tokenHeader is the JWT header of every session token, base64url.
@@ -113,12 +112,13 @@ var tokenHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","t
 func accountAD(sessionID string) []byte { return []byte("token\x00" + sessionID) }
 func socketAD(sessionID string) []byte  { return []byte("socket\x00" + sessionID) }
 
-// mintToken returns the session token of a session of account in mode.
-func (k keyring) mintToken(account, sessionID, mode string, now time.Time) string {
-	payload, _ := json.Marshal(claims{ // a struct of strings and an int always marshals
+// mintToken returns the session token of a session of account in mode
+// (a sandbox session when sandbox).
+func (k keyring) mintToken(account, sessionID, mode string, sandbox bool, now time.Time) string {
+	payload, _ := json.Marshal(claims{ // strings, a bool and an int always marshal
 		SessionID: sessionID,
-		StartData: startData{Mode: mode},
-		Account:   seal(k.account, account, accountAD(sessionID)),
+		StartData: startData{Mode: mode, IsSandbox: &sandbox},
+		Account:   sealAccount(k.account, account, accountAD(sessionID)),
 		IssuedAt:  now.Unix(),
 	})
 	signing := tokenHeader + "." + base64.RawURLEncoding.EncodeToString(payload)
@@ -131,9 +131,11 @@ func (k keyring) mac(signing string) []byte {
 	return h.Sum(nil)
 }
 
-// tokenClaims is what a valid session token says.
+// tokenClaims is what a valid session token says. Sandbox is nil for a
+// token that does not say (one minted by an earlier build).
 type tokenClaims struct {
 	Account, SessionID, Mode string
+	Sandbox                  *bool
 }
 
 // verifyToken checks a session token's signature and returns its claims,
@@ -162,16 +164,16 @@ func (k keyring) verifyToken(token string) (tokenClaims, bool) {
 	if err := json.Unmarshal(raw, &c); err != nil || c.SessionID == "" {
 		return tokenClaims{}, false
 	}
-	account, ok := unseal(k.account, c.Account, accountAD(c.SessionID))
+	account, ok := openAccount(k.account, c.Account, accountAD(c.SessionID))
 	if !ok || (c.StartData.Mode != ModeLite && c.StartData.Mode != ModeFull) {
 		return tokenClaims{}, false
 	}
-	return tokenClaims{Account: account, SessionID: c.SessionID, Mode: c.StartData.Mode}, true
+	return tokenClaims{Account: account, SessionID: c.SessionID, Mode: c.StartData.Mode, Sandbox: c.StartData.IsSandbox}, true
 }
 
 // socketCredential returns the credential of the session's ws_url.
 func (k keyring) socketCredential(account, sessionID string) string {
-	return seal(k.socket, account, socketAD(sessionID))
+	return sealAccount(k.socket, account, socketAD(sessionID))
 }
 
 // verifySocket returns the account a ws_url credential was minted for, and
@@ -180,5 +182,5 @@ func (k keyring) verifySocket(credential, sessionID string) (string, bool) {
 	if sessionID == "" {
 		return "", false
 	}
-	return unseal(k.socket, credential, socketAD(sessionID))
+	return openAccount(k.socket, credential, socketAD(sessionID))
 }

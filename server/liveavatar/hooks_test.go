@@ -1,0 +1,78 @@
+package liveavatar_test
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/liveavatar"
+)
+
+// TestRefusedNamesNoSessionID checks that refusals of the paths that carry
+// a session id (GET /v1/sessions/{id} and the socket) reach Hooks.Refused
+// with the route, never the raw id, and with the id's hash.
+func TestRefusedNamesNoSessionID(t *testing.T) {
+	var mu sync.Mutex
+	var refusals []server.Refusal
+	n := newNode(t, nodeOptions{socket: func(cfg *liveavatar.Config) {
+		cfg.Hooks.Refused = func(r server.Refusal) {
+			mu.Lock()
+			defer mu.Unlock()
+			refusals = append(refusals, r)
+		}
+	}})
+	c := client{t: t, base: n.httpServer()}
+	id, token := c.token("key-globex", nil)
+	st := c.start(token)
+
+	c.call("GET", "/v1/sessions/"+id, "key-acme", nil)                                    // another account's session
+	_, _, err := dialLite(t, strings.Replace(st.WSURL, "credential=", "credential=x", 1)) // a wrong credential
+	require.Error(t, err)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, refusals, 2)
+	for i, want := range []string{liveavatar.PathSession, liveavatar.PathSocket} {
+		r := refusals[i]
+		assert.Equal(t, want, r.Endpoint)
+		assert.Equal(t, server.ShortHash(id), r.SessionHash, want)
+		assert.NotContains(t, r.Endpoint, id)
+		assert.NotContains(t, r.Err.Error(), id)
+	}
+}
+
+// TestListModeFromToken checks that a session token sees its own session's
+// mode and is_sandbox (its token says them), and that the API key, whose
+// listing has no token to read them from, sees null.
+func TestListModeFromToken(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	c := n.client()
+	for _, sandbox := range []bool{false, true} {
+		id, token := c.token("key-acme", map[string]any{"mode": "LITE", "avatar_id": "Wayne_20240711", "is_sandbox": sandbox})
+		type entry struct {
+			ID        string  `json:"id"`
+			Mode      *string `json:"mode"`
+			IsSandbox *bool   `json:"is_sandbox"`
+		}
+		var one entry
+		c.call("GET", "/v1/sessions/"+id, token, nil).data(t, http.StatusOK, &one)
+		require.NotNil(t, one.Mode)
+		require.NotNil(t, one.IsSandbox)
+		assert.Equal(t, "LITE", *one.Mode)
+		assert.Equal(t, sandbox, *one.IsSandbox)
+
+		var page struct{ Results []entry }
+		c.call("GET", "/v1/sessions?type=active", token, nil).data(t, http.StatusOK, &page)
+		require.Len(t, page.Results, 1)
+		assert.Equal(t, one, page.Results[0])
+
+		c.call("GET", "/v1/sessions/"+id, "key-acme", nil).data(t, http.StatusOK, &one)
+		assert.Nil(t, one.Mode, "the API key has no token to read the mode from")
+		assert.Nil(t, one.IsSandbox)
+	}
+}
