@@ -65,6 +65,12 @@ type Server struct {
 	clusterNode bool
 	busPort     int
 
+	// opts are StartWith's extra settings; tlsPort is the TLS port when
+	// opts.TLS is set.
+	opts    Options
+	tlsPort int
+	tlsCert tlsFiles
+
 	mu      sync.Mutex
 	proc    *process // nil while killed
 	clients []*redis.Client
@@ -88,7 +94,42 @@ type process struct {
 // calls tb.Skip, or tb.Fatal when the environment variable CI is non-empty.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	return startServer(tb, lookBinary(tb), false)
+	return startServer(tb, lookBinary(tb), false, Options{})
+}
+
+// Options are the extra settings of StartWith. The zero value starts the
+// same server as Start.
+type Options struct {
+	// Args are appended to redis-server's command line. They must leave
+	// the plain port answering PING without authentication, which Start
+	// waits for: set a password with CONFIG SET or ACL SETUSER afterwards.
+	Args []string
+	// TLS makes the server also accept TLS connections on a second free
+	// loopback port (TLSAddr), with a certificate for 127.0.0.1 signed by a
+	// CA made for this server alone, whose PEM file CAFile names. Clients
+	// are not asked for a certificate.
+	TLS bool
+}
+
+// StartWith is Start with extra settings.
+func StartWith(tb testing.TB, opt Options) *Server {
+	tb.Helper()
+	return startServer(tb, lookBinary(tb), false, opt)
+}
+
+// TLSAddr returns the host:port of the server's TLS port, or "" when it
+// was not started with Options.TLS.
+func (s *Server) TLSAddr() string {
+	if s.tlsPort == 0 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tlsPort))
+}
+
+// CAFile returns the PEM file of the CA that signed the TLS port's
+// certificate, or "" when the server was not started with Options.TLS.
+func (s *Server) CAFile() string {
+	return s.tlsCert.ca
 }
 
 // lookBinary returns the path of redis-server, or skips (fails under CI) the
@@ -110,13 +151,20 @@ func lookBinary(tb testing.TB) string {
 // port for its cluster bus) and registers the cleanup that stops it. It
 // tries other ports when another process takes one before redis-server
 // binds it.
-func startServer(tb testing.TB, bin string, clusterNode bool) *Server {
+func startServer(tb testing.TB, bin string, clusterNode bool, opt Options) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), clusterNode: clusterNode}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), clusterNode: clusterNode, opts: opt}
 	tb.Cleanup(s.stop)
+	if opt.TLS {
+		files, err := writeTLSFiles(s.dir)
+		if err != nil {
+			tb.Fatalf("redistest: make the TLS certificates: %v", err)
+		}
+		s.tlsCert = files
+	}
 
 	nports := 1
-	if clusterNode {
+	if clusterNode || opt.TLS {
 		nports = 2
 	}
 	var lastErr error
@@ -128,6 +176,9 @@ func startServer(tb testing.TB, bin string, clusterNode bool) *Server {
 		s.port = ports[0]
 		if clusterNode {
 			s.busPort = ports[1]
+		}
+		if opt.TLS {
+			s.tlsPort = ports[1]
 		}
 		p, err := s.launch()
 		if err == nil {
@@ -249,6 +300,16 @@ func (s *Server) launch() (*process, error) {
 			"--cluster-announce-ip", "127.0.0.1",
 		)
 	}
+	if s.opts.TLS {
+		args = append(args,
+			"--tls-port", strconv.Itoa(s.tlsPort),
+			"--tls-cert-file", s.tlsCert.cert,
+			"--tls-key-file", s.tlsCert.key,
+			"--tls-ca-cert-file", s.tlsCert.ca,
+			"--tls-auth-clients", "no",
+		)
+	}
+	args = append(args, s.opts.Args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	setDeathSignal(cmd)
