@@ -71,6 +71,10 @@ type Server struct {
 	tlsPort int
 	tlsCert tlsFiles
 
+	// sentinelConf, when set, runs the server as a Sentinel with that
+	// configuration file (see StartSentinels).
+	sentinelConf string
+
 	mu      sync.Mutex
 	proc    *process // nil while killed
 	clients []*redis.Client
@@ -153,7 +157,14 @@ func lookBinary(tb testing.TB) string {
 // binds it.
 func startServer(tb testing.TB, bin string, clusterNode bool, opt Options) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), clusterNode: clusterNode, opts: opt}
+	return startServerWith(tb, &Server{tb: tb, bin: bin, dir: tb.TempDir(), clusterNode: clusterNode, opts: opt})
+}
+
+// startServerWith starts s, whose tb, bin, dir and mode are set.
+func startServerWith(tb testing.TB, s *Server) *Server {
+	tb.Helper()
+	opt := s.opts
+	clusterNode := s.clusterNode
 	tb.Cleanup(s.stop)
 	if opt.TLS {
 		files, err := writeTLSFiles(s.dir)
@@ -278,7 +289,14 @@ var errAddrInUse = errors.New("address already in use")
 // launch starts redis-server on s.port and waits until it accepts
 // connections and answers PING.
 func (s *Server) launch() (*process, error) {
-	args := []string{
+	var args []string
+	ready := "Ready to accept connections"
+	if s.sentinelConf != "" {
+		// A Sentinel rewrites its file; it says it is up once it monitors.
+		args = append(args, s.sentinelConf, "--sentinel")
+		ready = "+monitor master"
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -288,7 +306,7 @@ func (s *Server) launch() (*process, error) {
 		"--daemonize", "no",
 		"--logfile", "", // log to stdout, where launch reads "Ready to accept connections"
 		"--loglevel", "notice",
-	}
+	)
 	if s.clusterNode {
 		args = append(args,
 			"--cluster-enabled", "yes",
@@ -322,7 +340,7 @@ func (s *Server) launch() (*process, error) {
 		return nil, err
 	}
 	p := &process{cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
-	go p.watch(stdout)
+	go p.watch(stdout, ready)
 
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
@@ -347,7 +365,7 @@ func (s *Server) launch() (*process, error) {
 
 // watch reads the server's log until the process closes it, signals
 // readiness, then reaps the process.
-func (p *process) watch(r io.Reader) {
+func (p *process) watch(r io.Reader, ready string) {
 	sc := bufio.NewScanner(r)
 	readySeen := false
 	for sc.Scan() {
@@ -358,7 +376,7 @@ func (p *process) watch(r io.Reader) {
 		}
 		p.log = append(p.log, line)
 		p.logMu.Unlock()
-		if !readySeen && strings.Contains(line, "Ready to accept connections") {
+		if !readySeen && strings.Contains(line, ready) {
 			readySeen = true
 			close(p.ready)
 		}
