@@ -270,8 +270,12 @@ func TestResync(t *testing.T) {
 	s, err := New(srv.Client(), Config{}) // not watching: the test plays the listener
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
-	for _, id := range []string{"moved", "same", "gone"} {
+	for _, id := range []string{"moved", "same", "gone", "stopped"} {
 		_, err := s.Insert(ctx, newRecord(id))
+		require.NoError(t, err)
+	}
+	for _, ev := range []fsm.Event{fsm.EventClose, fsm.EventClosed} {
+		_, _, err := s.Transition(ctx, "acme", "stopped", session.Change{Event: ev, At: t0, Reason: session.ReasonStop})
 		require.NoError(t, err)
 	}
 	for _, ev := range []fsm.Event{fsm.EventStart, fsm.EventJoin} {
@@ -284,9 +288,10 @@ func TestResync(t *testing.T) {
 	s.mu.Lock()
 	s.notify = log.add
 	s.known = map[string]*seen{
-		"moved": {account: "acme", state: fsm.New, epoch: 1},
-		"same":  {account: "acme", state: fsm.New, epoch: 1},
-		"gone":  {account: "acme", state: fsm.Connected, epoch: 3},
+		"moved":   {account: "acme", state: fsm.New, epoch: 1},
+		"same":    {account: "acme", state: fsm.New, epoch: 1},
+		"gone":    {account: "acme", state: fsm.Connected, epoch: 3},
+		"stopped": {account: "acme", state: fsm.New, epoch: 1},
 	}
 	s.mu.Unlock()
 	lost, err := s.resync()
@@ -299,6 +304,10 @@ func TestResync(t *testing.T) {
 	}
 	assert.Equal(t, map[string][]session.Event{
 		"moved": {{SessionID: "moved", Account: "acme", From: fsm.New, To: fsm.Connected, Epoch: 3}},
+		"stopped": {
+			{SessionID: "stopped", Account: "acme", From: fsm.New, To: fsm.Closing, Epoch: 2, Reason: session.ReasonStop},
+			{SessionID: "stopped", Account: "acme", From: fsm.Closing, To: fsm.Closed, Epoch: 3, Reason: session.ReasonStop},
+		},
 		"gone": {
 			{SessionID: "gone", Account: "acme", From: fsm.Connected, To: fsm.Closing, Epoch: 4, Reason: session.ReasonStoreLost},
 			{SessionID: "gone", Account: "acme", From: fsm.Closing, To: fsm.Closed, Epoch: 5, Reason: session.ReasonStoreLost},

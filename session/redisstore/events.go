@@ -126,7 +126,8 @@ func (s *Store) deliverLocked(ev session.Event) {
 
 // resync reads the sessions the listener knows and delivers, for each that
 // changed while the subscription was down, one event from the state last
-// delivered to the current one. A session gone meanwhile was forgotten at
+// delivered to the current one (two for one closed meanwhile: closing,
+// then closed, with its reason). A session gone meanwhile was forgotten at
 // the end of its retention if it was closed; one gone while open was lost
 // with Redis's data, and gets closing and closed with
 // session.ReasonStoreLost (closed with its recorded reason if it was
@@ -182,8 +183,16 @@ func (s *Store) resync() (lost int, err error) {
 				continue
 			}
 			if uint64(epoch) > k.epoch {
-				s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: fsm.State(state),
-					Epoch: uint64(epoch), At: now, Reason: session.Reason(reason)})
+				to, r := fsm.State(state), session.Reason(reason)
+				if to == fsm.Closed && k.state != fsm.Closing && uint64(epoch)-1 > k.epoch {
+					// Closed meanwhile: its closing (the epoch before)
+					// comes first, so that clients hear why before the
+					// end.
+					s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: fsm.Closing,
+						Epoch: uint64(epoch) - 1, At: now, Reason: r})
+				}
+				s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: to,
+					Epoch: uint64(epoch), At: now, Reason: r})
 			}
 		}
 		s.mu.Unlock()
