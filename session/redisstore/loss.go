@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/internal/rediswait"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -88,6 +89,19 @@ func (s *Store) checkMarker() (lost bool, err error) {
 	lost = !first && v != s.marker
 	s.marker = v
 	return lost, nil
+}
+
+// waitReplicas waits for Config.WaitReplicas replicas to hold every write
+// made so far, when set (see rediswait.Barrier).
+func (s *Store) waitReplicas(ctx context.Context) {
+	n := s.cfg.WaitReplicas
+	if n <= 0 {
+		return
+	}
+	acked, err := rediswait.Barrier(ctx, s.client, s.prefix+"wait", n, s.cfg.WaitTimeout)
+	if (err != nil || acked < n) && s.cfg.OnWaitShort != nil {
+		s.cfg.OnWaitShort(acked, err)
+	}
 }
 
 // learn records a session read through Get that the listener has not heard

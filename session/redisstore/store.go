@@ -94,6 +94,19 @@ type Config struct {
 	// with session.ReasonStoreLost, and OnDataLoss is called. The default
 	// is DefaultLossCheckInterval (2 s).
 	LossCheckInterval time.Duration
+	// WaitReplicas, when positive, makes Insert and a transition into
+	// closed return only once that many replicas hold the change (Redis
+	// WAIT, up to WaitTimeout), so that a failover to a replica loses no
+	// session created or ended before the call returned. Fewer replicas
+	// acknowledging in time is not an error (the change is on the master);
+	// OnWaitShort hears of it. The default, 0, waits for nothing: Redis
+	// replicates asynchronously and a failover may lose the last writes.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. The default is 1 s.
+	WaitTimeout time.Duration
+	// OnWaitShort, when set, is called when a WAIT ended with fewer than
+	// WaitReplicas acknowledgements (acked) or failed (err).
+	OnWaitShort func(acked int, err error)
 	// OnDataLoss, when set, is called from the Store's goroutine each time
 	// it finds that Redis lost its data, after the sessions it knew of
 	// were closed. It must not block for long.
@@ -195,8 +208,8 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	switch {
 	case cfg.ClaimTTL < time.Millisecond, cfg.ClosingGrace < time.Millisecond, cfg.PollInterval < time.Millisecond, cfg.LossCheckInterval < time.Millisecond:
 		return nil, invalid("ClaimTTL, ClosingGrace, PollInterval and LossCheckInterval must be at least 1ms")
-	case cfg.RetentionSlack < 0, cfg.SubscribeWait < 0, cfg.Batch < 0:
-		return nil, invalid("negative RetentionSlack, SubscribeWait or Batch")
+	case cfg.RetentionSlack < 0, cfg.SubscribeWait < 0, cfg.Batch < 0, cfg.WaitReplicas < 0, cfg.WaitTimeout < 0:
+		return nil, invalid("negative RetentionSlack, SubscribeWait, Batch, WaitReplicas or WaitTimeout")
 	}
 	p := "{" + cfg.Prefix + "}:s:"
 	s := &Store{
@@ -330,6 +343,7 @@ func (s *Store) Insert(ctx context.Context, rec session.Record) (session.Record,
 	out.CreatedAt = fromNanos(created)
 	out.StartedAt, out.ClosedAt, out.LastActivity = time.Time{}, time.Time{}, time.Time{}
 	s.deliverLocal(session.Event{SessionID: out.ID, Account: out.Account, From: fsm.Unknown, To: fsm.New, Epoch: 1, At: out.CreatedAt})
+	s.waitReplicas(ctx)
 	return out, nil
 }
 
