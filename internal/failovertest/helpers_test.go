@@ -54,6 +54,10 @@ var accounts = server.AccountsByKey{
 // requestTimeout bounds each API call's work on Redis, as a node does.
 const requestTimeout = 2 * time.Second
 
+// waitTimeout bounds each WAIT: once the replica is promoted no replica
+// is left, and every WAIT lasts this long.
+const waitTimeout = 250 * time.Millisecond
+
 // node is one service node on its own Redis client.
 type node struct {
 	client redis.UniversalClient
@@ -65,6 +69,7 @@ type node struct {
 // nodeOptions are what a test varies between nodes.
 type nodeOptions struct {
 	closingGrace time.Duration
+	waitReplicas int // redis_wait_replicas: the limiter's and the store's
 }
 
 // newNode builds a node from the library's parts on the Redis at rawURL,
@@ -73,9 +78,11 @@ func newNode(t *testing.T, rawURL string, secret []byte, opt nodeOptions) *node 
 	t.Helper()
 	client, err := redisurl.New(rawURL, redisurl.Options{})
 	require.NoError(t, err)
-	lim, err := redislimiter.New(client, redislimiter.Config{Prefix: "fo", Capacity: 100})
+	lim, err := redislimiter.New(client, redislimiter.Config{Prefix: "fo", Capacity: 100,
+		WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout})
 	require.NoError(t, err)
-	store, err := redisstore.New(client, redisstore.Config{Prefix: "fo", ClosingGrace: opt.closingGrace, LossCheckInterval: 200 * time.Millisecond})
+	store, err := redisstore.New(client, redisstore.Config{Prefix: "fo", ClosingGrace: opt.closingGrace,
+		LossCheckInterval: 200 * time.Millisecond, WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout})
 	require.NoError(t, err)
 	mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: store})
 	require.NoError(t, err)

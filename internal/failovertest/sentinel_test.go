@@ -3,6 +3,7 @@ package failovertest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/internal/redistest"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/session"
 )
 
 // loadResult is one call of the load.
@@ -34,13 +36,21 @@ type loadResult struct {
 // Retry-After), streaming.new works again within 15 s, the sessions made
 // before the kill are there in their states, the socket lives on, no
 // session rests in closing, and each plan's concurrency can then be taken
-// exactly, at once.
+// exactly, at once. It runs without WAIT and with redis_wait_replicas 1,
+// and logs the sessions created in the last two seconds before the kill
+// that the failover lost.
 func TestSentinelFailover(t *testing.T) {
+	for _, wait := range []int{0, 1} {
+		t.Run(fmt.Sprintf("wait=%d", wait), func(t *testing.T) { testSentinelFailover(t, wait) })
+	}
+}
+
+func testSentinelFailover(t *testing.T, wait int) {
 	ss := redistest.StartSentinels(t, redistest.SentinelOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	secret := newSecret(t)
-	opt := nodeOptions{closingGrace: 2 * time.Second}
+	opt := nodeOptions{closingGrace: 2 * time.Second, waitReplicas: wait}
 	a := newNode(t, ss.URL(), secret, opt)
 	b := newNode(t, ss.URL(), secret, opt)
 	nodes := []*node{a, b}
@@ -134,6 +144,16 @@ func TestSentinelFailover(t *testing.T) {
 	// No 500; every 503 says when to come back.
 	statuses := map[int]int{}
 	var lost []string // sessions created (200) whose stop found them gone
+	createdAt := map[string]loadResult{}
+	recent := 0 // sessions created in the last 2 s before the kill
+	for _, r := range results {
+		if r.path == server.PathNew && r.id != "" {
+			createdAt[r.id] = r
+			if r.done.Before(kill) && r.done.After(kill.Add(-2*time.Second)) {
+				recent++
+			}
+		}
+	}
 	for _, r := range results {
 		statuses[r.answer.status]++
 		assert.False(t, r.answer.status >= 500 && r.answer.status != http.StatusServiceUnavailable,
@@ -145,14 +165,33 @@ func TestSentinelFailover(t *testing.T) {
 			lost = append(lost, r.id)
 		}
 	}
-	t.Logf("load: %d calls, statuses %v, sessions lost by the failover: %d", len(results), statuses, len(lost))
+	lostRecent := 0
+	for _, id := range lost {
+		if c := createdAt[id]; c.done.Before(kill) && c.done.After(kill.Add(-2*time.Second)) {
+			lostRecent++
+		}
+	}
+	t.Logf("redis_wait_replicas=%d; load: %d calls, statuses %v; sessions created in the 2 s before the kill: %d, of them lost by the failover: %d (lost in all: %d)",
+		wait, len(results), statuses, recent, lostRecent, len(lost))
+	if wait > 0 {
+		assert.Zero(t, lostRecent, "with WAIT, no session answered before the kill is lost")
+	}
 
 	// The sessions made before the kill are there, in their states, on
 	// both nodes.
+	// both nodes. (A node's client may still be switching: an error
+	// retries, a wrong state fails.)
 	for id, st := range want {
-		for _, n := range nodes {
-			info, err := n.mgr.Get(ctx, "acme", id)
-			require.NoError(t, err)
+		for i, n := range nodes {
+			var info session.Info
+			eventually(t, "the session read", 5*time.Second, func() bool {
+				var err error
+				info, err = n.mgr.Get(ctx, "acme", id)
+				if err != nil {
+					t.Logf("node %d: Get %s: %v", i, id, err)
+				}
+				return err == nil
+			})
 			assert.Equal(t, st, info.State, "session %s", id)
 		}
 	}

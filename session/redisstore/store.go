@@ -94,12 +94,15 @@ type Config struct {
 	// with session.ReasonStoreLost, and OnDataLoss is called. The default
 	// is DefaultLossCheckInterval (2 s).
 	LossCheckInterval time.Duration
-	// WaitReplicas, when positive, makes Insert and a transition into
-	// closed return only once that many replicas hold the change (Redis
-	// WAIT, up to WaitTimeout), so that a failover to a replica loses no
-	// session created or ended before the call returned. Fewer replicas
-	// acknowledging in time is not an error (the change is on the master);
-	// OnWaitShort hears of it. The default, 0, waits for nothing: Redis
+	// WaitReplicas, when positive, makes a transition into closed (the
+	// last write of a session's end) return only once that many replicas
+	// hold it and every write before it (Redis WAIT, up to WaitTimeout),
+	// so that a failover to a replica does not bring back a session whose
+	// stop was answered. The creation's WAIT is the limiter's (its Keep
+	// comes after Insert: see redislimiter.Config.WaitReplicas). Fewer
+	// replicas acknowledging in time is not an error (the change is on the
+	// master); OnWaitShort hears of it. With no replica in sync every such
+	// call waits WaitTimeout. The default, 0, waits for nothing: Redis
 	// replicates asynchronously and a failover may lose the last writes.
 	WaitReplicas int
 	// WaitTimeout bounds each WAIT. The default is 1 s.
@@ -343,7 +346,6 @@ func (s *Store) Insert(ctx context.Context, rec session.Record) (session.Record,
 	out.CreatedAt = fromNanos(created)
 	out.StartedAt, out.ClosedAt, out.LastActivity = time.Time{}, time.Time{}, time.Time{}
 	s.deliverLocal(session.Event{SessionID: out.ID, Account: out.Account, From: fsm.Unknown, To: fsm.New, Epoch: 1, At: out.CreatedAt})
-	s.waitReplicas(ctx)
 	return out, nil
 }
 
