@@ -69,7 +69,8 @@ type node struct {
 // nodeOptions are what a test varies between nodes.
 type nodeOptions struct {
 	closingGrace time.Duration
-	waitReplicas int // redis_wait_replicas: the limiter's and the store's
+	waitReplicas int    // redis_wait_replicas: the limiter's and the store's
+	onDataLoss   func() // the store's OnDataLoss
 }
 
 // newNode builds a node from the library's parts on the Redis at rawURL,
@@ -82,7 +83,12 @@ func newNode(t *testing.T, rawURL string, secret []byte, opt nodeOptions) *node 
 		WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout})
 	require.NoError(t, err)
 	store, err := redisstore.New(client, redisstore.Config{Prefix: "fo", ClosingGrace: opt.closingGrace,
-		LossCheckInterval: 200 * time.Millisecond, WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout})
+		LossCheckInterval: 200 * time.Millisecond, WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout,
+		OnDataLoss: func(redisstore.DataLoss) {
+			if opt.onDataLoss != nil {
+				opt.onDataLoss()
+			}
+		}})
 	require.NoError(t, err)
 	mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: store})
 	require.NoError(t, err)
