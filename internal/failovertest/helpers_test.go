@@ -22,6 +22,7 @@ import (
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/limits/redislimiter"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/redisrelay"
 	"github.com/streamsession/streamsession/service/redisurl"
 	"github.com/streamsession/streamsession/session"
 	"github.com/streamsession/streamsession/session/redisstore"
@@ -92,7 +93,9 @@ func newNode(t *testing.T, rawURL string, secret []byte, opt nodeOptions) *node 
 	require.NoError(t, err)
 	mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: store})
 	require.NoError(t, err)
-	srv, err := server.New(server.Config{Manager: mgr, Accounts: accounts, Avatars: avatars, Secret: secret})
+	relay, err := redisrelay.New(client, redisrelay.Config{Prefix: "fo"})
+	require.NoError(t, err)
+	srv, err := server.New(server.Config{Manager: mgr, Accounts: accounts, Avatars: avatars, Secret: secret, Relay: relay})
 	require.NoError(t, err)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
@@ -106,6 +109,7 @@ func newNode(t *testing.T, rawURL string, secret []byte, opt nodeOptions) *node 
 		defer cancel()
 		_ = mgr.Close(ctx)
 		_ = srv.Shutdown(ctx)
+		_ = relay.Close()
 		_ = store.Close()
 		_ = lim.Close()
 		_ = client.Close()
