@@ -67,6 +67,7 @@ type Config struct {
 //	streamsession_draining                                 gauge
 //	streamsession_background_errors_total{op}              counter
 //	streamsession_store_resets_total                       counter
+//	streamsession_redis_wait_short_total                   counter
 //
 // streamsession_sessions is kept from the transitions alone: each Event
 // puts its session in the state entered and takes it out of the state this
@@ -81,6 +82,10 @@ type Config struct {
 // streamsession_store_resets_total counts the times the shared store lost
 // its data (StoreReset; a Redis flushed, or restarted without
 // persistence).
+//
+// streamsession_redis_wait_short_total counts the WAITs of
+// redis_wait_replicas that ended with fewer replicas than asked, or failed
+// (RedisWaitShort): the writes they followed may be lost by a failover.
 //
 // streamsession_background_errors_total counts the failures of the
 // Manager's own goroutines (session.Hooks.OnBackgroundError), by
@@ -113,6 +118,7 @@ type Metrics struct {
 	// The children the hooks touch, looked up once: a hook then costs an
 	// atomic add and no label hashing.
 	storeResets prometheus.Counter
+	waitShort   prometheus.Counter
 
 	// seenMu guards seen: the state each session was last counted in.
 	seenMu sync.Mutex
@@ -232,6 +238,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "store_resets_total",
 			Help:      "Times the shared session store was found to have lost its data (Redis flushed, or restarted without persistence); its sessions were closed with reason store_lost.",
 		}),
+		waitShort: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "redis_wait_short_total",
+			Help:      "WAITs after the writes that create or end a session (redis_wait_replicas) that ended with fewer replicas than asked, or failed: those writes may be lost by a failover.",
+		}),
 		seen: make(map[string]fsm.State),
 		background: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace,
@@ -257,7 +268,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.sessions, m.transitions, m.closed, m.refusals, m.requestRefused, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
-		m.unannounced, m.drains, m.draining, m.background, m.storeResets,
+		m.unannounced, m.drains, m.draining, m.background, m.storeResets, m.waitShort,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -317,6 +328,11 @@ func (m *Metrics) SessionHooks() session.Hooks {
 // (streamsession_store_resets_total). Give it to the store's data-loss
 // hook (redisstore.Config.OnDataLoss).
 func (m *Metrics) StoreReset() { m.storeResets.Inc() }
+
+// RedisWaitShort counts one WAIT that ended short
+// (streamsession_redis_wait_short_total). Give it to the OnWaitShort hooks
+// of redislimiter.Config and redisstore.Config.
+func (m *Metrics) RedisWaitShort(acked int, err error) { m.waitShort.Inc() }
 
 func (m *Metrics) backgroundError(op session.BackgroundOp, _ error) {
 	m.background.WithLabelValues(op.String()).Inc()

@@ -166,6 +166,8 @@ streamsession_drains_total 0
 streamsession_draining 0
 # TYPE streamsession_store_resets_total counter
 streamsession_store_resets_total 0
+# TYPE streamsession_redis_wait_short_total counter
+streamsession_redis_wait_short_total 0
 ` + background(nil)
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want)))
 
@@ -474,13 +476,16 @@ func TestGaugeNeverNegative(t *testing.T) {
 	}
 	assert.Equal(t, 1.0, gaugeValue(t, reg, "closing"), "old2")
 	met.StoreReset()
+	met.RedisWaitShort(0, nil)
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(`# TYPE streamsession_store_resets_total counter
 streamsession_store_resets_total 1
+# TYPE streamsession_redis_wait_short_total counter
+streamsession_redis_wait_short_total 1
 # TYPE streamsession_sessions_closed_total counter
 streamsession_sessions_closed_total{reason="store_lost"} 2
 # TYPE streamsession_limiter_fail_open_total counter
 streamsession_limiter_fail_open_total{backend="redis"} 0
-`), "streamsession_store_resets_total", "streamsession_sessions_closed_total", "streamsession_limiter_fail_open_total"))
+`), "streamsession_store_resets_total", "streamsession_redis_wait_short_total", "streamsession_sessions_closed_total", "streamsession_limiter_fail_open_total"))
 }
 
 // TestConcurrentHooks runs the hooks from many goroutines (under -race)
@@ -526,7 +531,7 @@ func TestLint(t *testing.T) {
 	assert.Empty(t, problems)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	assert.Len(t, mfs, 13)
+	assert.Len(t, mfs, 14)
 	for _, mf := range mfs {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())
