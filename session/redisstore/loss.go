@@ -42,7 +42,7 @@ func (s *Store) watchLoss() {
 	defer t.Stop()
 	lossPending := false
 	for {
-		lost, err := s.checkMarker()
+		lost, err := s.checkMarker(markerTimeout)
 		if err == nil && lost {
 			lossPending = true
 		}
@@ -75,10 +75,10 @@ func (s *Store) watchLoss() {
 // and reports whether Redis lost its data since the last look: the marker
 // vanished, or another node replaced it after it vanished. The first look
 // only learns the marker.
-func (s *Store) checkMarker() (lost bool, err error) {
+func (s *Store) checkMarker(timeout time.Duration) (lost bool, err error) {
 	var b [16]byte
 	rand.Read(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), markerTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	ttl := markerTTLIntervals * s.cfg.LossCheckInterval.Milliseconds()
 	v, err := markerScript.Run(ctx, s.client, []string{s.prefix + "marker"}, hex.EncodeToString(b[:]), max(ttl, markerMinTTL.Milliseconds())).Text()

@@ -297,9 +297,9 @@ func (s *Store) Watch(fn func(session.Event)) error {
 	s.ps = s.client.Subscribe(context.Background(), s.channel)
 	ready := make(chan struct{})
 	// The first look at the marker is made before Watch returns, so that
-	// a loss after it is noticed; if Redis does not answer, the loss
-	// checker looks again.
-	_, _ = s.checkMarker()
+	// a loss after it is noticed; if Redis does not answer within
+	// SubscribeWait, the loss checker looks again.
+	_, _ = s.checkMarker(max(s.cfg.SubscribeWait, time.Millisecond))
 	s.wg.Add(2)
 	go s.listen(ready)
 	go s.watchLoss()
