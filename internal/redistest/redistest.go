@@ -306,6 +306,8 @@ func (s *Server) launch() (*process, error) {
 		"--daemonize", "no",
 		"--logfile", "", // log to stdout, where launch reads "Ready to accept connections"
 		"--loglevel", "notice",
+		// A replica's first sync starts at once, not 5 s later.
+		"--repl-diskless-sync-delay", "0",
 	)
 	if s.clusterNode {
 		args = append(args,
