@@ -102,7 +102,7 @@ func Start(tb testing.TB) *Server {
 }
 
 // Options are the extra settings of StartWith. The zero value starts the
-// same server as Start.
+// same server as Start. Options is a plain value, safe to copy.
 type Options struct {
 	// Args are appended to redis-server's command line. They must leave
 	// the plain port answering PING without authentication, which Start

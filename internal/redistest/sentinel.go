@@ -19,7 +19,7 @@ const SentinelMaster = "mymaster"
 
 // SentinelOptions are the settings of StartSentinels. The zero value is
 // one replica, three Sentinels, a quorum of two and a master taken for
-// down after 500 ms.
+// down after 500 ms. SentinelOptions is a plain value, safe to copy.
 type SentinelOptions struct {
 	// Replicas is how many replicas the master has (default 1).
 	Replicas int

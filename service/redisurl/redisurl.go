@@ -41,7 +41,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Kind is the topology a URL names.
+// Kind is the topology a URL names. It is a plain value, safe to copy and
+// to share between goroutines.
 type Kind int
 
 // The topologies, in the order of the package doc.
@@ -70,7 +71,8 @@ func (k Kind) String() string {
 }
 
 // Options are the settings of a Redis connection that stay out of its URL.
-// The zero value adds nothing to the URL.
+// The zero value adds nothing to the URL. Options is a plain value, safe to
+// copy.
 type Options struct {
 	// CAFile is a PEM file of the certificate authorities a TLS URL
 	// (rediss…) trusts instead of the system's. Setting it for a URL
@@ -160,6 +162,7 @@ func New(s string, opt Options) (redis.UniversalClient, error) {
 
 // Error is a Redis URL or option that cannot be used. Its message names the
 // URL in its redacted form and what is wrong, and never holds a password.
+// An Error is not modified after Parse returns it: safe to share.
 type Error struct {
 	// URL is the URL as Redacted shows it.
 	URL string
