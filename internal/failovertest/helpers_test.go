@@ -72,6 +72,7 @@ type nodeOptions struct {
 	closingGrace time.Duration
 	waitReplicas int    // redis_wait_replicas: the limiter's and the store's
 	onDataLoss   func() // the store's OnDataLoss
+	onWaitShort  func() // the limiter's and the store's OnWaitShort
 }
 
 // newNode builds a node from the library's parts on the Redis at rawURL,
@@ -80,11 +81,16 @@ func newNode(t *testing.T, rawURL string, secret []byte, opt nodeOptions) *node 
 	t.Helper()
 	client, err := redisurl.New(rawURL, redisurl.Options{})
 	require.NoError(t, err)
+	onShort := func(int, error) {
+		if opt.onWaitShort != nil {
+			opt.onWaitShort()
+		}
+	}
 	lim, err := redislimiter.New(client, redislimiter.Config{Prefix: "fo", Capacity: 100,
-		WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout})
+		WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout, OnWaitShort: onShort})
 	require.NoError(t, err)
 	store, err := redisstore.New(client, redisstore.Config{Prefix: "fo", ClosingGrace: opt.closingGrace,
-		LossCheckInterval: 200 * time.Millisecond, WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout,
+		LossCheckInterval: 200 * time.Millisecond, WaitReplicas: opt.waitReplicas, WaitTimeout: waitTimeout, OnWaitShort: onShort,
 		OnDataLoss: func(redisstore.DataLoss) {
 			if opt.onDataLoss != nil {
 				opt.onDataLoss()
