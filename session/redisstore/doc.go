@@ -77,9 +77,10 @@
 // Nothing per session: an open session sends no command while nothing
 // happens to it. Each node's timer loop runs Due (one script) at its next
 // deadline and at least every PollInterval (5 s), so a cluster of n idle
-// nodes costs Redis about n/5 scripts a second, whatever the number of
-// sessions; the event subscription costs nothing while nobody changes a
-// session.
+// nodes costs Redis about n/5 scripts a second, plus n/2 for the data-loss
+// marker (one small script every LossCheckInterval, 2 s), whatever the
+// number of sessions; the event subscription costs nothing while nobody
+// changes a session.
 //
 // Closed sessions are forgotten by the retention timer (Delete), and
 // expire from Redis by themselves RetentionSlack later in case no node is
