@@ -74,6 +74,20 @@ func TestDataLossClosesSockets(t *testing.T) {
 			assert.True(t, restored, "the secret written back")
 			t.Logf("%s: every socket closed with store_lost %v after the loss", how, took.Round(time.Millisecond))
 
+			// A node started after the loss adopts the secret written back:
+			// a session made on a opens its socket there.
+			adopted, err := redistokens.KeepSecret(ctx, srv.Client(), "fo")
+			require.NoError(t, err)
+			require.Equal(t, keeper.Secret(), adopted.Secret())
+			late := newNode(t, srv.Addr(), adopted.Secret(), nodeOptions{})
+			c := a.newSession(t, "key-acme")
+			require.Equal(t, http.StatusOK, a.call(server.PathStart, "key-acme", named(c.SessionID)).status)
+			s := dial(t, late.on(t, c.RealtimeEndpoint))
+			require.Equal(t, "connected", s.next(t)["state"])
+			require.Equal(t, http.StatusOK, a.call(server.PathStop, "key-acme", named(c.SessionID)).status)
+			assert.Equal(t, "closing", s.next(t)["state"])
+			assert.Equal(t, "closed", s.next(t)["state"])
+
 			// The account's whole concurrency, exactly.
 			assertExact(t, nodes, "key-acme", acmeMax)
 			for i := range losses {
