@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -23,6 +24,10 @@ const Namespace = "streamsession"
 // DefaultBackend is the backend label of the limiter families when
 // Config.Backend is empty.
 const DefaultBackend = "memory"
+
+// BackendRedis is the backend label for a node whose limiter is in Redis
+// (limits/redislimiter).
+const BackendRedis = "redis"
 
 // DefaultLimiterBuckets are the upper bounds, in seconds, of the limiter
 // latency histogram when Config.LimiterBuckets is empty: from 100 µs (an
@@ -61,14 +66,26 @@ type Config struct {
 //	streamsession_drains_total                             counter
 //	streamsession_draining                                 gauge
 //	streamsession_background_errors_total{op}              counter
+//	streamsession_store_resets_total                       counter
+//	streamsession_redis_wait_short_total                   counter
 //
 // streamsession_sessions is kept from the transitions alone: each Event
-// adds one to the state entered and takes one from the state left, so a
-// session counts in closed until its retention window ends (the Event from
-// closed to unknown). It therefore counts the sessions whose whole life the
-// Manager reported to these hooks: install them before the first session
-// is created, and with a Store shared by several nodes read it as "the
-// sessions this node's Manager reported".
+// puts its session in the state entered and takes it out of the state this
+// node last saw it in, so a session counts in closed until its retention
+// window ends (the Event from closed to unknown). A session is taken out
+// of a state only if this node counted it there: an Event about a session
+// it never heard of (created before the hooks were installed, or before
+// this node joined a shared store) only adds it to the state entered, so
+// the gauge is never negative. With a Store shared by several nodes, read
+// it as "the sessions this node's Manager heard of".
+//
+// streamsession_store_resets_total counts the times the shared store lost
+// its data (StoreReset; a Redis flushed, or restarted without
+// persistence).
+//
+// streamsession_redis_wait_short_total counts the WAITs of
+// redis_wait_replicas that ended with fewer replicas than asked, or failed
+// (RedisWaitShort): the writes they followed may be lost by a failover.
 //
 // streamsession_background_errors_total counts the failures of the
 // Manager's own goroutines (session.Hooks.OnBackgroundError), by
@@ -100,6 +117,13 @@ type Metrics struct {
 
 	// The children the hooks touch, looked up once: a hook then costs an
 	// atomic add and no label hashing.
+	storeResets prometheus.Counter
+	waitShort   prometheus.Counter
+
+	// seenMu guards seen: the state each session was last counted in.
+	seenMu sync.Mutex
+	seen   map[string]fsm.State
+
 	byState  [numStates]prometheus.Gauge
 	byMove   [numStates][numStates]prometheus.Counter
 	byOp     [numOps]prometheus.Observer
@@ -209,6 +233,17 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name:      "draining",
 			Help:      "1 while this node drains before it exits, else 0.",
 		}),
+		storeResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "store_resets_total",
+			Help:      "Times the shared session store was found to have lost its data (Redis flushed, or restarted without persistence); its sessions were closed with reason store_lost.",
+		}),
+		waitShort: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "redis_wait_short_total",
+			Help:      "WAITs after the writes that create or end a session (redis_wait_replicas) that ended with fewer replicas than asked, or failed: those writes may be lost by a failover.",
+		}),
+		seen: make(map[string]fsm.State),
 		background: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "background_errors_total",
@@ -233,7 +268,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.sessions, m.transitions, m.closed, m.refusals, m.requestRefused, m.limiterSeconds, m.limiterErrors, m.failOpen, m.sockets,
-		m.unannounced, m.drains, m.draining, m.background,
+		m.unannounced, m.drains, m.draining, m.background, m.storeResets, m.waitShort,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -289,17 +324,34 @@ func (m *Metrics) SessionHooks() session.Hooks {
 	}
 }
 
+// StoreReset counts one loss of the shared store's data
+// (streamsession_store_resets_total). Give it to the store's data-loss
+// hook (redisstore.Config.OnDataLoss).
+func (m *Metrics) StoreReset() { m.storeResets.Inc() }
+
+// RedisWaitShort counts one WAIT that ended short
+// (streamsession_redis_wait_short_total). Give it to the OnWaitShort hooks
+// of redislimiter.Config and redisstore.Config.
+func (m *Metrics) RedisWaitShort(acked int, err error) { m.waitShort.Inc() }
+
 func (m *Metrics) backgroundError(op session.BackgroundOp, _ error) {
 	m.background.WithLabelValues(op.String()).Inc()
 }
 
 func (m *Metrics) transition(e session.Event) {
-	if g := m.state(e.From); g != nil {
-		g.Dec()
+	m.seenMu.Lock()
+	if prev, ok := m.seen[e.SessionID]; ok {
+		if g := m.state(prev); g != nil {
+			g.Dec()
+		}
 	}
 	if g := m.state(e.To); g != nil {
 		g.Inc()
+		m.seen[e.SessionID] = e.To
+	} else {
+		delete(m.seen, e.SessionID)
 	}
+	m.seenMu.Unlock()
 	if e.To == fsm.Closed {
 		m.closed.WithLabelValues(e.Reason.String()).Inc()
 	}

@@ -164,6 +164,10 @@ streamsession_relay_announce_failures_total 0
 streamsession_drains_total 0
 # TYPE streamsession_draining gauge
 streamsession_draining 0
+# TYPE streamsession_store_resets_total counter
+streamsession_store_resets_total 0
+# TYPE streamsession_redis_wait_short_total counter
+streamsession_redis_wait_short_total 0
 ` + background(nil)
 		require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(want)))
 
@@ -441,6 +445,49 @@ streamsession_session_refusals_total{code="0"} 1
 `), "streamsession_session_transitions_total", "streamsession_session_refusals_total"))
 }
 
+// TestGaugeNeverNegative feeds what a node of a shared store hears: the
+// end of sessions it never saw begin (created before it joined, or lost
+// with the store's data), events repeated and out of order. The gauge
+// counts each session once, in the state it was last seen in, and never
+// goes below zero; the store's resets are counted.
+func TestGaugeNeverNegative(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	met, err := metrics.New(reg, metrics.Config{Backend: metrics.BackendRedis})
+	require.NoError(t, err)
+	h := met.SessionHooks()
+	ev := func(id string, from, to fsm.State) {
+		h.OnTransition(session.Event{SessionID: id, From: from, To: to, Reason: session.ReasonStoreLost})
+	}
+	// Sessions this node never saw created.
+	ev("old1", fsm.Connected, fsm.Closing)
+	ev("old1", fsm.Closing, fsm.Closed)
+	ev("old1", fsm.Closed, fsm.Unknown)
+	ev("old2", fsm.New, fsm.Closing)
+	// One it saw, lost with the store: closing, closed, forgotten.
+	ev("seen", fsm.Unknown, fsm.New)
+	ev("seen", fsm.New, fsm.Connecting)
+	ev("seen", fsm.Connecting, fsm.Closing)
+	ev("seen", fsm.Closing, fsm.Closed)
+	// The same forgotten twice (a late copy).
+	ev("seen", fsm.Closed, fsm.Unknown)
+	ev("seen", fsm.Closed, fsm.Unknown)
+	for _, st := range []string{"new", "connecting", "connected", "closed"} {
+		assert.Equal(t, 0.0, gaugeValue(t, reg, st), st)
+	}
+	assert.Equal(t, 1.0, gaugeValue(t, reg, "closing"), "old2")
+	met.StoreReset()
+	met.RedisWaitShort(0, nil)
+	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(`# TYPE streamsession_store_resets_total counter
+streamsession_store_resets_total 1
+# TYPE streamsession_redis_wait_short_total counter
+streamsession_redis_wait_short_total 1
+# TYPE streamsession_sessions_closed_total counter
+streamsession_sessions_closed_total{reason="store_lost"} 2
+# TYPE streamsession_limiter_fail_open_total counter
+streamsession_limiter_fail_open_total{backend="redis"} 0
+`), "streamsession_store_resets_total", "streamsession_redis_wait_short_total", "streamsession_sessions_closed_total", "streamsession_limiter_fail_open_total"))
+}
+
 // TestConcurrentHooks runs the hooks from many goroutines (under -race)
 // and checks no update is lost.
 func TestConcurrentHooks(t *testing.T) {
@@ -450,11 +497,12 @@ func TestConcurrentHooks(t *testing.T) {
 	h := met.SessionHooks()
 	const goroutines, each = 8, 500
 	var wg sync.WaitGroup
-	for range goroutines {
+	for g := range goroutines {
 		wg.Go(func() {
-			for range each {
-				h.OnTransition(session.Event{From: fsm.Unknown, To: fsm.New})
-				h.OnTransition(session.Event{From: fsm.New, To: fsm.Closing})
+			for i := range each {
+				id := fmt.Sprintf("s%d-%d", g, i)
+				h.OnTransition(session.Event{SessionID: id, From: fsm.Unknown, To: fsm.New})
+				h.OnTransition(session.Event{SessionID: id, From: fsm.New, To: fsm.Closing})
 				h.OnRefused("acme", sserrors.CodeConcurrentLimitReached)
 				h.OnLimiter(session.LimiterAcquire, time.Millisecond, nil)
 			}
@@ -483,7 +531,7 @@ func TestLint(t *testing.T) {
 	assert.Empty(t, problems)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	assert.Len(t, mfs, 12)
+	assert.Len(t, mfs, 14)
 	for _, mf := range mfs {
 		assert.True(t, strings.HasPrefix(mf.GetName(), metrics.Namespace+"_"), mf.GetName())
 		assert.NotEmpty(t, mf.GetHelp(), mf.GetName())

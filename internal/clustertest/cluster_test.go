@@ -308,13 +308,14 @@ func TestRedisFailures(t *testing.T) {
 	fresh := newSession(t, b, "key-a3")
 	require.Equal(t, 200, sessionCall(t, a, "/v1/streaming.stop", "key-a3", fresh.SessionID).status)
 	// The data set was lost with the restart: the sessions are gone, and the
-	// socket hears it when the node's subscription reconnects.
+	// socket hears it (closing, then closed, with reason store_lost) when
+	// the node notices.
 	select {
 	case <-sock.closed:
 	case <-time.After(15 * time.Second):
 		t.Fatalf("the socket was not closed after Redis lost the session; it received %v", sock.received())
 	}
-	assert.Equal(t, []string{"connected", "closed"}, sock.received())
+	assert.Equal(t, []string{"connected", "closing", "closed"}, sock.received())
 
 	waitFor(t, "no live slot left after the lease TTL", 2*leaseTTL, func() bool {
 		got, err := c.slots(ctx)

@@ -49,7 +49,7 @@ func StartCluster(tb testing.TB, masters int) *Cluster {
 	bin := lookBinary(tb)
 	c := &Cluster{}
 	for range masters {
-		c.nodes = append(c.nodes, startServer(tb, bin, true))
+		c.nodes = append(c.nodes, startServer(tb, bin, true, Options{}))
 	}
 	// Registered after the nodes' cleanups, so it runs before them: the
 	// clients close while their servers still answer.

@@ -65,6 +65,16 @@ type Server struct {
 	clusterNode bool
 	busPort     int
 
+	// opts are StartWith's extra settings; tlsPort is the TLS port when
+	// opts.TLS is set.
+	opts    Options
+	tlsPort int
+	tlsCert tlsFiles
+
+	// sentinelConf, when set, runs the server as a Sentinel with that
+	// configuration file (see StartSentinels).
+	sentinelConf string
+
 	mu      sync.Mutex
 	proc    *process // nil while killed
 	clients []*redis.Client
@@ -88,7 +98,42 @@ type process struct {
 // calls tb.Skip, or tb.Fatal when the environment variable CI is non-empty.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	return startServer(tb, lookBinary(tb), false)
+	return startServer(tb, lookBinary(tb), false, Options{})
+}
+
+// Options are the extra settings of StartWith. The zero value starts the
+// same server as Start. Options is a plain value, safe to copy.
+type Options struct {
+	// Args are appended to redis-server's command line. They must leave
+	// the plain port answering PING without authentication, which Start
+	// waits for: set a password with CONFIG SET or ACL SETUSER afterwards.
+	Args []string
+	// TLS makes the server also accept TLS connections on a second free
+	// loopback port (TLSAddr), with a certificate for 127.0.0.1 signed by a
+	// CA made for this server alone, whose PEM file CAFile names. Clients
+	// are not asked for a certificate.
+	TLS bool
+}
+
+// StartWith is Start with extra settings.
+func StartWith(tb testing.TB, opt Options) *Server {
+	tb.Helper()
+	return startServer(tb, lookBinary(tb), false, opt)
+}
+
+// TLSAddr returns the host:port of the server's TLS port, or "" when it
+// was not started with Options.TLS.
+func (s *Server) TLSAddr() string {
+	if s.tlsPort == 0 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tlsPort))
+}
+
+// CAFile returns the PEM file of the CA that signed the TLS port's
+// certificate, or "" when the server was not started with Options.TLS.
+func (s *Server) CAFile() string {
+	return s.tlsCert.ca
 }
 
 // lookBinary returns the path of redis-server, or skips (fails under CI) the
@@ -110,13 +155,27 @@ func lookBinary(tb testing.TB) string {
 // port for its cluster bus) and registers the cleanup that stops it. It
 // tries other ports when another process takes one before redis-server
 // binds it.
-func startServer(tb testing.TB, bin string, clusterNode bool) *Server {
+func startServer(tb testing.TB, bin string, clusterNode bool, opt Options) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), clusterNode: clusterNode}
+	return startServerWith(tb, &Server{tb: tb, bin: bin, dir: tb.TempDir(), clusterNode: clusterNode, opts: opt})
+}
+
+// startServerWith starts s, whose tb, bin, dir and mode are set.
+func startServerWith(tb testing.TB, s *Server) *Server {
+	tb.Helper()
+	opt := s.opts
+	clusterNode := s.clusterNode
 	tb.Cleanup(s.stop)
+	if opt.TLS {
+		files, err := writeTLSFiles(s.dir)
+		if err != nil {
+			tb.Fatalf("redistest: make the TLS certificates: %v", err)
+		}
+		s.tlsCert = files
+	}
 
 	nports := 1
-	if clusterNode {
+	if clusterNode || opt.TLS {
 		nports = 2
 	}
 	var lastErr error
@@ -128,6 +187,9 @@ func startServer(tb testing.TB, bin string, clusterNode bool) *Server {
 		s.port = ports[0]
 		if clusterNode {
 			s.busPort = ports[1]
+		}
+		if opt.TLS {
+			s.tlsPort = ports[1]
 		}
 		p, err := s.launch()
 		if err == nil {
@@ -227,7 +289,14 @@ var errAddrInUse = errors.New("address already in use")
 // launch starts redis-server on s.port and waits until it accepts
 // connections and answers PING.
 func (s *Server) launch() (*process, error) {
-	args := []string{
+	var args []string
+	ready := "Ready to accept connections"
+	if s.sentinelConf != "" {
+		// A Sentinel rewrites its file; it says it is up once it monitors.
+		args = append(args, s.sentinelConf, "--sentinel")
+		ready = "+monitor master"
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -237,7 +306,9 @@ func (s *Server) launch() (*process, error) {
 		"--daemonize", "no",
 		"--logfile", "", // log to stdout, where launch reads "Ready to accept connections"
 		"--loglevel", "notice",
-	}
+		// A replica's first sync starts at once, not 5 s later.
+		"--repl-diskless-sync-delay", "0",
+	)
 	if s.clusterNode {
 		args = append(args,
 			"--cluster-enabled", "yes",
@@ -249,6 +320,16 @@ func (s *Server) launch() (*process, error) {
 			"--cluster-announce-ip", "127.0.0.1",
 		)
 	}
+	if s.opts.TLS {
+		args = append(args,
+			"--tls-port", strconv.Itoa(s.tlsPort),
+			"--tls-cert-file", s.tlsCert.cert,
+			"--tls-key-file", s.tlsCert.key,
+			"--tls-ca-cert-file", s.tlsCert.ca,
+			"--tls-auth-clients", "no",
+		)
+	}
+	args = append(args, s.opts.Args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	setDeathSignal(cmd)
@@ -261,7 +342,7 @@ func (s *Server) launch() (*process, error) {
 		return nil, err
 	}
 	p := &process{cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
-	go p.watch(stdout)
+	go p.watch(stdout, ready)
 
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
@@ -286,7 +367,7 @@ func (s *Server) launch() (*process, error) {
 
 // watch reads the server's log until the process closes it, signals
 // readiness, then reaps the process.
-func (p *process) watch(r io.Reader) {
+func (p *process) watch(r io.Reader, ready string) {
 	sc := bufio.NewScanner(r)
 	readySeen := false
 	for sc.Scan() {
@@ -297,7 +378,7 @@ func (p *process) watch(r io.Reader) {
 		}
 		p.log = append(p.log, line)
 		p.logMu.Unlock()
-		if !readySeen && strings.Contains(line, "Ready to accept connections") {
+		if !readySeen && strings.Contains(line, ready) {
 			readySeen = true
 			close(p.ready)
 		}

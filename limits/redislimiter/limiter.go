@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/internal/rediswait"
 	"github.com/streamsession/streamsession/limits"
 )
 
@@ -86,6 +87,18 @@ type Config struct {
 	// admits a session without Redis; use it for a metric. It must be fast
 	// and safe for concurrent use.
 	OnFailOpen func(err error)
+	// WaitReplicas, when positive, makes Keep (the last write of a
+	// session's creation) return only once that many replicas hold every
+	// write made before it (Redis WAIT, up to WaitTimeout), so that a
+	// failover to a replica loses no slot of a session whose creation was
+	// answered. Fewer replicas in time is not an error; OnWaitShort hears
+	// of it. The default, 0, waits for nothing.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. The default is 1 s.
+	WaitTimeout time.Duration
+	// OnWaitShort, when set, is called when a WAIT ended with fewer than
+	// WaitReplicas acknowledgements (acked) or failed (err).
+	OnWaitShort func(acked int, err error)
 	// PurgeBatch bounds the expired entries one call removes from each
 	// structure it touches, so that a backlog (a million slots left by dead
 	// nodes) is worked off a little at a time and never blocks Redis. The
@@ -186,6 +199,9 @@ func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
 	}
 	if cfg.PurgeBatch < 0 {
 		return nil, invalid("negative PurgeBatch %d", cfg.PurgeBatch)
+	}
+	if cfg.WaitReplicas < 0 || cfg.WaitTimeout < 0 {
+		return nil, invalid("negative WaitReplicas %d or WaitTimeout %v", cfg.WaitReplicas, cfg.WaitTimeout)
 	}
 	if cfg.Flushers == 0 {
 		cfg.Flushers = DefaultFlushers
@@ -429,6 +445,12 @@ func (l *Limiter) Keep(ctx context.Context, lease limits.Lease) error {
 	}
 	if !l.adopted(ctx, lease.SessionID, nm, fo, c.r1 == 1) {
 		return fmt.Errorf("redislimiter: keep: %w", limits.ErrLeaseExpired)
+	}
+	if n := l.cfg.WaitReplicas; n > 0 {
+		acked, err := rediswait.Barrier(ctx, l.client, l.prefix+"wait", n, l.cfg.WaitTimeout)
+		if (err != nil || acked < n) && l.cfg.OnWaitShort != nil {
+			l.cfg.OnWaitShort(acked, err)
+		}
 	}
 	return nil
 }

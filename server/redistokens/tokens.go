@@ -545,35 +545,3 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 `)
 )
-
-// SharedSecret returns the access-token secret every node using this
-// Redis and prefix agrees on: the first node to ask stores 32 random bytes
-// (SET NX), and every node reads what is stored. The secret never expires;
-// deleting the key "{prefix}:secret" rotates it (tokens minted before stop
-// working on nodes started after). An empty prefix means DefaultPrefix.
-func SharedSecret(ctx context.Context, client redis.UniversalClient, prefix string) ([]byte, error) {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	if strings.ContainsAny(prefix, "{}") {
-		return nil, invalid("prefix %q contains a brace", prefix)
-	}
-	var b [32]byte
-	rand.Read(b[:])
-	key := "{" + prefix + "}:secret"
-	got, err := secretScript.Run(ctx, client, []string{key}, hex.EncodeToString(b[:])).Text()
-	if err != nil {
-		return nil, unavailable("secret", err)
-	}
-	secret, err := hex.DecodeString(got)
-	if err != nil || len(secret) < 16 {
-		return nil, sserrors.ErrInternalServerError.WithCause(fmt.Errorf("redistokens: the stored secret is not 16 or more bytes in hex"))
-	}
-	return secret, nil
-}
-
-// KEYS: 1 secret. ARGV: 1 candidate. Returns the secret stored.
-var secretScript = redis.NewScript(`
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('GET', KEYS[1])
-`)

@@ -80,6 +80,9 @@ func (s *Store) Transition(ctx context.Context, account, id string, ch session.C
 	switch code {
 	case codeOK:
 		s.deliverLocal(session.Event{SessionID: id, Account: account, From: state, To: rec.State, Epoch: rec.Epoch, At: fromNanos(at), Reason: rec.Reason})
+		if rec.State == fsm.Closed {
+			s.waitReplicas(ctx)
+		}
 		return rec, state, nil
 	case codeNotFound:
 		return session.Record{}, fsm.Unknown, sserrors.ErrSessionNotFound

@@ -252,20 +252,30 @@ func TestNothingLeftBehind(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, due)
 	require.NoError(t, b.Close())
-	assert.Empty(t, keys(t, srv.Client(), DefaultPrefix), "every session closed and forgotten, every node closed")
+	// The data-loss marker expires by itself (markerMinTTL) after the last
+	// node looked at it.
+	assert.Equal(t, []string{b.prefix + "marker"}, keys(t, srv.Client(), DefaultPrefix), "every session closed and forgotten, every node closed")
+	ttl, err := srv.Client().PTTL(ctx, b.prefix+"marker").Result()
+	require.NoError(t, err)
+	assert.True(t, ttl > 0 && ttl <= markerMinTTL, "marker expiry %v, want in (0, %v]", ttl, markerMinTTL)
 }
 
 // TestResync: after the subscription reconnects, what changed meanwhile
 // (messages Redis published to nobody) is delivered as one event per
-// session, and a session gone meanwhile is closed, then forgotten.
+// session, and a session gone meanwhile while open is lost with Redis's
+// data: closing and closed with ReasonStoreLost, then forgotten.
 func TestResync(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	s, err := New(srv.Client(), Config{}) // not watching: the test plays the listener
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
-	for _, id := range []string{"moved", "same", "gone"} {
+	for _, id := range []string{"moved", "same", "gone", "stopped"} {
 		_, err := s.Insert(ctx, newRecord(id))
+		require.NoError(t, err)
+	}
+	for _, ev := range []fsm.Event{fsm.EventClose, fsm.EventClosed} {
+		_, _, err := s.Transition(ctx, "acme", "stopped", session.Change{Event: ev, At: t0, Reason: session.ReasonStop})
 		require.NoError(t, err)
 	}
 	for _, ev := range []fsm.Event{fsm.EventStart, fsm.EventJoin} {
@@ -278,12 +288,15 @@ func TestResync(t *testing.T) {
 	s.mu.Lock()
 	s.notify = log.add
 	s.known = map[string]*seen{
-		"moved": {account: "acme", state: fsm.New, epoch: 1},
-		"same":  {account: "acme", state: fsm.New, epoch: 1},
-		"gone":  {account: "acme", state: fsm.Connected, epoch: 3},
+		"moved":   {account: "acme", state: fsm.New, epoch: 1},
+		"same":    {account: "acme", state: fsm.New, epoch: 1},
+		"gone":    {account: "acme", state: fsm.Connected, epoch: 3},
+		"stopped": {account: "acme", state: fsm.New, epoch: 1},
 	}
 	s.mu.Unlock()
-	s.resync()
+	lost, err := s.resync()
+	require.NoError(t, err)
+	assert.Equal(t, 1, lost)
 	got := map[string][]session.Event{}
 	for _, e := range log.snapshot() {
 		e.At = time.Time{}
@@ -291,9 +304,14 @@ func TestResync(t *testing.T) {
 	}
 	assert.Equal(t, map[string][]session.Event{
 		"moved": {{SessionID: "moved", Account: "acme", From: fsm.New, To: fsm.Connected, Epoch: 3}},
+		"stopped": {
+			{SessionID: "stopped", Account: "acme", From: fsm.New, To: fsm.Closing, Epoch: 2, Reason: session.ReasonStop},
+			{SessionID: "stopped", Account: "acme", From: fsm.Closing, To: fsm.Closed, Epoch: 3, Reason: session.ReasonStop},
+		},
 		"gone": {
-			{SessionID: "gone", Account: "acme", From: fsm.Connected, To: fsm.Closed, Epoch: 4},
-			{SessionID: "gone", Account: "acme", From: fsm.Closed, To: fsm.Unknown, Epoch: 5},
+			{SessionID: "gone", Account: "acme", From: fsm.Connected, To: fsm.Closing, Epoch: 4, Reason: session.ReasonStoreLost},
+			{SessionID: "gone", Account: "acme", From: fsm.Closing, To: fsm.Closed, Epoch: 5, Reason: session.ReasonStoreLost},
+			{SessionID: "gone", Account: "acme", From: fsm.Closed, To: fsm.Unknown, Epoch: 6, Reason: session.ReasonStoreLost},
 		},
 	}, got)
 	assert.True(t, s.known["gone"].gone, "a forgotten session is remembered as such (its late events are dropped)")

@@ -81,23 +81,31 @@
 // Nothing per session: an open session sends no command while nothing
 // happens to it. Each node's timer loop runs Due (one script) at its next
 // deadline and at least every PollInterval (5 s), so a cluster of n idle
-// nodes costs Redis about n/5 scripts a second, whatever the number of
-// sessions; the event subscription costs nothing while nobody changes a
-// session.
+// nodes costs Redis about n/5 scripts a second, plus n/2 for the data-loss
+// marker (one small script every LossCheckInterval, 2 s), whatever the
+// number of sessions; the event subscription costs nothing while nobody
+// changes a session.
 //
 // Closed sessions are forgotten by the retention timer (Delete), and
 // expire from Redis by themselves RetentionSlack later in case no node is
 // left to do it. Once every session is closed and forgotten and every node
-// closed, nothing of the store is left in Redis.
+// closed, nothing of the store is left in Redis but the marker, which
+// expires a minute later.
 //
 // # Failures
 //
 // A call that cannot reach Redis, or whose context ends first, fails with
 // HTTP 503, code 400558 and a Retry-After (errors.Is still finds the
 // context's error). A Redis that loses its data (restarted without
-// persistence, flushed) loses the sessions: their sockets receive closed
-// when the event subscription reconnects; run Redis with persistence (or a
-// replica) when sessions must survive that.
+// persistence, flushed) loses the sessions. Each node notices within
+// Config.LossCheckInterval (2 s): it keeps a marker key ("{Prefix}:s:marker",
+// expiring a minute after the last node looked at it) and finds it gone or
+// replaced. The sessions it knew open then get closing and closed with
+// session.ReasonStoreLost (a closing one closed with its own reason), so
+// their sockets are told why and closed, and Config.OnDataLoss is called
+// to count and log it. A restart is also seen when the event subscription
+// reconnects. Run Redis with persistence (or a replica) when sessions must
+// survive that.
 //
 // # Concurrency
 //

@@ -58,7 +58,9 @@ func (s *Store) listen(ready chan struct{}) {
 				close(ready)
 				continue
 			}
-			s.resync()
+			if _, err := s.resync(); err != nil {
+				s.resyncPending.Store(true) // the loss checker tries again
+			}
 		case *redis.Message:
 			ev, score, err := parseEvent(m.Payload)
 			if err != nil {
@@ -124,9 +126,14 @@ func (s *Store) deliverLocked(ev session.Event) {
 
 // resync reads the sessions the listener knows and delivers, for each that
 // changed while the subscription was down, one event from the state last
-// delivered to the current one (a session gone meanwhile: closed, if it
-// was not, then forgotten).
-func (s *Store) resync() {
+// delivered to the current one (two for one closed meanwhile: closing,
+// then closed, with its reason). A session gone meanwhile was forgotten at
+// the end of its retention if it was closed; one gone while open was lost
+// with Redis's data, and gets closing and closed with
+// session.ReasonStoreLost (closed with its recorded reason if it was
+// closing already) before it is forgotten. It returns how many open
+// sessions it found lost.
+func (s *Store) resync() (lost int, err error) {
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.known))
 	for id, k := range s.known {
@@ -149,7 +156,10 @@ func (s *Store) resync() {
 		res, err := resyncScript.Run(ctx, s.client, []string{s.timers}, args...).Slice()
 		cancel()
 		if err != nil || len(res) != len(batch) {
-			return // the next reconnection tries again
+			if err == nil {
+				err = fmt.Errorf("redisstore: resync read %d sessions of %d", len(res), len(batch))
+			}
+			return lost, err // the next reconnection or loss check tries again
 		}
 		s.mu.Lock()
 		for i, id := range batch {
@@ -165,22 +175,52 @@ func (s *Store) resync() {
 				continue // forgotten meanwhile
 			}
 			if epoch == 0 {
-				// Gone: its retention ended, or Redis lost its data.
 				if k.state != fsm.Closed {
-					s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: fsm.Closed,
-						Epoch: k.epoch + 1, At: now, Reason: k.reason})
+					lost++
+					s.lostSinceReport++
 				}
-				s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: fsm.Closed, To: fsm.Unknown,
-					Epoch: k.epoch + 1, At: now, Reason: k.reason})
+				s.lostLocked(id, k, now)
 				continue
 			}
 			if uint64(epoch) > k.epoch {
-				s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: fsm.State(state),
-					Epoch: uint64(epoch), At: now, Reason: session.Reason(reason)})
+				to, r := fsm.State(state), session.Reason(reason)
+				if to == fsm.Closed && k.state != fsm.Closing && uint64(epoch)-1 > k.epoch {
+					// Closed meanwhile: its closing (the epoch before)
+					// comes first, so that clients hear why before the
+					// end.
+					s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: fsm.Closing,
+						Epoch: uint64(epoch) - 1, At: now, Reason: r})
+				}
+				s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: to,
+					Epoch: uint64(epoch), At: now, Reason: r})
 			}
 		}
 		s.mu.Unlock()
 	}
+	return lost, nil
+}
+
+// lostLocked delivers the end of a session that is no longer in Redis:
+// closing and closed with ReasonStoreLost if it was open (closed alone,
+// with its recorded reason, if it was closing), then forgotten. s.mu is
+// held.
+func (s *Store) lostLocked(id string, k *seen, now time.Time) {
+	next := func(to fsm.State, r session.Reason) {
+		s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: to,
+			Epoch: k.epoch + 1, At: now, Reason: r})
+	}
+	switch k.state {
+	case fsm.New, fsm.Connecting, fsm.Connected:
+		next(fsm.Closing, session.ReasonStoreLost)
+		next(fsm.Closed, session.ReasonStoreLost)
+	case fsm.Closing:
+		r := k.reason
+		if r == session.ReasonNone {
+			r = session.ReasonStoreLost
+		}
+		next(fsm.Closed, r)
+	}
+	next(fsm.Unknown, k.reason)
 }
 
 // parseEvent decodes "from,to,epoch,at,reason,score,len(id),<id><account>".

@@ -40,6 +40,9 @@ const (
 	// DefaultSubscribeWait bounds how long Watch waits for the event
 	// subscription to be confirmed.
 	DefaultSubscribeWait = 3 * time.Second
+	// DefaultLossCheckInterval is how often a Store looks for the marker
+	// that tells it Redis still holds its data.
+	DefaultLossCheckInterval = 2 * time.Second
 	// DefaultBatch is the page size of Range.
 	DefaultBatch = 256
 )
@@ -89,6 +92,33 @@ type Config struct {
 	// when another closes. The default is
 	// session.DefaultMaxClosedPerAccount (1,000); negative means no bound.
 	MaxClosedPerAccount int
+	// LossCheckInterval is how often the Store checks that Redis still
+	// holds its data (a marker key it writes at Watch): when the marker is
+	// gone or replaced (Redis flushed, or restarted without persistence),
+	// the sessions this node knew of that vanished get closing and closed
+	// with session.ReasonStoreLost, and OnDataLoss is called. The default
+	// is DefaultLossCheckInterval (2 s).
+	LossCheckInterval time.Duration
+	// WaitReplicas, when positive, makes a transition into closed (the
+	// last write of a session's end) return only once that many replicas
+	// hold it and every write before it (Redis WAIT, up to WaitTimeout),
+	// so that a failover to a replica does not bring back a session whose
+	// stop was answered. The creation's WAIT is the limiter's (its Keep
+	// comes after Insert: see redislimiter.Config.WaitReplicas). Fewer
+	// replicas acknowledging in time is not an error (the change is on the
+	// master); OnWaitShort hears of it. With no replica in sync every such
+	// call waits WaitTimeout. The default, 0, waits for nothing: Redis
+	// replicates asynchronously and a failover may lose the last writes.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. The default is 1 s.
+	WaitTimeout time.Duration
+	// OnWaitShort, when set, is called when a WAIT ended with fewer than
+	// WaitReplicas acknowledgements (acked) or failed (err).
+	OnWaitShort func(acked int, err error)
+	// OnDataLoss, when set, is called from the Store's goroutine each time
+	// it finds that Redis lost its data, after the sessions it knew of
+	// were closed. It must not block for long.
+	OnDataLoss func(DataLoss)
 }
 
 // Store is a session.Store in Redis, shared by every node that uses the
@@ -122,6 +152,16 @@ type Store struct {
 	notify func(session.Event)
 	known  map[string]*seen // the last event delivered of each session
 	tombs  []tombstone      // the forgotten sessions in known, oldest first
+
+	// marker is the value of the marker key this node last saw (see
+	// loss.go); it is read and written by the loss checker only.
+	marker string
+	// lostSinceReport counts the open sessions resync found gone since the
+	// last DataLoss report (guarded by mu).
+	lostSinceReport int
+	// resyncPending is set when a resync after a reconnection failed; the
+	// loss checker runs it again.
+	resyncPending atomic.Bool
 
 	wake chan struct{}
 	// next is the deadline (Unix ms) the timer loop waits for; MaxInt64
@@ -169,6 +209,7 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	def(&cfg.RetentionSlack, DefaultRetentionSlack)
 	def(&cfg.PollInterval, DefaultPollInterval)
 	def(&cfg.SubscribeWait, DefaultSubscribeWait)
+	def(&cfg.LossCheckInterval, DefaultLossCheckInterval)
 	if cfg.Batch == 0 {
 		cfg.Batch = DefaultBatch
 	}
@@ -176,10 +217,10 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 		cfg.MaxClosedPerAccount = session.DefaultMaxClosedPerAccount
 	}
 	switch {
-	case cfg.ClaimTTL < time.Millisecond, cfg.ClosingGrace < time.Millisecond, cfg.PollInterval < time.Millisecond:
-		return nil, invalid("ClaimTTL, ClosingGrace and PollInterval must be at least 1ms")
-	case cfg.RetentionSlack < 0, cfg.SubscribeWait < 0, cfg.Batch < 0:
-		return nil, invalid("negative RetentionSlack, SubscribeWait or Batch")
+	case cfg.ClaimTTL < time.Millisecond, cfg.ClosingGrace < time.Millisecond, cfg.PollInterval < time.Millisecond, cfg.LossCheckInterval < time.Millisecond:
+		return nil, invalid("ClaimTTL, ClosingGrace, PollInterval and LossCheckInterval must be at least 1ms")
+	case cfg.RetentionSlack < 0, cfg.SubscribeWait < 0, cfg.Batch < 0, cfg.WaitReplicas < 0, cfg.WaitTimeout < 0:
+		return nil, invalid("negative RetentionSlack, SubscribeWait, Batch, WaitReplicas or WaitTimeout")
 	}
 	p := "{" + cfg.Prefix + "}:s:"
 	s := &Store{
@@ -263,8 +304,13 @@ func (s *Store) Watch(fn func(session.Event)) error {
 	s.mu.Unlock()
 	s.ps = s.client.Subscribe(context.Background(), s.channel)
 	ready := make(chan struct{})
-	s.wg.Add(1)
+	// The first look at the marker is made before Watch returns, so that
+	// a loss after it is noticed; if Redis does not answer within
+	// SubscribeWait, the loss checker looks again.
+	_, _ = s.checkMarker(max(s.cfg.SubscribeWait, time.Millisecond))
+	s.wg.Add(2)
 	go s.listen(ready)
+	go s.watchLoss()
 	t := time.NewTimer(s.cfg.SubscribeWait)
 	defer t.Stop()
 	select {
@@ -327,6 +373,7 @@ func (s *Store) Get(ctx context.Context, account, id string) (session.Record, er
 	if err != nil {
 		return session.Record{}, sserrors.ErrInternalServerError.WithCause(err)
 	}
+	s.learn(st.Record)
 	return st.Record, nil
 }
 

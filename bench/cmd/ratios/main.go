@@ -295,6 +295,16 @@ var goals = []goal{
 		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) },
 	},
 	{
+		// Reported, not a goal: what redis_wait_replicas 1 (a WAIT after the
+		// writes that create and end a session) costs against none, with
+		// one replica on the same machine.
+		name: "Redis: session create+stop with WAIT 1 / without", target: "reported",
+		value: func(s *results) (float64, bool) {
+			return ratioOf(s, "ns/op", "RedisWait/wait=1", 0, "RedisWait/wait=0", 0)
+		},
+		show: ratio,
+	},
+	{
 		// O(nodes), not O(sessions): an idle session costs Redis nothing.
 		name: "Redis: idle commands/s, 10,000 sessions on 2 nodes", target: "≤ 50",
 		value: med("RedisIdle/sessions=10000", 0, "cmds/s"),
