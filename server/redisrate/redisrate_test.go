@@ -39,15 +39,15 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer client.Close()
 	for _, cfg := range []Config{
-		{Prefix: "a{b"}, {Timeout: -time.Second}, {Timeout: time.Microsecond}, {Failure: FailurePolicy(7)},
+		{Prefix: "a{b"}, {Timeout: -time.Second}, {Timeout: time.Microsecond}, {Failure: limits.FailurePolicy(7)},
 	} {
 		_, err := New(client, cfg)
 		assert.ErrorIs(t, err, sserrors.ErrInvalidParameter, "%+v", cfg)
 	}
 	_, err := New(nil, Config{})
 	assert.ErrorIs(t, err, sserrors.ErrInvalidParameter)
-	assert.Equal(t, "fail-closed", FailClosed.String())
-	assert.Equal(t, "fail-open", FailOpen.String())
+	assert.Equal(t, "fail-closed", limits.FailClosed.String())
+	assert.Equal(t, "fail-open", limits.FailOpen.String())
 }
 
 func TestConformance(t *testing.T) {
@@ -224,7 +224,7 @@ func TestRedisOutage(t *testing.T) {
 	var mu sync.Mutex
 	var failures []error
 	closed := startNode(t, srv, Config{Timeout: 500 * time.Millisecond})
-	open := startNode(t, srv, Config{Timeout: 500 * time.Millisecond, Failure: FailOpen, OnFailOpen: func(err error) {
+	open := startNode(t, srv, Config{Timeout: 500 * time.Millisecond, Failure: limits.FailOpen, OnFailOpen: func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		failures = append(failures, err)
