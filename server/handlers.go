@@ -116,6 +116,9 @@ func (s *Server) handle(allowToken bool, fn func(*http.Request, *request) (any, 
 // allowToken, from a bearer token. A bearer token bound to a session that is
 // no longer addressable is revoked.
 func (s *Server) authenticate(r *http.Request, allowToken bool) (request, error) {
+	if acct, ok := accountFrom(r.Context()); ok {
+		return request{account: acct}, nil // resolved by the embedder (WithAccount)
+	}
 	if key := r.Header.Get("X-Api-Key"); key != "" {
 		acct, ok := s.accounts.LookupAPIKey(key)
 		if !ok {
