@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -128,4 +130,47 @@ func TestUpgradeBehindMiddleware(t *testing.T) {
 	info, err := e.mgr.Get(context.Background(), "acme", c.SessionID)
 	require.NoError(t, err)
 	assert.Equal(t, fsm.Connected, info.State)
+}
+
+// hider is a middleware's ResponseWriter without Unwrap: it hides the
+// connection's deadlines.
+type hider struct{ w http.ResponseWriter }
+
+func (h *hider) Header() http.Header         { return h.w.Header() }
+func (h *hider) Write(b []byte) (int, error) { return h.w.Write(b) }
+func (h *hider) WriteHeader(code int)        { h.w.WriteHeader(code) }
+
+// TestBodyTimeoutBehindWrapperWithoutUnwrap: behind a wrapper that hides the
+// connection's read deadline, a body that stops arriving still answers
+// 408/400175 at the body read timeout instead of holding the request.
+func TestBodyTimeoutBehindWrapperWithoutUnwrap(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	e := newEnv(t, func(c *Config) { c.BodyReadTimeout = timeout })
+	pr, pw := io.Pipe()
+	defer pw.Close() // ends the read left waiting in the background
+	req := httptest.NewRequest(http.MethodPost, PathNew, pr)
+	req.Header.Set("X-Api-Key", "key-acme")
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	go func() { _, _ = pw.Write([]byte(`{"avatar_id":`)) }() // then nothing more
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		e.srv.ServeHTTP(&hider{w: rec}, req)
+	}()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		pw.Close() // let the handler go, then fail
+		<-served
+		t.Fatal("the request was held past its body read timeout")
+	}
+	elapsed := time.Since(start)
+	assert.Equal(t, http.StatusRequestTimeout, rec.Code)
+	assert.JSONEq(t, `{"code":400175,"message":"Invalid parameter"}`, rec.Body.String())
+	assert.GreaterOrEqual(t, elapsed, timeout-20*time.Millisecond)
+	assert.Less(t, elapsed, timeout+2*time.Second)
+	list, err := e.mgr.List(context.Background(), "acme")
+	require.NoError(t, err)
+	assert.Empty(t, list, "nothing created")
 }
