@@ -21,6 +21,7 @@ import (
 	"github.com/streamsession/streamsession/internal/wstest"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/session"
 )
 
 // served is a node serving on a loopback port until stop.
@@ -109,7 +110,9 @@ func (s *syncBuffer) String() string {
 func TestServeAlone(t *testing.T) {
 	var logs syncBuffer
 	cfg := Demo()
-	s := serveNode(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registry: prometheus.NewRegistry()})
+	closed := make(chan session.Info, 10)
+	s := serveNode(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registry: prometheus.NewRegistry(),
+		Session: session.Config{Hooks: session.Hooks{OnClosed: func(i session.Info) { closed <- i }}}})
 
 	status, _ := get(t, s.base+server.PathHealthz)
 	assert.Equal(t, http.StatusOK, status)
@@ -148,6 +151,14 @@ func TestServeAlone(t *testing.T) {
 	}()
 	require.NoError(t, s.end(t))
 	assert.Equal(t, []string{"closing", "closed"}, <-states)
+	select {
+	case i := <-closed:
+		assert.Equal(t, id, i.ID, "the template's hook is kept beside the node's own")
+		assert.Equal(t, session.ReasonShutdown, i.Reason)
+		assert.True(t, i.Paid)
+	default:
+		t.Fatal("Hooks.OnClosed was not called")
+	}
 	info, err := s.node.Manager.Get(context.Background(), "demo-pro", id)
 	require.NoError(t, err)
 	assert.Equal(t, "closed", info.State.String())

@@ -98,7 +98,10 @@ func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 			m.background(BackgroundFinishClose, err)
 			return true
 		}
-		_, _, err := m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
+		closed, _, err := m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
+		if err == nil {
+			m.reportClosed(closed.Info)
+		}
 		m.background(BackgroundFinishClose, err)
 		return true
 	}

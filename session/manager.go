@@ -401,7 +401,15 @@ func (m *Manager) closeSession(ctx context.Context, account, id string, reason R
 	if err != nil {
 		return Info{}, internal(err)
 	}
+	m.reportClosed(rec.Info)
 	return rec.Info, nil
+}
+
+// reportClosed reports a session this Manager moved to closed (Hooks.OnClosed).
+func (m *Manager) reportClosed(info Info) {
+	if h := m.hooks.OnClosed; h != nil {
+		h(info)
+	}
 }
 
 // uncancellable returns ctx without its cancellation, for the work that
