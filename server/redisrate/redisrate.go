@@ -27,10 +27,10 @@
 // # When Redis fails
 //
 // Config.Failure (a limits.FailurePolicy) says what Allow does when Redis
-// cannot be reached or does not answer within Config.Timeout: FailClosed (the default, as for the
-// session limiter of limits/redislimiter) returns an error wrapping
-// errors.ErrBackendUnavailable, which the server answers 503/400558 with a
-// Retry-After; FailOpen lets the request through unchecked and reports the
+// cannot be reached or does not answer within Config.Timeout: FailClosed
+// (the default, as for the session limiter of limits/redislimiter) returns
+// an error wrapping errors.ErrBackendUnavailable, which the server answers
+// 503/400558 with a Retry-After; FailOpen lets the request through unchecked and reports the
 // error to Config.OnFailOpen (for a metric). Fail-closed is the default
 // because on a node that uses Redis for its sessions and tokens an outage
 // stops most calls anyway, and a budget that silently stops counting is a
