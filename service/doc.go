@@ -63,11 +63,11 @@
 //     none otherwise); "requests_per_second" (a number above 0, at most
 //     1000000; default none: unlimited) and "burst" (1 or more; default the
 //     rate rounded up; only with requests_per_second), the request budget of
-//     each account of the plan (server.Config.RateLimit);
-//     "max_tokens_per_account" (default 1000, at most 1000000; 0 refuses
-//     every streaming.create_token), the bearer tokens an account of the
-//     plan may hold at once before create_token answers 429/400140. Numbers
-//     are 0 or more unless said.
+//     each account of the plan (limits.Plan.RequestsPerSecond and
+//     RequestBurst); "max_tokens_per_account" (default 1000, at most
+//     1000000; 0 refuses every streaming.create_token), the bearer tokens an
+//     account of the plan may hold at once (limits.Plan.MaxTokens) before
+//     create_token answers 429/400140. Numbers are 0 or more unless said.
 //   - An account: "api_key" and "name" are required and unique; "plan"
 //     (default "trial") names a plan.
 //   - An avatar: "avatar_id" is required and unique; "public" (default
