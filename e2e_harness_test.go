@@ -26,13 +26,13 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
-	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/realtime"
+	ssservice "github.com/streamsession/streamsession/service"
 	"github.com/streamsession/streamsession/session"
 )
 
 // The end-to-end harness: the whole service built from a JSON configuration
-// with server/config, served by an httptest.Server, driven by a plain
+// with package service, served by an httptest.Server, driven by a plain
 // net/http client and a gorilla/websocket client. Two networks: the real
 // loopback one (newStack), and an in-memory one made of net.Pipe
 // connections (newBubbleStack) for tests that run the whole stack inside a
@@ -104,7 +104,7 @@ func (st *stack) on(t *testing.T) *stack { return &stack{t: t, service: st.servi
 
 // service is what the views of one stack share.
 type service struct {
-	svc    *config.Service
+	svc    *ssservice.Node
 	http   *httptest.Server
 	tr     *http.Transport
 	client *http.Client
@@ -125,8 +125,8 @@ type service struct {
 	sockets []*wsClient
 }
 
-// stackOption adjusts the service options before NewService.
-type stackOption func(*config.Options)
+// stackOption adjusts the service options before ssservice.New.
+type stackOption func(*ssservice.Options)
 
 // newStack parses configJSON, builds the service and serves it on the
 // loopback network.
@@ -160,20 +160,20 @@ func newBubbleStack(t *testing.T, configJSON string, opts ...stackOption) *stack
 
 func buildService(t *testing.T, configJSON string, opts []stackOption) *stack {
 	t.Helper()
-	cfg, err := config.Parse([]byte(configJSON))
+	cfg, err := ssservice.Parse([]byte(configJSON))
 	require.NoError(t, err)
 	st := &stack{t: t, service: &service{
 		opened: make(chan realtime.SocketInfo, 1024),
 		closed: make(chan realtime.SocketInfo, 1024),
 	}}
-	o := config.Options{Server: server.Config{Hooks: server.Hooks{
+	o := ssservice.Options{Server: server.Config{Hooks: server.Hooks{
 		SocketOpened: func(i realtime.SocketInfo) { nonBlockingSend(st.opened, i) },
 		SocketClosed: func(i realtime.SocketInfo) { nonBlockingSend(st.closed, i) },
 	}}}
 	for _, f := range opts {
 		f(&o)
 	}
-	st.svc, err = config.NewService(cfg, o)
+	st.svc, err = ssservice.New(context.Background(), cfg, o)
 	require.NoError(t, err)
 	st.slots = inUse(st.svc.Limiter)
 	require.NotNil(t, st.slots, "the limiter tells how many slots it holds")
@@ -800,5 +800,5 @@ func withGate(t *testing.T, capacity int, g **gateLimiter) stackOption {
 	inner := limits.NewMemory(limits.MemoryConfig{Capacity: capacity})
 	*g = newGateLimiter(inner)
 	t.Cleanup(func() { _ = inner.Close() })
-	return func(o *config.Options) { o.Limiter = *g }
+	return func(o *ssservice.Options) { o.Limiter = *g }
 }

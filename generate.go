@@ -7,8 +7,9 @@
 //   - limits: the Limiter interface and the in-memory limiter
 //     (limits/redislimiter: the Redis one);
 //   - session: the Manager that runs sessions, and the client-side Guard;
-//   - server: the HTTP API and the realtime WebSocket (server/config: the
-//     JSON configuration of a whole service);
+//   - server: the HTTP API and the realtime WebSocket;
+//   - service: one node of a service, built from its JSON configuration
+//     (in memory, or with Redis), run and drained;
 //   - console: the browser console that drives a session through the API;
 //   - metrics and observe: Prometheus metrics and slog logs from the hooks;
 //   - examples/streaming: the runnable server.

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/streamsession/streamsession/server/config"
+	ssservice "github.com/streamsession/streamsession/service"
 )
 
 // TestQuickstart runs the README's Quickstart shell block, as a reader
@@ -38,7 +38,7 @@ func TestQuickstart(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(steps), 8, "the Quickstart block's commands")
 
-	st := newStack(t, string(config.DemoJSON))
+	st := newStack(t, string(ssservice.DemoJSON))
 
 	// One bash runs the block line by line, with a separator after each
 	// command so that each one's output can be told apart.

@@ -25,7 +25,7 @@ import (
 )
 
 // End-to-end tests: the whole service, built from a JSON configuration as a
-// user writes it (server/config), over real HTTP and a real WebSocket
+// user writes it (package service), over real HTTP and a real WebSocket
 // client. The harness is in e2e_harness_test.go.
 
 // serviceConfig is the configuration of most tests: two paid accounts, a

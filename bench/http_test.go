@@ -17,8 +17,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/streamsession/streamsession/server"
-	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/realtime"
+	"github.com/streamsession/streamsession/service"
 )
 
 // taskText is what every benchmarked task says (770 ms of simulated
@@ -32,7 +32,7 @@ const httpSendQueue = 1 << 14
 // http.Client over loopback to a real httptest.Server, one request at a
 // time.
 //
-// streamsession: the whole stack (server/config's Service: X-Api-Key
+// streamsession: the whole stack (a service.Node: X-Api-Key
 // authentication, body limit and validation, the session Manager, simulated
 // speech) on a session that is connected, with its realtime socket open and
 // read by a goroutine, so that the avatar_start_talking and
@@ -55,8 +55,8 @@ func benchHTTPTaskStreamsession(b *testing.B) {
 	// drops a socket that falls 32 tasks behind, which a reader that keeps
 	// up still does on a loaded 2-core machine. A longer queue keeps the
 	// socket, so that every event is delivered and its cost measured.
-	opts := config.Options{Server: server.Config{Realtime: realtime.SocketConfig{SendQueue: httpSendQueue}}}
-	svc, err := config.NewService(config.Demo(), opts)
+	opts := service.Options{Server: server.Config{Realtime: realtime.SocketConfig{SendQueue: httpSendQueue}}}
+	svc, err := service.New(context.Background(), service.Demo(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

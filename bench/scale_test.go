@@ -25,8 +25,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamsession/streamsession/fsm"
-	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/realtime"
+	"github.com/streamsession/streamsession/service"
 )
 
 // The scale check: 10,000 realtime WebSocket sessions connected
@@ -121,9 +121,9 @@ func TestScale(t *testing.T) {
 	raiseNoFile(t, uint64(n)+1000)
 	ctx := context.Background()
 
-	cfg, err := config.Parse([]byte(scaleConfig(n)))
+	cfg, err := service.Parse([]byte(scaleConfig(n)))
 	require.NoError(t, err)
-	svc, err := config.NewService(cfg, config.Options{})
+	svc, err := service.New(context.Background(), cfg, service.Options{})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", svc.Server)

@@ -27,6 +27,19 @@ type Plan struct {
 	// SessionDurationLimit closes a session this long after it started.
 	// Zero means no limit.
 	SessionDurationLimit time.Duration
+
+	// The limits below are not the Limiter's: the HTTP server enforces them
+	// per account, and they sit here so that a plan says all it allows.
+
+	// RequestsPerSecond is the request budget of each account of the plan,
+	// refilled continuously. Zero (or less) means unlimited.
+	RequestsPerSecond float64
+	// RequestBurst is how many requests an account may make at once. Zero
+	// takes RequestsPerSecond rounded up.
+	RequestBurst int
+	// MaxTokens bounds the bearer tokens an account of the plan may hold at
+	// once. Zero takes the token store's default; negative allows none.
+	MaxTokens int
 }
 
 // HeyGen's published defaults: a trial holds 3 sessions, streams 300

@@ -6,7 +6,6 @@ import (
 	"hash/maphash"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	sserrors "github.com/streamsession/streamsession/errors"
@@ -48,10 +47,9 @@ type MemoryConfig struct {
 // It is safe for concurrent use by multiple goroutines. Accounts live in a
 // fixed number of shards, each with its own mutex, so that acquires on
 // different accounts rarely contend; under a capacity, the service-wide count
-// of slots is one atomic counter, incremented only by compare-and-swap below
-// the capacity, so the capacity is exact without a global lock. Without a
-// capacity, each shard counts its own slots, so that acquires on different
-// cores share no counter. No goroutine or timer is
+// of slots is one counter under its own mutex, taken briefly after the
+// shard's, so the capacity is exact. Without a capacity, each shard counts
+// its own slots. No goroutine or timer is
 // started per lease: expired leases are reclaimed on the paths that need
 // their slot (an account at its concurrency limit, a service at its
 // capacity, a Started, Renew, Release or new Acquire of that session) and by
@@ -64,10 +62,12 @@ type Memory struct {
 	ttl      int64 // nanoseconds
 	now      func() time.Time
 	seed     maphash.Seed
-	_        [64]byte     // keep the read-mostly fields above off inUse's cache line
-	inUse    atomic.Int64 // slots held service-wide, expired or not (under a capacity)
-	_        [56]byte
 	shards   [memoryShards]shard
+
+	// inUse counts the slots held service-wide, expired or not, under a
+	// capacity. It is taken under inUseMu, after a shard's lock if any.
+	inUseMu sync.Mutex
+	inUse   int64
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -91,10 +91,8 @@ type shard struct {
 	// not give memory back.
 	peak int
 	// held counts the shard's slots, expired or not, when the limiter has
-	// no capacity (Memory.inUse counts them otherwise). Changed under mu,
-	// read by InUse without it.
-	held atomic.Int64
-	_    [64]byte // keep shards on separate cache lines
+	// no capacity (Memory.inUse counts them otherwise). Guarded by mu.
+	held int64
 }
 
 // account is one account's slots and trial minutes. Guarded by its shard's
@@ -315,18 +313,16 @@ func (m *Memory) tryAcquire(s *shard, req Request, now int64) (d Decision, full 
 // shard s, whose lock is held.
 func (m *Memory) reserve(s *shard) bool {
 	if m.capacity == 0 {
-		s.held.Add(1)
+		s.held++
 		return true
 	}
-	for {
-		n := m.inUse.Load()
-		if n >= m.capacity {
-			return false
-		}
-		if m.inUse.CompareAndSwap(n, n+1) {
-			return true
-		}
+	m.inUseMu.Lock()
+	defer m.inUseMu.Unlock()
+	if m.inUse >= m.capacity {
+		return false
 	}
+	m.inUse++
+	return true
 }
 
 // held is the number of slots a holds, expired or not; 0 for nil.
@@ -396,9 +392,11 @@ func (m *Memory) drop(s *shard, a *account, i int, now int64) {
 	}
 	a.slots.remove(i)
 	if m.capacity == 0 {
-		s.held.Add(-1)
+		s.held--
 	} else {
-		m.inUse.Add(-1)
+		m.inUseMu.Lock()
+		m.inUse--
+		m.inUseMu.Unlock()
 	}
 }
 
@@ -560,11 +558,16 @@ func (m *Memory) Release(_ context.Context, lease Lease) error {
 // freed it may miss a change made during the sum.
 func (m *Memory) InUse() int {
 	if m.capacity != 0 {
-		return int(m.inUse.Load())
+		m.inUseMu.Lock()
+		defer m.inUseMu.Unlock()
+		return int(m.inUse)
 	}
 	var n int64
 	for i := range m.shards {
-		n += m.shards[i].held.Load()
+		s := &m.shards[i]
+		s.mu.Lock()
+		n += s.held
+		s.mu.Unlock()
 	}
 	return int(n)
 }

@@ -220,9 +220,11 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 		onRefused    []func(string, sserrors.Code)
 		onLimiter    []func(session.LimiterOp, time.Duration, error)
 		onBackground []func(session.BackgroundOp, error)
+		onClosed     []func(session.Info)
 	)
 	for _, h := range hooks {
 		onTransition = collect(onTransition, h.OnTransition)
+		onClosed = collect(onClosed, h.OnClosed)
 		if h.OnRefused != nil {
 			onRefused = append(onRefused, h.OnRefused)
 		}
@@ -233,7 +235,7 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 			onBackground = append(onBackground, h.OnBackgroundError)
 		}
 	}
-	j := session.Hooks{OnTransition: fanOut(onTransition)}
+	j := session.Hooks{OnTransition: fanOut(onTransition), OnClosed: fanOut(onClosed)}
 	switch len(onRefused) {
 	case 0:
 	case 1:

@@ -149,6 +149,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, req request, err
 // allowToken, from a bearer token. A bearer token bound to a session that is
 // no longer addressable is revoked.
 func (s *Server) authenticate(r *http.Request, allowToken bool) (request, error) {
+	if acct, ok := accountFrom(r.Context()); ok {
+		return request{account: acct}, nil // resolved by the embedder (WithAccount)
+	}
 	if key := r.Header.Get("X-Api-Key"); key != "" {
 		acct, ok := s.accounts.LookupAPIKey(key)
 		if !ok {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/streamsession/streamsession/internal/wstest"
 	"github.com/streamsession/streamsession/sessiontest"
 	"io"
 	"net/http"
@@ -270,8 +271,7 @@ func (e *env) connecting(apiKey string) created {
 
 // dial opens the realtime socket at url.
 func (e *env) dial(url string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	return d.Dial(url, hdr)
+	return wstest.DialRaw(url, hdr)
 }
 
 // socket is a test client's realtime socket.
@@ -301,14 +301,14 @@ func (e *env) open(url string) *socket {
 	return s
 }
 
-// read returns the next text message (a guard deadline of 5 s).
-func (s *socket) read() string {
+// The socket's reads, writes and close are package wstest's.
+
+func (s *socket) read() string       { s.t.Helper(); return wstest.Read(s.t, s.ws) }
+func (s *socket) expect(want string) { s.t.Helper(); wstest.Expect(s.t, s.ws, want) }
+func (s *socket) send(msg string)    { s.t.Helper(); wstest.Send(s.t, s.ws, msg) }
+func (s *socket) closeError() *websocket.CloseError {
 	s.t.Helper()
-	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	typ, data, err := s.ws.ReadMessage()
-	require.NoError(s.t, err)
-	require.Equal(s.t, websocket.TextMessage, typ)
-	return string(data)
+	return wstest.CloseError(s.t, s.ws)
 }
 
 // message reads the next message as a realtime.ServerMessage.
@@ -317,31 +317,4 @@ func (s *socket) message() realtime.ServerMessage {
 	var m realtime.ServerMessage
 	require.NoError(s.t, json.Unmarshal([]byte(s.read()), &m))
 	return m
-}
-
-func (s *socket) expect(want string) {
-	s.t.Helper()
-	require.JSONEq(s.t, want, s.read())
-}
-
-func (s *socket) send(msg string) {
-	s.t.Helper()
-	require.NoError(s.t, s.ws.WriteMessage(websocket.TextMessage, []byte(msg)))
-}
-
-// closeError reads until the connection ends and returns the close frame's
-// error (nil when it ended without one).
-func (s *socket) closeError() *websocket.CloseError {
-	s.t.Helper()
-	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, _, err := s.ws.ReadMessage()
-		if err == nil {
-			continue
-		}
-		if ce, ok := err.(*websocket.CloseError); ok {
-			return ce
-		}
-		return nil
-	}
 }

@@ -144,6 +144,10 @@ type Refusal struct {
 	Status int
 	// Err is the error answered.
 	Err error
+	// Context is the refused request's context, with whatever the
+	// embedder's middleware put there (a trace, a request id). It may be
+	// done already.
+	Context context.Context
 }
 
 // Server serves the Streaming API and the realtime socket for one node. It
@@ -335,6 +339,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err e
 			Code:        sserrors.CodeOf(err),
 			Status:      sserrors.StatusOf(err),
 			Err:         err,
+			Context:     r.Context(),
 		})
 	}
 }

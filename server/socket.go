@@ -1,17 +1,22 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/server/realtime"
+	"github.com/streamsession/streamsession/session"
 )
 
 // serveRealtime authenticates the realtime socket's upgrade, moves the
@@ -47,9 +52,6 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	if err == nil && !isHandshake(r) {
 		err = sserrors.ErrInvalidParameter
 	}
-	if err == nil {
-		_, err = s.mgr.Join(ctx, account, id)
-	}
 	if err != nil {
 		if errors.Is(err, sserrors.ErrSessionNotFound) {
 			err = sserrors.ErrUnauthorized // an unknown id answers like a wrong token
@@ -57,11 +59,39 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, req, err)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	// The session becomes connected only once its socket exists: a failed
+	// upgrade (the upgrader answers it) leaves it connecting.
+	ws, err := s.upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
-		return // the upgrader answered; the session stays connected, as after a drop
+		return
+	}
+	if _, err := s.mgr.Join(ctx, account, id); err != nil {
+		// The session changed between the check above and the join (it
+		// closed), or the store failed: the socket closes at once, with the
+		// reason a client sees when its session closes, or try-again-later.
+		code, text := websocket.CloseTryAgainLater, "try again later"
+		if _, ok := sserrors.As(err); ok && sserrors.StatusOf(err) != http.StatusServiceUnavailable {
+			code, text = websocket.CloseNormalClosure, realtime.ReasonSessionClosed
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		_ = ws.Close()
+		if s.hooks.Refused != nil {
+			s.hooks.Refused(Refusal{Endpoint: r.URL.Path, Account: account, SessionHash: session.ShortHash(id),
+				Code: sserrors.CodeOf(err), Status: sserrors.StatusOf(err), Err: err, Context: ctx})
+		}
+		return
 	}
 	s.rt.Serve(ctx, ws, account, id)
+}
+
+// hijacker hands the upgrader the connection of a ResponseWriter that
+// hides http.Hijacker behind a middleware's wrapper, through
+// http.ResponseController (which follows Unwrap). A wrapper with neither
+// fails the upgrade (500), and the session stays connecting.
+type hijacker struct{ http.ResponseWriter }
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(h.ResponseWriter).Hijack()
 }
 
 // socketAccount returns the account that session_token authorises for the

@@ -14,8 +14,8 @@ import (
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/internal/fakeclock"
 	"github.com/streamsession/streamsession/server"
-	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/tokenstest"
+	"github.com/streamsession/streamsession/service"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -31,7 +31,7 @@ func TestMemoryTokensConformance(t *testing.T) {
 // TestTokensAreOpaque: neither the bearer token nor the access token of a
 // session shows the account or the session id, in any encoding.
 func TestTokensAreOpaque(t *testing.T) {
-	svc, err := config.NewService(config.Demo(), config.Options{})
+	svc, err := service.New(context.Background(), service.Demo(), service.Options{})
 	require.NoError(t, err)
 	ts := httptest.NewServer(svc.Server)
 	defer ts.Close()

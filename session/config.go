@@ -92,6 +92,13 @@ type Hooks struct {
 	// was not released expires (a kept one: its session stays closing and
 	// is reported again, as TimeoutOrphaned).
 	OnBackgroundError func(op BackgroundOp, err error)
+	// OnClosed receives the final Info of every session this Manager moves
+	// to closed (whatever closed it: stop, a timer, the shutdown, a lost
+	// lease, or finishing a close another node began): when it started, how
+	// long it may have run, whether it was paid, why it closed and when, so
+	// that billing needs no map of its own. With a SharedStore each session
+	// is reported once, by the node that closed it.
+	OnClosed func(Info)
 }
 
 // BackgroundOp names the background work that failed, for

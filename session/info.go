@@ -1,6 +1,7 @@
 package session
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -51,6 +52,27 @@ func (r Reason) String() string {
 		return reasonNames[r]
 	}
 	return "Reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// MarshalText returns the reason's name, so that JSON (and any text
+// encoding) carries "idle", not 2. A value outside the enum is an error.
+func (r Reason) MarshalText() ([]byte, error) {
+	if r < 0 || int(r) >= len(reasonNames) {
+		return nil, fmt.Errorf("session: %v is not a Reason", r)
+	}
+	return []byte(reasonNames[r]), nil
+}
+
+// UnmarshalText parses a reason's name, as MarshalText writes it. An
+// unknown name is an error and leaves r unchanged.
+func (r *Reason) UnmarshalText(text []byte) error {
+	for i, name := range reasonNames {
+		if name == string(text) {
+			*r = Reason(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("session: unknown reason %q", text)
 }
 
 // CreateOptions are the session settings from streaming.new. A

@@ -98,7 +98,10 @@ func (m *Manager) fire(ctx context.Context, d Due, now time.Time) (slow bool) {
 			m.background(BackgroundFinishClose, err)
 			return true
 		}
-		_, _, err := m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
+		closed, _, err := m.store.Transition(ctx, rec.Account, rec.ID, Change{Event: fsm.EventClosed, At: m.clock.Now(), Epoch: rec.Epoch})
+		if err == nil {
+			m.reportClosed(closed.Info)
+		}
 		m.background(BackgroundFinishClose, err)
 		return true
 	}
@@ -114,23 +117,29 @@ func (m *Manager) observeLease(l limits.Lease, now time.Time) {
 	if m.renewFixed > 0 || l.Expires.IsZero() {
 		return
 	}
-	every := int64(l.Expires.Sub(now) / 3)
+	every := l.Expires.Sub(now) / 3
 	if every <= 0 {
 		return
 	}
-	for {
-		cur := m.renewEvery.Load()
-		if cur != 0 && cur <= every {
-			return
-		}
-		if m.renewEvery.CompareAndSwap(cur, every) {
-			select {
-			case m.renewWake <- struct{}{}:
-			default:
-			}
-			return
+	m.renewMu.Lock()
+	shorter := m.renewEvery == 0 || every < m.renewEvery
+	if shorter {
+		m.renewEvery = every
+	}
+	m.renewMu.Unlock()
+	if shorter {
+		select {
+		case m.renewWake <- struct{}{}:
+		default:
 		}
 	}
+}
+
+// renewInterval returns how often leases are renewed; 0 while unknown.
+func (m *Manager) renewInterval() time.Duration {
+	m.renewMu.Lock()
+	defer m.renewMu.Unlock()
+	return m.renewEvery
 }
 
 // renewLoop is the one goroutine that renews the leases of every session
@@ -142,7 +151,7 @@ func (m *Manager) renewLoop() {
 	defer t.Stop()
 	for {
 		var fired <-chan time.Time
-		if every := time.Duration(m.renewEvery.Load()); every > 0 {
+		if every := m.renewInterval(); every > 0 {
 			t.Reset(every)
 			fired = t.C()
 		} else {

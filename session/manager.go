@@ -36,17 +36,20 @@ type Manager struct {
 	subBuffer   int
 
 	// calls counts the calls in flight that may change a session; Close
-	// waits for it to drain.
-	calls   atomic.Int64
-	closing atomic.Bool
-	drained chan struct{}
+	// waits for them. closing, under callsMu, refuses new ones: a call
+	// enters under the read lock, Close sets closing under the write lock,
+	// so no call is added once Close waits.
+	callsMu sync.RWMutex
+	closing bool
+	calls   sync.WaitGroup
 
 	subMu   sync.Mutex
 	subs    atomic.Pointer[[]*subscriber]
 	subWG   sync.WaitGroup
 	dropped atomic.Uint64
 
-	renewEvery atomic.Int64 // ns; 0 while unknown
+	renewMu    sync.Mutex
+	renewEvery time.Duration // under renewMu; 0 while unknown
 	renewWake  chan struct{}
 	stop       chan struct{}
 	loops      sync.WaitGroup
@@ -89,7 +92,6 @@ func NewManager(cfg Config) (*Manager, error) {
 		defaultIdle: or(cfg.DefaultIdleTimeout, DefaultIdleTimeout),
 		renewFixed:  cfg.LeaseRenewInterval,
 		subBuffer:   cfg.SubscriberBuffer,
-		drained:     make(chan struct{}, 1),
 		renewWake:   make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 		closed:      make(chan struct{}),
@@ -106,7 +108,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if ss, ok := m.store.(SharedStore); ok && ss.Shared() {
 		m.unkept = &unkeptSlots{leases: make(map[string]limits.Lease)}
 	}
-	m.renewEvery.Store(int64(m.renewFixed))
+	m.renewEvery = m.renewFixed
 	m.subs.Store(new([]*subscriber))
 	if err := m.store.Watch(m.publish); err != nil {
 		return nil, err
@@ -399,7 +401,15 @@ func (m *Manager) closeSession(ctx context.Context, account, id string, reason R
 	if err != nil {
 		return Info{}, internal(err)
 	}
+	m.reportClosed(rec.Info)
 	return rec.Info, nil
+}
+
+// reportClosed reports a session this Manager moved to closed (Hooks.OnClosed).
+func (m *Manager) reportClosed(info Info) {
+	if h := m.hooks.OnClosed; h != nil {
+		h(info)
+	}
 }
 
 // uncancellable returns ctx without its cancellation, for the work that
@@ -482,7 +492,9 @@ func (m *Manager) Leave(ctx context.Context) error {
 
 func (m *Manager) end(ctx context.Context, closeSessions bool) error {
 	m.closeOnce.Do(func() {
-		m.closing.Store(true)
+		m.callsMu.Lock()
+		m.closing = true
+		m.callsMu.Unlock()
 		go m.shutdown(closeSessions)
 	})
 	select {
@@ -495,9 +507,7 @@ func (m *Manager) end(ctx context.Context, closeSessions bool) error {
 
 func (m *Manager) shutdown(closeSessions bool) {
 	defer close(m.closed)
-	for m.calls.Load() != 0 {
-		<-m.drained
-	}
+	m.calls.Wait()
 	close(m.stop)
 	m.loops.Wait()
 	ctx := context.Background()
@@ -527,21 +537,22 @@ func (m *Manager) shutdown(closeSessions bool) {
 // enter admits a call that may change a session, unless Close has begun;
 // a call admitted must leave.
 func (m *Manager) enter() bool {
-	m.calls.Add(1)
-	if m.closing.Load() {
-		m.leave()
+	m.callsMu.RLock()
+	defer m.callsMu.RUnlock()
+	if m.closing {
 		return false
 	}
+	m.calls.Add(1)
 	return true
 }
 
-func (m *Manager) leave() {
-	if m.calls.Add(-1) == 0 && m.closing.Load() {
-		select {
-		case m.drained <- struct{}{}:
-		default:
-		}
-	}
+func (m *Manager) leave() { m.calls.Done() }
+
+// isClosing reports whether Close or Leave has begun.
+func (m *Manager) isClosing() bool {
+	m.callsMu.RLock()
+	defer m.callsMu.RUnlock()
+	return m.closing
 }
 
 // limit makes one limiter call, timed for Hooks.OnLimiter, and returns its

@@ -1,9 +1,6 @@
 package session
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 // Subscribe registers fn to receive every Event of every session (see
 // Event), and returns a function that cancels the subscription.
@@ -27,10 +24,11 @@ import (
 func (m *Manager) Subscribe(fn func(Event)) (cancel func()) {
 	m.subMu.Lock()
 	defer m.subMu.Unlock()
-	if m.closing.Load() {
+	if m.isClosing() {
 		return func() {}
 	}
-	s := &subscriber{m: m, fn: fn, max: m.subBuffer, wake: make(chan struct{}, 1)}
+	s := &subscriber{m: m, fn: fn, max: m.subBuffer}
+	s.wake = sync.NewCond(&s.mu)
 	old := *m.subs.Load()
 	subs := make([]*subscriber, len(old), len(old)+1)
 	copy(subs, old)
@@ -63,22 +61,19 @@ const subBatch = 64
 
 // subscriber is one subscription: a bounded FIFO of undelivered events under
 // a mutex, drained by the subscription's goroutine. A push appends (dropping
-// the oldest event when the queue is full) and wakes the goroutine if it
-// waits; the goroutine takes up to subBatch events at a time and calls fn
+// the oldest event when the queue is full) and signals the condition the
+// goroutine waits on; the goroutine takes up to subBatch events at a time and calls fn
 // without the lock. Pushes of one session happen one after the other (under
 // the session's lock in the store), so the queue keeps each session's order.
 type subscriber struct {
-	m    *Manager
-	fn   func(Event)
-	max  int           // the bound of the queue (Config.SubscriberBuffer)
-	wake chan struct{} // one token: the goroutine has something to look at
+	m   *Manager
+	fn  func(Event)
+	max int // the bound of the queue (Config.SubscriberBuffer)
 
-	stopped atomic.Bool // cancelled: checked between two calls of fn
-
-	mu      sync.Mutex
-	queue   eventQueue
-	state   int
-	waiting bool // the goroutine waits on wake
+	mu    sync.Mutex
+	wake  *sync.Cond // on mu: the queue or the state changed
+	queue eventQueue
+	state int
 }
 
 // push appends e to the queue.
@@ -93,16 +88,8 @@ func (s *subscriber) push(e Event) {
 		s.m.dropped.Add(1)
 	}
 	s.queue.push(e)
-	s.signal()
 	s.mu.Unlock()
-}
-
-// signal wakes the goroutine if it waits. s.mu is held.
-func (s *subscriber) signal() {
-	if s.waiting {
-		s.waiting = false
-		s.wake <- struct{}{} // never blocks: only a waiting goroutine empties it
-	}
+	s.wake.Signal()
 }
 
 // setState moves the subscription out of running and wakes its goroutine.
@@ -114,10 +101,17 @@ func (s *subscriber) setState(state int) {
 	}
 	s.state = state
 	if state == subCancelled {
-		s.stopped.Store(true)
 		s.queue = eventQueue{} // undelivered events are discarded, not dropped
 	}
-	s.signal()
+	s.wake.Signal()
+}
+
+// cancelled reports whether cancel was called: checked between two calls
+// of fn.
+func (s *subscriber) cancelled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == subCancelled
 }
 
 func (s *subscriber) cancel() {
@@ -155,14 +149,13 @@ func (s *subscriber) run() {
 				s.mu.Unlock()
 				return
 			}
-			s.waiting = true
+			s.wake.Wait()
 			s.mu.Unlock()
-			<-s.wake
 			continue
 		}
 		s.mu.Unlock()
 		for i := range batch {
-			if i > 0 && s.stopped.Load() {
+			if i > 0 && s.cancelled() {
 				return
 			}
 			s.fn(batch[i])

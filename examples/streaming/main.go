@@ -6,7 +6,7 @@
 // Usage:
 //
 //	go run ./examples/streaming                       # the built-in demo configuration
-//	go run ./examples/streaming -config service.json  # a configuration file (see package server/config)
+//	go run ./examples/streaming -config service.json  # a configuration file (see package service)
 //	go run ./examples/streaming -client -key demo-pro-key   # run one whole session against a server (package client)
 //
 // Flags:
@@ -59,6 +59,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/streamsession/streamsession/service"
 )
 
 func main() {
@@ -78,15 +80,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	baseURL := fs.String("url", "", "client: server base URL (default http://ADDR)")
 	text := fs.String("text", "Hello! I am a streaming avatar, served by streamsession.", "client: what the avatar says")
 	timeout := fs.Duration("timeout", time.Minute, "client: give up after this long")
-	metricsAddr := fs.String("metrics-addr", "", "serve /metrics on this address instead of -addr")
+	var node service.Config
+	fs.StringVar(&node.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of -addr")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	var shut serveOptions
-	fs.DurationVar(&shut.DrainTimeout, "drain-timeout", defaultDrainTimeout, "bound of the shutdown after SIGINT or SIGTERM: the node exits within it")
-	fs.DurationVar(&shut.RequestGrace, "request-grace", defaultRequestGrace, "at shutdown, how long a request in flight may take before its connection is closed")
-	fs.DurationVar(&shut.DrainDelay, "drain-delay", defaultDrainDelay, "with -redis: how long a draining node keeps serving HTTP after /readyz turned 503 (0: none)")
+	fs.DurationVar(&node.Shutdown.DrainTimeout, "drain-timeout", service.DefaultDrainTimeout, "bound of the shutdown after SIGINT or SIGTERM: the node exits within it")
+	fs.DurationVar(&node.Shutdown.RequestGrace, "request-grace", service.DefaultRequestGrace, "at shutdown, how long a request in flight may take before its connection is closed")
+	fs.DurationVar(&node.Shutdown.DrainDelay, "drain-delay", service.DefaultDrainDelay, "with -redis: how long a draining node keeps serving HTTP after /readyz turned 503 (0: none)")
 	var cors originsFlag
 	fs.Var(&cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; replaces the configuration's cors_origins)")
-	var rds redisOptions
+	rds := &node.Redis
 	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port): run as one node of the service sharing that Redis")
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
 	fs.DurationVar(&rds.LeaseTTL, "lease-ttl", 0, "with -redis: slot lease lifetime (default 30s; for tests)")
@@ -130,10 +132,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "streaming: -secret-file: %v\n", err)
 			return 2
 		}
-		shut.Secret = secret
+		node.Secret = secret
 	}
-	opts := serveOptions{Addr: *addr, Secret: shut.Secret, ConfigPath: *configPath, MetricsAddr: *metricsAddr, Redis: rds, CORSOrigins: cors.origins,
-		DrainTimeout: shut.DrainTimeout, RequestGrace: shut.RequestGrace, DrainDelay: shut.DrainDelay}
+	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, Node: node, CORSOrigins: cors.origins}
 	if err := serve(ctx, opts, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1

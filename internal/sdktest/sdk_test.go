@@ -25,7 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	sserrors "github.com/streamsession/streamsession/errors"
-	"github.com/streamsession/streamsession/server/config"
+	"github.com/streamsession/streamsession/service"
 )
 
 func TestMain(m *testing.M) {
@@ -267,7 +267,7 @@ type testServer struct {
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	svc, err := config.NewService(config.Demo(), config.Options{})
+	svc, err := service.New(context.Background(), service.Demo(), service.Options{})
 	require.NoError(t, err)
 	s := &testServer{client: &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

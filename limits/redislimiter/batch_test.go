@@ -318,7 +318,7 @@ func TestEveryKindOfCallInOneBatch(t *testing.T) {
 // them either), and waits for the script already out.
 func TestCloseAnswersWaitingCalls(t *testing.T) {
 	ctx := context.Background()
-	r := newRig(t, redislimiter.Config{Flushers: 1, Failure: redislimiter.FailOpen}, nil)
+	r := newRig(t, redislimiter.Config{Flushers: 1, Failure: limits.FailOpen}, nil)
 	warm(t, r)
 	h := hold(t, r)
 

@@ -125,9 +125,9 @@
 // limit for a while, and the minutes of running trial sessions before the
 // loss are lost with the data.
 //
-// Acquire follows Config.Failure: FailClosed (the default) returns an error
-// wrapping limits.ErrUnavailable, which the server sends as HTTP 503 with
-// code 400558 and a Retry-After; FailOpen admits the session with a lease
+// Acquire follows Config.Failure (a limits.FailurePolicy): FailClosed (the
+// default) returns an error wrapping limits.ErrUnavailable, which the server
+// sends as HTTP 503 with code 400558 and a Retry-After; FailOpen admits the session with a lease
 // known to this node only, counts it (Limiter.FailOpenCount and
 // Config.OnFailOpen, for a metric) and puts it into Redis at its first
 // renewal (or Keep) that reaches Redis.

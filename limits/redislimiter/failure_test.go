@@ -147,7 +147,7 @@ func TestTimedOutAcquireLeavesNoSecondSlot(t *testing.T) {
 
 func TestRedisDownFailOpen(t *testing.T) {
 	var seen atomic.Int64
-	cfg := redislimiter.Config{Failure: redislimiter.FailOpen, Capacity: 1,
+	cfg := redislimiter.Config{Failure: limits.FailOpen, Capacity: 1,
 		OnFailOpen: func(err error) {
 			if err != nil {
 				seen.Add(1)
@@ -198,7 +198,7 @@ func TestRedisDownFailOpen(t *testing.T) {
 // TestFailOpenLeaseKept: a fail-open lease is put into Redis by Keep,
 // kept, when Redis comes back.
 func TestFailOpenLeaseKept(t *testing.T) {
-	r := newRig(t, redislimiter.Config{Failure: redislimiter.FailOpen, Capacity: 1}, nil)
+	r := newRig(t, redislimiter.Config{Failure: limits.FailOpen, Capacity: 1}, nil)
 	bg := context.Background()
 	r.srv.Kill()
 	got, err := r.lim.Acquire(bg, req("a", "open", paid))

@@ -80,7 +80,7 @@ func TestKeptSlotKeysStayWithoutExpiry(t *testing.T) {
 func TestReleaseDuringFailOpenKeep(t *testing.T) {
 	for _, op := range []string{"keep", "renew"} {
 		t.Run(op, func(t *testing.T) {
-			r := newRig(t, redislimiter.Config{Failure: redislimiter.FailOpen, Capacity: 1}, nil)
+			r := newRig(t, redislimiter.Config{Failure: limits.FailOpen, Capacity: 1}, nil)
 			bg := context.Background()
 			r.srv.Kill()
 			got, err := r.lim.Acquire(bg, req("a", "open", paid))
@@ -121,7 +121,7 @@ func TestReleaseDuringFailOpenKeep(t *testing.T) {
 func TestFailOpenLeaseFoundExpiredIsForgotten(t *testing.T) {
 	for _, op := range []string{"keep", "renew"} {
 		t.Run(op, func(t *testing.T) {
-			r := newClockedRig(t, redislimiter.Config{Failure: redislimiter.FailOpen, LeaseTTL: time.Minute}, nil)
+			r := newClockedRig(t, redislimiter.Config{Failure: limits.FailOpen, LeaseTTL: time.Minute}, nil)
 			bg := context.Background()
 			r.srv.Kill()
 			got, err := r.lim.Acquire(bg, req("a", "open", paid))

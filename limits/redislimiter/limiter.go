@@ -39,30 +39,6 @@ const maxIDLen = 512
 // exact in Lua's doubles (8,000 years a month is as good as unlimited).
 const maxQuotaMinutes = 1 << 32
 
-// FailurePolicy says what Acquire does when Redis cannot be reached.
-type FailurePolicy int
-
-const (
-	// FailClosed refuses to decide: Acquire returns an error wrapping
-	// limits.ErrUnavailable (HTTP 503, code 400558, Retry-After). The default.
-	FailClosed FailurePolicy = iota
-	// FailOpen admits the session with a lease that exists on this node only,
-	// counts the admission (Limiter.FailOpenCount, Config.OnFailOpen) and
-	// puts the slot into Redis at the first renewal that reaches it.
-	FailOpen
-)
-
-// String returns "fail-closed" or "fail-open".
-func (p FailurePolicy) String() string {
-	switch p {
-	case FailClosed:
-		return "fail-closed"
-	case FailOpen:
-		return "fail-open"
-	}
-	return "FailurePolicy(" + strconv.Itoa(int(p)) + ")"
-}
-
 // Config configures a Limiter. The zero value of every field is a documented
 // default. Every node sharing a Redis must use the same Prefix, Capacity and
 // LeaseTTL.
@@ -82,7 +58,7 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Failure is what Acquire does when Redis cannot be reached. The default
 	// is FailClosed.
-	Failure FailurePolicy
+	Failure limits.FailurePolicy
 	// OnFailOpen, if set, is called with the Redis error each time FailOpen
 	// admits a session without Redis; use it for a metric. It must be fast
 	// and safe for concurrent use.
@@ -191,7 +167,7 @@ func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if cfg.Capacity < 0 {
 		return nil, invalid("negative Capacity %d", cfg.Capacity)
 	}
-	if cfg.Failure != FailClosed && cfg.Failure != FailOpen {
+	if !cfg.Failure.Valid() {
 		return nil, invalid("unknown Failure %d", int(cfg.Failure))
 	}
 	if cfg.PurgeBatch == 0 {
@@ -350,7 +326,7 @@ func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decis
 
 // acquireFailed applies the failure policy to a failed acquire.
 func (l *Limiter) acquireFailed(ctx context.Context, req limits.Request, member string, err error) (limits.Decision, error) {
-	if l.cfg.Failure != FailOpen || errors.Is(ctx.Err(), context.Canceled) {
+	if l.cfg.Failure != limits.FailOpen || errors.Is(ctx.Err(), context.Canceled) {
 		return limits.Decision{}, unavailable("acquire", err)
 	}
 	l.failOpen.Add(1)

@@ -62,9 +62,9 @@ func TestNewFillsDefaults(t *testing.T) {
 	assert.Equal(t, redislimiter.DefaultFlushers, cfg.Flushers)
 	assert.Equal(t, redislimiter.DefaultBatchSize, cfg.BatchSize)
 	assert.Equal(t, redislimiter.DefaultPurgeBatch, cfg.PurgeBatch)
-	assert.Equal(t, redislimiter.FailClosed, cfg.Failure)
+	assert.Equal(t, limits.FailClosed, cfg.Failure)
 	assert.Equal(t, "fail-closed", cfg.Failure.String())
-	assert.Equal(t, "fail-open", redislimiter.FailOpen.String())
+	assert.Equal(t, "fail-open", limits.FailOpen.String())
 }
 
 func TestBadRequestChangesNothing(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/internal/wstest"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/session"
 	"github.com/streamsession/streamsession/sessiontest"
@@ -167,24 +168,14 @@ type socket struct {
 	ws *websocket.Conn
 }
 
-// read returns the next text message (a guard deadline of 5 s).
-func (s *socket) read() string {
-	s.t.Helper()
-	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	typ, data, err := s.ws.ReadMessage()
-	require.NoError(s.t, err)
-	require.Equal(s.t, websocket.TextMessage, typ)
-	return string(data)
-}
+// The socket's reads, writes and close are package wstest's.
 
-func (s *socket) expect(want string) {
+func (s *socket) read() string       { s.t.Helper(); return wstest.Read(s.t, s.ws) }
+func (s *socket) expect(want string) { s.t.Helper(); wstest.Expect(s.t, s.ws, want) }
+func (s *socket) send(msg string)    { s.t.Helper(); wstest.Send(s.t, s.ws, msg) }
+func (s *socket) closeError() *websocket.CloseError {
 	s.t.Helper()
-	require.JSONEq(s.t, want, s.read())
-}
-
-func (s *socket) send(msg string) {
-	s.t.Helper()
-	require.NoError(s.t, s.ws.WriteMessage(websocket.TextMessage, []byte(msg)))
+	return wstest.CloseError(s.t, s.ws)
 }
 
 // settle makes sure the hub served everything sent before: an invalid
@@ -193,21 +184,4 @@ func (s *socket) settle() {
 	s.t.Helper()
 	s.send(`{"type":"nothing"}`)
 	s.expect(`{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`)
-}
-
-// closeError reads until the connection ends and returns the close frame's
-// error (nil when it ended without one).
-func (s *socket) closeError() *websocket.CloseError {
-	s.t.Helper()
-	s.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, _, err := s.ws.ReadMessage()
-		if err == nil {
-			continue
-		}
-		if ce, ok := err.(*websocket.CloseError); ok {
-			return ce
-		}
-		return nil
-	}
 }

@@ -26,11 +26,11 @@
 //
 // # When Redis fails
 //
-// Config.Failure says what Allow does when Redis cannot be reached or does
-// not answer within Config.Timeout: FailClosed (the default, as for the
-// session limiter of limits/redislimiter) returns an error wrapping
-// errors.ErrBackendUnavailable, which the server answers 503/400558 with a
-// Retry-After; FailOpen lets the request through unchecked and reports the
+// Config.Failure (a limits.FailurePolicy) says what Allow does when Redis
+// cannot be reached or does not answer within Config.Timeout: FailClosed
+// (the default, as for the session limiter of limits/redislimiter) returns
+// an error wrapping errors.ErrBackendUnavailable, which the server answers
+// 503/400558 with a Retry-After; FailOpen lets the request through unchecked and reports the
 // error to Config.OnFailOpen (for a metric). Fail-closed is the default
 // because on a node that uses Redis for its sessions and tokens an outage
 // stops most calls anyway, and a budget that silently stops counting is a
@@ -50,7 +50,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +57,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
 )
 
@@ -70,29 +70,6 @@ const (
 	DefaultTimeout = time.Second
 )
 
-// FailurePolicy says what Allow does when Redis cannot be reached.
-type FailurePolicy int
-
-const (
-	// FailClosed returns an error wrapping errors.ErrBackendUnavailable
-	// (HTTP 503, code 400558, Retry-After). The default.
-	FailClosed FailurePolicy = iota
-	// FailOpen allows the request without a decision and calls
-	// Config.OnFailOpen with the error.
-	FailOpen
-)
-
-// String returns "fail-closed" or "fail-open".
-func (p FailurePolicy) String() string {
-	switch p {
-	case FailClosed:
-		return "fail-closed"
-	case FailOpen:
-		return "fail-open"
-	}
-	return "FailurePolicy(" + strconv.Itoa(int(p)) + ")"
-}
-
 // Config configures a Limiter. The zero value of every field is a
 // documented default. Every node sharing a budget uses the same Prefix.
 type Config struct {
@@ -104,7 +81,7 @@ type Config struct {
 	Timeout time.Duration
 	// Failure is what Allow does when Redis cannot be reached. The default
 	// is FailClosed.
-	Failure FailurePolicy
+	Failure limits.FailurePolicy
 	// OnFailOpen, if set, is called with the Redis error each time
 	// FailOpen lets a request through undecided. It must be fast and safe
 	// for concurrent use.
@@ -117,7 +94,7 @@ type Limiter struct {
 	gcra    *redis_rate.Limiter
 	prefix  string
 	timeout time.Duration
-	failure FailurePolicy
+	failure limits.FailurePolicy
 	onOpen  func(error)
 }
 
@@ -142,7 +119,7 @@ func New(client redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if cfg.Timeout < time.Millisecond {
 		return nil, invalid("Timeout must be at least 1ms")
 	}
-	if cfg.Failure != FailClosed && cfg.Failure != FailOpen {
+	if !cfg.Failure.Valid() {
 		return nil, invalid("unknown Failure %v", cfg.Failure)
 	}
 	return &Limiter{
@@ -186,7 +163,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit server.RateLimit)
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return server.RateDecision{}, ctx.Err()
 		}
-		if l.failure == FailOpen {
+		if l.failure == limits.FailOpen {
 			if l.onOpen != nil {
 				l.onOpen(err)
 			}

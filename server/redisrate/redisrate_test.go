@@ -20,8 +20,9 @@ import (
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/internal/redistest"
+	"github.com/streamsession/streamsession/internal/stacktest"
+	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
-	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/ratelimittest"
 )
 
@@ -38,15 +39,15 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer client.Close()
 	for _, cfg := range []Config{
-		{Prefix: "a{b"}, {Timeout: -time.Second}, {Timeout: time.Microsecond}, {Failure: FailurePolicy(7)},
+		{Prefix: "a{b"}, {Timeout: -time.Second}, {Timeout: time.Microsecond}, {Failure: limits.FailurePolicy(7)},
 	} {
 		_, err := New(client, cfg)
 		assert.ErrorIs(t, err, sserrors.ErrInvalidParameter, "%+v", cfg)
 	}
 	_, err := New(nil, Config{})
 	assert.ErrorIs(t, err, sserrors.ErrInvalidParameter)
-	assert.Equal(t, "fail-closed", FailClosed.String())
-	assert.Equal(t, "fail-open", FailOpen.String())
+	assert.Equal(t, "fail-closed", limits.FailClosed.String())
+	assert.Equal(t, "fail-open", limits.FailOpen.String())
 }
 
 func TestConformance(t *testing.T) {
@@ -127,7 +128,7 @@ func TestAllowSharesOneBudget(t *testing.T) {
 // manager and HTTP listener.
 type node struct {
 	url string
-	svc *config.Service
+	svc *stacktest.Stack
 }
 
 // sessions returns the sessions of account on n's manager.
@@ -138,27 +139,32 @@ func (n node) sessions(t *testing.T, account string) int {
 	return len(infos)
 }
 
-const testConfig = `{
-	"plans": {"metered": {"requests_per_second": 0.01, "burst": 3}, "free": {}},
-	"accounts": [{"api_key": "k-a", "name": "acct-a", "plan": "metered"}, {"api_key": "k-b", "name": "acct-b", "plan": "metered"},
-		{"api_key": "k-free", "name": "free-co", "plan": "free"}]
-}`
+// The service's accounts: two of a metered plan (0.01 requests a second,
+// a burst of 3), one of an unlimited plan.
+var (
+	metered  = limits.Plan{Name: "metered", MaxConcurrent: 100, RequestsPerSecond: 0.01, RequestBurst: 3}
+	accounts = server.AccountsByKey{
+		"k-a":    {Name: "acct-a", Plan: metered},
+		"k-b":    {Name: "acct-b", Plan: metered},
+		"k-free": {Name: "free-co", Plan: limits.Plan{Name: "free", MaxConcurrent: 100}},
+	}
+)
 
 func startNode(t *testing.T, srv *redistest.Server, cfg Config) node {
 	t.Helper()
-	c, err := config.Parse([]byte(testConfig))
-	require.NoError(t, err)
 	lim, err := New(srv.NewClient(&redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1}), cfg)
 	require.NoError(t, err)
-	svc, err := config.NewService(c, config.Options{Server: server.Config{RateLimiter: lim}})
-	require.NoError(t, err)
+	rates := func(account string) server.RateLimit {
+		for _, a := range accounts {
+			if a.Name == account {
+				return server.RateLimit{PerSecond: a.Plan.RequestsPerSecond, Burst: a.Plan.RequestBurst}
+			}
+		}
+		return server.RateLimit{}
+	}
+	svc := stacktest.New(t, accounts, server.Config{RateLimiter: lim, RateLimit: rates})
 	ts := httptest.NewServer(svc.Server)
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, svc.Shutdown(ctx))
-	})
+	t.Cleanup(ts.Close)
 	return node{url: ts.URL, svc: svc}
 }
 
@@ -218,7 +224,7 @@ func TestRedisOutage(t *testing.T) {
 	var mu sync.Mutex
 	var failures []error
 	closed := startNode(t, srv, Config{Timeout: 500 * time.Millisecond})
-	open := startNode(t, srv, Config{Timeout: 500 * time.Millisecond, Failure: FailOpen, OnFailOpen: func(err error) {
+	open := startNode(t, srv, Config{Timeout: 500 * time.Millisecond, Failure: limits.FailOpen, OnFailOpen: func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		failures = append(failures, err)

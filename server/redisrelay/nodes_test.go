@@ -18,6 +18,7 @@ import (
 
 	"github.com/streamsession/streamsession/internal/fakeclock"
 	"github.com/streamsession/streamsession/internal/redistest"
+	"github.com/streamsession/streamsession/internal/wstest"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/realtime"
@@ -139,20 +140,13 @@ type wsClient struct {
 
 func dial(t *testing.T, endpoint string) *wsClient {
 	t.Helper()
-	conn, resp, err := websocket.DefaultDialer.Dial(endpoint, nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	t.Cleanup(func() { conn.Close() })
-	return &wsClient{t: t, conn: conn}
+	return &wsClient{t: t, conn: wstest.Dial(t, endpoint).WS}
 }
 
 // expect reads the next message (a guard deadline of 5 s) and compares it.
 func (c *wsClient) expect(want string) {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, data, err := c.conn.ReadMessage()
-	require.NoError(c.t, err)
-	require.JSONEq(c.t, want, string(data))
+	wstest.Expect(c.t, c.conn, want)
 }
 
 type taskAnswer struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,41 +19,32 @@ import (
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/internal/redistest"
+	"github.com/streamsession/streamsession/internal/stacktest"
+	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
-	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/session"
 )
 
 // node is one server of a service whose tokens are in Redis.
 type node struct {
-	svc *config.Service
+	svc *stacktest.Stack
 	ts  *httptest.Server
 }
 
-// startNode starts a server of the demo configuration (with plans
-// overridden by plansJSON when not empty) on client, and counts its
-// refusals by code in refusals.
-func startNode(t *testing.T, client redis.UniversalClient, plansJSON string, refusals *sync.Map) *node {
+// startNode starts a server of the demo's two accounts, on pro and trial
+// plans, on client, and counts its refusals by code in refusals.
+func startNode(t *testing.T, client redis.UniversalClient, pro, trial limits.Plan, refusals *sync.Map) *node {
 	t.Helper()
-	cfg := config.Demo()
-	if plansJSON != "" {
-		var err error
-		cfg, err = config.Parse([]byte(`{"plans": ` + plansJSON + `}`))
-		require.NoError(t, err)
-	}
-	tokens, err := New(client, Config{Secret: testSecret, MaxPerAccount: cfg.MaxTokensPerAccount})
+	maxTokens := func(a session.Account) int { return a.Plan.MaxTokens }
+	tokens, err := New(client, Config{Secret: testSecret, MaxPerAccount: maxTokens})
 	require.NoError(t, err)
 	hooks := server.Hooks{Refused: func(r server.Refusal) {
 		n, _ := refusals.LoadOrStore(r.Code, new(atomic.Int32))
 		n.(*atomic.Int32).Add(1)
 	}}
-	svc, err := config.NewService(cfg, config.Options{Server: server.Config{Tokens: tokens, Secret: testSecret, Hooks: hooks}})
-	require.NoError(t, err)
+	svc := stacktest.New(t, stacktest.DemoAccounts(pro, trial), server.Config{Tokens: tokens, Secret: testSecret, Hooks: hooks})
 	n := &node{svc: svc, ts: httptest.NewServer(svc.Server)}
-	t.Cleanup(func() {
-		n.ts.Close()
-		require.NoError(t, svc.Shutdown(context.Background()))
-	})
+	t.Cleanup(n.ts.Close)
 	return n
 }
 
@@ -131,8 +121,9 @@ func TestFloodTwoNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	admin := srv.Client()
 	var refusals sync.Map
-	plans := fmt.Sprintf(`{"pro": {"max_tokens_per_account": %d}, "trial": {"trial": true, "max_tokens_per_account": 5}}`, bound)
-	nodes := []*node{startNode(t, srv.Client(), plans, &refusals), startNode(t, srv.Client(), plans, &refusals)}
+	pro := limits.Plan{Name: "pro", MaxConcurrent: 100, MaxTokens: bound}
+	trial := limits.Plan{Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, MaxTokens: 5}
+	nodes := []*node{startNode(t, srv.Client(), pro, trial, &refusals), startNode(t, srv.Client(), pro, trial, &refusals)}
 
 	const workers, each = 16, 200
 	var wg sync.WaitGroup
@@ -204,7 +195,8 @@ func TestBindFails(t *testing.T) {
 	client := srv.NewClient(&redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1})
 	client.AddHook(failScript{script: commitScript, err: errors.New("injected: connection reset")})
 	var refusals sync.Map
-	n := startNode(t, client, `{"pro": {"max_concurrent": 1}, "trial": {"trial": true}}`, &refusals)
+	n := startNode(t, client, limits.Plan{Name: "pro", MaxConcurrent: 1, MaxTokens: 1000},
+		limits.Plan{Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, MaxTokens: 1000}, &refusals)
 
 	token := n.post(t, server.PathCreateToken, "demo-pro-key").token(t)
 	a := n.post(t, server.PathNew, token)

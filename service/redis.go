@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamsession/streamsession/limits/redislimiter"
-	"github.com/streamsession/streamsession/server/config"
 	"github.com/streamsession/streamsession/server/redisidem"
 	"github.com/streamsession/streamsession/server/redisrate"
 	"github.com/streamsession/streamsession/server/redisrelay"
@@ -18,38 +17,13 @@ import (
 	"github.com/streamsession/streamsession/session/redisstore"
 )
 
-// redisOptions are the flags of distributed mode (-redis ADDR): every node
-// started with the same Redis, prefix and configuration file is one
-// service.
-type redisOptions struct {
-	// Addr is the Redis address (host:port); empty means one node in
-	// memory.
-	Addr string
-	// Prefix is the hash tag of every key (hidden flag -redis-prefix).
-	Prefix string
-	// LeaseTTL is the limiter's lease lifetime (hidden flag -lease-ttl, for
-	// tests); zero takes redislimiter's default (30 s).
-	LeaseTTL time.Duration
-	// RequestTimeout bounds each API request's work on Redis (hidden flag
-	// -request-timeout); zero means defaultRequestTimeout. A call that
-	// Redis does not answer in time gets 503/400558 with a Retry-After.
-	RequestTimeout time.Duration
-	// Secret, when set (-secret-file), is the service's secret; otherwise
-	// the nodes agree on one through Redis (redistokens.SharedSecret), so
-	// that whoever reads Redis reads it too.
-	Secret []byte
-}
-
-// defaultRequestTimeout bounds an API request in distributed mode.
-const defaultRequestTimeout = 10 * time.Second
-
 // redisConnectTimeout bounds the checks made at start.
 const redisConnectTimeout = 5 * time.Second
 
 // redisBackends are the Redis limiter, session store, token store,
 // idempotency store and speech relay of one node, on one client.
 type redisBackends struct {
-	client  *redis.Client
+	client  redis.UniversalClient
 	limiter *redislimiter.Limiter
 	store   *redisstore.Store
 	tokens  *redistokens.Store
@@ -65,11 +39,15 @@ type redisBackends struct {
 // Redis does not answer within redisConnectTimeout: the nodes agree on the
 // service's secret through it at start (it keys the access tokens, the
 // bearer tokens and the sealing of the stored idempotent answers).
-func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*redisBackends, error) {
-	client := redis.NewClient(&redis.Options{Addr: opts.Addr, ContextTimeoutEnabled: true})
+func openRedis(ctx context.Context, cfg *Config) (*redisBackends, error) {
+	opts := cfg.Redis
+	client, err := newRedisClient(opts)
+	if err != nil {
+		return nil, err
+	}
 	b := &redisBackends{client: client, requestTimeout: opts.RequestTimeout}
 	if b.requestTimeout <= 0 {
-		b.requestTimeout = defaultRequestTimeout
+		b.requestTimeout = DefaultRequestTimeout
 	}
 	fail := func(err error) (*redisBackends, error) {
 		b.close()
@@ -80,22 +58,20 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	if err := client.Ping(cctx).Err(); err != nil {
 		return fail(err)
 	}
-	secret := opts.Secret
+	secret := cfg.Secret
 	if secret == nil {
-		var err error
 		if secret, err = redistokens.SharedSecret(cctx, client, opts.Prefix); err != nil {
 			return fail(err)
 		}
 	}
 	b.secret = secret
-	var err error
 	if b.limiter, err = redislimiter.New(client, redislimiter.Config{
 		Prefix: opts.Prefix, Capacity: cfg.Capacity, LeaseTTL: opts.LeaseTTL,
 	}); err != nil {
 		return fail(err)
 	}
 	if b.tokens, err = redistokens.New(client, redistokens.Config{
-		Secret: secret, Prefix: opts.Prefix, MaxPerAccount: cfg.MaxTokensPerAccount,
+		Secret: secret, Prefix: opts.Prefix, MaxPerAccount: MaxTokensPerAccount,
 	}); err != nil {
 		return fail(err)
 	}
@@ -116,17 +92,6 @@ func openRedis(ctx context.Context, opts redisOptions, cfg *config.Config) (*red
 	return b, nil
 }
 
-// apply puts the backends into the service's options.
-func (b *redisBackends) apply(o *config.Options) {
-	o.Limiter = b.limiter
-	o.Session.Store = b.store
-	o.Server.Tokens = b.tokens
-	o.Server.Idempotency.Store = b.idem
-	o.Server.Secret = b.secret
-	o.Server.Relay = b.relay
-	o.Server.RateLimiter = b.rates
-}
-
 // handler bounds the context of every request to h by the request
 // timeout, so that a Redis that hangs (paused, overloaded, unreachable)
 // costs a caller at most that long: the Redis backends then answer
@@ -141,8 +106,7 @@ func (b *redisBackends) handler(h http.Handler) http.Handler {
 	})
 }
 
-// close releases the backends, after the service's Shutdown (which closes
-// this node's sessions and frees their slots).
+// close releases the backends, after the node's Shutdown or Drain.
 func (b *redisBackends) close() error {
 	var errs []error
 	if b.store != nil {
@@ -156,4 +120,33 @@ func (b *redisBackends) close() error {
 	}
 	errs = append(errs, b.client.Close())
 	return errors.Join(errs...)
+}
+
+// closeBy closes the Redis backends, giving up at deadline: a Redis that
+// does not answer would otherwise hold the exit for its timeouts. A nil b
+// has nothing to close.
+func (b *redisBackends) closeBy(deadline time.Time) error {
+	if b == nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.close() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return errors.New("redis: not closed before the shutdown deadline")
+	}
+}
+
+// newRedisClient is the one place a node's Redis client is made: every
+// backend takes it as a redis.UniversalClient, so a Sentinel or Cluster
+// client needs no code of theirs. Addr is host:port.
+func newRedisClient(opts RedisConfig) (redis.UniversalClient, error) {
+	if opts.Addr == "" {
+		return nil, errors.New("redis: no address")
+	}
+	return redis.NewClient(&redis.Options{Addr: opts.Addr, ContextTimeoutEnabled: true}), nil
 }

@@ -1,4 +1,4 @@
-package config
+package service
 
 import (
 	"context"
@@ -31,14 +31,12 @@ func TestDemo(t *testing.T) {
 	assert.Equal(t, 600*time.Second, c.ClosedRetention)
 	assert.Equal(t, 10*time.Second, c.BodyReadTimeout)
 	assert.Equal(t, []string{"http://localhost:*", "http://127.0.0.1:*"}, c.CORSOrigins)
-	assert.Nil(t, c.RateLimits, "the demo plans are unlimited")
-	assert.Nil(t, c.RateLimit())
+	assert.Nil(t, c.RateLimit(), "the demo plans are unlimited")
 	assert.Equal(t, 24*time.Hour, c.IdempotencyTTL)
 	assert.Equal(t, map[string]limits.Plan{
 		"trial": {Name: "trial", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second},
 		"pro":   {Name: "pro", MaxConcurrent: 100, MonthlyMinutes: 300},
 	}, c.Plans)
-	assert.Equal(t, map[string]int{"trial": 1000, "pro": 1000}, c.MaxTokens)
 	assert.Equal(t, []Account{
 		{APIKey: "demo-trial-key", Name: "demo-trial", Plan: c.Plans["trial"]},
 		{APIKey: "demo-pro-key", Name: "demo-pro", Plan: c.Plans["pro"]},
@@ -50,6 +48,9 @@ func TestDemo(t *testing.T) {
 
 	empty, err := Parse([]byte(`{}`))
 	require.NoError(t, err)
+	assert.True(t, c.IsDemo())
+	assert.False(t, empty.IsDemo(), "a file's keys are not public")
+	empty.demo = true
 	assert.Equal(t, c, empty, "every key defaults to the demo's value")
 }
 
@@ -67,11 +68,13 @@ func TestParseDefaults(t *testing.T) {
 	assert.Equal(t, 24*time.Hour, c.IdempotencyTTL, "missing: the default")
 	assert.Equal(t, limits.Plan{Name: "gold", MaxConcurrent: 100, MonthlyMinutes: 300}, c.Plans["gold"])
 	assert.Equal(t, limits.Plan{Name: "free", MaxConcurrent: 3, Trial: true, MonthlyMinutes: 300, SessionDurationLimit: 600 * time.Second}, c.Plans["free"])
-	assert.Equal(t, limits.Plan{Name: "custom", Trial: true}, c.Plans["custom"], "explicit zeros are kept")
-	assert.Equal(t, map[string]int{"gold": 1000, "free": 1000, "custom": 0, "few": 5}, c.MaxTokens)
-	assert.Equal(t, 5, c.MaxTokensPerAccount(session.Account{Name: "x", Plan: c.Plans["few"]}))
-	assert.Equal(t, 0, c.MaxTokensPerAccount(session.Account{Name: "a3", Plan: c.Plans["custom"]}))
-	assert.Equal(t, 1000, c.MaxTokensPerAccount(session.Account{Name: "x", Plan: limits.Plan{Name: "elsewhere"}}),
+	assert.Equal(t, limits.Plan{Name: "custom", Trial: true, MaxTokens: -1}, c.Plans["custom"],
+		"explicit zeros are kept (a token bound of 0 is a negative MaxTokens)")
+	assert.Equal(t, limits.Plan{Name: "few", MaxConcurrent: 100, MonthlyMinutes: 300, MaxTokens: 5}, c.Plans["few"])
+	assert.Equal(t, 5, MaxTokensPerAccount(session.Account{Name: "x", Plan: c.Plans["few"]}))
+	assert.Equal(t, 0, MaxTokensPerAccount(session.Account{Name: "a3", Plan: c.Plans["custom"]}))
+	assert.Equal(t, 1000, MaxTokensPerAccount(session.Account{Name: "a1", Plan: c.Plans["gold"]}), "unset: the default")
+	assert.Equal(t, 1000, MaxTokensPerAccount(session.Account{Name: "x", Plan: limits.Plan{Name: "elsewhere"}}),
 		"a plan the file does not have: the default")
 	assert.Equal(t, session.Avatars{
 		{ID: "x", Active: true},
@@ -167,16 +170,16 @@ func TestParseRateLimitsAndCORS(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3*time.Second, c.BodyReadTimeout)
 	assert.Equal(t, []string{"https://app.example.com", "*"}, c.CORSOrigins)
-	assert.Equal(t, map[string]server.RateLimit{
-		"free": {PerSecond: 0.5, Burst: 1},
-		"pro":  {PerSecond: 2.5, Burst: 3}, // burst: the rate rounded up
-		"gold": {PerSecond: 10, Burst: 40},
-	}, c.RateLimits)
-	assert.Equal(t, limits.Plan{Name: "gold", MaxConcurrent: 100, MonthlyMinutes: 300}, c.Plans["gold"], "the plan itself is unchanged")
+	assert.Equal(t, limits.Plan{Name: "gold", MaxConcurrent: 100, MonthlyMinutes: 300, RequestsPerSecond: 10, RequestBurst: 40}, c.Plans["gold"],
+		"the request budget is the plan's")
+	assert.Equal(t, limits.Plan{Name: "pro", MaxConcurrent: 100, MonthlyMinutes: 300, RequestsPerSecond: 2.5, RequestBurst: 3}, c.Plans["pro"],
+		"burst: the rate rounded up")
+	assert.Equal(t, limits.Plan{Name: "open", MaxConcurrent: 100, MonthlyMinutes: 300}, c.Plans["open"])
 
 	lookup := c.RateLimit()
 	require.NotNil(t, lookup)
 	assert.Equal(t, server.RateLimit{PerSecond: 0.5, Burst: 1}, lookup("a1"))
+	assert.Equal(t, server.RateLimit{PerSecond: 2.5, Burst: 3}, lookup("a2"))
 	assert.Equal(t, server.RateLimit{PerSecond: 10, Burst: 40}, lookup("a3"))
 	assert.True(t, lookup("a4").Unlimited(), "a plan without a rate")
 	assert.True(t, lookup("nobody").Unlimited())
@@ -186,20 +189,20 @@ func TestParseRateLimitsAndCORS(t *testing.T) {
 	assert.Equal(t, []string{}, none.CORSOrigins, "[] allows no origin")
 }
 
-// TestNewServiceWiresServerKeys: the body deadline, the CORS origins and the
+// TestNewWiresServerKeys: the body deadline, the CORS origins and the
 // plans' request budgets reach the server.
-func TestNewServiceWiresServerKeys(t *testing.T) {
+func TestNewWiresServerKeys(t *testing.T) {
 	c, err := Parse([]byte(`{
 		"cors_origins": ["https://app.example.com"],
 		"plans": {"pro": {"requests_per_second": 0.001, "burst": 2}, "trial": {"trial": true}},
 		"accounts": [{"api_key": "k-pro", "name": "pro-co", "plan": "pro"}, {"api_key": "k-trial", "name": "trial-co", "plan": "trial"}]
 	}`))
 	require.NoError(t, err)
-	svc, err := NewService(c, Options{})
+	svc, err := New(context.Background(), c, Options{})
 	require.NoError(t, err)
 	ts := httptest.NewServer(svc.Server)
 	defer ts.Close()
-	defer svc.Shutdown(context.Background())
+	defer shutdown(t, svc)
 
 	get := func(key, origin string) *http.Response {
 		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/streaming/avatar.list", nil)
@@ -242,12 +245,12 @@ func TestLoad(t *testing.T) {
 	assert.Error(t, err)
 }
 
-// TestNewService runs the demo configuration end to end: the capacity and
+// TestNew runs the demo configuration end to end: the capacity and
 // the plans reach the limiter, and Shutdown frees everything.
-func TestNewService(t *testing.T) {
+func TestNew(t *testing.T) {
 	c, err := Parse([]byte(`{"capacity": 1}`))
 	require.NoError(t, err)
-	svc, err := NewService(c, Options{})
+	svc, err := New(context.Background(), c, Options{})
 	require.NoError(t, err)
 	ts := httptest.NewServer(svc.Server)
 	defer ts.Close()
@@ -267,22 +270,23 @@ func TestNewService(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, svc.Shutdown(ctx))
+	require.NoError(t, svc.Close())
 	list, err := svc.Manager.List(ctx, "demo-pro")
 	require.NoError(t, err)
 	assert.Empty(t, list, "every session was closed")
 }
 
-// TestNewServiceTokenBound: each plan's max_tokens_per_account reaches the
+// TestNewTokenBound: each plan's max_tokens_per_account reaches the
 // default token store; an account past its bound gets 429/400140 with a
 // Retry-After, and another account is not affected.
-func TestNewServiceTokenBound(t *testing.T) {
+func TestNewTokenBound(t *testing.T) {
 	c, err := Parse([]byte(`{"plans": {"trial": {"trial": true, "max_tokens_per_account": 1}, "pro": {"max_tokens_per_account": 2}}}`))
 	require.NoError(t, err)
-	svc, err := NewService(c, Options{})
+	svc, err := New(context.Background(), c, Options{})
 	require.NoError(t, err)
 	ts := httptest.NewServer(svc.Server)
 	defer ts.Close()
-	defer func() { require.NoError(t, svc.Shutdown(context.Background())) }()
+	defer shutdown(t, svc)
 
 	mint := func(key string) (int, string, string) {
 		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/streaming.create_token", strings.NewReader(`{}`))
@@ -312,4 +316,13 @@ func TestIdempotencyTTL(t *testing.T) {
 	c, err := Parse([]byte(`{"idempotency_ttl_seconds": 60}`))
 	require.NoError(t, err)
 	assert.Equal(t, time.Minute, c.IdempotencyTTL)
+}
+
+// shutdown ends a node built by New.
+func shutdown(t *testing.T, n *Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	assert.NoError(t, n.Shutdown(ctx))
+	assert.NoError(t, n.Close())
 }

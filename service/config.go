@@ -1,84 +1,7 @@
-// Package config reads the JSON configuration of the streamsession server
-// (examples/streaming) and wires a whole service from it: the in-memory
-// limiter, the session manager and the HTTP handler.
-//
-// Start with [Parse] (or [Load] for a file, [Demo] for the built-in demo),
-// then [NewService]. End-to-end tests use the same two calls.
-//
-// # The file
-//
-// A JSON object with exactly these keys, each optional:
-//
-//	{
-//	  "capacity": 1000,
-//	  "join_timeout_seconds": 300,
-//	  "closed_retention_seconds": 600,
-//	  "body_read_timeout_seconds": 10,
-//	  "cors_origins": ["http://localhost:*", "http://127.0.0.1:*"],
-//	  "idempotency_ttl_seconds": 86400,
-//	  "plans": {
-//	    "trial": {"max_concurrent": 3, "trial": true, "monthly_minutes": 300, "session_duration_limit": 600},
-//	    "pro":   {"max_concurrent": 100}
-//	  },
-//	  "accounts": [
-//	    {"api_key": "demo-trial-key", "name": "demo-trial", "plan": "trial"},
-//	    {"api_key": "demo-pro-key",   "name": "demo-pro",   "plan": "pro"}
-//	  ],
-//	  "avatars": [
-//	    {"avatar_id": "Wayne_20240711", "public": true, "status": "ACTIVE", "default": true},
-//	    {"avatar_id": "demo_private",   "owner": "demo-pro", "status": "ACTIVE"}
-//	  ]
-//	}
-//
-// A missing key takes its default, which is the value shown above ([DemoJSON]
-// is that file, so "{}" is the demo configuration), except that the default
-// "avatars" leaves out a demo avatar whose owner is not one of the file's
-// accounts. A key that is present replaces its default entirely: "plans",
-// "accounts" and "avatars" are not merged with the demo ones. Inside them:
-//
-//   - capacity (the open sessions of the whole service), join_timeout_seconds,
-//     closed_retention_seconds and body_read_timeout_seconds (how long a
-//     request's body may take to arrive: server.Config.BodyReadTimeout) are
-//     whole numbers from 1 to 31536000.
-//   - idempotency_ttl_seconds (how long streaming.new keeps an
-//     Idempotency-Key and its answer) is a whole number from 1 to 31536000.
-//   - cors_origins lists the browser origins allowed to call the API and
-//     open the realtime socket (server.Config.Origins): exact origins
-//     ("https://app.example.com"), "*" for any, or a port wildcard
-//     ("http://localhost:*"); [] allows none.
-//   - A plan: "trial" (default false); "max_concurrent" (default 3 for a
-//     trial plan, 100 otherwise; 0 allows no session); "monthly_minutes"
-//     (default 300; counted for trial plans only; 0 refuses every session);
-//     "session_duration_limit" in seconds (default 600 for a trial plan, 0 =
-//     none otherwise); "requests_per_second" (a number above 0, at most
-//     1000000; default none: unlimited) and "burst" (1 or more; default the
-//     rate rounded up; only with requests_per_second), the request budget of
-//     each account of the plan (server.Config.RateLimit);
-//     "max_tokens_per_account" (default 1000, at most 1000000; 0 refuses
-//     every streaming.create_token), the bearer tokens an account of the
-//     plan may hold at once before create_token answers 429/400140. Numbers
-//     are 0 or more unless said.
-//   - An account: "api_key" and "name" are required and unique; "plan"
-//     (default "trial") names a plan.
-//   - An avatar: "avatar_id" is required and unique; "public" (default
-//     false); "status" ACTIVE or INACTIVE, in any case (default ACTIVE);
-//     "default" (default false, at most one avatar); "owner" names an
-//     account by its name (default none); "default_voice" (default none).
-//     An avatar that is neither public nor owned is usable by no one.
-//
-// An unknown key, a value of the wrong type, trailing data or a bad value is
-// an error whose message names the key ("config: accounts[1].plan: unknown
-// plan \"gold\"").
-//
-// # Concurrency
-//
-// A [Config] is a plain value, safe to share once built. A [Service] is safe
-// for concurrent use; its Shutdown may be called once.
-package config
+package service
 
 import (
 	"bytes"
-	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -105,7 +28,9 @@ const maxTokensPerAccount = 1_000_000
 // overflows a time.Duration.
 const maxSeconds = 365 * 24 * 3600
 
-// Config is a parsed, validated configuration. It is a plain value.
+// Config is a node's configuration: the file's keys, parsed and validated,
+// and the settings of the command line that are not in the file. It is a
+// plain value; [New] does not modify it.
 type Config struct {
 	// Capacity is the number of open sessions the whole service allows.
 	Capacity int
@@ -118,20 +43,98 @@ type Config struct {
 	BodyReadTimeout time.Duration
 	// CORSOrigins are the browser origins allowed (server.Config.Origins).
 	CORSOrigins []string
-	// RateLimits holds, by plan name, the request budget of each account of
-	// the plans that set one; the other plans are unlimited.
-	RateLimits map[string]server.RateLimit
 	// IdempotencyTTL is how long streaming.new keeps an Idempotency-Key.
 	IdempotencyTTL time.Duration
-	// Plans by name.
+	// Plans by name. Each carries its limits: concurrency, minutes,
+	// duration, request budget (RequestsPerSecond, RequestBurst) and bearer
+	// tokens (MaxTokens).
 	Plans map[string]limits.Plan
-	// MaxTokens is each plan's max_tokens_per_account, by plan name.
-	MaxTokens map[string]int
 	// Accounts in file order.
 	Accounts []Account
 	// Avatars in file order.
 	Avatars session.Avatars
+
+	// The settings below are not read from the file: the command line (or
+	// an embedder) sets them.
+
+	// Redis, when its Addr is set, puts the limits, the sessions, the
+	// tokens, the idempotent answers, the request budgets and the speech
+	// relay in that Redis: the node is one of a service. Empty: one node in
+	// memory.
+	Redis RedisConfig
+	// Secret keys the access and bearer tokens and seals the idempotent
+	// answers kept in Redis (16 bytes or more, the same on every node).
+	// Nil: alone a random one, with Redis one agreed through it.
+	Secret []byte
+	// MetricsAddr, when set, serves /metrics on its own listener instead of
+	// beside the API (see [Node.Handler]).
+	MetricsAddr string
+	// Shutdown bounds the end of a node run by [Node.Serve].
+	Shutdown ShutdownConfig
+
+	// demo is set by [Demo]: the configuration's API keys are public.
+	demo bool
 }
+
+// RedisConfig is where a node keeps its shared state. It is a plain value.
+type RedisConfig struct {
+	// Addr is the Redis address (host:port); empty means one node in
+	// memory.
+	Addr string
+	// Prefix is the hash tag of every key; the default is "streamsession".
+	Prefix string
+	// LeaseTTL is the limiter's lease lifetime; zero takes redislimiter's
+	// default (30 s).
+	LeaseTTL time.Duration
+	// RequestTimeout bounds each API request's work on Redis; zero means
+	// DefaultRequestTimeout. A call that Redis does not answer in time gets
+	// 503/400558 with a Retry-After.
+	RequestTimeout time.Duration
+}
+
+// ShutdownConfig bounds the end of a node. The zero value takes the
+// defaults. It is a plain value.
+type ShutdownConfig struct {
+	// DrainTimeout bounds the whole shutdown: the node has stopped within
+	// it. Zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// RequestGrace is how long a request in flight when the listener stops
+	// may take to finish before its connection is closed. Zero means
+	// DefaultRequestGrace.
+	RequestGrace time.Duration
+	// DrainDelay is how long a draining node (with Redis) keeps serving
+	// HTTP after /readyz turned 503, so that load balancers take it out of
+	// rotation first; at most half of DrainTimeout. Zero means none.
+	DrainDelay time.Duration
+}
+
+// The defaults of the shutdown and of Redis requests.
+const (
+	// DefaultDrainTimeout is the default ShutdownConfig.DrainTimeout.
+	DefaultDrainTimeout = 30 * time.Second
+	// DefaultRequestGrace is the default ShutdownConfig.RequestGrace.
+	DefaultRequestGrace = 5 * time.Second
+	// DefaultDrainDelay is the drain delay the command suggests (its
+	// -drain-delay default): long enough for a load balancer's health check.
+	DefaultDrainDelay = 5 * time.Second
+	// DefaultRequestTimeout is the default RedisConfig.RequestTimeout.
+	DefaultRequestTimeout = 10 * time.Second
+)
+
+func (s ShutdownConfig) withDefaults() ShutdownConfig {
+	if s.DrainTimeout <= 0 {
+		s.DrainTimeout = DefaultDrainTimeout
+	}
+	if s.RequestGrace <= 0 {
+		s.RequestGrace = DefaultRequestGrace
+	}
+	s.DrainDelay = min(max(s.DrainDelay, 0), s.DrainTimeout/2)
+	return s
+}
+
+// IsDemo reports whether c is the built-in demo configuration (from
+// [Demo]), whose API keys are public and may be shown.
+func (c *Config) IsDemo() bool { return c.demo }
 
 // Account is one account of the file. It is a plain value.
 type Account struct {
@@ -184,6 +187,7 @@ func Demo() *Config {
 	if err != nil {
 		panic("config: the embedded demo.json is invalid: " + err.Error()) // a build defect; tests catch it
 	}
+	c.demo = true
 	return c
 }
 
@@ -278,7 +282,7 @@ func decodeStrict(data []byte, v any) error {
 }
 
 func (f *fileJSON) resolve() (*Config, error) {
-	c := &Config{Plans: make(map[string]limits.Plan), MaxTokens: make(map[string]int)}
+	c := &Config{Plans: make(map[string]limits.Plan)}
 	var err error
 	if c.Capacity, err = between("capacity", *f.Capacity, 1, 1<<31-1); err != nil {
 		return nil, err
@@ -314,24 +318,6 @@ func (f *fileJSON) resolve() (*Config, error) {
 			return nil, err
 		}
 		c.Plans[name] = plan
-		c.MaxTokens[name] = server.DefaultMaxTokensPerAccount
-		if p.MaxTokensPerAccount != nil {
-			n, err := between("plans."+name+".max_tokens_per_account", *p.MaxTokensPerAccount, 0, maxTokensPerAccount)
-			if err != nil {
-				return nil, err
-			}
-			c.MaxTokens[name] = n
-		}
-		rate, err := p.rateLimit(name)
-		if err != nil {
-			return nil, err
-		}
-		if !rate.Unlimited() {
-			if c.RateLimits == nil {
-				c.RateLimits = make(map[string]server.RateLimit)
-			}
-			c.RateLimits[name] = rate
-		}
 	}
 
 	keys, names := make(map[string]bool), make(map[string]bool)
@@ -439,6 +425,21 @@ func (p planJSON) resolve(name string) (limits.Plan, error) {
 		}
 		plan.SessionDurationLimit = time.Duration(n) * time.Second
 	}
+	if p.MaxTokensPerAccount != nil {
+		n, err := between(key+".max_tokens_per_account", *p.MaxTokensPerAccount, 0, maxTokensPerAccount)
+		if err != nil {
+			return limits.Plan{}, err
+		}
+		plan.MaxTokens = n
+		if n == 0 {
+			plan.MaxTokens = -1 // limits.Plan: negative allows none
+		}
+	}
+	rate, err := p.rateLimit(name)
+	if err != nil {
+		return limits.Plan{}, err
+	}
+	plan.RequestsPerSecond, plan.RequestBurst = rate.PerSecond, rate.Burst
 	return plan, nil
 }
 
@@ -471,20 +472,30 @@ func (p planJSON) rateLimit(name string) (server.RateLimit, error) {
 }
 
 // RateLimit returns a lookup of each account's request budget by account
-// name, for server.Config.RateLimit: its plan's requests_per_second and
-// burst, and the zero RateLimit (unlimited) for an account whose plan sets
-// none or a name c does not have. It returns nil when no plan sets one.
+// name, for server.Config.RateLimit: its plan's RequestsPerSecond and
+// RequestBurst, and the zero RateLimit (unlimited) for an account whose plan
+// sets none or a name c does not have. It returns nil when no plan sets one.
 func (c *Config) RateLimit() func(account string) server.RateLimit {
-	if len(c.RateLimits) == 0 {
-		return nil
-	}
 	byAccount := make(map[string]server.RateLimit)
 	for _, a := range c.Accounts {
-		if r, ok := c.RateLimits[a.Plan.Name]; ok {
+		if r := planRate(a.Plan); !r.Unlimited() {
 			byAccount[a.Name] = r
 		}
 	}
+	if len(byAccount) == 0 {
+		return nil
+	}
 	return func(account string) server.RateLimit { return byAccount[account] }
+}
+
+// planRate is a plan's request budget as the server takes it.
+func planRate(p limits.Plan) server.RateLimit {
+	if p.RequestsPerSecond <= 0 {
+		return server.RateLimit{}
+	}
+	r := server.RateLimit{PerSecond: p.RequestsPerSecond, Burst: p.RequestBurst}
+	r.Burst = r.EffectiveBurst()
+	return r
 }
 
 func between(key string, v, lo, hi int) (int, error) {
@@ -504,110 +515,17 @@ func (c *Config) AccountsByKey() server.AccountsByKey {
 }
 
 // MaxTokensPerAccount returns the bound of outstanding bearer tokens of
-// acct: its plan's max_tokens_per_account, or
-// server.DefaultMaxTokensPerAccount for a plan the file does not have. Its
-// signature is that of server.MemoryTokensConfig.MaxPerAccount and
+// acct: its plan's MaxTokens, server.DefaultMaxTokensPerAccount when that
+// is zero, and 0 when it is negative. Its signature is that of
+// server.MemoryTokensConfig.MaxPerAccount and
 // redistokens.Config.MaxPerAccount, where it belongs.
-func (c *Config) MaxTokensPerAccount(acct session.Account) int {
-	if n, ok := c.MaxTokens[acct.Plan.Name]; ok {
+func MaxTokensPerAccount(acct session.Account) int {
+	switch n := acct.Plan.MaxTokens; {
+	case n == 0:
+		return server.DefaultMaxTokensPerAccount
+	case n < 0:
+		return 0
+	default:
 		return n
-	}
-	return server.DefaultMaxTokensPerAccount
-}
-
-// Options adjust [NewService]. The zero value is the single-node default.
-type Options struct {
-	// Server is the template of the server's configuration; NewService
-	// fills in Manager, Accounts, Avatars, Origins (cors_origins),
-	// BodyReadTimeout and RateLimit from the configuration, Tokens when it is
-	// nil (an in-memory store bounded by each plan's max_tokens_per_account),
-	// and Idempotency.TTL when it is zero.
-	Server server.Config
-	// Session is the template of the manager's configuration; NewService
-	// fills in Limiter, Avatars, JoinTimeout and Retention.
-	Session session.Config
-	// Limiter replaces the in-memory limiter (e.g. a Redis one shared by
-	// several nodes). The Service does not close a Limiter given here.
-	Limiter limits.Limiter
-	// LeaseTTL is the lease lifetime of the in-memory limiter; zero takes
-	// its default.
-	LeaseTTL time.Duration
-}
-
-// Service is a running configuration: the limiter, the session manager and
-// the HTTP handler, wired together. It is safe for concurrent use.
-type Service struct {
-	Config  *Config
-	Limiter limits.Limiter
-	Manager *session.Manager
-	Server  *server.Server
-
-	ownLimiter bool
-}
-
-// NewService builds the limiter (unless opts.Limiter), the manager and the
-// server for c. Call Shutdown to release them.
-func NewService(c *Config, opts Options) (*Service, error) {
-	svc := &Service{Config: c, Limiter: opts.Limiter}
-	if svc.Limiter == nil {
-		lim, err := newMemoryLimiter(c.Capacity, opts.LeaseTTL)
-		if err != nil {
-			return nil, err
-		}
-		svc.Limiter, svc.ownLimiter = lim, true
-	}
-	scfg := opts.Session
-	scfg.Limiter = svc.Limiter
-	scfg.Avatars = c.Avatars
-	scfg.JoinTimeout = c.JoinTimeout
-	scfg.Retention = c.ClosedRetention
-	mgr, err := session.NewManager(scfg)
-	if err != nil {
-		svc.closeLimiter()
-		return nil, err
-	}
-	svc.Manager = mgr
-	hcfg := opts.Server
-	hcfg.Manager = mgr
-	hcfg.Accounts = c.AccountsByKey()
-	hcfg.Avatars = c.Avatars
-	hcfg.Origins = c.CORSOrigins
-	hcfg.BodyReadTimeout = c.BodyReadTimeout
-	hcfg.RateLimit = c.RateLimit()
-	if hcfg.Tokens == nil {
-		tcfg := server.MemoryTokensConfig{TTL: hcfg.TokenTTL, MaxPerAccount: c.MaxTokensPerAccount}
-		if hcfg.Clock != nil {
-			tcfg.Now = hcfg.Clock.Now
-		}
-		hcfg.Tokens = server.NewMemoryTokens(tcfg)
-	}
-	if hcfg.Idempotency.TTL == 0 {
-		hcfg.Idempotency.TTL = c.IdempotencyTTL
-	}
-	srv, err := server.New(hcfg)
-	if err != nil {
-		_ = mgr.Close(context.Background())
-		svc.closeLimiter()
-		return nil, err
-	}
-	svc.Server = srv
-	return svc, nil
-}
-
-// Shutdown ends the service: it closes every session (connected clients
-// receive closing and closed, every slot is freed), then the realtime
-// sockets, then the in-memory limiter. Stop the HTTP listener first so that
-// no new session arrives meanwhile. When ctx ends first, the sockets left
-// are dropped and ctx's error is returned.
-func (s *Service) Shutdown(ctx context.Context) error {
-	errMgr := s.Manager.Close(ctx)
-	errSrv := s.Server.Shutdown(ctx)
-	s.closeLimiter()
-	return errors.Join(errMgr, errSrv)
-}
-
-func (s *Service) closeLimiter() {
-	if s.ownLimiter {
-		_ = s.Limiter.Close()
 	}
 }

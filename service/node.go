@@ -1,0 +1,491 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/streamsession/streamsession/console"
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/metrics"
+	"github.com/streamsession/streamsession/observe"
+	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/session"
+)
+
+// Options adjust [New] with what a configuration file cannot say. The zero
+// value is a silent node: no logs, no metrics.
+type Options struct {
+	// Server is the template of the server's configuration; New fills in
+	// Manager, Accounts, Avatars, Origins (cors_origins), BodyReadTimeout
+	// and RateLimit from the configuration, and the backends (Tokens,
+	// Idempotency.Store, Relay, RateLimiter, Secret, Ready) it builds for
+	// Redis. Tokens defaults to an in-memory store bounded by each plan's
+	// MaxTokens, Idempotency.TTL to idempotency_ttl_seconds. Its Hooks are
+	// kept, beside those of Logger and Registry.
+	Server server.Config
+	// Session is the template of the manager's configuration; New fills in
+	// Limiter, Avatars, JoinTimeout, Retention and, with Redis, Store. Its
+	// Hooks are kept, beside those of Logger and Registry.
+	Session session.Config
+	// Limiter replaces the limiter New would build (in memory, or Redis).
+	// The Node does not close a Limiter given here.
+	Limiter limits.Limiter
+	// LeaseTTL is the lease lifetime of the in-memory limiter; zero takes
+	// its default.
+	LeaseTTL time.Duration
+	// Logger, when set, receives the node's logs: refusals, limiter
+	// failures, session transitions, sockets, the shutdown. It never
+	// receives a token, an API key or a raw session id.
+	Logger *slog.Logger
+	// Registry, when set, receives the node's metrics (package metrics),
+	// served at /metrics (see [Node.Handler]).
+	Registry *prometheus.Registry
+}
+
+// Node is one node of a streamsession service, built by [New]: the
+// limiter, the session manager and the HTTP server with its backends. Its
+// fields are set by New and must not be changed. A Node is safe for
+// concurrent use by multiple goroutines; it is ended once, by [Node.Serve]
+// returning, or by [Node.Shutdown] or [Node.Drain] followed by
+// [Node.Close].
+type Node struct {
+	Config  *Config
+	Limiter limits.Limiter
+	Manager *session.Manager
+	Server  *server.Server
+
+	opts       Options
+	logger     *slog.Logger // never nil
+	met        *metrics.Metrics
+	rds        *redisBackends
+	ownLimiter bool
+	metricsLn  net.Listener
+	handler    http.Handler
+
+	ended     atomic.Bool // Shutdown or Drain began
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds a node for cfg: with cfg.Redis.Addr set it connects to Redis
+// (failing when Redis does not answer within a few seconds, or ctx ends)
+// and builds every backend on one client; otherwise everything is in
+// memory. With cfg.MetricsAddr set it binds that address. Nothing is served
+// yet: see [Node.Serve] or [Node.Handler]. On error nothing is left open.
+func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
+	n = &Node{Config: cfg, opts: opts, logger: opts.Logger, Limiter: opts.Limiter}
+	if n.logger == nil {
+		n.logger = slog.New(slog.DiscardHandler)
+	}
+	defer func() {
+		if err != nil {
+			n.Close()
+			n = nil
+		}
+	}()
+	if cfg.Redis.Addr != "" {
+		if n.rds, err = openRedis(ctx, cfg); err != nil {
+			return n, err
+		}
+	}
+	if opts.Registry != nil {
+		backend := metrics.DefaultBackend
+		if n.rds != nil {
+			backend = "redis"
+		}
+		if n.met, err = metrics.New(opts.Registry, metrics.Config{Backend: backend}); err != nil {
+			return n, err
+		}
+	}
+	if n.Limiter == nil {
+		if n.rds != nil {
+			n.Limiter = n.rds.limiter
+		} else {
+			n.Limiter = limits.NewMemory(limits.MemoryConfig{Capacity: cfg.Capacity, LeaseTTL: opts.LeaseTTL})
+			n.ownLimiter = true
+		}
+	}
+	if n.Manager, err = session.NewManager(n.sessionConfig()); err != nil {
+		return n, err
+	}
+	if n.Server, err = server.New(n.serverConfig()); err != nil {
+		return n, err
+	}
+	if opts.Logger != nil {
+		// Transitions are logged from a subscription (its own goroutine),
+		// so a slow log never holds a session.
+		n.Manager.Subscribe(observe.SessionHooks(opts.Logger).OnTransition)
+	}
+	if cfg.MetricsAddr != "" {
+		if n.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return n, err
+		}
+	}
+	n.handler = n.newHandler()
+	return n, nil
+}
+
+// sessionConfig is the manager's configuration: the template, the file's
+// keys and the node's backends and hooks.
+func (n *Node) sessionConfig() session.Config {
+	c := n.opts.Session
+	c.Limiter = n.Limiter
+	c.Avatars = n.Config.Avatars
+	c.JoinTimeout = n.Config.JoinTimeout
+	c.Retention = n.Config.ClosedRetention
+	if n.rds != nil {
+		c.Store = n.rds.store
+	}
+	hooks := []session.Hooks{c.Hooks}
+	if n.met != nil {
+		hooks = append(hooks, n.met.SessionHooks())
+	}
+	if n.opts.Logger != nil {
+		// Transitions are logged from a subscription (see New).
+		log := observe.SessionHooks(n.opts.Logger)
+		hooks = append(hooks, session.Hooks{OnRefused: log.OnRefused, OnLimiter: log.OnLimiter})
+	}
+	c.Hooks = observe.JoinHooks(hooks...)
+	return c
+}
+
+// serverConfig is the server's configuration: the template, the file's
+// keys and the node's backends and hooks.
+func (n *Node) serverConfig() server.Config {
+	c := n.opts.Server
+	cfg := n.Config
+	c.Manager = n.Manager
+	c.Accounts = cfg.AccountsByKey()
+	c.Avatars = cfg.Avatars
+	c.Origins = cfg.CORSOrigins
+	c.BodyReadTimeout = cfg.BodyReadTimeout
+	c.RateLimit = cfg.RateLimit()
+	if cfg.Secret != nil {
+		c.Secret = cfg.Secret
+	}
+	if n.rds != nil {
+		c.Tokens = n.rds.tokens
+		c.Idempotency.Store = n.rds.idem
+		c.Secret = n.rds.secret
+		c.Relay = n.rds.relay
+		c.RateLimiter = n.rds.rates
+		// /readyz: this node can take work while Redis answers.
+		client := n.rds.client
+		c.Ready = func(ctx context.Context) error { return client.Ping(ctx).Err() }
+	}
+	if c.Tokens == nil {
+		tcfg := server.MemoryTokensConfig{TTL: c.TokenTTL, MaxPerAccount: MaxTokensPerAccount}
+		if c.Clock != nil {
+			tcfg.Now = c.Clock.Now
+		}
+		c.Tokens = server.NewMemoryTokens(tcfg)
+	}
+	if c.Idempotency.TTL == 0 {
+		c.Idempotency.TTL = cfg.IdempotencyTTL
+	}
+	if n.opts.Logger != nil && c.Idempotency.FinishFailed == nil {
+		logger := n.opts.Logger
+		c.Idempotency.FinishFailed = func(err error) {
+			logger.Warn("idempotency: the answer of streaming.new was not recorded", "err", err)
+		}
+	}
+	hooks := []server.Hooks{c.Hooks}
+	if n.met != nil {
+		hooks = append(hooks, n.met.ServerHooks())
+	}
+	if n.opts.Logger != nil {
+		hooks = append(hooks, observe.ServerHooks(n.opts.Logger))
+	}
+	c.Hooks = observe.JoinServerHooks(hooks...)
+	return c
+}
+
+// Handler returns the node's HTTP handler: the API under /v1/ (each
+// request bounded by RedisConfig.RequestTimeout with Redis), the probes
+// /healthz and /readyz, /metrics when Options.Registry is set and
+// cfg.MetricsAddr is not, and the live session console at /, which offers
+// the demo's keys only for the built-in demo configuration.
+func (n *Node) Handler() http.Handler { return n.handler }
+
+func (n *Node) newHandler() http.Handler {
+	mux := http.NewServeMux()
+	var api http.Handler = n.Server
+	if n.rds != nil {
+		api = n.rds.handler(api)
+	}
+	mux.Handle("/v1/", api)
+	health := n.Server.Health()
+	mux.Handle(server.PathHealthz, health)
+	mux.Handle(server.PathReadyz, health)
+	if n.opts.Registry != nil && n.metricsLn == nil {
+		mux.Handle("/metrics", n.metricsHandler())
+	}
+	var keys []console.DemoKey
+	if n.Config.IsDemo() {
+		for _, a := range n.Config.Accounts {
+			keys = append(keys, console.DemoKey{Name: a.Name, APIKey: a.APIKey})
+		}
+	}
+	mux.Handle("/", console.Handler(console.Options{DemoKeys: keys}))
+	return mux
+}
+
+func (n *Node) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(n.opts.Registry, promhttp.HandlerOpts{})
+}
+
+// MetricsAddr returns the address /metrics is served on when
+// cfg.MetricsAddr is set (its port resolved), and nil otherwise.
+func (n *Node) MetricsAddr() net.Addr {
+	if n.metricsLn == nil {
+		return nil
+	}
+	return n.metricsLn.Addr()
+}
+
+// Shutdown ends a node that runs alone: it closes every session (connected
+// clients receive closing and closed, every slot is freed), then the
+// realtime sockets, then releases the backends (see [Node.Close]). Stop the
+// HTTP listener first, or meanwhile, so that no new session arrives. When
+// ctx ends first, the sockets left are dropped and ctx's error is returned.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.ended.Store(true)
+	errMgr := n.Manager.Close(ctx)
+	errSrv := n.Server.Shutdown(ctx)
+	return errors.Join(errMgr, errSrv, n.closeBy(deadline(ctx)))
+}
+
+// deadline is ctx's deadline, or a second from now.
+func deadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(time.Second)
+}
+
+// Drain ends one node of a multi-node service without ending its sessions,
+// whose state is in Redis: /readyz answers 503 and every realtime socket is
+// closed with 1012 (its client reopens it through another node), then the
+// Manager leaves (its loops stop; no session changes state, no slot is
+// freed), and the backends are released (see [Node.Close]). Stop the HTTP
+// listener before the call, or use [Node.Serve], which keeps serving HTTP
+// for ShutdownConfig.DrainDelay in between.
+func (n *Node) Drain(ctx context.Context) error {
+	n.ended.Store(true)
+	if n.met != nil {
+		n.met.DrainStarted()
+	}
+	errDrain := n.Server.Drain(ctx)
+	return errors.Join(errDrain, n.leave(ctx), n.closeBy(deadline(ctx)))
+}
+
+// leave is the end of a drain once the sockets are gone: the Server's
+// subscriptions end at once, then the Manager hands its sessions over
+// through Redis.
+func (n *Node) leave(ctx context.Context) error {
+	errSrv := n.Server.Shutdown(ctx)
+	errMgr := n.Manager.Leave(ctx)
+	return errors.Join(errSrv, errMgr)
+}
+
+// Close releases what New opened beside the manager and the server: the
+// in-memory limiter, the Redis backends and their client, the metrics
+// listener. Shutdown, Drain and Serve call it; call it yourself for a node
+// you built and never served. A node that neither shut down nor drained is
+// shut down first, for at most a second; Redis gets at most a second too.
+// Calls after the first return its result.
+func (n *Node) Close() error {
+	return n.closeBy(time.Now().Add(time.Second))
+}
+
+// closeBy is Close giving Redis until deadline.
+func (n *Node) closeBy(deadline time.Time) error {
+	n.closeOnce.Do(func() { n.closeErr = n.close(deadline) })
+	return n.closeErr
+}
+
+func (n *Node) close(redisDeadline time.Time) error {
+	var errs []error
+	if !n.ended.Load() && n.Manager != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		errs = append(errs, n.Manager.Close(ctx))
+		if n.Server != nil {
+			errs = append(errs, n.Server.Shutdown(ctx))
+		}
+		cancel()
+	}
+	if n.metricsLn != nil {
+		_ = n.metricsLn.Close()
+	}
+	if n.ownLimiter && n.Limiter != nil {
+		errs = append(errs, n.Limiter.Close())
+	}
+	if n.rds != nil {
+		errs = append(errs, n.rds.closeBy(redisDeadline))
+	}
+	return errors.Join(errs...)
+}
+
+// Run listens on addr and serves the node there (see [Node.Serve]).
+func (n *Node) Run(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		n.Close()
+		return err
+	}
+	return n.Serve(ctx, ln)
+}
+
+// Serve serves [Node.Handler] on ln (and /metrics on cfg.MetricsAddr)
+// until ctx ends, then ends the node within ShutdownConfig.DrainTimeout
+// and closes it; the Node is done when Serve returns.
+//
+// Alone (in memory) it closes every session (reason shutdown: connected
+// clients receive closing and closed, then a close frame) and frees every
+// slot, while the listener stops: a connection that carries no request is
+// closed at once, a request in flight gets RequestGrace. With Redis it
+// drains instead: /readyz answers 503, every realtime socket is closed with
+// 1012, HTTP is served for DrainDelay more, and the node leaves without
+// changing any session. Serve returns nil after a clean end, and an error
+// when the listener failed or the node could not end within DrainTimeout.
+func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
+	shut := n.Config.Shutdown.withDefaults()
+	conns := newConnTracker()
+	hs := &http.Server{
+		Handler: n.handler,
+		// A client has this long to send its request's headers, and an
+		// idle keep-alive connection is closed after IdleTimeout.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ConnState:         conns.track,
+		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	if n.metricsLn != nil {
+		mmux := http.NewServeMux()
+		mmux.Handle("/metrics", n.metricsHandler())
+		ms := &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		go func() { _ = ms.Serve(n.metricsLn) }()
+		defer ms.Close()
+	}
+	n.logger.Info("listening", "addr", ln.Addr().String(), "accounts", len(n.Config.Accounts), "capacity", n.Config.Capacity)
+
+	h := &httpStop{hs: hs, conns: conns, served: served, grace: shut.RequestGrace, logger: n.logger}
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		_ = n.Shutdown(context.Background())
+		n.Close()
+		return err
+	}
+	start := time.Now()
+	var err error
+	if n.rds != nil {
+		err = n.serveDrain(shut, h)
+	} else {
+		err = n.serveShutdown(shut, h)
+	}
+	// Redis is closed within the same bound, not Close's second.
+	if errClose := n.closeBy(start.Add(shut.DrainTimeout)); errClose != nil {
+		n.logger.Warn("closing the node's backends", "err", errClose)
+	}
+	if err != nil {
+		return err
+	}
+	n.logger.Info("stopped", "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// serveShutdown ends a node that runs alone: nothing would survive it, so
+// it closes every session. The session work does not wait for the
+// listener: the listener stops at the same time, so a client that holds a
+// silent connection cannot hold the shutdown. It fails only when the
+// sessions could not be closed within DrainTimeout.
+func (n *Node) serveShutdown(shut ShutdownConfig, h *httpStop) error {
+	n.logger.Info("shutting down", "timeout", shut.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), shut.DrainTimeout)
+	defer cancel()
+	httpDone := h.stop(ctx)
+	err := n.Shutdown(ctx)
+	<-httpDone
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// serveDrain ends one node of a multi-node service (see [Node.Drain]),
+// serving HTTP until the sockets are gone and DrainDelay has passed. Redis
+// is closed afterwards, within the same bound: the drain gets nine tenths
+// of it.
+func (n *Node) serveDrain(shut ShutdownConfig, h *httpStop) error {
+	n.ended.Store(true)
+	start := time.Now()
+	if n.met != nil {
+		n.met.DrainStarted()
+	}
+	n.logger.Info("draining", "timeout", shut.DrainTimeout, "delay", shut.DrainDelay)
+	ctx, cancel := context.WithTimeout(context.Background(), shut.DrainTimeout*9/10)
+	defer cancel()
+	// Each answer from now on closes its connection, so that clients and
+	// load balancers reconnect to the nodes that stay.
+	h.hs.SetKeepAlivesEnabled(false)
+	delay := time.NewTimer(shut.DrainDelay)
+	defer delay.Stop()
+	errDrain := n.Server.Drain(ctx)
+	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errDrain)
+	select {
+	case <-delay.C:
+	case <-ctx.Done():
+	}
+	<-h.stop(ctx)
+	if err := n.leave(ctx); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// httpStop is what stopping a node's HTTP server works on.
+type httpStop struct {
+	hs     *http.Server
+	conns  *connTracker
+	served chan error
+	grace  time.Duration
+	logger *slog.Logger
+}
+
+// stop stops the listener and closes every connection that carries no
+// request at once; a request in flight gets the grace (within ctx) to
+// finish, then its connection is closed. The channel is closed when the
+// HTTP server has stopped.
+func (h *httpStop) stop(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gctx, cancel := context.WithTimeout(ctx, h.grace)
+		defer cancel()
+		shut := make(chan error, 1)
+		go func() { shut <- h.hs.Shutdown(gctx) }()
+		h.conns.closeQuiet()
+		if err := <-shut; err != nil {
+			// Requests still in flight: cut them.
+			h.logger.Warn("requests cut at shutdown", "grace", h.grace, "active", h.conns.active())
+			_ = h.hs.Close()
+		}
+		if err := <-h.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.logger.Warn("http server", "err", err)
+		}
+	}()
+	return done
+}
