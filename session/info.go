@@ -24,6 +24,7 @@ const (
 	// outlives the node that created it (its timers run on the other
 	// nodes). Only records written by an earlier version carry it.
 	ReasonNodeLost
+	ReasonMediaLost // the client's media peer failed or was closed by the client (package media)
 )
 
 var reasonNames = [...]string{
@@ -35,6 +36,7 @@ var reasonNames = [...]string{
 	ReasonShutdown:  "shutdown",
 	ReasonLeaseLost: "lease_lost",
 	ReasonNodeLost:  "node_lost",
+	ReasonMediaLost: "media_lost",
 }
 
 // String returns a short name for logs and metric labels ("stop", "idle",

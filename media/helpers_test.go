@@ -1,0 +1,197 @@
+package media_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/media"
+	"github.com/streamsession/streamsession/session"
+)
+
+var acme = session.Account{Name: "acme", Plan: limits.PaidPlan}
+
+// rig is a Manager with an Engine on loopback, and a record of what both
+// reported, in order.
+type rig struct {
+	t   *testing.T
+	mgr *session.Manager
+	eng *media.Engine
+
+	mu     sync.Mutex
+	log    []string // "peer:<state>" and "session:<state>" in the order seen
+	events []session.Event
+	wake   chan struct{}
+}
+
+func newRig(t *testing.T, joinTimeout time.Duration) *rig {
+	t.Helper()
+	r := &rig{t: t, wake: make(chan struct{}, 1)}
+	limiter := limits.NewMemory(limits.MemoryConfig{})
+	t.Cleanup(func() { limiter.Close() })
+	mgr, err := session.NewManager(session.Config{
+		Limiter:     limiter,
+		Avatars:     session.Avatars{{ID: "Wayne_20240711", Public: true, Active: true, Default: true}},
+		JoinTimeout: joinTimeout,
+		Hooks: session.Hooks{OnTransition: func(e session.Event) {
+			r.note("session:"+e.To.String(), &e)
+		}},
+	})
+	require.NoError(t, err)
+	r.mgr = mgr
+	eng, err := media.New(mgr, media.Config{
+		ICEServers: []media.ICEServer{{URLs: []string{"stun:127.0.0.1:3478"}}},
+		Hooks: media.Hooks{
+			PeerState: func(_ string, s webrtc.PeerConnectionState) { r.note("peer:"+s.String(), nil) },
+			Error:     func(_ string, op string, err error) { t.Errorf("media hook error %s: %v", op, err) },
+		},
+	})
+	require.NoError(t, err)
+	r.eng = eng
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, mgr.Close(ctx))
+		require.NoError(t, eng.Close())
+	})
+	return r
+}
+
+func (r *rig) note(s string, e *session.Event) {
+	r.mu.Lock()
+	r.log = append(r.log, s)
+	if e != nil {
+		r.events = append(r.events, *e)
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until cond holds over the log (at most 10 s).
+func (r *rig) waitFor(what string, cond func(log []string, events []session.Event) bool) {
+	r.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		ok := cond(r.log, r.events)
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-r.wake:
+		case <-deadline:
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.t.Fatalf("timed out waiting for %s; log %v", what, r.log)
+		}
+	}
+}
+
+func (r *rig) waitSession(id string, to fsm.State) session.Event {
+	r.t.Helper()
+	var got session.Event
+	r.waitFor("session "+to.String(), func(_ []string, events []session.Event) bool {
+		for _, e := range events {
+			if e.SessionID == id && e.To == to {
+				got = e
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func index(log []string, s string) int {
+	for i, l := range log {
+		if l == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// client is a pion peer playing the browser: loopback only, no mDNS.
+type client struct {
+	pc         *webrtc.PeerConnection
+	candidates chan webrtc.ICECandidateInit
+	tracks     chan *webrtc.TrackRemote
+	streams    chan string
+	messages   chan message
+	opened     chan string // the label of the server's data channel, once open
+}
+
+type message struct {
+	binary bool
+	data   []byte
+}
+
+func loopbackAPI(t testing.TB) *webrtc.API {
+	se := webrtc.SettingEngine{LoggerFactory: &logging.DefaultLoggerFactory{DefaultLogLevel: logging.LogLevelDisabled}}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+}
+
+// answer makes a client peer for offer and returns it with its answer; its
+// candidates arrive on c.candidates (trickled, as the SDK does).
+func answer(t testing.TB, api *webrtc.API, offer webrtc.SessionDescription) (*client, webrtc.SessionDescription) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pc.Close() })
+	c := &client{pc: pc, candidates: make(chan webrtc.ICECandidateInit, 16), tracks: make(chan *webrtc.TrackRemote, 2),
+		streams: make(chan string, 2), messages: make(chan message, 16), opened: make(chan string, 1)}
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand != nil {
+			c.candidates <- cand.ToJSON()
+		}
+	})
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.streams <- tr.StreamID()
+		c.tracks <- tr
+	})
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		dc.OnOpen(func() { c.opened <- dc.Label() })
+		dc.OnMessage(func(m webrtc.DataChannelMessage) { c.messages <- message{binary: !m.IsString, data: m.Data} })
+	})
+	require.NoError(t, pc.SetRemoteDescription(offer))
+	ans, err := pc.CreateAnswer(nil)
+	require.NoError(t, err)
+	require.NoError(t, pc.SetLocalDescription(ans))
+	return c, ans
+}
+
+func (c *client) nextMessage(t *testing.T) map[string]any {
+	t.Helper()
+	select {
+	case m := <-c.messages:
+		require.True(t, m.binary, "data channel messages are binary")
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(m.data, &v))
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("no data channel message")
+		return nil
+	}
+}
