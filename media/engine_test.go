@@ -37,7 +37,7 @@ func connect(t *testing.T, r *rig) (session.Info, *client) {
 	c, ans := answer(t, loopbackAPI(t), offer)
 	// The SDK trickles as soon as its answer is set, before start.
 	select {
-	case cand := <-c.candidates:
+	case cand := <-c.Candidates:
 		require.NoError(t, r.eng.AddCandidate(acme.Name, info.ID, cand))
 	case <-time.After(5 * time.Second):
 		t.Fatal("the client gathered no candidate")
@@ -47,7 +47,7 @@ func connect(t *testing.T, r *rig) (session.Info, *client) {
 	assert.Equal(t, fsm.Connecting, got.State, "start with an answer moves to connecting at once")
 	r.waitSession(info.ID, fsm.Connected)
 	select {
-	case label := <-c.opened:
+	case label := <-c.Opened:
 		require.Equal(t, media.DataChannelLabel, label)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server's data channel did not open")
@@ -74,9 +74,9 @@ func TestConnectedComesFromMedia(t *testing.T) {
 	kinds := map[string]bool{}
 	for range 2 {
 		select {
-		case tr := <-c.tracks:
+		case tr := <-c.Tracks:
 			kinds[tr.Codec().MimeType] = true
-			assert.Equal(t, media.StreamID, <-c.streams)
+			assert.Equal(t, media.StreamID, tr.StreamID())
 			_, _, err := tr.ReadRTP()
 			require.NoError(t, err, "RTP on %s", tr.Codec().MimeType)
 		case <-time.After(10 * time.Second):
@@ -108,8 +108,8 @@ func TestTalkingEventsOnTheDataChannel(t *testing.T) {
 	assert.Less(t, stop["duration_ms"], float64(time.Hour/time.Millisecond))
 	r.eng.Hush(info.ID) // nothing spoken: no event
 	select {
-	case m := <-c.messages:
-		t.Fatalf("unexpected message %s", m.data)
+	case m := <-c.Messages:
+		t.Fatalf("unexpected message %s", m.Data)
 	default:
 	}
 }

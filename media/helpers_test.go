@@ -2,20 +2,17 @@ package media_test
 
 import (
 	"context"
-	"encoding/json"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/media"
+	"github.com/streamsession/streamsession/media/mediatest"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -125,73 +122,29 @@ func index(log []string, s string) int {
 	return -1
 }
 
-// client is a pion peer playing the browser: loopback only, no mDNS.
+// client is a mediatest.Client with its stream ids.
 type client struct {
-	pc         *webrtc.PeerConnection
-	candidates chan webrtc.ICECandidateInit
-	tracks     chan *webrtc.TrackRemote
-	streams    chan string
-	messages   chan message
-	opened     chan string // the label of the server's data channel, once open
-}
-
-type message struct {
-	binary bool
-	data   []byte
+	*mediatest.Client
+	pc *webrtc.PeerConnection
 }
 
 func loopbackAPI(t testing.TB) *webrtc.API {
-	se := webrtc.SettingEngine{LoggerFactory: &logging.DefaultLoggerFactory{DefaultLogLevel: logging.LogLevelDisabled}}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+	api, err := mediatest.LoopbackAPI()
+	require.NoError(t, err)
+	return api
 }
 
-// answer makes a client peer for offer and returns it with its answer; its
-// candidates arrive on c.candidates (trickled, as the SDK does).
+// answer makes a client peer for offer and returns it with its answer.
 func answer(t testing.TB, api *webrtc.API, offer webrtc.SessionDescription) (*client, webrtc.SessionDescription) {
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	c, ans, err := mediatest.Answer(api, offer)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = pc.Close() })
-	c := &client{pc: pc, candidates: make(chan webrtc.ICECandidateInit, 16), tracks: make(chan *webrtc.TrackRemote, 2),
-		streams: make(chan string, 2), messages: make(chan message, 16), opened: make(chan string, 1)}
-	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		if cand != nil {
-			c.candidates <- cand.ToJSON()
-		}
-	})
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.streams <- tr.StreamID()
-		c.tracks <- tr
-	})
-	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-		dc.OnOpen(func() { c.opened <- dc.Label() })
-		dc.OnMessage(func(m webrtc.DataChannelMessage) { c.messages <- message{binary: !m.IsString, data: m.Data} })
-	})
-	require.NoError(t, pc.SetRemoteDescription(offer))
-	ans, err := pc.CreateAnswer(nil)
-	require.NoError(t, err)
-	require.NoError(t, pc.SetLocalDescription(ans))
-	return c, ans
+	t.Cleanup(func() { _ = c.PC.Close() })
+	return &client{Client: c, pc: c.PC}, ans
 }
 
 func (c *client) nextMessage(t *testing.T) map[string]any {
 	t.Helper()
-	select {
-	case m := <-c.messages:
-		require.True(t, m.binary, "data channel messages are binary")
-		var v map[string]any
-		require.NoError(t, json.Unmarshal(m.data, &v))
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatal("no data channel message")
-		return nil
-	}
+	m, err := c.Message(10 * time.Second)
+	require.NoError(t, err)
+	return m
 }

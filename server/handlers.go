@@ -285,6 +285,10 @@ func (s *Server) newSession(r *http.Request, req *request) (any, error) {
 	if err := body.validate(); err != nil {
 		return nil, err
 	}
+	withMedia, err := s.wantsMedia(body.Version)
+	if err != nil {
+		return nil, err
+	}
 	opts := session.CreateOptions{AvatarID: body.AvatarID, DisableIdleTimeout: body.DisableIdleTimeout}
 	if opts.AvatarID == "" {
 		opts.AvatarID = body.AvatarName
@@ -317,14 +321,18 @@ func (s *Server) newSession(r *http.Request, req *request) (any, error) {
 	req.sessionID = info.ID
 	token := s.access.mint(info.Account, info.ID)
 	endpoint := s.realtimeURL(r, info.ID, token)
-	return newResponse{
+	resp := newResponse{
 		SessionID:            info.ID,
 		AccessToken:          token,
 		RealtimeEndpoint:     endpoint,
 		URL:                  endpoint,
 		IsPaid:               info.Paid,
 		SessionDurationLimit: int64(info.DurationLimit / time.Second),
-	}, nil
+	}
+	if withMedia {
+		return s.withOffer(ctx, info, resp)
+	}
+	return resp, nil
 }
 
 // realtimeURL is the session's dialable realtime socket URL.
@@ -363,13 +371,16 @@ type sessionRequest struct {
 func (s *Server) start(r *http.Request, req *request) (any, error) {
 	var body struct {
 		sessionRequest
-		SDP json.RawMessage `json:"sdp"` // v1 clients' SDP answer: accepted and ignored
+		SDP json.RawMessage `json:"sdp"` // v1 clients' SDP answer: ignored without a peer (Config.Media)
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
 	}
 	id, err := req.named(body.SessionID)
 	if err != nil {
+		return nil, err
+	}
+	if handled, err := s.startMedia(r.Context(), req.account.Name, id, body.SDP); handled {
 		return nil, err
 	}
 	_, err = s.mgr.Start(r.Context(), req.account.Name, id)
@@ -391,8 +402,10 @@ func (s *Server) ice(r *http.Request, req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdICE)
-	return nil, err
+	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdICE); err != nil {
+		return nil, err
+	}
+	return nil, s.iceMedia(req.account.Name, id, body.Candidate)
 }
 
 type taskResponse struct {
@@ -427,6 +440,9 @@ func (s *Server) task(r *http.Request, req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.media != nil {
+		s.media.Say(id, taskID, d)
+	}
 	return taskResponse{TaskID: taskID, DurationMS: d.Milliseconds()}, nil
 }
 
@@ -437,6 +453,9 @@ func (s *Server) interrupt(r *http.Request, req *request) (any, error) {
 	}
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdInterrupt); err != nil {
 		return nil, err
+	}
+	if s.media != nil {
+		s.media.Hush(id)
 	}
 	return nil, s.rt.Hush(r.Context(), id)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/media"
 	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
@@ -108,6 +109,13 @@ type Config struct {
 	// ReadyTimeout bounds each Ready call. The default is
 	// DefaultReadyTimeout (1 s).
 	ReadyTimeout time.Duration
+
+	// Media, when set, serves the avatar over WebRTC (HeyGen v1):
+	// streaming.new answers an offer unless "version":"v2", and a session
+	// started with an answer is connected by its peer (see package media).
+	// It must run on Manager. The Server does not close it. The default
+	// (nil) serves no media.
+	Media *media.Engine
 }
 
 // Hooks let a caller observe the server (for metrics and logs) without the
@@ -170,6 +178,7 @@ type Server struct {
 	bodyTimeout  time.Duration
 	rateLimit    func(account string) RateLimit
 	rates        RateLimiter
+	media        *media.Engine // Config.Media
 }
 
 // New returns a Server for cfg. It subscribes once to cfg.Manager's
@@ -235,6 +244,7 @@ func New(cfg Config) (*Server, error) {
 		rateLimit:    cfg.RateLimit,
 		rates:        cfg.RateLimiter,
 		health:       newHealth(cfg),
+		media:        cfg.Media,
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)

@@ -47,7 +47,7 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	if err == nil && !isHandshake(r) {
 		err = sserrors.ErrInvalidParameter
 	}
-	if err == nil {
+	if err == nil && !(info.State == fsm.Connecting && s.mediaJoins(id)) {
 		_, err = s.mgr.Join(ctx, account, id)
 	}
 	if err != nil {
