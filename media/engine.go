@@ -152,6 +152,11 @@ func newAPI(conn net.PacketConn, publicIP string) (*webrtc.API, error) {
 	se.SetICEUDPMux(webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice"), conn))
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// A browser's checks usually arrive before its trickled candidates: the
+	// pair they make (peer-reflexive) is nominated at once instead of after
+	// pion's default second of waiting for a better one; the server has
+	// host candidates only, so there is none.
+	se.SetPrflxAcceptanceMinWait(0)
 	if ip := conn.LocalAddr().(*net.UDPAddr).IP; ip.IsLoopback() {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })

@@ -45,7 +45,8 @@ func connect(t *testing.T, r *rig) (session.Info, *client) {
 	got, err := r.eng.Start(ctx, acme.Name, info.ID, ans)
 	require.NoError(t, err)
 	assert.Equal(t, fsm.Connecting, got.State, "start with an answer moves to connecting at once")
-	r.waitSession(info.ID, fsm.Connected)
+	up := r.waitSession(info.ID, fsm.Connected)
+	t.Logf("start → connected %v", up.At.Sub(got.CreatedAt))
 	select {
 	case label := <-c.Opened:
 		require.Equal(t, media.DataChannelLabel, label)
