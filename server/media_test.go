@@ -221,3 +221,19 @@ func TestMediaMalformedChangesNothing(t *testing.T) {
 	r = me.post("key-acme", PathICE, map[string]any{"session_id": s.SessionID, "candidate": map[string]any{"candidate": ""}})
 	assert.JSONEq(t, `{"code":10005,"message":"Session state wrong: closed"}`, r.body)
 }
+
+// The realtime socket of a media session does not connect it: only its
+// peer does.
+func TestMediaSocketDoesNotConnect(t *testing.T) {
+	me := newMediaEnv(t)
+	var s v1Created
+	me.data(me.post("key-acme", PathNew, map[string]any{}), &s)
+	c, ans := me.client(s.SDP)
+	require.NoError(t, c.PC.Close()) // this client will never run ICE
+	r := me.post("key-acme", PathStart, map[string]any{"session_id": s.SessionID, "sdp": ans})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	sock := me.open(s.RealtimeEndpoint)
+	defer sock.ws.Close()
+	<-me.opened
+	assert.Equal(t, fsm.Connecting, me.state(s.SessionID), "the socket opened, the media is not up")
+}
