@@ -43,7 +43,7 @@ func ExampleEngine() {
 	client, answer, _ := mediatest.Answer(api, offer) // the browser
 	defer client.PC.Close()
 	cand, _ := client.Candidate(5 * time.Second)
-	_ = eng.AddCandidate("acme", s.ID, cand)       // streaming.ice, before start: kept
+	_ = eng.AddCandidate("acme", s.ID, cand)        // streaming.ice, before start: kept
 	info, _ := eng.Start(ctx, "acme", s.ID, answer) // streaming.start
 	fmt.Println("start:", info.State, next().To)
 	fmt.Println("media up:", next().To)
