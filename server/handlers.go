@@ -440,9 +440,7 @@ func (s *Server) task(r *http.Request, req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.media != nil {
-		s.media.Say(id, taskID, d)
-	}
+	s.mediaSay(id, taskID, d)
 	return taskResponse{TaskID: taskID, DurationMS: d.Milliseconds()}, nil
 }
 
@@ -454,9 +452,7 @@ func (s *Server) interrupt(r *http.Request, req *request) (any, error) {
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdInterrupt); err != nil {
 		return nil, err
 	}
-	if s.media != nil {
-		s.media.Hush(id)
-	}
+	s.mediaHush(id)
 	return nil, s.rt.Hush(r.Context(), id)
 }
 

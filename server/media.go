@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/media"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -95,6 +98,52 @@ func (s *Server) iceMedia(account, id string, candidate json.RawMessage) error {
 		return err
 	}
 	return s.media.AddCandidate(account, id, c)
+}
+
+// mediaSay plays a task on the session's peer. With a Relay the peer's
+// node plays what the relay carries instead (followRelay), wherever the
+// task was received.
+func (s *Server) mediaSay(id, taskID string, d time.Duration) {
+	if s.media != nil && s.mediaRelay == nil {
+		s.media.Say(id, taskID, d)
+	}
+}
+
+// mediaHush interrupts the session's peer, as mediaSay plays.
+func (s *Server) mediaHush(id string) {
+	if s.media != nil && s.mediaRelay == nil {
+		s.media.Hush(id)
+	}
+}
+
+// followRelay subscribes Media, when there are both, to the Relay's speech
+// commands: a task or an interrupt received by any node reaches the node
+// holding the session's peer (the Engine ignores sessions it has no peer
+// for).
+func (s *Server) followRelay(relay realtime.Relay) error {
+	if s.media == nil || relay == nil {
+		return nil
+	}
+	eng := s.media
+	cancel, err := relay.Subscribe(func(id string, msg realtime.RelayMessage) {
+		switch msg.Kind {
+		case realtime.RelaySpeak:
+			eng.Say(id, msg.TaskID, msg.Duration)
+		case realtime.RelayInterrupt:
+			eng.Hush(id)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.mediaRelay = sync.OnceFunc(cancel)
+	return nil
+}
+
+func (s *Server) unfollowRelay() {
+	if s.mediaRelay != nil {
+		s.mediaRelay()
+	}
 }
 
 // mediaJoins reports whether the session's peer, not its socket, moves it

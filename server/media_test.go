@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/media"
 	"github.com/streamsession/streamsession/media/mediatest"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
 
@@ -236,4 +238,80 @@ func TestMediaSocketDoesNotConnect(t *testing.T) {
 	defer sock.ws.Close()
 	<-me.opened
 	assert.Equal(t, fsm.Connecting, me.state(s.SessionID), "the socket opened, the media is not up")
+}
+
+// mediaNodes starts n nodes sharing a store and relay, each with its own
+// Engine.
+func mediaNodes(t *testing.T, n int) ([]*env, []*media.Engine, chan session.Event) {
+	t.Helper()
+	store := newSharedStore(t)
+	relay := newMemRelay()
+	lim := newFakeLimiter(1000)
+	events := make(chan session.Event, 256)
+	var nodes []*env
+	var engines []*media.Engine
+	for i := range n {
+		mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: testAvatars, Store: store.view()})
+		require.NoError(t, err)
+		eng, err := media.New(mgr, media.Config{})
+		require.NoError(t, err)
+		e := &env{t: t, mgr: mgr, lim: lim, clock: newFakeClock(), opened: make(chan realtime.SocketInfo, 100),
+			closed: make(chan realtime.SocketInfo, 100), refused: make(chan Refusal, 100)}
+		e.srv, err = New(Config{Manager: mgr, Accounts: testAccts, Avatars: testAvatars, Secret: testSecret, Clock: e.clock,
+			Relay: relay, Media: eng, TaskDuration: func(string) time.Duration { return 200 * time.Millisecond }})
+		require.NoError(t, err)
+		if i == 0 {
+			cancel := mgr.Subscribe(func(ev session.Event) { events <- ev })
+			t.Cleanup(cancel)
+		}
+		e.http = httptest.NewServer(e.srv)
+		t.Cleanup(func() {
+			e.http.Close()
+			require.NoError(t, e.srv.Close())
+			require.NoError(t, mgr.Close(context.Background()))
+			require.NoError(t, eng.Close())
+		})
+		nodes, engines = append(nodes, e), append(engines, eng)
+	}
+	return nodes, engines, events
+}
+
+// A task or an interrupt received by another node reaches the node holding
+// the peer (over the relay), and a stop received there closes the peer
+// (over the store's events).
+func TestMediaTaskAndStopThroughAnotherNode(t *testing.T) {
+	nodes, engines, events := mediaNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	me := &mediaEnv{env: a, eng: engines[0], events: events}
+	var s v1Created
+	a.data(a.post("key-acme", PathNew, map[string]any{}), &s)
+	c, ans := me.client(s.SDP)
+	r := a.post("key-acme", PathStart, map[string]any{"session_id": s.SessionID, "sdp": ans})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	me.waitState(s.SessionID, fsm.Connected)
+	<-c.Opened
+
+	var task taskResponse
+	b.data(b.post("key-acme", PathTask, map[string]any{"session_id": s.SessionID, "text": "hello"}), &task)
+	start, err := c.Message(5 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"type": "avatar_start_talking", "task_id": task.TaskID}, start)
+	stop, err := c.Message(5 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "avatar_stop_talking", stop["type"])
+
+	closed := make(chan struct{})
+	c.PC.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateClosed {
+			close(closed)
+		}
+	})
+	r = b.post("key-acme", PathStop, map[string]any{"session_id": s.SessionID})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stop through another node did not close the peer")
+	}
+	assert.False(t, engines[0].Has(s.SessionID))
 }

@@ -179,6 +179,7 @@ type Server struct {
 	rateLimit    func(account string) RateLimit
 	rates        RateLimiter
 	media        *media.Engine // Config.Media
+	mediaRelay   func()        // cancels the Relay subscription that plays tasks on Media
 }
 
 // New returns a Server for cfg. It subscribes once to cfg.Manager's
@@ -294,6 +295,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: Config.Relay: subscribe: %w", err)
 	}
 	s.rt = hub
+	if err := s.followRelay(cfg.Relay); err != nil {
+		_ = hub.Close()
+		return nil, fmt.Errorf("server: Config.Relay: subscribe: %w", err)
+	}
 	return s, nil
 }
 
@@ -351,9 +356,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err e
 // clients the closed state first, close the Manager before calling
 // Shutdown. Calling it again does nothing more and returns nil once the
 // sockets are gone.
-func (s *Server) Shutdown(ctx context.Context) error { return s.rt.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.unfollowRelay()
+	return s.rt.Shutdown(ctx)
+}
 
 // Close drops every realtime socket at once (no close frame) and releases
 // what Shutdown releases. It returns when the sockets' goroutines have
 // ended.
-func (s *Server) Close() error { return s.rt.Close() }
+func (s *Server) Close() error {
+	s.unfollowRelay()
+	return s.rt.Close()
+}
