@@ -48,6 +48,19 @@ type Config struct {
 	Source Source
 	// Hooks observe the peers.
 	Hooks Hooks
+
+	// Directory, with several nodes, records that this node holds the peers
+	// it makes (as NodeURL), so that the other nodes forward a session's
+	// start and candidates here. The default (nil) is a single node.
+	Directory Directory
+	// NodeURL is this node's base URL as the other nodes reach it
+	// ("http://10.0.0.5:8080"); required with Directory.
+	NodeURL string
+	// HoldFor is how long a Directory record lives: a session still
+	// without media after it answers no forwarded call. The default is
+	// session.DefaultJoinTimeout (5 minutes); set it to the Manager's
+	// JoinTimeout.
+	HoldFor time.Duration
 }
 
 // Hooks let a program observe the Engine (metrics, logs, a console) without
@@ -79,6 +92,9 @@ type Engine struct {
 	source  Source
 	hooks   Hooks
 	unsub   func()
+	dir     Directory
+	node    string
+	holdFor time.Duration
 
 	mu     sync.Mutex
 	peers  map[string]*peer
@@ -102,6 +118,12 @@ func New(mgr *session.Manager, cfg Config) (*Engine, error) {
 	if cfg.Source == nil {
 		cfg.Source = SyntheticAvatar()
 	}
+	if cfg.Directory != nil && cfg.NodeURL == "" {
+		return nil, errors.New("media: Config.NodeURL is required with a Directory")
+	}
+	if cfg.HoldFor <= 0 {
+		cfg.HoldFor = session.DefaultJoinTimeout
+	}
 	conn, err := net.ListenPacket("udp4", cfg.UDPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("media: Config.UDPAddr: %w", err)
@@ -119,6 +141,9 @@ func New(mgr *session.Manager, cfg Config) (*Engine, error) {
 		source:  cfg.Source,
 		hooks:   cfg.Hooks,
 		peers:   make(map[string]*peer),
+		dir:     cfg.Directory,
+		node:    cfg.NodeURL,
+		holdFor: cfg.HoldFor,
 	}
 	e.unsub = mgr.Subscribe(e.onSession)
 	return e, nil
@@ -214,7 +239,30 @@ func (e *Engine) Offer(ctx context.Context, account, id string) (webrtc.SessionD
 		}
 		return webrtc.SessionDescription{}, err
 	}
+	if e.dir != nil {
+		if err := e.dir.Claim(ctx, id, e.node, e.holdFor); err != nil {
+			e.drop(id)
+			return webrtc.SessionDescription{}, sserrors.ErrBackendUnavailable.WithCause(err)
+		}
+	}
 	return p.offer, nil
+}
+
+// Holder returns the base URL of the node holding the session's peer when
+// it is another node (with a Directory), and "" when it is this one or
+// none. A Directory failure is 503/400558.
+func (e *Engine) Holder(ctx context.Context, id string) (string, error) {
+	if e.dir == nil || e.Has(id) {
+		return "", nil
+	}
+	node, err := e.dir.Holder(ctx, id)
+	if err != nil {
+		return "", sserrors.ErrBackendUnavailable.WithCause(err)
+	}
+	if node == e.node {
+		return "", nil
+	}
+	return node, nil
 }
 
 // Has reports whether the session has a peer on this Engine.
@@ -354,7 +402,20 @@ func (e *Engine) drop(id string) {
 	go func() {
 		defer e.wg.Done()
 		p.close()
+		e.release(p)
 	}()
+}
+
+// release forgets the Directory record of a peer that closed.
+func (e *Engine) release(p *peer) {
+	if e.dir == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.dir.Release(ctx, p.id, e.node); err != nil {
+		e.fail(p, "release", err)
+	}
 }
 
 // lost closes the session of a peer that failed or that the client closed.
@@ -369,6 +430,7 @@ func (e *Engine) lost(p *peer) {
 		e.fail(p, "close", err)
 	}
 	p.close()
+	e.release(p)
 }
 
 func (e *Engine) fail(p *peer, op string, err error) {

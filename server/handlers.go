@@ -380,8 +380,8 @@ func (s *Server) start(r *http.Request, req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if handled, err := s.startMedia(r.Context(), req.account.Name, id, body.SDP); handled {
-		return nil, err
+	if a, handled, err := s.startMedia(r, req.account.Name, id, body.SDP); handled {
+		return a, err
 	}
 	_, err = s.mgr.Start(r.Context(), req.account.Name, id)
 	return nil, err
@@ -405,7 +405,7 @@ func (s *Server) ice(r *http.Request, req *request) (any, error) {
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdICE); err != nil {
 		return nil, err
 	}
-	return nil, s.iceMedia(req.account.Name, id, body.Candidate)
+	return s.iceMedia(r, req.account.Name, id, body.Candidate)
 }
 
 type taskResponse struct {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -68,36 +70,96 @@ func present(raw json.RawMessage) bool {
 // an answer, the session goes to connecting and its peer connects it;
 // without one, the peer is freed and the session starts as without media.
 // handled is false when the session has no peer here.
-func (s *Server) startMedia(ctx context.Context, account, id string, sdp json.RawMessage) (handled bool, err error) {
-	if s.media == nil || !s.media.Has(id) {
-		return false, nil
+func (s *Server) startMedia(r *http.Request, account, id string, sdp json.RawMessage) (a any, handled bool, err error) {
+	body := map[string]any{"session_id": id}
+	if present(sdp) {
+		body["sdp"] = sdp
 	}
+	if a, ok, err := s.forwardMedia(r, id, body); ok {
+		return a, true, err
+	}
+	if s.media == nil || !s.media.Has(id) {
+		return nil, false, nil
+	}
+	ctx := r.Context()
 	if !present(sdp) {
 		if _, err := s.mgr.Start(ctx, account, id); err != nil {
-			return true, err
+			return nil, true, err
 		}
 		s.media.Release(id)
-		return true, nil
+		return nil, true, nil
 	}
 	answer, err := media.ParseAnswer(sdp)
 	if err != nil {
-		return true, err
+		return nil, true, err
 	}
 	_, err = s.media.Start(ctx, account, id, answer)
-	return true, err
+	return nil, true, err
 }
 
-// iceMedia gives a candidate to the session's peer, if it has one here.
-// The session's state was checked.
-func (s *Server) iceMedia(account, id string, candidate json.RawMessage) error {
+// iceMedia gives a candidate to the session's peer: here, or forwarded to
+// the node holding it. The session's state was checked.
+func (s *Server) iceMedia(r *http.Request, account, id string, candidate json.RawMessage) (any, error) {
+	if a, ok, err := s.forwardMedia(r, id, map[string]any{"session_id": id, "candidate": candidate}); ok {
+		return a, err
+	}
 	if s.media == nil || !s.media.Has(id) {
-		return nil
+		return nil, nil
 	}
 	c, err := media.ParseCandidate(candidate)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.media.AddCandidate(account, id, c)
+	return nil, s.media.AddCandidate(account, id, c)
+}
+
+// forwardedHeader marks a call one node forwarded to the node holding the
+// session's peer: that node never forwards it again.
+const forwardedHeader = "X-Streamsession-Forwarded"
+
+// forwardTimeout bounds a forwarded call.
+const forwardTimeout = 10 * time.Second
+
+// forwardMedia sends a streaming.start or streaming.ice for a session whose
+// peer another node holds (Config.Media with a media.Directory) to that
+// node, with the caller's credentials and body, and returns its answer as
+// it is. handled is false when the peer is here, or nowhere. A node that
+// cannot be reached answers 503/400558.
+func (s *Server) forwardMedia(r *http.Request, id string, body map[string]any) (a any, handled bool, err error) {
+	if s.media == nil || r.Header.Get(forwardedHeader) != "" {
+		return nil, false, nil
+	}
+	node, err := s.media.Holder(r.Context(), id)
+	if err != nil || node == "" {
+		return nil, err != nil, err
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, true, sserrors.ErrInvalidParameter.WithCause(err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
+	defer cancel()
+	fwd, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(node, "/")+r.URL.Path, bytes.NewReader(b))
+	if err != nil {
+		return nil, true, errUnavailable.WithCause(err)
+	}
+	for _, h := range []string{"Authorization", "X-Api-Key"} {
+		if v := r.Header.Get(h); v != "" {
+			fwd.Header.Set(h, v)
+		}
+	}
+	fwd.Header.Set("Content-Type", "application/json")
+	fwd.Header.Set(forwardedHeader, "1")
+	resp, err := http.DefaultClient.Do(fwd)
+	if err != nil {
+		return nil, true, errUnavailable.WithCause(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, DefaultMaxBodyBytes))
+	if err != nil {
+		return nil, true, errUnavailable.WithCause(err)
+	}
+	return storedAnswer{StoredAnswer: StoredAnswer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: out}}, true, nil
 }
 
 // mediaSay plays a task on the session's peer. With a Relay the peer's

@@ -247,13 +247,16 @@ func mediaNodes(t *testing.T, n int) ([]*env, []*media.Engine, chan session.Even
 	store := newSharedStore(t)
 	relay := newMemRelay()
 	lim := newFakeLimiter(1000)
+	dir := &media.MemoryDirectory{}
 	events := make(chan session.Event, 256)
 	var nodes []*env
 	var engines []*media.Engine
 	for i := range n {
 		mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: testAvatars, Store: store.view()})
 		require.NoError(t, err)
-		eng, err := media.New(mgr, media.Config{})
+		var handler http.Handler
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+		eng, err := media.New(mgr, media.Config{Directory: dir, NodeURL: hs.URL})
 		require.NoError(t, err)
 		e := &env{t: t, mgr: mgr, lim: lim, clock: newFakeClock(), opened: make(chan realtime.SocketInfo, 100),
 			closed: make(chan realtime.SocketInfo, 100), refused: make(chan Refusal, 100)}
@@ -264,7 +267,7 @@ func mediaNodes(t *testing.T, n int) ([]*env, []*media.Engine, chan session.Even
 			cancel := mgr.Subscribe(func(ev session.Event) { events <- ev })
 			t.Cleanup(cancel)
 		}
-		e.http = httptest.NewServer(e.srv)
+		handler, e.http = e.srv, hs
 		t.Cleanup(func() {
 			e.http.Close()
 			require.NoError(t, e.srv.Close())
@@ -314,4 +317,30 @@ func TestMediaTaskAndStopThroughAnotherNode(t *testing.T) {
 		t.Fatal("a stop through another node did not close the peer")
 	}
 	assert.False(t, engines[0].Has(s.SessionID))
+}
+
+// A start and candidates that reach another node than the one holding the
+// peer are forwarded to it; its answers come back as they are.
+func TestMediaStartAndICEThroughAnotherNode(t *testing.T) {
+	nodes, engines, events := mediaNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	me := &mediaEnv{env: a, eng: engines[0], events: events}
+	var s v1Created
+	a.data(a.post("key-acme", PathNew, map[string]any{}), &s)
+	require.True(t, engines[0].Has(s.SessionID))
+	c, ans := me.client(s.SDP)
+
+	r := b.post("key-acme", PathICE, map[string]any{"session_id": s.SessionID, "candidate": map[string]any{"candidate": "candidate:junk"}})
+	assert.JSONEq(t, bodyInvalid, r.body, "the holder's refusal comes back")
+	cand, err := c.Candidate(5 * time.Second)
+	require.NoError(t, err)
+	r = b.post("key-acme", PathICE, map[string]any{"session_id": s.SessionID, "candidate": cand})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	r = b.post("key-globex", PathStart, map[string]any{"session_id": s.SessionID, "sdp": ans})
+	assert.JSONEq(t, bodyNotFound, r.body, "another account's session, through the holder")
+	r = b.post("key-acme", PathStart, map[string]any{"session_id": s.SessionID, "sdp": ans})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	assert.JSONEq(t, bodyNull, r.body)
+	me.waitState(s.SessionID, fsm.Connected)
+	assert.False(t, engines[1].Has(s.SessionID), "the peer stays on the node that made it")
 }
