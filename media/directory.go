@@ -26,6 +26,9 @@ type Directory interface {
 // sharing one process. The zero value is ready; it is safe for concurrent
 // use by multiple goroutines. Expired records are dropped when read.
 type MemoryDirectory struct {
+	// Now tells the time of the expiries. The default is time.Now.
+	Now func() time.Time
+
 	mu      sync.Mutex
 	holders map[string]heldBy
 }
@@ -42,7 +45,7 @@ func (d *MemoryDirectory) Claim(_ context.Context, sessionID, node string, ttl t
 	if d.holders == nil {
 		d.holders = make(map[string]heldBy)
 	}
-	d.holders[sessionID] = heldBy{node: node, expires: time.Now().Add(ttl)}
+	d.holders[sessionID] = heldBy{node: node, expires: d.now().Add(ttl)}
 	return nil
 }
 
@@ -54,7 +57,7 @@ func (d *MemoryDirectory) Holder(_ context.Context, sessionID string) (string, e
 	if !ok {
 		return "", nil
 	}
-	if time.Now().After(h.expires) {
+	if !d.now().Before(h.expires) {
 		delete(d.holders, sessionID)
 		return "", nil
 	}
@@ -69,4 +72,11 @@ func (d *MemoryDirectory) Release(_ context.Context, sessionID, node string) err
 		delete(d.holders, sessionID)
 	}
 	return nil
+}
+
+func (d *MemoryDirectory) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
 }
