@@ -96,10 +96,12 @@ type Engine struct {
 	node    string
 	holdFor time.Duration
 
-	mu     sync.Mutex
-	peers  map[string]*peer
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	peers    map[string]*peer
+	closed   bool
+	draining bool
+	gone     chan struct{} // a token when a peer was forgotten (for Drain)
+	wg       sync.WaitGroup
 }
 
 // New opens the shared UDP port and returns an Engine for mgr's sessions.
@@ -141,6 +143,7 @@ func New(mgr *session.Manager, cfg Config) (*Engine, error) {
 		source:  cfg.Source,
 		hooks:   cfg.Hooks,
 		peers:   make(map[string]*peer),
+		gone:    make(chan struct{}, 1),
 		dir:     cfg.Directory,
 		node:    cfg.NodeURL,
 		holdFor: cfg.HoldFor,
@@ -205,7 +208,7 @@ func (e *Engine) ICEServers() []ICEServer { return append([]ICEServer{}, e.serve
 // returns that peer's offer.
 func (e *Engine) Offer(ctx context.Context, account, id string) (webrtc.SessionDescription, error) {
 	e.mu.Lock()
-	if e.closed {
+	if e.closed || e.draining {
 		e.mu.Unlock()
 		return webrtc.SessionDescription{}, errEngineClosed
 	}
@@ -380,6 +383,50 @@ func (e *Engine) Close() error {
 	return e.conn.Close()
 }
 
+// forgotten wakes Drain. e.mu is held.
+func (e *Engine) forgotten() {
+	select {
+	case e.gone <- struct{}{}:
+	default:
+	}
+}
+
+// Drain takes this node's media out of a service of several nodes before
+// it stops: it refuses new offers (503/400558), waits for the sessions whose
+// peers are here to end, and when ctx ends first closes those left with
+// session.ReasonShutdown, since a peer connection cannot move to another
+// node. It returns nil when every peer had ended, else ctx.Err() once the
+// rest are closed. Call it before Manager.Leave; Close still releases the
+// port.
+func (e *Engine) Drain(ctx context.Context) error {
+	e.mu.Lock()
+	e.draining = true
+	e.mu.Unlock()
+	for {
+		e.mu.Lock()
+		left := make([]*peer, 0, len(e.peers))
+		for _, p := range e.peers {
+			left = append(left, p)
+		}
+		e.mu.Unlock()
+		if len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-e.gone:
+			continue
+		case <-ctx.Done():
+		}
+		closeCtx := context.WithoutCancel(ctx)
+		for _, p := range left {
+			if _, err := e.mgr.StopWithReason(closeCtx, p.account, p.id, session.ReasonShutdown); err != nil && !isStateError(err) {
+				e.fail(p, "drain", err)
+			}
+		}
+		return ctx.Err()
+	}
+}
+
 // onSession closes the peer of a session that is closing or closed.
 func (e *Engine) onSession(ev session.Event) {
 	if ev.To == fsm.Closing || ev.To == fsm.Closed {
@@ -397,6 +444,7 @@ func (e *Engine) drop(id string) {
 		return
 	}
 	delete(e.peers, id)
+	e.forgotten()
 	e.wg.Add(1)
 	e.mu.Unlock()
 	go func() {
@@ -423,6 +471,7 @@ func (e *Engine) lost(p *peer) {
 	e.mu.Lock()
 	if e.peers[p.id] == p {
 		delete(e.peers, p.id)
+		e.forgotten()
 	}
 	e.mu.Unlock()
 	ctx := context.Background()

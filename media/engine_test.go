@@ -250,3 +250,43 @@ func TestOfferShape(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `[{"urls":["stun:127.0.0.1:3478"]}]`, string(b))
 }
+
+func TestDrainWaitsThenClosesWithShutdown(t *testing.T) {
+	r := newRig(t, 0)
+	first, _ := connect(t, r)
+	second, _ := connect(t, r)
+
+	// A session that ends by itself while draining.
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		drained <- r.eng.Drain(ctx)
+	}()
+	_, err := r.mgr.Stop(context.Background(), acme.Name, first.ID)
+	require.NoError(t, err)
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned %v with a session left", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	// New offers are refused while draining.
+	info, err := r.mgr.Create(context.Background(), acme, session.CreateOptions{})
+	require.NoError(t, err)
+	_, err = r.eng.Offer(context.Background(), acme.Name, info.ID)
+	assert.Equal(t, sserrors.CodeAPIConnectionError, sserrors.CodeOf(err))
+
+	// The drain timeout closes the rest with reason shutdown.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, r.eng.Drain(ctx), context.Canceled)
+	ev := r.waitSession(second.ID, fsm.Closed)
+	assert.Equal(t, session.ReasonShutdown, ev.Reason)
+	select {
+	case err := <-drained:
+		assert.NoError(t, err, "the first Drain saw every peer end")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain did not return once the peers had ended")
+	}
+}
