@@ -13,13 +13,27 @@ import (
 // other nodes reach it. Implementations are safe for concurrent use by
 // multiple goroutines; package media/redisdir keeps one in Redis.
 type Directory interface {
-	// Claim records node as the holder of the session's peer for ttl.
-	Claim(ctx context.Context, sessionID, node string, ttl time.Duration) error
+	// Claim records node as the holder of the session's peer for ttl (the
+	// record Holder reads), and the session among node's until Release.
+	Claim(ctx context.Context, h Held, ttl time.Duration) error
 	// Holder returns the node holding the session's peer, or "" when none
 	// is recorded (a session without media, or one whose record expired).
 	Holder(ctx context.Context, sessionID string) (string, error)
-	// Release forgets the record if node still holds it.
+	// Release forgets the record if node still holds it, and the session
+	// among node's.
 	Release(ctx context.Context, sessionID, node string) error
+	// Beat records that node is alive for ttl.
+	Beat(ctx context.Context, node string, ttl time.Duration) error
+	// Orphans takes the sessions of every node whose last Beat expired (or
+	// that never beat): each is returned to one caller only, and forgotten.
+	Orphans(ctx context.Context) ([]Held, error)
+}
+
+// Held is a session whose peer a node holds. It is a plain value.
+type Held struct {
+	SessionID string
+	Account   string
+	Node      string
 }
 
 // MemoryDirectory is a Directory in this process, for tests and for nodes
@@ -31,6 +45,8 @@ type MemoryDirectory struct {
 
 	mu      sync.Mutex
 	holders map[string]heldBy
+	nodes   map[string]map[string]Held // node → session id → held
+	alive   map[string]time.Time       // node → end of its last Beat
 }
 
 type heldBy struct {
@@ -39,14 +55,50 @@ type heldBy struct {
 }
 
 // Claim records node for ttl.
-func (d *MemoryDirectory) Claim(_ context.Context, sessionID, node string, ttl time.Duration) error {
+func (d *MemoryDirectory) Claim(_ context.Context, h Held, ttl time.Duration) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.holders == nil {
 		d.holders = make(map[string]heldBy)
 	}
-	d.holders[sessionID] = heldBy{node: node, expires: d.now().Add(ttl)}
+	if d.nodes == nil {
+		d.nodes = make(map[string]map[string]Held)
+	}
+	d.holders[h.SessionID] = heldBy{node: h.Node, expires: d.now().Add(ttl)}
+	if d.nodes[h.Node] == nil {
+		d.nodes[h.Node] = make(map[string]Held)
+	}
+	d.nodes[h.Node][h.SessionID] = h
 	return nil
+}
+
+// Beat records that node is alive for ttl.
+func (d *MemoryDirectory) Beat(_ context.Context, node string, ttl time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.alive == nil {
+		d.alive = make(map[string]time.Time)
+	}
+	d.alive[node] = d.now().Add(ttl)
+	return nil
+}
+
+// Orphans takes the sessions of the nodes not alive.
+func (d *MemoryDirectory) Orphans(context.Context) ([]Held, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Held
+	now := d.now()
+	for node, held := range d.nodes {
+		if now.Before(d.alive[node]) {
+			continue
+		}
+		for _, h := range held {
+			out = append(out, h)
+		}
+		delete(d.nodes, node)
+	}
+	return out, nil
 }
 
 // Holder returns the node recorded, or "".
@@ -71,6 +123,7 @@ func (d *MemoryDirectory) Release(_ context.Context, sessionID, node string) err
 	if d.holders[sessionID].node == node {
 		delete(d.holders, sessionID)
 	}
+	delete(d.nodes[node], sessionID)
 	return nil
 }
 

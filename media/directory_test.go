@@ -20,7 +20,7 @@ func TestMemoryDirectoryExpires(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	d := &media.MemoryDirectory{Now: func() time.Time { return now }}
 	ctx := context.Background()
-	require.NoError(t, d.Claim(ctx, "s1", "http://a", time.Minute))
+	require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s1", Account: "acme", Node: "http://a"}, time.Minute))
 	now = now.Add(time.Minute - time.Nanosecond)
 	got, _ := d.Holder(ctx, "s1")
 	assert.Equal(t, "http://a", got)

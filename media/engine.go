@@ -61,7 +61,16 @@ type Config struct {
 	// session.DefaultJoinTimeout (5 minutes); set it to the Manager's
 	// JoinTimeout.
 	HoldFor time.Duration
+	// BeatEvery, with a Directory, is how often this node tells it that it
+	// is alive (each beat lasts three periods) and looks for the sessions
+	// of nodes that stopped beating (killed): those sessions are closed
+	// with session.ReasonMediaLost, their peers being gone. The default is
+	// DefaultBeatEvery (5 s): a dead node's sessions close within about 20 s.
+	BeatEvery time.Duration
 }
+
+// DefaultBeatEvery is Config.BeatEvery's default.
+const DefaultBeatEvery = 5 * time.Second
 
 // Hooks let a program observe the Engine (metrics, logs, a console) without
 // the library logging. Every hook is optional, called synchronously from
@@ -73,7 +82,9 @@ type Hooks struct {
 	PeerState func(sessionHash string, state webrtc.PeerConnectionState)
 	// Error receives every failure of work the Engine does on its own
 	// goroutines (moving a session when its peer connects or fails,
-	// sending a talking event).
+	// sending a talking event, the Directory's beats); sessionHash is ""
+	// for the node's own work (op "beat", "orphans", "claim",
+	// "orphan_close").
 	Error func(sessionHash string, op string, err error)
 }
 
@@ -95,6 +106,8 @@ type Engine struct {
 	dir     Directory
 	node    string
 	holdFor time.Duration
+	stop    chan struct{}  // ends beatLoop
+	loop    sync.WaitGroup // beatLoop
 
 	mu       sync.Mutex
 	peers    map[string]*peer
@@ -126,6 +139,9 @@ func New(mgr *session.Manager, cfg Config) (*Engine, error) {
 	if cfg.HoldFor <= 0 {
 		cfg.HoldFor = session.DefaultJoinTimeout
 	}
+	if cfg.BeatEvery <= 0 {
+		cfg.BeatEvery = DefaultBeatEvery
+	}
 	conn, err := net.ListenPacket("udp4", cfg.UDPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("media: Config.UDPAddr: %w", err)
@@ -149,7 +165,55 @@ func New(mgr *session.Manager, cfg Config) (*Engine, error) {
 		holdFor: cfg.HoldFor,
 	}
 	e.unsub = mgr.Subscribe(e.onSession)
+	if e.dir != nil {
+		e.stop = make(chan struct{})
+		e.loop.Add(1)
+		go e.beatLoop(cfg.BeatEvery)
+	}
 	return e, nil
+}
+
+// beatLoop tells the Directory that this node is alive and closes the
+// sessions of the nodes that are not, until Close.
+func (e *Engine) beatLoop(every time.Duration) {
+	defer e.loop.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		if err := e.dir.Beat(ctx, e.node, 3*every); err != nil {
+			e.failNode("beat", err)
+		}
+		orphans, err := e.dir.Orphans(ctx)
+		if err != nil {
+			e.failNode("orphans", err)
+		}
+		for _, h := range orphans {
+			if e.Has(h.SessionID) {
+				// This node's beat lapsed (a slow Directory), yet it holds
+				// the peer: record it again.
+				if err := e.dir.Claim(ctx, Held{SessionID: h.SessionID, Account: h.Account, Node: e.node}, e.holdFor); err != nil {
+					e.failNode("claim", err)
+				}
+				continue
+			}
+			if _, err := e.mgr.StopWithReason(ctx, h.Account, h.SessionID, session.ReasonMediaLost); err != nil && !isStateError(err) {
+				e.failNode("orphan_close", err)
+			}
+		}
+		cancel()
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Engine) failNode(op string, err error) {
+	if e.hooks.Error != nil {
+		e.hooks.Error("", op, err)
+	}
 }
 
 // newAPI builds the pion API every peer is made with: VP8 and Opus only,
@@ -243,7 +307,7 @@ func (e *Engine) Offer(ctx context.Context, account, id string) (webrtc.SessionD
 		return webrtc.SessionDescription{}, err
 	}
 	if e.dir != nil {
-		if err := e.dir.Claim(ctx, id, e.node, e.holdFor); err != nil {
+		if err := e.dir.Claim(ctx, Held{SessionID: id, Account: account, Node: e.node}, e.holdFor); err != nil {
 			e.drop(id)
 			return webrtc.SessionDescription{}, sserrors.ErrBackendUnavailable.WithCause(err)
 		}
@@ -376,8 +440,13 @@ func (e *Engine) Close() error {
 	e.peers = map[string]*peer{}
 	e.mu.Unlock()
 	e.unsub()
+	if e.stop != nil {
+		close(e.stop)
+		e.loop.Wait()
+	}
 	for _, p := range peers {
 		p.close()
+		e.release(p)
 	}
 	e.wg.Wait()
 	return e.conn.Close()

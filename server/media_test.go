@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,10 +245,17 @@ func TestMediaSocketDoesNotConnect(t *testing.T) {
 // Engine.
 func mediaNodes(t *testing.T, n int) ([]*env, []*media.Engine, chan session.Event) {
 	t.Helper()
+	dir := &media.MemoryDirectory{}
+	return mediaNodesWith(t, n, func(_ int, cfg *media.Config) { cfg.Directory = dir })
+}
+
+// mediaNodesWith is mediaNodes with each node's media.Config adjusted by
+// tweak (NodeURL is set).
+func mediaNodesWith(t *testing.T, n int, tweak func(i int, cfg *media.Config)) ([]*env, []*media.Engine, chan session.Event) {
+	t.Helper()
 	store := newSharedStore(t)
 	relay := newMemRelay()
 	lim := newFakeLimiter(1000)
-	dir := &media.MemoryDirectory{}
 	events := make(chan session.Event, 256)
 	var nodes []*env
 	var engines []*media.Engine
@@ -256,7 +264,9 @@ func mediaNodes(t *testing.T, n int) ([]*env, []*media.Engine, chan session.Even
 		require.NoError(t, err)
 		var handler http.Handler
 		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-		eng, err := media.New(mgr, media.Config{Directory: dir, NodeURL: hs.URL})
+		mcfg := media.Config{NodeURL: hs.URL}
+		tweak(i, &mcfg)
+		eng, err := media.New(mgr, mcfg)
 		require.NoError(t, err)
 		e := &env{t: t, mgr: mgr, lim: lim, clock: newFakeClock(), opened: make(chan realtime.SocketInfo, 100),
 			closed: make(chan realtime.SocketInfo, 100), refused: make(chan Refusal, 100)}
@@ -343,4 +353,51 @@ func TestMediaStartAndICEThroughAnotherNode(t *testing.T) {
 	assert.JSONEq(t, bodyNull, r.body)
 	me.waitState(s.SessionID, fsm.Connected)
 	assert.False(t, engines[1].Has(s.SessionID), "the peer stays on the node that made it")
+}
+
+// deadDirectory is a node's view of a shared Directory that can die: once
+// dead, the node neither beats nor looks for orphans, as a killed process.
+type deadDirectory struct {
+	media.Directory
+	dead atomic.Bool
+}
+
+func (d *deadDirectory) Beat(ctx context.Context, node string, ttl time.Duration) error {
+	if d.dead.Load() {
+		return nil
+	}
+	return d.Directory.Beat(ctx, node, ttl)
+}
+
+func (d *deadDirectory) Orphans(ctx context.Context) ([]media.Held, error) {
+	if d.dead.Load() {
+		return nil, nil
+	}
+	return d.Directory.Orphans(ctx)
+}
+
+// When the node holding a session's peer dies, another node closes the
+// session with reason media_lost.
+func TestMediaHolderDiesOthersCloseMediaLost(t *testing.T) {
+	shared := &media.MemoryDirectory{}
+	dirs := []*deadDirectory{{Directory: shared}, {Directory: shared}}
+	nodes, engines, events := mediaNodesWith(t, 2, func(i int, cfg *media.Config) {
+		cfg.Directory = dirs[i]
+		cfg.BeatEvery = 50 * time.Millisecond
+	})
+	a := nodes[0]
+	me := &mediaEnv{env: a, eng: engines[0], events: events}
+	var s v1Created
+	a.data(a.post("key-acme", PathNew, map[string]any{}), &s)
+	c, ans := me.client(s.SDP)
+	r := a.post("key-acme", PathStart, map[string]any{"session_id": s.SessionID, "sdp": ans})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	me.waitState(s.SessionID, fsm.Connected)
+	<-c.Opened
+
+	dirs[0].dead.Store(true) // a is killed: it beats no more
+	t0 := time.Now()
+	ev := me.waitState(s.SessionID, fsm.Closed)
+	assert.Equal(t, session.ReasonMediaLost, ev.Reason)
+	t.Logf("closed by the survivor %v after the holder's last beat could have been sent", time.Since(t0).Round(time.Millisecond))
 }

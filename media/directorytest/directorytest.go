@@ -24,8 +24,8 @@ func Run(t *testing.T, newDir func(t *testing.T) media.Directory) {
 	})
 	t.Run("claim then holder", func(t *testing.T) {
 		d := newDir(t)
-		require.NoError(t, d.Claim(ctx, "s1", "http://a:8080", time.Minute))
-		require.NoError(t, d.Claim(ctx, "s2", "http://b:8080", time.Minute))
+		require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s1", Account: "acme", Node: "http://a:8080"}, time.Minute))
+		require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s2", Account: "acme", Node: "http://b:8080"}, time.Minute))
 		got, err := d.Holder(ctx, "s1")
 		require.NoError(t, err)
 		assert.Equal(t, "http://a:8080", got)
@@ -35,7 +35,7 @@ func Run(t *testing.T, newDir func(t *testing.T) media.Directory) {
 	})
 	t.Run("release by another node keeps the record", func(t *testing.T) {
 		d := newDir(t)
-		require.NoError(t, d.Claim(ctx, "s1", "http://a:8080", time.Minute))
+		require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s1", Account: "acme", Node: "http://a:8080"}, time.Minute))
 		require.NoError(t, d.Release(ctx, "s1", "http://b:8080"))
 		got, err := d.Holder(ctx, "s1")
 		require.NoError(t, err)
@@ -45,5 +45,23 @@ func Run(t *testing.T, newDir func(t *testing.T) media.Directory) {
 		require.NoError(t, err)
 		assert.Equal(t, "", got)
 		require.NoError(t, d.Release(ctx, "s1", "http://a:8080"), "releasing twice is harmless")
+	})
+	t.Run("orphans are the sessions of nodes not alive, taken once", func(t *testing.T) {
+		d := newDir(t)
+		require.NoError(t, d.Beat(ctx, "http://a:8080", time.Minute))
+		require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s1", Account: "acme", Node: "http://a:8080"}, time.Minute))
+		require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s2", Account: "acme", Node: "http://b:8080"}, time.Minute))
+		require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s3", Account: "globex", Node: "http://b:8080"}, time.Minute))
+		require.NoError(t, d.Claim(ctx, media.Held{SessionID: "s4", Account: "globex", Node: "http://b:8080"}, time.Minute))
+		require.NoError(t, d.Release(ctx, "s4", "http://b:8080"))
+		got, err := d.Orphans(ctx)
+		require.NoError(t, err)
+		assert.ElementsMatch(t, []media.Held{
+			{SessionID: "s2", Account: "acme", Node: "http://b:8080"},
+			{SessionID: "s3", Account: "globex", Node: "http://b:8080"},
+		}, got, "b never beat; a is alive; s4 was released")
+		got, err = d.Orphans(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, got, "taken once")
 	})
 }
