@@ -115,8 +115,27 @@ func bundle(t *testing.T) []byte {
 	return b
 }
 
-const page = `<!doctype html><html><head><meta charset="utf-8"><title>sdk1</title></head>
-<body><script src="/sdk1.js"></script></body></html>`
+const page = `<!doctype html><html><head><meta charset="utf-8"><title>sdk1</title>
+<style>body{margin:0;padding:8px;background:#1b1b1b;color:#ddd;font:13px sans-serif}video{display:block;width:320px;height:240px}</style></head>
+<body><div>HeyGen SDK 1.0.16 <code>createStartAvatar</code> ← streamsession media (synthetic avatar)</div>
+<script src="/sdk1.js"></script></body></html>`
+
+// docsScreenshot is the picture of the avatar in docs/media.md, rewritten
+// by the test when STREAMSESSION_UPDATE_SCREENSHOT=1.
+const docsScreenshot = "../../docs/media.png"
+
+// shoot saves a screenshot of the page's video as testdata/artifacts/name
+// (git ignores it).
+func shoot(t *testing.T, ctx context.Context, name string) []byte {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS("body")))
+	require.NoError(t, err)
+	dir := filepath.Join("testdata", "artifacts")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+	t.Logf("wrote %s", filepath.Join(dir, name))
+	return png
+}
 
 // result is what the page reports.
 type result struct {
@@ -227,7 +246,17 @@ func TestSDK1CreateStartAvatar(t *testing.T) {
 	ctx, stop := context.WithTimeout(ctx, 60*time.Second)
 	defer stop()
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(hs.URL+"/")))
-	out, err := chromedp.Run(ctx, chromedp.Evaluate[result](fmt.Sprintf("runSDK1(%q, %q)", hs.URL, tok.Data.Token), chromedp.EvalAwaitPromise))
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[result](fmt.Sprintf("runSDK1(%q, %q)", hs.URL, tok.Data.Token), chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	shoot(t, ctx, "sdk1-idle.png")
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[result]("speakSDK1()", chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	talking := shoot(t, ctx, "sdk1-talking.png")
+	if os.Getenv("STREAMSESSION_UPDATE_SCREENSHOT") == "1" {
+		require.NoError(t, os.WriteFile(docsScreenshot, talking, 0o644))
+		t.Logf("updated %s", docsScreenshot)
+	}
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[result]("finishSDK1()", chromedp.EvalAwaitPromise))
 	require.NoError(t, err)
 
 	for _, s := range out.Steps {

@@ -1,6 +1,8 @@
 // The browser side of internal/sdk1test: HeyGen's SDK 1.0.16 as an app uses
 // it (createStartAvatar, speak, stopAvatar), reporting what the page saw.
-// Bundled by the test with esbuild into an IIFE that sets window.runSDK1.
+// Bundled by the test with esbuild into an IIFE that sets window.runSDK1,
+// window.speakSDK1 and window.finishSDK1, which the test calls in turn
+// (taking a screenshot between them).
 import { Configuration, StreamingAvatarApi } from "@heygen/streaming-avatar";
 
 window.runSDK1 = async (basePath, token) => {
@@ -43,10 +45,22 @@ window.runSDK1 = async (basePath, token) => {
   out.height = video.videoHeight;
   await frames(29);
   step("30 frames");
+  window.sdk1 = { api, data, out, step, video };
+  return out;
+};
 
+window.speakSDK1 = async () => {
+  const { api, data, out, step } = window.sdk1;
   const task = await api.speak({ taskRequest: { sessionId: data.sessionId, text: "Hello from the synthetic avatar" } });
   out.taskId = task.data && task.data.taskId;
   step("speak");
+  while (out.events.length < 1) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 300)); // the mouth moving, for the screenshot
+  return out;
+};
+
+window.finishSDK1 = async () => {
+  const { api, data, out, step, video } = window.sdk1;
   while (out.events.length < 2) await new Promise((r) => setTimeout(r, 10));
   step("talking events");
   const q = video.getVideoPlaybackQuality();
