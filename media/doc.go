@@ -13,7 +13,8 @@
 // The peers drive the sessions, never the other way: a peer connected
 // (ICE and DTLS up) joins its session (connecting → connected); a peer
 // failed, or closed by the client (its DTLS close or its data channel
-// ending), closes the session with session.ReasonMediaLost; a peer only
+// ending) and not stopped by it within Config.ClosedGrace, closes the
+// session with session.ReasonMediaLost; a peer only
 // disconnected closes nothing (ICE may recover). The session closing for
 // any reason (stop, a timer, shutdown) closes its peer. A pending offer is
 // a session in state new: it holds a slot of the account's limits and ends

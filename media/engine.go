@@ -67,7 +67,17 @@ type Config struct {
 	// with session.ReasonMediaLost, their peers being gone. The default is
 	// DefaultBeatEvery (5 s): a dead node's sessions close within about 20 s.
 	BeatEvery time.Duration
+	// ClosedGrace is how long the session of a peer the client closed waits
+	// for the client's own streaming.stop before it closes with
+	// session.ReasonMediaLost: SDK 1.x's stopAvatar closes its peer, then
+	// calls stop, and such a session ends with reason stop. A peer that
+	// failed closes its session at once. The default is DefaultClosedGrace;
+	// negative means no wait.
+	ClosedGrace time.Duration
 }
+
+// DefaultClosedGrace is Config.ClosedGrace's default.
+const DefaultClosedGrace = 2 * time.Second
 
 // DefaultBeatEvery is Config.BeatEvery's default.
 const DefaultBeatEvery = 5 * time.Second
@@ -91,8 +101,8 @@ type Hooks struct {
 // Engine owns the WebRTC peers of a Manager's sessions: one peer per
 // session, all on one UDP port. Its peers drive their sessions: a peer
 // connected (ICE and DTLS up) joins its session (connecting → connected); a
-// peer failed, or closed by the client, closes its session with
-// session.ReasonMediaLost; a session closing for any reason closes its
+// peer failed, or closed by the client and not stopped within ClosedGrace,
+// closes its session with session.ReasonMediaLost; a session closing for any reason closes its
 // peer. A peer only disconnected closes nothing. An Engine is safe for
 // concurrent use by multiple goroutines.
 type Engine struct {
@@ -108,12 +118,14 @@ type Engine struct {
 	holdFor time.Duration
 	stop    chan struct{}  // ends beatLoop
 	loop    sync.WaitGroup // beatLoop
+	grace   time.Duration  // Config.ClosedGrace
 
 	mu       sync.Mutex
 	peers    map[string]*peer
 	closed   bool
 	draining bool
-	gone     chan struct{} // a token when a peer was forgotten (for Drain)
+	gone     chan struct{}         // a token when a peer was forgotten (for Drain)
+	pending  map[*peer]*time.Timer // peers closed by their client, in ClosedGrace
 	wg       sync.WaitGroup
 }
 
@@ -142,6 +154,9 @@ func New(mgr *session.Manager, cfg Config) (*Engine, error) {
 	if cfg.BeatEvery <= 0 {
 		cfg.BeatEvery = DefaultBeatEvery
 	}
+	if cfg.ClosedGrace == 0 {
+		cfg.ClosedGrace = DefaultClosedGrace
+	}
 	conn, err := net.ListenPacket("udp4", cfg.UDPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("media: Config.UDPAddr: %w", err)
@@ -163,6 +178,8 @@ func New(mgr *session.Manager, cfg Config) (*Engine, error) {
 		dir:     cfg.Directory,
 		node:    cfg.NodeURL,
 		holdFor: cfg.HoldFor,
+		grace:   cfg.ClosedGrace,
+		pending: make(map[*peer]*time.Timer),
 	}
 	e.unsub = mgr.Subscribe(e.onSession)
 	if e.dir != nil {
@@ -438,6 +455,10 @@ func (e *Engine) Close() error {
 	e.closed = true
 	peers := e.peers
 	e.peers = map[string]*peer{}
+	for p, t := range e.pending {
+		t.Stop() // their sessions close with the Manager, or by their timers
+		delete(e.pending, p)
+	}
 	e.mu.Unlock()
 	e.unsub()
 	if e.stop != nil {
@@ -504,16 +525,22 @@ func (e *Engine) onSession(ev session.Event) {
 }
 
 // drop forgets the session's peer and closes it in the background (a
-// close waits for pion's goroutines).
+// close waits for pion's goroutines). A peer its client closed, waiting
+// for the client's stop (ClosedGrace), is forgotten without a loss.
 func (e *Engine) drop(id string) {
 	e.mu.Lock()
 	p := e.peers[id]
-	if p == nil || !p.markClosing() {
+	if p == nil {
 		e.mu.Unlock()
 		return
 	}
 	delete(e.peers, id)
 	e.forgotten()
+	if t, ok := e.pending[p]; ok {
+		t.Stop()
+		delete(e.pending, p)
+	}
+	p.markClosing()
 	e.wg.Add(1)
 	e.mu.Unlock()
 	go func() {
@@ -533,6 +560,30 @@ func (e *Engine) release(p *peer) {
 	if err := e.dir.Release(ctx, p.id, e.node); err != nil {
 		e.fail(p, "release", err)
 	}
+}
+
+// closedByClient closes the session of a peer the client closed, after
+// ClosedGrace unless the session closed meanwhile (the client's stop).
+func (e *Engine) closedByClient(p *peer) {
+	if e.grace < 0 {
+		e.lost(p)
+		return
+	}
+	p.close()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	e.pending[p] = time.AfterFunc(e.grace, func() {
+		e.mu.Lock()
+		_, ok := e.pending[p]
+		delete(e.pending, p)
+		e.mu.Unlock()
+		if ok {
+			e.lost(p)
+		}
+	})
 }
 
 // lost closes the session of a peer that failed or that the client closed.

@@ -126,6 +126,19 @@ func TestClientClosingItsPeerClosesTheSessionMediaLost(t *testing.T) {
 	assert.False(t, r.eng.Has(info.ID))
 }
 
+// SDK 1.x's stopAvatar closes its peer, then calls stop: within
+// ClosedGrace the session ends as stopped, not lost.
+func TestClientStopAfterClosingItsPeerIsAStop(t *testing.T) {
+	r := newRigWith(t, 0, time.Hour)
+	info, c := connect(t, r)
+	require.NoError(t, c.pc.Close())
+	r.waitFor("peer closed", func(log []string, _ []session.Event) bool { return index(log, "peer:closed") >= 0 })
+	_, err := r.mgr.Stop(context.Background(), acme.Name, info.ID)
+	require.NoError(t, err, "the session waits for the client's stop")
+	ev := r.waitSession(info.ID, fsm.Closed)
+	assert.Equal(t, session.ReasonStop, ev.Reason)
+}
+
 func TestStopClosesThePeer(t *testing.T) {
 	r := newRig(t, 0)
 	info, c := connect(t, r)

@@ -31,7 +31,16 @@ type rig struct {
 	wake   chan struct{}
 }
 
+// closedGrace is the rig's Config.ClosedGrace.
+const closedGrace = 100 * time.Millisecond
+
 func newRig(t *testing.T, joinTimeout time.Duration) *rig {
+	t.Helper()
+	return newRigWith(t, joinTimeout, closedGrace)
+}
+
+// newRigWith is newRig with the Engine's ClosedGrace.
+func newRigWith(t *testing.T, joinTimeout, grace time.Duration) *rig {
 	t.Helper()
 	r := &rig{t: t, wake: make(chan struct{}, 1)}
 	limiter := limits.NewMemory(limits.MemoryConfig{})
@@ -47,7 +56,8 @@ func newRig(t *testing.T, joinTimeout time.Duration) *rig {
 	require.NoError(t, err)
 	r.mgr = mgr
 	eng, err := media.New(mgr, media.Config{
-		ICEServers: []media.ICEServer{{URLs: []string{"stun:127.0.0.1:3478"}}},
+		ICEServers:  []media.ICEServer{{URLs: []string{"stun:127.0.0.1:3478"}}},
+		ClosedGrace: grace,
 		Hooks: media.Hooks{
 			PeerState: func(_ string, s webrtc.PeerConnectionState) { r.note("peer:"+s.String(), nil) },
 			Error:     func(_ string, op string, err error) { t.Errorf("media hook error %s: %v", op, err) },

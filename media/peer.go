@@ -198,9 +198,13 @@ func (p *peer) onState(s webrtc.PeerConnectionState) {
 		if join {
 			p.join()
 		}
-	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+	case webrtc.PeerConnectionStateFailed:
 		if p.markClosing() {
 			p.e.lost(p)
+		}
+	case webrtc.PeerConnectionStateClosed: // the client's DTLS close_notify
+		if p.markClosing() {
+			p.e.closedByClient(p)
 		}
 	}
 }
@@ -338,7 +342,7 @@ func (p *peer) onOpen() {
 // ICE would only report the peer disconnected) as the media lost.
 func (p *peer) onDataChannelClose() {
 	if p.markClosing() {
-		p.e.lost(p)
+		p.e.closedByClient(p)
 	}
 }
 

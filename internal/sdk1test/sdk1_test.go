@@ -314,7 +314,7 @@ func TestSDK1CreateStartAvatar(t *testing.T) {
 	mu.Unlock()
 	t.Logf("server: session states %v, closed with reason %s; start → connected %v", states, reason, connectedAt.Sub(startAt))
 	assert.Equal(t, []string{"new", "connecting", "connected", "closing", "closed"}, states)
-	assert.Contains(t, []session.Reason{session.ReasonStop, session.ReasonMediaLost}, reason,
-		"stopAvatar closes its peer, then calls stop: whichever the server sees first closes the session")
+	assert.Equal(t, session.ReasonStop, reason,
+		"stopAvatar closes its peer, then calls stop: within media.Config.ClosedGrace the session is stopped, not lost")
 	assert.False(t, eng.Has(out.SessionID))
 }
