@@ -1,16 +1,15 @@
 // Package redisdir is a media.Directory in Redis: one key per session
 // holding the base URL of the node that holds its peer, with an expiry
-// (PREFIX holder:ID); per node, a set of the sessions it holds (PREFIX
-// node:NODE) and a key while it is alive (PREFIX alive:NODE); and the set
-// of the nodes (PREFIX nodes). Each command touches one key, so Redis
-// Cluster needs no hash tag; it takes a redis.UniversalClient, so Sentinel
+// (PREFIX holder:ID); per node, a hash of the sessions it holds, session id
+// to account (PREFIX node:NODE), and a key while it is alive (PREFIX
+// alive:NODE); and the set of the nodes (PREFIX nodes). Each command and
+// script touches one key, so Redis Cluster needs no hash tag; it takes a redis.UniversalClient, so Sentinel
 // and Cluster need nothing of it.
 package redisdir
 
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,16 +41,12 @@ func New(rdb redis.UniversalClient, cfg Config) *Directory {
 	return &Directory{rdb: rdb, prefix: cfg.Prefix}
 }
 
-// sep separates the account and the session id in a node's set; neither
-// contains it.
-const sep = "\x00"
-
 // Claim records node for ttl (SET with PX) and adds the session to node's
-// set.
+// hash.
 func (d *Directory) Claim(ctx context.Context, h media.Held, ttl time.Duration) error {
 	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, d.prefix+"holder:"+h.SessionID, h.Node, ttl)
-		p.SAdd(ctx, d.prefix+"node:"+h.Node, h.Account+sep+h.SessionID)
+		p.HSet(ctx, d.prefix+"node:"+h.Node, h.SessionID, h.Account)
 		p.SAdd(ctx, d.prefix+"nodes", h.Node)
 		return nil
 	})
@@ -71,21 +66,12 @@ func (d *Directory) Holder(ctx context.Context, sessionID string) (string, error
 var release = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 // Release forgets the record if node holds it, and the session in node's
-// set.
+// hash.
 func (d *Directory) Release(ctx context.Context, sessionID, node string) error {
 	if err := release.Run(ctx, d.rdb, []string{d.prefix + "holder:" + sessionID}, node).Err(); err != nil {
 		return err
 	}
-	members, err := d.rdb.SMembers(ctx, d.prefix+"node:"+node).Result()
-	if err != nil {
-		return err
-	}
-	for _, m := range members {
-		if strings.HasSuffix(m, sep+sessionID) {
-			return d.rdb.SRem(ctx, d.prefix+"node:"+node, m).Err()
-		}
-	}
-	return nil
+	return d.rdb.HDel(ctx, d.prefix+"node:"+node, sessionID).Err()
 }
 
 // Beat sets node's alive key for ttl.
@@ -98,11 +84,13 @@ func (d *Directory) Beat(ctx context.Context, node string, ttl time.Duration) er
 	return err
 }
 
-// maxOrphans bounds the sessions one SPOP takes from a dead node's set.
-const maxOrphans = 10000
+// take returns a hash's fields and values and deletes it, at once: one
+// caller takes a dead node's sessions.
+var take = redis.NewScript(`local all = redis.call("HGETALL", KEYS[1]) redis.call("DEL", KEYS[1]) return all`)
 
-// Orphans takes (SPOP) the sessions of every node without an alive key;
-// a node whose set is empty leaves the set of nodes.
+// Orphans takes the sessions of every node without an alive key (its hash,
+// read and deleted by one script); such a node leaves the set of nodes
+// until it beats again.
 func (d *Directory) Orphans(ctx context.Context) ([]media.Held, error) {
 	nodes, err := d.rdb.SMembers(ctx, d.prefix+"nodes").Result()
 	if err != nil {
@@ -117,19 +105,15 @@ func (d *Directory) Orphans(ctx context.Context) ([]media.Held, error) {
 		if n == 1 {
 			continue
 		}
-		members, err := d.rdb.SPopN(ctx, d.prefix+"node:"+node, maxOrphans).Result()
+		all, err := take.Run(ctx, d.rdb, []string{d.prefix + "node:" + node}).StringSlice()
 		if err != nil {
 			return out, err
 		}
-		for _, m := range members {
-			account, id, ok := strings.Cut(m, sep)
-			if ok {
-				out = append(out, media.Held{SessionID: id, Account: account, Node: node})
-			}
+		for i := 0; i+1 < len(all); i += 2 {
+			out = append(out, media.Held{SessionID: all[i], Account: all[i+1], Node: node})
 		}
-		if len(members) < maxOrphans {
-			// Gone for good unless it beats again (a restart adds it back).
-			d.rdb.SRem(ctx, d.prefix+"nodes", node)
+		if err := d.rdb.SRem(ctx, d.prefix+"nodes", node).Err(); err != nil {
+			return out, err
 		}
 	}
 	return out, nil
