@@ -66,10 +66,11 @@ func present(raw json.RawMessage) bool {
 	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
 }
 
-// startMedia serves streaming.start for a session with a peer here: with
-// an answer, the session goes to connecting and its peer connects it;
-// without one, the peer is freed and the session starts as without media.
-// handled is false when the session has no peer here.
+// startMedia serves streaming.start for a session with a peer: forwarded
+// to the node holding it when that is another (forwardMedia); here, with
+// an answer the session goes to connecting and its peer connects it,
+// without one the peer is freed and the session starts as without media.
+// handled is false when the session has no peer.
 func (s *Server) startMedia(r *http.Request, account, id string, sdp json.RawMessage) (a any, handled bool, err error) {
 	body := map[string]any{"session_id": id}
 	if present(sdp) {
