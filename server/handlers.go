@@ -52,9 +52,15 @@ type request struct {
 	sessionID string
 }
 
-// tokenData marks the answer of streaming.create_token, whose envelope is
+// rawAnswer is an answer that writes itself instead of taking the data
+// envelope: streaming.create_token's, and a call forwarded to another node.
+type rawAnswer interface{ write(w http.ResponseWriter) }
+
+// tokenData is the answer of streaming.create_token, whose envelope is
 // {"error": null, "data": {"token": ...}}.
 type tokenData string
+
+func (t tokenData) write(w http.ResponseWriter) { writeToken(w, string(t)) }
 
 func (s *Server) newRoutes() map[string]route {
 	post := func(allowToken bool, fn func(*http.Request, *request) (any, error)) route {
@@ -128,8 +134,8 @@ func (s *Server) answer(fn func(*http.Request, *request) (any, error)) http.Hand
 			s.refuse(w, r, *req, err)
 			return
 		}
-		if t, ok := data.(tokenData); ok {
-			writeToken(w, string(t))
+		if raw, ok := data.(rawAnswer); ok {
+			raw.write(w)
 			return
 		}
 		writeData(w, data)
@@ -321,6 +327,10 @@ func (s *Server) newSession(r *http.Request, req *request) (any, error) {
 	if err := body.validate(); err != nil {
 		return nil, err
 	}
+	withMedia, err := s.wantsMedia(body.Version)
+	if err != nil {
+		return nil, err
+	}
 	opts := session.CreateOptions{AvatarID: body.AvatarID, DisableIdleTimeout: body.DisableIdleTimeout}
 	if opts.AvatarID == "" {
 		opts.AvatarID = body.AvatarName
@@ -335,14 +345,18 @@ func (s *Server) newSession(r *http.Request, req *request) (any, error) {
 	req.sessionID = info.ID
 	token := s.access.mint(info.Account, info.ID)
 	endpoint := s.realtimeURL(r, info.ID, token)
-	return newResponse{
+	resp := newResponse{
 		SessionID:            info.ID,
 		AccessToken:          token,
 		RealtimeEndpoint:     endpoint,
 		URL:                  endpoint,
 		IsPaid:               info.Paid,
 		SessionDurationLimit: int64(info.DurationLimit / time.Second),
-	}, nil
+	}
+	if withMedia {
+		return s.withOffer(r.Context(), info, resp)
+	}
+	return resp, nil
 }
 
 // create creates the caller's session. With a bearer token it spends the
@@ -419,7 +433,7 @@ type sessionRequest struct {
 func (s *Server) start(r *http.Request, req *request) (any, error) {
 	var body struct {
 		sessionRequest
-		SDP json.RawMessage `json:"sdp"` // v1 clients' SDP answer: accepted and ignored
+		SDP json.RawMessage `json:"sdp"` // v1 clients' SDP answer: ignored without a peer (Config.Media)
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, err
@@ -427,6 +441,9 @@ func (s *Server) start(r *http.Request, req *request) (any, error) {
 	id, err := req.named(body.SessionID)
 	if err != nil {
 		return nil, err
+	}
+	if a, handled, err := s.startMedia(r, req.account.Name, id, body.SDP); handled {
+		return a, err
 	}
 	_, err = s.mgr.Start(r.Context(), req.account.Name, id)
 	return nil, err
@@ -447,8 +464,10 @@ func (s *Server) ice(r *http.Request, req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdICE)
-	return nil, err
+	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdICE); err != nil {
+		return nil, err
+	}
+	return s.iceMedia(r, req.account.Name, id, body.Candidate)
 }
 
 type taskResponse struct {
@@ -483,6 +502,7 @@ func (s *Server) task(r *http.Request, req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.mediaSay(id, taskID, d)
 	return taskResponse{TaskID: taskID, DurationMS: d.Milliseconds()}, nil
 }
 
@@ -494,6 +514,7 @@ func (s *Server) interrupt(r *http.Request, req *request) (any, error) {
 	if _, err := s.mgr.Command(r.Context(), req.account.Name, id, fsm.CmdInterrupt); err != nil {
 		return nil, err
 	}
+	s.mediaHush(id)
 	return nil, s.rt.Hush(r.Context(), id)
 }
 

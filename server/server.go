@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/media"
 	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
@@ -109,6 +110,13 @@ type Config struct {
 	// ReadyTimeout bounds each Ready call. The default is
 	// DefaultReadyTimeout (1 s).
 	ReadyTimeout time.Duration
+
+	// Media, when set, serves the avatar over WebRTC (HeyGen v1):
+	// streaming.new answers an offer unless "version":"v2", and a session
+	// started with an answer is connected by its peer (see package media).
+	// It must run on Manager. The Server does not close it. The default
+	// (nil) serves no media.
+	Media *media.Engine
 }
 
 // Hooks let a caller observe the server (for metrics and logs) without the
@@ -175,6 +183,8 @@ type Server struct {
 	bodyTimeout  time.Duration
 	rateLimit    func(account string) RateLimit
 	rates        RateLimiter
+	media        *media.Engine // Config.Media
+	mediaRelay   func()        // cancels the Relay subscription that plays tasks on Media
 }
 
 // New returns a Server for cfg. It subscribes once to cfg.Manager's
@@ -244,6 +254,7 @@ func New(cfg Config) (*Server, error) {
 		rateLimit:    cfg.RateLimit,
 		rates:        cfg.RateLimiter,
 		health:       newHealth(cfg),
+		media:        cfg.Media,
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
@@ -293,6 +304,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: Config.Relay: subscribe: %w", err)
 	}
 	s.rt = hub
+	if err := s.followRelay(cfg.Relay); err != nil {
+		_ = hub.Close()
+		return nil, fmt.Errorf("server: Config.Relay: subscribe: %w", err)
+	}
 	return s, nil
 }
 
@@ -351,9 +366,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err e
 // clients the closed state first, close the Manager before calling
 // Shutdown. Calling it again does nothing more and returns nil once the
 // sockets are gone.
-func (s *Server) Shutdown(ctx context.Context) error { return s.rt.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.unfollowRelay()
+	return s.rt.Shutdown(ctx)
+}
 
 // Close drops every realtime socket at once (no close frame) and releases
 // what Shutdown releases. It returns when the sockets' goroutines have
 // ended.
-func (s *Server) Close() error { return s.rt.Close() }
+func (s *Server) Close() error {
+	s.unfollowRelay()
+	return s.rt.Close()
+}

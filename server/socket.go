@@ -65,6 +65,12 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	// A media session becomes connected by its peer (ICE and DTLS up), not
+	// by its socket.
+	if info.State == fsm.Connecting && s.mediaJoins(id) {
+		s.rt.Serve(ctx, ws, account, id)
+		return
+	}
 	if _, err := s.mgr.Join(ctx, account, id); err != nil {
 		// The session changed between the check above and the join (it
 		// closed), or the store failed: the socket closes at once, with the

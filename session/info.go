@@ -28,6 +28,7 @@ const (
 	ReasonUserDisconnected // a stop whose caller said the user went away (LiveAvatar's USER_DISCONNECTED)
 	ReasonAgentHangUp      // a stop whose caller said its agent ended the call (LiveAvatar's AGENT_HANG_UP)
 	ReasonStoreLost        // the shared store lost the session's data (a Redis flushed, or restarted without persistence)
+	ReasonMediaLost        // the client's media peer failed or was closed by the client (package media)
 )
 
 var reasonNames = [...]string{
@@ -43,6 +44,7 @@ var reasonNames = [...]string{
 	ReasonUserDisconnected: "user_disconnected",
 	ReasonAgentHangUp:      "agent_hang_up",
 	ReasonStoreLost:        "store_lost",
+	ReasonMediaLost:        "media_lost",
 }
 
 // String returns a short name for logs and metric labels ("stop", "idle",

@@ -380,6 +380,22 @@ func (m *Manager) Stop(ctx context.Context, account, id string) (Info, error) {
 	return m.closeSession(ctx, account, id, ReasonStop, 0)
 }
 
+// StopWithReason closes a session as Stop does, recording reason (one of
+// the Reason values other than ReasonNone) as what closed it: for a
+// program that ends sessions for its own cause, such as package media when
+// a client's peer is lost (ReasonMediaLost). It fails as Stop does, and
+// with 400175 for ReasonNone.
+func (m *Manager) StopWithReason(ctx context.Context, account, id string, reason Reason) (Info, error) {
+	if reason == ReasonNone {
+		return Info{}, sserrors.ErrInvalidParameter
+	}
+	if !m.enter() {
+		return Info{}, ErrClosed
+	}
+	defer m.leave()
+	return m.closeSession(ctx, account, id, reason, 0)
+}
+
 // closeSession moves a session to closing (conditionally on epoch when it is
 // not zero), releases its slot and moves it to closed. Whoever wins the move
 // to closing owns the rest, so the slot is released exactly once. With a

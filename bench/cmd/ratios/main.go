@@ -311,7 +311,49 @@ var goals = []goal{
 		ok:    func(v float64) bool { return v <= 50 },
 		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + "/s" },
 	},
+	{
+		name: "media: heap+stacks per pending offer", target: "≤ 96 KiB",
+		value: med("MediaPendingOffer/streamsession", 0, "B/offer"),
+		ok:    func(v float64) bool { return v <= 96*1024 }, show: kib,
+	},
+	{
+		name: "media: pending offer / bare pion sender", target: "reported",
+		value: func(s *results) (float64, bool) {
+			return ratioOf(s, "B/offer", "MediaPendingOffer/streamsession", 0, "MediaPendingOffer/bare", 0)
+		},
+		show: ratio,
+	},
+	{
+		// The client peer runs in the benchmark's process: it is counted.
+		name: "media: heap+stacks per connected session, its client peer included", target: "≤ 600 KiB",
+		value: med("MediaConnected/streamsession", 0, "B/session"),
+		ok:    func(v float64) bool { return v <= 600*1024 }, show: kib,
+	},
+	{
+		name: "media: CPU per stream-second / bare pion sender, 100 streams", target: "≤ 1.2×",
+		value: func(s *results) (float64, bool) {
+			return ratioOf(s, "cpu-ms/stream-s", "MediaStream/streamsession", 0, "MediaStream/bare", 0)
+		},
+		ok: func(v float64) bool { return v <= 1.2 }, show: ratio,
+	},
+	{
+		name: "media: start → connected p50, loopback", target: "≤ 100 ms",
+		value: med("MediaConnected/streamsession", 0, "p50-ms"),
+		ok:    func(v float64) bool { return v <= 100 }, show: millis,
+	},
+	{
+		name: "media: start → connected p99, loopback", target: "reported",
+		value: med("MediaConnected/streamsession", 0, "p99-ms"), show: millis,
+	},
+	{
+		name: "media: heap left per stopped session", target: "≤ 2 KiB",
+		value: med("MediaStopped", 0, "B/stopped"),
+		ok:    func(v float64) bool { return v <= 2*1024 }, show: kib,
+	},
 }
+
+func kib(v float64) string    { return strconv.FormatFloat(v/1024, 'f', 1, 64) + " KiB" }
+func millis(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + " ms" }
 
 // evaluate computes every goal's line.
 func evaluate(s *results) []line {
