@@ -186,9 +186,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Socket.MessageBurst <= 0 {
 		cfg.Socket.MessageBurst = DefaultMessageBurst
 	}
-	setSocketDefaults(&cfg.Socket)
+	cfg.Socket = cfg.Socket.WithDefaults()
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = realtime.RealClock{}
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -219,20 +219,10 @@ func New(cfg Config) (*Handler, error) {
 		hooks:     cfg.Hooks,
 	}
 	if cfg.BaseURL != "" {
-		u, err := url.Parse(cfg.BaseURL)
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("liveavatar: Config.BaseURL %q is not an absolute URL", cfg.BaseURL)
+		u, err := server.ParseBaseURL(cfg.BaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("liveavatar: Config.BaseURL %w", err)
 		}
-		switch u.Scheme {
-		case "http", "ws":
-			u.Scheme = "ws"
-		case "https", "wss":
-			u.Scheme = "wss"
-		default:
-			return nil, fmt.Errorf("liveavatar: Config.BaseURL %q: scheme must be http, https, ws or wss", cfg.BaseURL)
-		}
-		u.Path = strings.TrimRight(u.Path, "/")
-		u.RawQuery, u.Fragment = "", ""
 		h.base = u
 	}
 	h.upgrader = websocket.Upgrader{
@@ -255,24 +245,6 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET "+PathSocket, h.serveSocket)
 	h.unsub = cfg.Manager.Subscribe(h.onEvent)
 	return h, nil
-}
-
-func setSocketDefaults(c *realtime.SocketConfig) {
-	if c.SendQueue <= 0 {
-		c.SendQueue = 64
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 20 * time.Second
-	}
-	if c.PongTimeout <= 0 {
-		c.PongTimeout = c.PingInterval * 3 / 2
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.CloseGrace <= 0 {
-		c.CloseGrace = 2 * time.Second
-	}
 }
 
 // ServeHTTP serves the API, answering CORS preflights of allowed origins.
@@ -481,12 +453,4 @@ func (h *Handler) halt() []*liteSocket {
 		h.unsub()
 	}
 	return socks
-}
-
-// realClock is the Clock of package time.
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
-	return time.AfterFunc(d, f).Stop
 }

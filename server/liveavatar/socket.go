@@ -7,8 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
@@ -74,7 +73,7 @@ func (h *Handler) serveSocket(w http.ResponseWriter, r *http.Request) {
 // openSocket does serveSocket's work; it returns the refusal to answer,
 // and nil once the upgrade has answered.
 func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) (account string, err error) {
-	if !h.originAllowed(r) {
+	if !h.origins.AllowsSocket(r) {
 		return "", sserrors.ErrForbidden
 	}
 	account, ok := h.keys.verifySocket(r.URL.Query().Get("credential"), id)
@@ -113,7 +112,7 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 		return account, errSocketUsed
 	case info.State != fsm.Connecting:
 		return account, sserrors.SessionState(info.State.String())
-	case !isHandshake(r):
+	case !server.IsHandshake(r):
 		// Checked before Join: an upgrade the upgrader then refused would
 		// leave the session connected with no socket, its ws_url spent.
 		return account, sserrors.ErrInvalidParameter
@@ -130,35 +129,6 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	h.serve(ws, account, info)
 	return account, nil
-}
-
-// isHandshake reports whether r is a WebSocket version 13 opening
-// handshake the upgrader accepts (its method, Connection and Upgrade
-// headers, version and a 16-byte key).
-func isHandshake(r *http.Request) bool {
-	if r.Method != http.MethodGet || !websocket.IsWebSocketUpgrade(r) {
-		return false
-	}
-	version := false
-	for _, v := range r.Header.Values("Sec-Websocket-Version") {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.TrimSpace(t) == "13" {
-				version = true
-			}
-		}
-	}
-	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
-	return version && err == nil && len(key) == 16
-}
-
-// originAllowed: no Origin header, an allowed origin, or the server's own.
-func (h *Handler) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || h.origins.Allows(origin) {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
 // frame is one item of a socket's send queue: a text message, or (code

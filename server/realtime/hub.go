@@ -89,12 +89,12 @@ func New(cfg Config) (*Hub, error) {
 		return nil, errors.New("realtime: Config.Manager is required")
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = RealClock{}
 	}
 	if cfg.TaskDuration == nil {
 		cfg.TaskDuration = DefaultTaskDuration
 	}
-	cfg.Socket.setDefaults()
+	cfg.Socket = cfg.Socket.WithDefaults()
 	h := &Hub{
 		mgr:       cfg.Manager,
 		sock:      cfg.Socket,
