@@ -412,7 +412,7 @@ func endpoint(r *http.Request) string {
 // again does nothing more.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	for _, s := range h.halt() {
-		s.closeWith(websocket.CloseGoingAway, CloseShuttingDown)
+		s.conn.Close(websocket.CloseGoingAway, CloseShuttingDown)
 	}
 	done := make(chan struct{})
 	go func() {
