@@ -153,8 +153,9 @@ type Handler struct {
 	bySession map[string]*liteSocket
 	// opening holds the sessions whose socket this node is accepting, so
 	// that of two concurrent opens of one ws_url here only one succeeds.
-	opening map[string]bool
-	closed  bool
+	opening  map[string]bool
+	closed   bool
+	draining bool // see Drain
 
 	hooks Hooks
 }

@@ -85,7 +85,7 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	h.mu.Lock()
 	switch {
-	case h.closed:
+	case h.closed || h.draining:
 		err = errShutdown
 	case h.opening[id] || h.bySession[id] != nil:
 		err = errSocketUsed
@@ -150,7 +150,9 @@ type liteSocket struct {
 // starts its goroutines.
 func (h *Handler) serve(ws *websocket.Conn, account string, info session.Info) {
 	h.mu.Lock()
-	if h.closed {
+	// Draining too: Drain waits on h.wg, which must not be raised from zero
+	// meanwhile.
+	if h.closed || h.draining {
 		h.mu.Unlock()
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, CloseShuttingDown), time.Now().Add(h.sock.WriteTimeout))
 		ws.Close()
