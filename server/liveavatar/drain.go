@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // CloseDraining closes every LITE socket on Drain (code 1012,
@@ -32,15 +34,5 @@ func (h *Handler) Drain(ctx context.Context) error {
 	for _, s := range socks {
 		s.conn.Close(websocket.CloseServiceRestart, CloseDraining)
 	}
-	done := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return realtime.Wait(ctx, &h.wg)
 }

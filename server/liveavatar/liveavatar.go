@@ -415,19 +415,12 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	for _, s := range h.halt() {
 		s.conn.Close(websocket.CloseGoingAway, CloseShuttingDown)
 	}
-	done := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
+	if err := realtime.Wait(ctx, &h.wg); err != nil {
 		h.cancel()
-		<-done
-		return ctx.Err()
+		h.wg.Wait()
+		return err
 	}
+	return nil
 }
 
 // Close drops every LITE socket at once (no close frame) and releases what

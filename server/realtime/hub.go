@@ -203,10 +203,15 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 }
 
 // waitSockets waits until the sockets' goroutines have ended, or ctx ends.
-func (h *Hub) waitSockets(ctx context.Context) error {
+func (h *Hub) waitSockets(ctx context.Context) error { return Wait(ctx, &h.wg) }
+
+// Wait waits for wg (a surface's socket goroutines) until ctx ends, and
+// then returns ctx.Err(); the goroutines go on, so the caller drops them
+// (cancelling their context) and waits again.
+func Wait(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
 	go func() {
-		h.wg.Wait()
+		wg.Wait()
 		close(done)
 	}()
 	select {
