@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -257,20 +256,10 @@ func New(cfg Config) (*Server, error) {
 		media:        cfg.Media,
 	}
 	if cfg.BaseURL != "" {
-		u, err := url.Parse(cfg.BaseURL)
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("server: Config.BaseURL %q is not an absolute URL", cfg.BaseURL)
+		u, err := ParseBaseURL(cfg.BaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("server: Config.BaseURL %w", err)
 		}
-		switch u.Scheme {
-		case "http", "ws":
-			u.Scheme = "ws"
-		case "https", "wss":
-			u.Scheme = "wss"
-		default:
-			return nil, fmt.Errorf("server: Config.BaseURL %q: scheme must be http, https, ws or wss", cfg.BaseURL)
-		}
-		u.Path = strings.TrimRight(u.Path, "/")
-		u.RawQuery, u.Fragment = "", ""
 		s.base = u
 	}
 	s.upgrader = websocket.Upgrader{

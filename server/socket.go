@@ -3,12 +3,9 @@ package server
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"errors"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -30,7 +27,7 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, req, errUnavailable)
 		return
 	}
-	if !s.originAllowed(r) {
+	if !s.originPolicy.AllowsSocket(r) {
 		s.fail(w, r, req, errForbiddenOrigin)
 		return
 	}
@@ -49,7 +46,7 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	if err == nil && info.State != fsm.Connecting && info.State != fsm.Connected {
 		err = sserrors.SessionState(info.State.String())
 	}
-	if err == nil && !isHandshake(r) {
+	if err == nil && !IsHandshake(r) {
 		err = sserrors.ErrInvalidParameter
 	}
 	if err != nil {
@@ -119,33 +116,4 @@ func (s *Server) socketAccount(ctx context.Context, token, sessionID string) (st
 		return "", storeError(err)
 	}
 	return account, nil
-}
-
-// originAllowed applies the origin policy: no Origin header, the server's
-// own origin, or one Config.Origins allows (the CORS setting).
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || s.originPolicy.Allows(origin) {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
-}
-
-// isHandshake reports whether r is a WebSocket version 13 opening handshake
-// the upgrader will accept.
-func isHandshake(r *http.Request) bool {
-	if !websocket.IsWebSocketUpgrade(r) {
-		return false
-	}
-	version := false
-	for _, v := range r.Header.Values("Sec-Websocket-Version") {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.TrimSpace(t) == "13" {
-				version = true
-			}
-		}
-	}
-	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
-	return version && err == nil && len(key) == 16
 }

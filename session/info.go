@@ -89,6 +89,11 @@ type CreateOptions struct {
 	// DisableIdleTimeout is disable_idle_timeout: the idle timer never
 	// closes the session (IdleTimeout is still validated).
 	DisableIdleTimeout bool
+	// Label is an opaque string the Manager stores with the session and
+	// returns unchanged in its Info (a surface's own facts, such as
+	// LiveAvatar's mode and is_sandbox); at most MaxLabelLen bytes, else
+	// Create fails with 400/400175 and nothing is consumed.
+	Label string
 }
 
 // Info is a snapshot of one session, as the manager's methods return it. It
@@ -108,6 +113,7 @@ type Info struct {
 	DisableIdleTimeout bool
 	DurationLimit      time.Duration // the plan's; 0 when none
 	Reason             Reason        // why it closed; ReasonNone while open
+	Label              string        // CreateOptions.Label, unchanged
 }
 
 // Event is one change of one session, as subscribers and Hooks.OnTransition

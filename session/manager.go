@@ -153,6 +153,9 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 	} else if idle < MinIdleTimeout || idle > MaxIdleTimeout {
 		return Info{}, errIdleTimeout
 	}
+	if len(opts.Label) > MaxLabelLen {
+		return Info{}, errLabel
+	}
 	avatar, err := m.avatars.Resolve(ctx, acct.Name, opts.AvatarID)
 	if err != nil {
 		return Info{}, err
@@ -189,6 +192,7 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 			IdleTimeout:        idle,
 			DisableIdleTimeout: opts.DisableIdleTimeout,
 			DurationLimit:      acct.Plan.SessionDurationLimit,
+			Label:              opts.Label,
 		},
 		JoinTimeout: m.joinTimeout,
 		Retention:   m.retention,

@@ -60,7 +60,7 @@ type MemoryStore struct {
 	seed     maphash.Seed
 	notify   func(Event)
 	machines bool // one fsm.Machine per session
-	// maxClosed is MemoryStoreConfig.MaxClosedPerAccount; 0 for no bound.
+	// maxClosed is MemoryStoreConfig.MaxClosedPerAccount; math.MaxInt for no bound.
 	maxClosed int
 
 	// next is the earliest deadline (Unix ns) the timer loop will wake for;
@@ -100,6 +100,7 @@ type memRecord struct {
 	timers                             // state: the machine's state, or the only record of it
 	machine               *fsm.Machine // nil unless MachinePerSession
 	id, account, avatarID string
+	label                 string
 	epoch                 uint64
 	reason                uint8
 	paid                  bool
@@ -162,7 +163,7 @@ func NewMemoryStore(cfg MemoryStoreConfig) *MemoryStore {
 	case maxClosed == 0:
 		maxClosed = DefaultMaxClosedPerAccount
 	case maxClosed < 0:
-		maxClosed = 0
+		maxClosed = math.MaxInt // listed for ListClosed, never pushed out
 	}
 	s := &MemoryStore{
 		maxClosed: maxClosed,
@@ -218,6 +219,7 @@ func (r *memRecord) record() Record {
 			DisableIdleTimeout: r.disableIdle,
 			DurationLimit:      time.Duration(r.durationLimit),
 			Reason:             Reason(r.reason),
+			Label:              r.label,
 		},
 		JoinTimeout: time.Duration(r.join),
 		Retention:   time.Duration(r.retention),
@@ -273,6 +275,7 @@ func (s *MemoryStore) Insert(ctx context.Context, rec Record) (Record, error) {
 		id:       rec.ID,
 		account:  rec.Account,
 		avatarID: rec.AvatarID,
+		label:    rec.Label,
 		epoch:    1,
 		paid:     rec.Paid,
 	}
@@ -413,9 +416,6 @@ func (s *MemoryStore) Transition(ctx context.Context, account, id string, ch Cha
 // past MaxClosedPerAccount, returns the oldest, unlisted, for the caller
 // to forget.
 func (s *MemoryStore) keepClosed(r *memRecord) *memRecord {
-	if s.maxClosed == 0 {
-		return nil
-	}
 	as := s.shard(r.account)
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -439,9 +439,6 @@ func (s *MemoryStore) keepClosed(r *memRecord) *memRecord {
 // unlistClosed removes the forgotten record r from its account's kept
 // closed ones, if it is there.
 func (s *MemoryStore) unlistClosed(r *memRecord) {
-	if s.maxClosed == 0 {
-		return
-	}
 	as := s.shard(r.account)
 	as.mu.Lock()
 	defer as.mu.Unlock()

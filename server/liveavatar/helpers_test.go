@@ -232,6 +232,9 @@ type listed struct {
 	State       string  `json:"state"`
 	CloseReason *string `json:"close_reason"`
 	Duration    int64   `json:"duration"`
+	Mode        *string `json:"mode"`
+	IsSandbox   *bool   `json:"is_sandbox"`
+	Source      *string `json:"source"`
 }
 
 func (c client) get(key, id string) listed {

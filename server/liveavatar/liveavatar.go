@@ -153,8 +153,9 @@ type Handler struct {
 	bySession map[string]*liteSocket
 	// opening holds the sessions whose socket this node is accepting, so
 	// that of two concurrent opens of one ws_url here only one succeeds.
-	opening map[string]bool
-	closed  bool
+	opening  map[string]bool
+	closed   bool
+	draining bool // see Drain
 
 	hooks Hooks
 }
@@ -186,9 +187,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Socket.MessageBurst <= 0 {
 		cfg.Socket.MessageBurst = DefaultMessageBurst
 	}
-	setSocketDefaults(&cfg.Socket)
+	cfg.Socket = cfg.Socket.WithDefaults()
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = realtime.RealClock{}
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -219,20 +220,10 @@ func New(cfg Config) (*Handler, error) {
 		hooks:     cfg.Hooks,
 	}
 	if cfg.BaseURL != "" {
-		u, err := url.Parse(cfg.BaseURL)
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("liveavatar: Config.BaseURL %q is not an absolute URL", cfg.BaseURL)
+		u, err := server.ParseBaseURL(cfg.BaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("liveavatar: Config.BaseURL %w", err)
 		}
-		switch u.Scheme {
-		case "http", "ws":
-			u.Scheme = "ws"
-		case "https", "wss":
-			u.Scheme = "wss"
-		default:
-			return nil, fmt.Errorf("liveavatar: Config.BaseURL %q: scheme must be http, https, ws or wss", cfg.BaseURL)
-		}
-		u.Path = strings.TrimRight(u.Path, "/")
-		u.RawQuery, u.Fragment = "", ""
 		h.base = u
 	}
 	h.upgrader = websocket.Upgrader{
@@ -255,24 +246,6 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET "+PathSocket, h.serveSocket)
 	h.unsub = cfg.Manager.Subscribe(h.onEvent)
 	return h, nil
-}
-
-func setSocketDefaults(c *realtime.SocketConfig) {
-	if c.SendQueue <= 0 {
-		c.SendQueue = 64
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 20 * time.Second
-	}
-	if c.PongTimeout <= 0 {
-		c.PongTimeout = c.PingInterval * 3 / 2
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.CloseGrace <= 0 {
-		c.CloseGrace = 2 * time.Second
-	}
 }
 
 // ServeHTTP serves the API, answering CORS preflights of allowed origins.
@@ -440,21 +413,14 @@ func endpoint(r *http.Request) string {
 // again does nothing more.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	for _, s := range h.halt() {
-		s.closeWith(websocket.CloseGoingAway, CloseShuttingDown)
+		s.conn.Close(websocket.CloseGoingAway, CloseShuttingDown)
 	}
-	done := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
+	if err := realtime.Wait(ctx, &h.wg); err != nil {
 		h.cancel()
-		<-done
-		return ctx.Err()
+		h.wg.Wait()
+		return err
 	}
+	return nil
 }
 
 // Close drops every LITE socket at once (no close frame) and releases what
@@ -481,12 +447,4 @@ func (h *Handler) halt() []*liteSocket {
 		h.unsub()
 	}
 	return socks
-}
-
-// realClock is the Clock of package time.
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
-	return time.AfterFunc(d, f).Stop
 }

@@ -72,6 +72,15 @@ func TestTwoNodesOnRedis(t *testing.T) {
 	assert.Equal(t, event{Type: "session.state_updated", State: "closed", Reason: "AGENT_HANG_UP"}, strip(ws.next()))
 	code, _ := ws.closed()
 	assert.Equal(t, 1000, code)
+	var hist struct {
+		Count   int      `json:"count"`
+		Results []listed `json:"results"`
+	}
+	a.call("GET", "/v1/sessions?type=historic", "key-acme", nil).data(t, http.StatusOK, &hist)
+	require.Equal(t, 1, hist.Count, "the closed session, listed from the other node")
+	assert.Equal(t, id, hist.Results[0].ID)
+	require.NotNil(t, hist.Results[0].Mode)
+	assert.Equal(t, "LITE", *hist.Results[0].Mode, "the mode, kept in Redis")
 
 	// One slot for the one-session plan, whichever node asks.
 	_, lt := a.token("key-limited", nil)

@@ -228,7 +228,9 @@ func (h *Handler) createToken(r *http.Request, c caller) (int, any, error) {
 		}
 	}
 	acct.Plan.SessionDurationLimit = limit
-	info, err := h.mgr.Create(r.Context(), acct, session.CreateOptions{AvatarID: req.avatarID, IdleTimeout: IdleTimeout})
+	info, err := h.mgr.Create(r.Context(), acct, session.CreateOptions{
+		AvatarID: req.avatarID, IdleTimeout: IdleTimeout, Label: sessionLabel(req.mode, req.sandbox),
+	})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -413,9 +415,9 @@ func (h *Handler) keepAlive(r *http.Request, c caller) (int, any, error) {
 }
 
 // listedSession is one session in LiveAvatar's listing shape, with the
-// state and close reason (ours) beside it. The session store keeps no
-// source, mode or is_sandbox: source is null, and mode and is_sandbox are
-// null except for a session token's own session, whose token says them.
+// state and close reason (ours) beside it. mode and is_sandbox come from
+// the session's label (null for a session created through the Streaming
+// API); source is null (LiveAvatar documents no values for it).
 type listedSession struct {
 	ID              string  `json:"id"`
 	CreatedAt       string  `json:"created_at"`
@@ -455,7 +457,9 @@ func (h *Handler) listed(c caller, i session.Info) listedSession {
 	if name := CloseReason(i.Reason); name != "" {
 		out.CloseReason = &name
 	}
-	if c.bearer() && c.token.SessionID == i.ID {
+	if mode, sandbox, ok := parseSessionLabel(i.Label); ok {
+		out.Mode, out.IsSandbox = &mode, &sandbox
+	} else if c.bearer() && c.token.SessionID == i.ID {
 		mode := c.token.Mode
 		out.Mode, out.IsSandbox = &mode, c.token.Sandbox
 	}
@@ -470,10 +474,10 @@ type listResponse struct {
 }
 
 // list serves GET /v1/sessions?type=active|historic&page&page_size. Active
-// sessions (new, connecting, connected; both surfaces') come oldest first.
-// A session token lists its own session only. Historic: closed sessions
-// are not indexed by account in the store, so the list is empty (GET
-// /v1/sessions/{id} still answers a closed session while it is retained).
+// sessions (new, connecting, connected; both surfaces') come oldest first;
+// historic ones (closed, still kept by the store: at most its bound per
+// account within the retention window, and at most MaxHistoric) newest
+// close first. A session token lists its own session only.
 func (h *Handler) list(r *http.Request, c caller) (int, any, error) {
 	q := r.URL.Query()
 	f := &fieldReader{fields: map[string]json.RawMessage{}, path: []any{"query"}, v: &validationError{}}
@@ -489,16 +493,25 @@ func (h *Handler) list(r *http.Request, c caller) (int, any, error) {
 	if err := f.v.err(); err != nil {
 		return 0, nil, err
 	}
-	var infos []session.Info
+	var (
+		all []session.Info
+		err error
+	)
 	if typ == "active" {
-		all, err := h.mgr.List(r.Context(), c.account)
-		if err != nil {
-			return 0, nil, err
+		all, err = h.mgr.List(r.Context(), c.account)
+	} else {
+		all, err = h.mgr.ListClosed(r.Context(), c.account, MaxHistoric)
+		if errors.Is(err, session.ErrNoClosedList) {
+			all, err = nil, nil
 		}
-		for _, i := range all {
-			if !c.bearer() || i.ID == c.token.SessionID {
-				infos = append(infos, i)
-			}
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	var infos []session.Info
+	for _, i := range all {
+		if !c.bearer() || i.ID == c.token.SessionID {
+			infos = append(infos, i)
 		}
 	}
 	out := listResponse{Count: len(infos), Results: []listedSession{}}

@@ -5,19 +5,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
+	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/session"
 )
@@ -44,9 +40,9 @@ const (
 	// CloseShuttingDown closes every socket on Shutdown (code 1001).
 	CloseShuttingDown = "server shutting down"
 	// CloseTooManyMessages closes a socket over its message rate (1008).
-	CloseTooManyMessages = "too many messages: over the socket's message rate"
+	CloseTooManyMessages = realtime.ReasonTooManyMessages
 	// CloseSlowReader closes a socket whose client does not read (1008).
-	CloseSlowReader = "client too slow: send queue full"
+	CloseSlowReader = realtime.ReasonSlowReader
 )
 
 var (
@@ -74,7 +70,7 @@ func (h *Handler) serveSocket(w http.ResponseWriter, r *http.Request) {
 // openSocket does serveSocket's work; it returns the refusal to answer,
 // and nil once the upgrade has answered.
 func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) (account string, err error) {
-	if !h.originAllowed(r) {
+	if !h.origins.AllowsSocket(r) {
 		return "", sserrors.ErrForbidden
 	}
 	account, ok := h.keys.verifySocket(r.URL.Query().Get("credential"), id)
@@ -89,7 +85,7 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	h.mu.Lock()
 	switch {
-	case h.closed:
+	case h.closed || h.draining:
 		err = errShutdown
 	case h.opening[id] || h.bySession[id] != nil:
 		err = errSocketUsed
@@ -113,7 +109,7 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 		return account, errSocketUsed
 	case info.State != fsm.Connecting:
 		return account, sserrors.SessionState(info.State.String())
-	case !isHandshake(r):
+	case !server.IsHandshake(r):
 		// Checked before Join: an upgrade the upgrader then refused would
 		// leave the session connected with no socket, its ws_url spent.
 		return account, sserrors.ErrInvalidParameter
@@ -132,92 +128,40 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 	return account, nil
 }
 
-// isHandshake reports whether r is a WebSocket version 13 opening
-// handshake the upgrader accepts (its method, Connection and Upgrade
-// headers, version and a 16-byte key).
-func isHandshake(r *http.Request) bool {
-	if r.Method != http.MethodGet || !websocket.IsWebSocketUpgrade(r) {
-		return false
-	}
-	version := false
-	for _, v := range r.Header.Values("Sec-Websocket-Version") {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.TrimSpace(t) == "13" {
-				version = true
-			}
-		}
-	}
-	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
-	return version && err == nil && len(key) == 16
-}
-
-// originAllowed: no Origin header, an allowed origin, or the server's own.
-func (h *Handler) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || h.origins.Allows(origin) {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
-}
-
-// frame is one item of a socket's send queue: a text message, or (code
-// non-zero) the close frame that ends it.
-type frame struct {
-	data   []byte
-	code   int
-	reason string
-}
-
-// liteSocket is one session's LITE socket on this node: a reader and a
-// writer goroutine around a bounded send queue, and the model of the
-// avatar's speech. Its methods are safe for concurrent use.
+// liteSocket is one session's LITE socket on this node: its Conn (the
+// reader, the writer and the bounds every surface's sockets share), the
+// state it has sent, and the model of the avatar's speech. Its methods
+// are safe for concurrent use.
 type liteSocket struct {
 	h       *Handler
 	id      string
 	account string
-	ws      *websocket.Conn
+	conn    *realtime.Conn
 	ctx     context.Context
-	cancel  context.CancelFunc
 	speech  *speech
-	rate    *rate.Limiter // reader only
 
-	send       chan frame
-	urgent     chan frame // a close frame that goes before the queue
-	readerDone chan struct{}
-	killOnce   sync.Once
-	sentClose  atomic.Bool
-
-	mu      sync.Mutex
-	epoch   uint64
-	state   fsm.State
-	closing bool // nothing more is queued
+	mu    sync.Mutex
+	epoch uint64
+	state fsm.State
 }
 
 // serve registers the socket of a session just joined (connected at
 // info.Epoch), queues session.state_updated connecting then connected, and
 // starts its goroutines.
 func (h *Handler) serve(ws *websocket.Conn, account string, info session.Info) {
-	ctx, cancel := context.WithCancel(h.ctx)
-	s := &liteSocket{
-		h: h, id: info.ID, account: account, ws: ws, ctx: ctx, cancel: cancel,
-		rate:       rate.NewLimiter(rate.Limit(h.sock.MessageRate), h.sock.MessageBurst),
-		send:       make(chan frame, h.sock.SendQueue),
-		urgent:     make(chan frame, 1),
-		readerDone: make(chan struct{}),
-		epoch:      info.Epoch,
-		state:      fsm.Connected,
-	}
-	s.speech = newSpeech(h.clock, s.sendData)
-	context.AfterFunc(ctx, s.kill)
 	h.mu.Lock()
-	if h.closed {
+	// Draining too: Drain waits on h.wg, which must not be raised from zero
+	// meanwhile.
+	if h.closed || h.draining {
 		h.mu.Unlock()
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, CloseShuttingDown), time.Now().Add(h.sock.WriteTimeout))
 		ws.Close()
-		cancel()
 		return
 	}
+	s := &liteSocket{h: h, id: info.ID, account: account, epoch: info.Epoch, state: fsm.Connected}
+	s.conn = realtime.NewConn(h.ctx, ws, realtime.ConnConfig{Socket: h.sock, OnMessage: s.handle, OnClose: s.closed})
+	s.ctx = s.conn.Context()
+	s.speech = newSpeech(h.clock, s.conn.Send)
 	old := h.bySession[s.id]
 	h.bySession[s.id] = s
 	h.wg.Add(2)
@@ -226,16 +170,29 @@ func (h *Handler) serve(ws *websocket.Conn, account string, info session.Info) {
 		h.hooks.SocketOpened(s.info())
 	}
 	if old != nil {
-		old.closeWith(websocket.CloseNormalClosure, "replaced by a new connection")
+		old.conn.Close(websocket.CloseNormalClosure, realtime.ReasonReplaced)
 	}
-	s.sendData(stateMessage(fsm.Connecting, session.ReasonNone))
-	s.sendData(stateMessage(fsm.Connected, session.ReasonNone))
-	go s.writeLoop()
-	go s.readLoop()
+	s.conn.Send(stateMessage(fsm.Connecting, session.ReasonNone))
+	s.conn.Send(stateMessage(fsm.Connected, session.ReasonNone))
+	s.conn.Start(&h.wg)
 	// A transition between Join and the registration reached no socket:
 	// catch up from the store.
-	if now, err := h.mgr.Get(ctx, account, s.id); err == nil {
+	if now, err := h.mgr.Get(s.ctx, account, s.id); err == nil {
 		s.applyState(now.State, now.Epoch, now.Reason)
+	}
+}
+
+// closed forgets the socket once its connection is dropped.
+func (s *liteSocket) closed() {
+	h := s.h
+	s.speech.close()
+	h.mu.Lock()
+	if h.bySession[s.id] == s {
+		delete(h.bySession, s.id)
+	}
+	h.mu.Unlock()
+	if h.hooks.SocketClosed != nil {
+		h.hooks.SocketClosed(s.info())
 	}
 }
 
@@ -267,12 +224,12 @@ func (s *liteSocket) applyState(state fsm.State, epoch uint64, reason session.Re
 	}
 	s.epoch = epoch
 	if state == fsm.Closed && s.state < fsm.Closing {
-		s.queueLocked(stateMessage(fsm.Closing, reason))
+		s.conn.Send(stateMessage(fsm.Closing, reason))
 	}
 	s.state = state
-	s.queueLocked(stateMessage(state, reason))
+	s.conn.Send(stateMessage(state, reason))
 	if state == fsm.Closed {
-		s.closeLocked(websocket.CloseNormalClosure, CloseSessionClosed)
+		s.conn.Close(websocket.CloseNormalClosure, CloseSessionClosed)
 	}
 }
 
@@ -319,194 +276,14 @@ func (s *liteSocket) info() realtime.SocketInfo {
 	return realtime.SocketInfo{Account: s.account, SessionHash: session.ShortHash(s.id)}
 }
 
-func (s *liteSocket) sendData(msg []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.queueLocked(msg)
-}
+func (s *liteSocket) sendData(msg []byte) { s.conn.Send(msg) }
 
-// queueLocked queues msg without blocking; a client that lets the queue
-// fill is closed with 1008.
-func (s *liteSocket) queueLocked(msg []byte) {
-	if s.closing {
-		return
-	}
-	select {
-	case s.send <- frame{data: msg}:
-	default:
-		s.closing = true
-		s.urgent <- frame{code: websocket.ClosePolicyViolation, reason: CloseSlowReader}
-	}
-}
-
-// abort closes the socket ahead of what is queued.
-func (s *liteSocket) abort(code int, reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return
-	}
-	s.closing = true
-	s.urgent <- frame{code: code, reason: reason}
-}
-
-func (s *liteSocket) closeWith(code int, reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closeLocked(code, reason)
-}
-
-// closeLocked queues a close frame after what is queued (ahead of it when
-// the queue is full).
-func (s *liteSocket) closeLocked(code int, reason string) {
-	if s.closing {
-		return
-	}
-	s.closing = true
-	select {
-	case s.send <- frame{code: code, reason: reason}:
-	default:
-		s.urgent <- frame{code: code, reason: reason}
-	}
-}
-
-func (s *liteSocket) kill() {
-	s.killOnce.Do(func() {
-		s.cancel()
-		s.ws.Close()
-	})
-}
-
-func (s *liteSocket) writeLoop() {
-	defer s.h.wg.Done()
-	sock := s.h.sock
-	ping := time.NewTicker(sock.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case f := <-s.urgent:
-			s.writeClose(f)
-			return
-		default:
-		}
-		select {
-		case f := <-s.urgent:
-			s.writeClose(f)
-			return
-		case f := <-s.send:
-			if f.code != 0 {
-				s.writeClose(f)
-				return
-			}
-			s.ws.SetWriteDeadline(time.Now().Add(sock.WriteTimeout))
-			if err := s.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
-				s.kill()
-				return
-			}
-		case <-ping.C:
-			if err := s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(sock.WriteTimeout)); err != nil {
-				s.kill()
-				return
-			}
-		case <-s.ctx.Done():
-			s.kill()
-			return
-		}
-	}
-}
-
-// writeClose sends f, waits within CloseGrace for the client's close
-// frame, and drops the connection.
-func (s *liteSocket) writeClose(f frame) {
-	sock := s.h.sock
-	s.sentClose.Store(true)
-	if err := s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), time.Now().Add(sock.WriteTimeout)); err == nil {
-		grace := time.NewTimer(sock.CloseGrace)
-		select {
-		case <-s.readerDone:
-		case <-s.ctx.Done():
-		case <-grace.C:
-		}
-		grace.Stop()
-	}
-	s.kill()
-}
-
-func (s *liteSocket) readLoop() {
-	h := s.h
-	defer func() {
-		close(s.readerDone)
-		s.kill()
-		s.speech.close()
-		h.mu.Lock()
-		if h.bySession[s.id] == s {
-			delete(h.bySession, s.id)
-		}
-		h.mu.Unlock()
-		if h.hooks.SocketClosed != nil {
-			h.hooks.SocketClosed(s.info())
-		}
-		h.wg.Done()
-	}()
-	sock := h.sock
-	s.ws.SetReadLimit(sock.MaxMessageBytes)
-	s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-	s.ws.SetPongHandler(func(string) error {
-		return s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-	})
-	// A ping is a message too: it takes from the message rate, so that a
-	// flood of pings is closed 1008 rather than answered pong for pong.
-	s.ws.SetPingHandler(func(data string) error {
-		if s.isClosing() {
-			return nil
-		}
-		if !s.rate.Allow() {
-			s.abort(websocket.ClosePolicyViolation, CloseTooManyMessages)
-			return nil
-		}
-		err := s.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(sock.WriteTimeout))
-		if errors.Is(err, websocket.ErrCloseSent) {
-			return nil
-		}
-		return err
-	})
-	s.ws.SetCloseHandler(func(code int, _ string) error {
-		if !s.sentClose.Swap(true) {
-			s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(sock.WriteTimeout))
-		}
-		return nil
-	})
-	for {
-		typ, data, err := s.ws.ReadMessage()
-		if errors.Is(err, websocket.ErrReadLimit) {
-			// The connection sent 1009. Read on (within CloseGrace) until
-			// the client closes, so that closing with unread data does not
-			// reset the connection before the client reads the 1009.
-			s.sentClose.Store(true)
-			conn := s.ws.NetConn()
-			conn.SetReadDeadline(time.Now().Add(sock.CloseGrace))
-			io.Copy(io.Discard, conn)
-			return
-		}
-		if err != nil {
-			return
-		}
-		s.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-		if s.isClosing() {
-			continue // a close frame is on its way
-		}
-		if !s.rate.Allow() {
-			s.abort(websocket.ClosePolicyViolation, CloseTooManyMessages)
-			continue
-		}
-		s.handle(typ, data)
-	}
-}
-
+// isClosing reports whether the socket or its session is closing: what
+// the client sends then is not served.
 func (s *liteSocket) isClosing() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closing || s.state >= fsm.Closing
+	return s.state >= fsm.Closing || s.conn.Closing()
 }
 
 // clientMessage is any message a LITE client sends.
@@ -532,6 +309,9 @@ var (
 // gets an error event; every message counts as activity.
 func (s *liteSocket) handle(typ int, data []byte) {
 	h := s.h
+	if s.isClosing() {
+		return // a close frame is on its way
+	}
 	var msg clientMessage
 	if typ != websocket.TextMessage || json.Unmarshal(data, &msg) != nil {
 		_ = h.mgr.Touch(s.ctx, s.account, s.id)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamsession/streamsession/server/liveavatar"
+	"github.com/streamsession/streamsession/server/realtime"
 	"github.com/streamsession/streamsession/sessiontest"
 )
 
@@ -133,8 +134,9 @@ func TestSocketBounds(t *testing.T) {
 	_, _, ws, _ := connected(t, c)
 	// The write may fail: the server stops reading at the bound.
 	_ = ws.ws.WriteJSON(map[string]any{"type": "agent.speak", "audio": strings.Repeat("A", 8192)})
-	code, _ := ws.closed()
+	code, reason := ws.closed()
 	assert.Equal(t, websocket.CloseMessageTooBig, code)
+	assert.Equal(t, realtime.ReasonTooBig, reason, "the reason, as the Streaming API's socket says it")
 
 	_, _, ws, _ = connected(t, c)
 	for range 10 {
@@ -142,7 +144,7 @@ func TestSocketBounds(t *testing.T) {
 			break
 		}
 	}
-	code, reason := ws.closed()
+	code, reason = ws.closed()
 	assert.Equal(t, websocket.ClosePolicyViolation, code)
 	assert.Equal(t, liveavatar.CloseTooManyMessages, reason)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // heard is one speech event and when (in the bubble's time) it came.
@@ -50,7 +52,7 @@ func (r *recorder) events() []heard {
 func TestSpeechTimeline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{t0: time.Now()}
-		s := newSpeech(realClock{}, rec.emit)
+		s := newSpeech(realtime.RealClock{}, rec.emit)
 		defer s.close()
 
 		s.speak("a", 400*time.Millisecond) // the web SDK: 400 ms first …
@@ -80,7 +82,7 @@ func TestSpeechTimeline(t *testing.T) {
 func TestSpeechEndAfterAudio(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{t0: time.Now()}
-		s := newSpeech(realClock{}, rec.emit)
+		s := newSpeech(realtime.RealClock{}, rec.emit)
 		defer s.close()
 		s.speak("a", time.Second)
 		time.Sleep(5 * time.Second)
@@ -99,7 +101,7 @@ func TestSpeechEndAfterAudio(t *testing.T) {
 func TestSpeechInterrupt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{t0: time.Now()}
-		s := newSpeech(realClock{}, rec.emit)
+		s := newSpeech(realtime.RealClock{}, rec.emit)
 		defer s.close()
 		s.speak("a", 10*time.Second)
 		s.end()

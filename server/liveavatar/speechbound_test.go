@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamsession/streamsession/server/realtime"
 )
 
 // TestSpeechQueueBounded checks that a client cannot queue utterances
@@ -17,7 +19,7 @@ import (
 func TestSpeechQueueBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{t0: time.Now()}
-		s := newSpeech(realClock{}, rec.emit)
+		s := newSpeech(realtime.RealClock{}, rec.emit)
 		defer s.close()
 		for i := range MaxQueuedUtterances {
 			require.True(t, s.speak("e", time.Second), "utterance %d", i)

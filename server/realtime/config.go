@@ -61,7 +61,11 @@ type SocketConfig struct {
 	MessageBurst int
 }
 
-func (c *SocketConfig) setDefaults() {
+// WithDefaults returns c with every zero or negative field set to its
+// documented default (64 KiB messages, a queue of 64, a ping every 20 s
+// answered within 30 s, 10 s writes, a 2 s close grace, 10 messages a
+// second in bursts of 20). Every surface that runs sockets applies it.
+func (c SocketConfig) WithDefaults() SocketConfig {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 64 << 10
 	}
@@ -86,6 +90,7 @@ func (c *SocketConfig) setDefaults() {
 	if c.MessageBurst <= 0 {
 		c.MessageBurst = 20
 	}
+	return c
 }
 
 // Hooks let a caller observe the sockets (for metrics and logs) without the

@@ -128,8 +128,7 @@ func (e *env) rawClient(account, sessionID string) (*client, *socket) {
 	e.t.Cleanup(func() { peer.Close() })
 	cl := e.hub.newClient(<-serverSide, account, sessionID)
 	e.hub.wg.Add(2)
-	go cl.writeLoop()
-	go cl.readLoop()
+	cl.conn.Start(&e.hub.wg)
 	return cl, &socket{t: e.t, ws: peer}
 }
 

@@ -3,15 +3,10 @@ package realtime
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"sync"
-	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 
 	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
@@ -89,12 +84,12 @@ func New(cfg Config) (*Hub, error) {
 		return nil, errors.New("realtime: Config.Manager is required")
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = RealClock{}
 	}
 	if cfg.TaskDuration == nil {
 		cfg.TaskDuration = DefaultTaskDuration
 	}
-	cfg.Socket.setDefaults()
+	cfg.Socket = cfg.Socket.WithDefaults()
 	h := &Hub{
 		mgr:       cfg.Manager,
 		sock:      cfg.Socket,
@@ -162,8 +157,7 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, account, sessionID 
 	if h.hooks.SocketOpened != nil {
 		h.hooks.SocketOpened(c.info)
 	}
-	go c.writeLoop()
-	go c.readLoop()
+	c.conn.Start(&h.wg)
 	if old != nil {
 		old.closeWith(websocket.CloseNormalClosure, ReasonReplaced)
 	}
@@ -209,10 +203,15 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 }
 
 // waitSockets waits until the sockets' goroutines have ended, or ctx ends.
-func (h *Hub) waitSockets(ctx context.Context) error {
+func (h *Hub) waitSockets(ctx context.Context) error { return Wait(ctx, &h.wg) }
+
+// Wait waits for wg (a surface's socket goroutines) until ctx ends, and
+// then returns ctx.Err(); the goroutines go on, so the caller drops them
+// (cancelling their context) and waits again.
+func Wait(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
 	go func() {
-		h.wg.Wait()
+		wg.Wait()
 		close(done)
 	}()
 	select {
@@ -306,16 +305,8 @@ func (h *Hub) send(sessionID string, msg []byte) {
 	}
 }
 
-// frame is one item of a socket's send queue: a text message, or (code
-// non-zero) the close frame that ends the queue.
-type frame struct {
-	data   []byte
-	code   int
-	reason string
-}
-
-// client is one realtime socket: a reader and a writer goroutine around a
-// bounded send queue. Its methods are safe for concurrent use.
+// client is one realtime socket: its Conn, and the session's state as the
+// socket has sent it. Its methods are safe for concurrent use.
 type client struct {
 	hub       *Hub
 	sessionID string
@@ -323,20 +314,9 @@ type client struct {
 	info      SocketInfo
 	// token identifies the socket in relay announcements (with a Relay
 	// only); it is never logged nor shown to hooks.
-	token  string
-	ws     *websocket.Conn
-	ctx    context.Context
-	cancel context.CancelFunc
-
-	send chan frame
-	// urgent carries a close frame that goes before the queued messages
-	// (a client that breaks the rules learns why at once).
-	urgent     chan frame
-	readerDone chan struct{}
-	// rate bounds the client's messages; used by the reader only.
-	rate      *rate.Limiter
-	killOnce  sync.Once
-	sentClose atomic.Bool
+	token string
+	conn  *Conn
+	ctx   context.Context
 
 	mu        sync.Mutex
 	ready     bool // the first session.state_updated is queued
@@ -345,31 +325,34 @@ type client struct {
 	reason    session.Reason
 	epoch     uint64
 	early     [][]byte
-	closing   bool // nothing more is queued
 	// lastSent is the last state queued, so a snapshot never repeats it.
 	lastSent fsm.State
 }
 
 func (h *Hub) newClient(ws *websocket.Conn, account, sessionID string) *client {
-	ctx, cancel := context.WithCancel(h.ctx)
 	c := &client{
-		hub:        h,
-		sessionID:  sessionID,
-		account:    account,
-		info:       SocketInfo{Account: account, SessionHash: session.ShortHash(sessionID)},
-		ws:         ws,
-		ctx:        ctx,
-		cancel:     cancel,
-		send:       make(chan frame, h.sock.SendQueue),
-		urgent:     make(chan frame, 1),
-		readerDone: make(chan struct{}),
-		rate:       rate.NewLimiter(rate.Limit(h.sock.MessageRate), h.sock.MessageBurst),
+		hub:       h,
+		sessionID: sessionID,
+		account:   account,
+		info:      SocketInfo{Account: account, SessionHash: session.ShortHash(sessionID)},
 	}
-	// The end of c.ctx (Close, Shutdown past its deadline) closes the
-	// connection itself: a writer stuck in a write to a client that does
-	// not read, or a reader waiting for a frame, returns at once.
-	context.AfterFunc(ctx, c.kill)
+	c.conn = NewConn(h.ctx, ws, ConnConfig{
+		Socket:      h.sock,
+		OnMessage:   c.handle,
+		OnClose:     c.closed,
+		RequireUTF8: true,
+	})
+	c.ctx = c.conn.Context()
 	return c
+}
+
+// closed forgets the socket once its connection is dropped.
+func (c *client) closed() {
+	h := c.hub
+	h.remove(c)
+	if h.hooks.SocketClosed != nil {
+		h.hooks.SocketClosed(c.info)
+	}
 }
 
 // applyState records a transition (or a snapshot) with its epoch; older
@@ -395,7 +378,7 @@ func (c *client) markReady() {
 	c.ready = true
 	c.queueStateLocked()
 	for _, m := range c.early {
-		c.queueLocked(m)
+		c.conn.Send(m)
 	}
 	c.early = nil
 }
@@ -405,9 +388,9 @@ func (c *client) queueStateLocked() {
 		return
 	}
 	c.lastSent = c.state
-	c.queueLocked(encodeState(c.state, c.reason))
+	c.conn.Send(encodeState(c.state, c.reason))
 	if c.state == fsm.Closed {
-		c.closeLocked(websocket.CloseNormalClosure, ReasonSessionClosed)
+		c.conn.Close(websocket.CloseNormalClosure, ReasonSessionClosed)
 	}
 }
 
@@ -421,225 +404,11 @@ func (c *client) sendData(msg []byte) {
 		}
 		return
 	}
-	c.queueLocked(msg)
+	c.conn.Send(msg)
 }
 
-// queueLocked queues msg without blocking; a full queue means the client
-// does not read: it is closed with 1008.
-func (c *client) queueLocked(msg []byte) {
-	if c.closing {
-		return
-	}
-	select {
-	case c.send <- frame{data: msg}:
-	default:
-		c.abortLocked(websocket.ClosePolicyViolation, ReasonSlowReader)
-	}
-}
-
-// abort closes the socket with code and reason ahead of the messages
-// queued, which are dropped.
-func (c *client) abort(code int, reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.abortLocked(code, reason)
-}
-
-func (c *client) abortLocked(code int, reason string) {
-	if c.closing {
-		return
-	}
-	c.closing = true
-	// urgent is empty: only the first close decision (closing) puts a
-	// frame there.
-	c.urgent <- frame{code: code, reason: reason}
-}
-
-// closeWith queues a close frame after the messages already queued; when
-// the queue is full, the close frame goes ahead of them (as abort's).
-func (c *client) closeWith(code int, reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closeLocked(code, reason)
-}
-
-func (c *client) closeLocked(code int, reason string) {
-	if c.closing {
-		return
-	}
-	c.closing = true
-	select {
-	case c.send <- frame{code: code, reason: reason}:
-	default:
-		// urgent is empty: only the first close decision (closing) puts
-		// a frame there.
-		c.urgent <- frame{code: code, reason: reason}
-	}
-}
-
-// kill drops the connection at once; both goroutines then end. Cancelling
-// the hub's context (Close) kills every client the same way.
-func (c *client) kill() {
-	c.killOnce.Do(func() {
-		c.cancel()
-		c.ws.Close()
-	})
-}
-
-func (c *client) writeLoop() {
-	defer c.hub.wg.Done()
-	sock := c.hub.sock
-	ping := time.NewTicker(sock.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case f := <-c.urgent:
-			c.writeClose(f)
-			return
-		default:
-		}
-		select {
-		case f := <-c.urgent:
-			c.writeClose(f)
-			return
-		case f := <-c.send:
-			deadline := time.Now().Add(sock.WriteTimeout)
-			if f.code != 0 {
-				c.writeClose(f)
-				return
-			}
-			c.ws.SetWriteDeadline(deadline)
-			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
-				c.kill()
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(sock.WriteTimeout)); err != nil {
-				c.kill()
-				return
-			}
-		case <-c.ctx.Done():
-			c.kill()
-			return
-		}
-	}
-}
-
-// writeClose sends the close frame f, waits (within CloseGrace) for the
-// client's, and drops the connection.
-func (c *client) writeClose(f frame) {
-	sock := c.hub.sock
-	c.sentClose.Store(true)
-	err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), time.Now().Add(sock.WriteTimeout))
-	if err == nil {
-		// Wait for the client's close frame, within reason.
-		grace := time.NewTimer(sock.CloseGrace)
-		select {
-		case <-c.readerDone:
-		case <-c.ctx.Done():
-		case <-grace.C:
-		}
-		grace.Stop()
-	}
-	c.kill()
-}
-
-func (c *client) readLoop() {
-	h := c.hub
-	defer func() {
-		close(c.readerDone)
-		c.kill()
-		h.remove(c)
-		if h.hooks.SocketClosed != nil {
-			h.hooks.SocketClosed(c.info)
-		}
-		h.wg.Done()
-	}()
-	sock := h.sock
-	// The message size is bounded here rather than with SetReadLimit,
-	// whose close frame (1009) carries no reason.
-	c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-	})
-	c.ws.SetPingHandler(c.onPing)
-	c.ws.SetCloseHandler(func(code int, _ string) error {
-		// Answer the client's close unless ours is already on its way.
-		if !c.sentClose.Swap(true) {
-			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ReasonClientClosed), time.Now().Add(sock.WriteTimeout))
-		}
-		return nil
-	})
-	for {
-		typ, r, err := c.ws.NextReader()
-		if err != nil {
-			return
-		}
-		// Reading one byte past the bound tells an oversized message
-		// without reading the rest of it.
-		data, err := io.ReadAll(io.LimitReader(r, sock.MaxMessageBytes+1))
-		if err != nil {
-			return
-		}
-		if int64(len(data)) > sock.MaxMessageBytes {
-			c.closeNow(websocket.CloseMessageTooBig, ReasonTooBig)
-			return
-		}
-		c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-		if c.isClosing() {
-			continue // a close frame is on its way: what follows is not served
-		}
-		switch {
-		case typ == websocket.TextMessage && !utf8.Valid(data):
-			c.abort(websocket.CloseInvalidFramePayloadData, ReasonInvalidUTF8)
-		case !c.rate.Allow():
-			c.abort(websocket.ClosePolicyViolation, ReasonTooManyMessages)
-		default:
-			c.handle(typ, data)
-		}
-	}
-}
-
-// onPing answers a client's ping with a pong. A ping counts against the
-// message rate like any message (a client over it is closed with 1008),
-// so that control frames cannot make the server write without bound.
-func (c *client) onPing(data string) error {
-	sock := c.hub.sock
-	c.ws.SetReadDeadline(time.Now().Add(sock.PongTimeout))
-	if c.isClosing() {
-		return nil
-	}
-	if !c.rate.Allow() {
-		c.abort(websocket.ClosePolicyViolation, ReasonTooManyMessages)
-		return nil
-	}
-	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(sock.WriteTimeout))
-	if err == websocket.ErrCloseSent {
-		return nil
-	}
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		return nil
-	}
-	return err
-}
-
-// closeNow sends the close frame code, reason at once, from the reader,
-// which then stops reading: what the client sent after is not read. The
-// caller returns from the read loop, which drops the connection.
-func (c *client) closeNow(code int, reason string) {
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
-	if !c.sentClose.Swap(true) {
-		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(c.hub.sock.WriteTimeout))
-	}
-}
-
-func (c *client) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
+// closeWith queues a close frame after the messages already queued.
+func (c *client) closeWith(code int, reason string) { c.conn.Close(code, reason) }
 
 // handle serves one client message.
 func (c *client) handle(typ int, data []byte) {

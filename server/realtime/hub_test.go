@@ -36,7 +36,7 @@ func TestSocketStateCommands(t *testing.T) {
 	s.send(`{"type":"nope"}`)
 	s.expect(`{"type":"error","event_type":"error","code":400175,"message":"Invalid parameter"}`)
 	assert.Equal(t, 0, e.clock.Pending(), "nothing was spoken")
-	cl.kill()
+	cl.conn.Kill()
 }
 
 // TestSlowClientIsClosed fills a socket's send queue while its writer is
@@ -60,14 +60,13 @@ func TestSlowClientIsClosed(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		cl.sendData([]byte(`{}`))
 	}
-	require.Empty(t, cl.urgent, "the queue is full, not overflowing")
+	require.Empty(t, cl.conn.urgent, "the queue is full, not overflowing")
 	cl.sendData([]byte(`{}`))
-	require.Len(t, cl.urgent, 1, "an overflow closes the socket")
+	require.Len(t, cl.conn.urgent, 1, "an overflow closes the socket")
 	cl.sendData([]byte(`{}`)) // nothing more is queued, nothing blocks
 
 	e.hub.wg.Add(2)
-	go cl.writeLoop()
-	go cl.readLoop()
+	cl.conn.Start(&e.hub.wg)
 	s := &socket{t: t, ws: peer}
 	ce := s.closeError()
 	require.NotNil(t, ce, "a close frame, not a drop")
@@ -134,7 +133,7 @@ func TestEarlyMessagesWaitForTheFirstState(t *testing.T) {
 	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	s.expect(`{"type":"early"}`)
 	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"closing"}`)
-	cl.kill()
+	cl.conn.Kill()
 }
 
 func TestServerMessageDecodes(t *testing.T) {

@@ -34,7 +34,7 @@ func TestCloseDropsASocketStuckInAWrite(t *testing.T) {
 	// The writer is stuck once the queue stops draining.
 	last := -1
 	require.Eventually(t, func() bool {
-		n := len(c.send)
+		n := len(c.conn.send)
 		stuck := n == last && n > 0
 		last = n
 		return stuck
@@ -62,11 +62,10 @@ func TestCloseFrameOfAFullQueue(t *testing.T) {
 	for range 3 { // with the first state, the queue is full
 		cl.sendData([]byte(`{}`))
 	}
-	require.Empty(t, cl.urgent)
+	require.Empty(t, cl.conn.urgent)
 	cl.closeWith(websocket.CloseNormalClosure, ReasonReplaced)
 	e.hub.wg.Add(2)
-	go cl.writeLoop()
-	go cl.readLoop()
+	cl.conn.Start(&e.hub.wg)
 	ce := s.closeError()
 	require.NotNil(t, ce, "a close frame, not a drop")
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)

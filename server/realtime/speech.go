@@ -20,12 +20,16 @@ type Clock interface {
 	AfterFunc(d time.Duration, f func()) (stop func() bool)
 }
 
-// realClock is the Clock of package time.
-type realClock struct{}
+// RealClock is the Clock of package time, the default of every Clock
+// setting. It has no state: safe for concurrent use.
+type RealClock struct{}
 
-func (realClock) Now() time.Time { return time.Now() }
+// Now returns time.Now().
+func (RealClock) Now() time.Time { return time.Now() }
 
-func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
+// AfterFunc runs f after d, as time.AfterFunc; the function it returns
+// stops the timer.
+func (RealClock) AfterFunc(d time.Duration, f func()) func() bool {
 	return time.AfterFunc(d, f).Stop
 }
 

@@ -9,10 +9,9 @@ package redisstore
 // and stopping sessions without pause cannot grow Redis without bound.
 // Entries whose retention has ended (forgotten already, or about to be)
 // are dropped first; the index expires with its newest entry's retention.
-// A negative bound keeps every closed session.
+// A negative bound keeps every closed session (listed, never pushed out).
 const trimClosedLua = `
 local function trim_closed(idx, acct, timers, id, bound, rtm, slack, prefix, channel, account, at)
-  if bound < 0 then return end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. istr(now - rtm * 1000))
@@ -21,7 +20,7 @@ local function trim_closed(idx, acct, timers, id, bound, rtm, slack, prefix, cha
   if #last == 2 and tonumber(last[2]) >= now then now = tonumber(last[2]) + 1 end
   redis.call('ZADD', idx, istr(now), id)
   redis.call('PEXPIRE', idx, istr(rtm + slack))
-  while redis.call('ZCARD', idx) > bound do
+  while bound >= 0 and redis.call('ZCARD', idx) > bound do
     local oid = redis.call('ZPOPMIN', idx)[1]
     local rec = prefix .. 'r:' .. oid
     local h = redis.call('HMGET', rec, 'a', 's', 'e', 'r', 'o')

@@ -30,6 +30,7 @@ const (
 	fReason      = "r"
 	fOwner       = "o" // the node the session was created through
 	fNonce       = "n" // the insert's nonce, to recognise a replayed insert
+	fLabel       = "lb"
 	// Milliseconds, rounded up.
 	fJoinDeadlineMs = "jd"
 	fIdleMs         = "itm"
@@ -93,6 +94,7 @@ func insertFields(rec session.Record, owner, nonce string) []any {
 		fReason, "0",
 		fOwner, owner,
 		fNonce, nonce,
+		fLabel, rec.Label,
 		fJoinDeadlineMs, itoa(jd),
 		fIdleMs, itoa(ceilMs(int64(rec.IdleTimeout))),
 		fDurationMs, itoa(ceilMs(int64(rec.DurationLimit))),
@@ -150,6 +152,7 @@ func decodeMap(id string, m map[string]string) (stored, error) {
 			DisableIdleTimeout: m[fDisableIdle] == "1",
 			DurationLimit:      time.Duration(d.int(fDuration)),
 			Reason:             session.Reason(d.int(fReason)),
+			Label:              m[fLabel],
 		},
 		JoinTimeout: time.Duration(d.int(fJoin)),
 		Retention:   time.Duration(d.int(fRetention)),

@@ -66,6 +66,7 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		{"Touch", testTouch},
 		{"Delete", testDelete},
 		{"ListOrder", testListOrder},
+		{"ListClosed", testListClosed},
 		{"Range", testRange},
 		{"Due", testDue},
 		{"ConcurrentCloses", testConcurrentCloses},
@@ -179,6 +180,7 @@ func testInsertAndGet(t *testing.T, e *env) {
 	want := newRecord("a")
 	want.CreatedAt = t0.Add(time.Nanosecond) // nanoseconds are kept exactly
 	want.DisableIdleTimeout = true
+	want.Label = "mode=LITE; sandbox=true" // opaque, kept as given
 	assert.Equal(t, want, e.insert(want), "Insert returns the record as stored")
 	got, err := e.s.Get(e.ctx, "acme", "a")
 	require.NoError(t, err)
@@ -509,4 +511,57 @@ func testConcurrentCloses(t *testing.T, e *env) {
 	assert.Equal(t, 1, successes, "exactly one of %d concurrent closes", closers)
 	evs := e.waitEvents("a", 2)
 	assert.Equal(t, fsm.Closing, evs[1].To)
+}
+
+// testListClosed checks ClosedLister: the account's closed sessions, newest
+// close first, none of another account's, none still open, none forgotten.
+func testListClosed(t *testing.T, e *env) {
+	l, ok := e.s.(session.ClosedLister)
+	require.True(t, ok, "%T implements session.ClosedLister", e.s)
+	ids := func(limit int) []string {
+		t.Helper()
+		recs, err := l.ListClosed(e.ctx, "acme", limit)
+		require.NoError(t, err, "ListClosed(acme, %d)", limit)
+		out := []string{}
+		for _, r := range recs {
+			assert.Equal(t, fsm.Closed, r.State, "%s is closed", r.ID)
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	assert.Equal(t, []string{}, ids(0), "nothing closed yet")
+	for _, id := range []string{"a", "b", "c", "open"} {
+		e.insert(newRecord(id))
+	}
+	other := newRecord("x")
+	other.Account = "other"
+	e.insert(other)
+	// Closed in the order b, a, c, at times that disagree with that order:
+	// the list follows the closes.
+	e.close("b", t0.Add(3*time.Minute), session.ReasonStop)
+	closedA := e.close("a", t0.Add(time.Minute), session.ReasonIdle)
+	e.close("c", t0.Add(2*time.Minute), session.ReasonStop)
+	_, _, err := e.s.Transition(e.ctx, "other", "x", session.Change{Event: fsm.EventClose, At: t0, Reason: session.ReasonStop})
+	require.NoError(t, err)
+	_, _, err = e.s.Transition(e.ctx, "other", "x", session.Change{Event: fsm.EventClosed, At: t0})
+	require.NoError(t, err)
+
+	assert.Equal(t, []string{"c", "a", "b"}, ids(0), "newest close first")
+	assert.Equal(t, []string{"c", "a"}, ids(2), "at most limit")
+	recs, err := l.ListClosed(e.ctx, "acme", 0)
+	require.NoError(t, err)
+	got, err := e.s.Get(e.ctx, "acme", "a")
+	require.NoError(t, err)
+	assert.Equal(t, got, recs[1], "the record as Get returns it")
+	assert.Equal(t, session.ReasonIdle, recs[1].Reason)
+
+	_, err = e.s.Delete(e.ctx, "acme", "a", closedA.Epoch, t0.Add(time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c", "b"}, ids(0), "a forgotten session is not listed")
+	assert.Equal(t, []string{"c", "b"}, ids(2), "the limit counts listed sessions only")
+	e.insert(newRecord("a"))
+	assert.Equal(t, []string{"c", "b"}, ids(0), "an id reused by an open session is not listed")
+	none, err := l.ListClosed(e.ctx, "nobody", 0)
+	require.NoError(t, err)
+	assert.Empty(t, none)
 }
