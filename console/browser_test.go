@@ -19,11 +19,13 @@ import (
 	"github.com/streamsession/streamsession/internal/browsertest"
 )
 
-// Where the browser test leaves its screenshot (git-ignored), and where
-// STREAMSESSION_UPDATE_SCREENSHOT=1 also writes it for the README.
+// Where the browser tests leave their screenshots (git-ignored), and where
+// STREAMSESSION_UPDATE_SCREENSHOT=1 also writes them for the docs: the
+// README's, and docs/console-media.md's of the avatar playing.
 const (
 	artifactDir      = "testdata/artifacts"
 	readmeScreenshot = "../docs/console.png"
+	mediaScreenshot  = "../docs/console-media.png"
 )
 
 // longTask is a task the test server speaks for longSpeech, longer than the
@@ -58,11 +60,11 @@ type page struct {
 
 func (b *browser) page(t *testing.T) *page { return &page{t: t, b: b} }
 
-// newBrowser starts a headless chromium with a fresh profile. The test's
-// cleanup closes it and waits for the process to exit.
-func newBrowser(t *testing.T) *browser {
+// newBrowser starts a headless chromium with a fresh profile and the extra
+// options. The test's cleanup closes it and waits for the process to exit.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
-	ctx := browsertest.Start(t, chromedp.WindowSize(viewportWidth, 900))
+	ctx := browsertest.Start(t, append([]chromedp.ExecAllocatorOption{chromedp.WindowSize(viewportWidth, 900)}, extra...)...)
 	b := &browser{ctx: ctx}
 	if err := chromedp.Listen(ctx, func(ev any) {
 		b.mu.Lock()
@@ -192,10 +194,9 @@ func (p *page) writeArtifact(name string, data []byte) {
 	p.t.Logf("wrote %s", path)
 }
 
-// screenshot saves the full page as the test artifact name and, when
-// readme is true and STREAMSESSION_UPDATE_SCREENSHOT=1, as the README's
-// screenshot.
-func (p *page) screenshot(name string, readme bool) {
+// screenshot saves the full page as the test artifact name and, when docs
+// is not empty and STREAMSESSION_UPDATE_SCREENSHOT=1, as the file docs.
+func (p *page) screenshot(name, docs string) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.b.ctx, stepTimeout)
 	defer cancel()
@@ -217,14 +218,14 @@ func (p *page) screenshot(name string, readme bool) {
 		p.fail("viewport: %v", err)
 	}
 	p.writeArtifact(name, png)
-	if readme && os.Getenv("STREAMSESSION_UPDATE_SCREENSHOT") == "1" {
-		if err := os.MkdirAll(filepath.Dir(readmeScreenshot), 0o755); err != nil {
+	if docs != "" && os.Getenv("STREAMSESSION_UPDATE_SCREENSHOT") == "1" {
+		if err := os.MkdirAll(filepath.Dir(docs), 0o755); err != nil {
 			p.t.Fatalf("docs dir: %v", err)
 		}
-		if err := os.WriteFile(readmeScreenshot, png, 0o644); err != nil {
-			p.t.Fatalf("writing %s: %v", readmeScreenshot, err)
+		if err := os.WriteFile(docs, png, 0o644); err != nil {
+			p.t.Fatalf("writing %s: %v", docs, err)
 		}
-		p.t.Logf("updated %s", readmeScreenshot)
+		p.t.Logf("updated %s", docs)
 	}
 }
 
@@ -290,6 +291,9 @@ func TestConsoleInBrowser(t *testing.T) {
 
 		p.click("btn-new")
 		p.waitState("new")
+		// The server serves no media: no offer, no peer, no video.
+		p.waitPresent("no media is shown", `#peer-status[data-status="none"]`)
+		p.waitFor("no video is shown", `document.querySelector("#avatar-video").hidden && !document.querySelector("#media-empty").hidden`)
 		id := p.text("#info-id")
 		if len(id) < 16 {
 			p.fail("session id shown = %q, want a session id", id)
@@ -312,7 +316,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			p.fail("#error-task = %q, want %q", got, want)
 		}
 		p.waitPresent("the refusal is logged", `#log li[data-kind="guard"][data-event="guard.streaming.task"][data-code="10002"]`)
-		p.screenshot("console-guard-refused.png", false)
+		p.screenshot("console-guard-refused.png", "")
 		p.waitState("connecting")
 
 		// Opening the realtime socket moves the session to connected.
@@ -359,7 +363,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		p.click("btn-task")
 		p.waitFor("two talks started", `document.querySelectorAll('#log li[data-event="avatar_start_talking"]').length === 2`)
 		p.waitFor("the avatar is shown speaking", `!document.querySelector("#talking").hidden`)
-		p.screenshot("console.png", true)
+		p.screenshot("console.png", readmeScreenshot)
 		p.click("btn-interrupt")
 		p.waitPresent("the interrupted talk is logged", `#log li[data-event="avatar_stop_talking"][data-interrupted="true"]`)
 		p.waitFor("the avatar is no longer shown speaking", `document.querySelector("#talking").hidden`)
@@ -381,7 +385,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		for _, s := range []string{"new", "connecting", "connected"} {
 			p.waitPresent(s+" is marked as passed", fmt.Sprintf(`#diagram [data-state=%q].visited`, s))
 		}
-		p.screenshot("console-closed.png", false)
+		p.screenshot("console-closed.png", "")
 
 		// A call on the closed session: the guard answers 10005.
 		keepAlives := srv.received("POST", "/v1/streaming.keep_alive")

@@ -4,6 +4,12 @@
 // interrupt, keep_alive, stop) and shows what happens: the session's state
 // on a drawing of the five-state machine, the server's error next to the
 // button that caused it, the account's open sessions and the socket's events.
+// When the server serves media (HeyGen v1: streaming.new answers an sdp
+// offer), Start answers the offer from a plain RTCPeerConnection, trickles
+// the page's candidates with streaming.ice and plays the avatar's video and
+// voice, with the peer's state shown beside the session's and the data
+// channel's talking events in the log: the session is then connected by its
+// media, not by the socket. Without an offer the page runs the socket flow.
 // Every button naming the session is checked first by the guard of package
 // js/guard (served as guard.js): a click the session's state does not allow
 // shows the error the server would answer and sends no request.

@@ -3,6 +3,10 @@
 // Drives one streaming session through the public Streaming API, exactly as an
 // outside client would: streaming.new, streaming.start, the realtime socket
 // named by realtime_endpoint, streaming.task, interrupt, keep_alive, stop.
+// When the server offers media (HeyGen v1: streaming.new answers an sdp
+// offer), Start answers it from a plain RTCPeerConnection, trickles the
+// page's candidates with streaming.ice and plays the avatar; the session is
+// then connected by its media, not by the socket.
 // Nothing here is private to the console: each button is one documented call,
 // and the Events card shows each request and answer.
 //
@@ -30,9 +34,10 @@ const FIRST_STATE_CODE = 10001; // 10001 + index(state): "Session state wrong: <
 const STATE_HELP = {
   new: "The session exists and holds a slot. It accepts <code>streaming.start</code> (and ice, stop); " +
     "a task now answers <code>10001</code>. Unstarted sessions close after the join timeout.",
-  connecting: "Started: the server waits for the client's realtime socket. <strong>Open socket</strong> " +
-    "moves it to connected; a task now answers <code>10002</code>.",
-  connected: "The socket opened. It accepts task, interrupt, keep_alive, start/stop_listening and stop. " +
+  connecting: "Started: the server waits for the client. Without media, <strong>Open socket</strong> " +
+    "moves it to connected; with media, the peer connection does once ICE and DTLS are up. " +
+    "A task now answers <code>10002</code>.",
+  connected: "The socket opened, or the media is up. It accepts task, interrupt, keep_alive, start/stop_listening and stop. " +
     "Without activity it closes after <code>activity_idle_timeout</code> seconds.",
   closing: "Shutting down: every call answers <code>10004</code> until it is closed.",
   closed: "Closed and its slot freed. Calls answer <code>10005</code> until the retention window ends, " +
@@ -55,6 +60,9 @@ const app = {
   socketClosedByUser: false,
   serverUp: null,
   pollTimer: 0,
+  // peer is the RTCPeerConnection playing the current session's media; null
+  // without media.
+  peer: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -225,17 +233,22 @@ async function createSession() {
     if (!data || !data.token) throw new Error("streaming.create_token answered no token.");
     auth = { header: "Authorization", value: "Bearer " + data.token, label: "Bearer token" };
   }
-  const body = { version: "v2" };
+  // Without a version the server answers an sdp offer when it serves media
+  // (HeyGen v1); "v2" never makes a peer.
+  const body = $("use-media").checked ? {} : { version: "v2" };
   const avatar = $("avatar").value;
   if (avatar) body.avatar_id = avatar;
   const data = await api("POST", "/streaming.new", { body, auth });
   if (!data || !data.session_id) throw new Error("streaming.new answered no session_id.");
   closeSocket();
+  closePeer();
   app.session = {
     id: data.session_id,
     auth,
     endpoint: data.realtime_endpoint || data.url || "",
     ownerKey: keyAuthValue.value,
+    offer: data.sdp && data.sdp.type === "offer" && typeof data.sdp.sdp === "string" ? data.sdp : null,
+    iceServers: Array.isArray(data.ice_servers2) ? data.ice_servers2 : [],
   };
   app.state = "";
   app.guard = new SessionGuard();
@@ -246,11 +259,17 @@ async function createSession() {
   $("info-paid").textContent = String(data.is_paid);
   $("info-limit").textContent = data.session_duration_limit ? data.session_duration_limit + " s" : "none";
   setSocketStatus("none", "not open");
+  setPeerStatus(app.session.offer ? "offered" : "none", app.session.offer ? "offer received" : "no media");
   setState("new", "streaming.new");
   pollSoon();
 }
 
 async function startSession() {
+  const s = app.session;
+  if (s && s.offer) {
+    await startMedia(s);
+    return;
+  }
   await sessionCall("streaming.start");
   setState("connecting", "streaming.start");
 }
@@ -263,9 +282,193 @@ async function sendTask() {
 
 async function stopSession() {
   await sessionCall("streaming.stop");
-  // streaming.stop answers once the session is closed and its slot free.
+  // streaming.stop answers once the session is closed and its slot free;
+  // the server has closed its peer, so the page closes its own.
   setState("closed", "streaming.stop");
   pollSoon();
+}
+
+// ---------------------------------------------------------------------------
+// Media: the avatar over WebRTC (HeyGen v1)
+
+// startMedia answers the server's offer: a plain RTCPeerConnection with the
+// session's ice_servers2 takes the offer, and its answer goes out with
+// streaming.start. The page's candidates are held until the start is
+// accepted, then trickled with streaming.ice. A refused start closes the
+// peer and leaves the session as it was.
+async function startMedia(s) {
+  closePeer();
+  const pc = new RTCPeerConnection({ iceServers: s.iceServers });
+  app.peer = pc;
+  const pending = [];
+  let started = false;
+  pc.addEventListener("icecandidate", (ev) => {
+    if (!ev.candidate || !ev.candidate.candidate) return; // end of candidates: nothing to send
+    const c = ev.candidate.toJSON();
+    if (started) sendCandidate(s, pc, c);
+    else pending.push(c);
+  });
+  pc.addEventListener("connectionstatechange", () => onPeerState(s, pc));
+  pc.addEventListener("iceconnectionstatechange", () => onPeerState(s, pc));
+  pc.addEventListener("track", (ev) => {
+    if (app.peer !== pc || !ev.streams[0]) return;
+    showStream(ev.streams[0]);
+  });
+  pc.addEventListener("datachannel", (ev) => {
+    const channel = ev.channel;
+    channel.binaryType = "arraybuffer";
+    channel.addEventListener("message", (m) => {
+      if (app.peer === pc) onMediaMessage(m.data);
+    });
+  });
+  setPeerStatus("new", "new");
+  try {
+    await pc.setRemoteDescription(s.offer);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    const local = pc.localDescription;
+    await sessionCall("streaming.start", { sdp: { type: local.type, sdp: local.sdp } });
+  } catch (err) {
+    if (app.peer === pc) closePeer();
+    throw err;
+  }
+  started = true;
+  if (app.session === s) setState("connecting", "streaming.start");
+  logLine("media", "answer sent; the session is connected when the peer is (ICE + DTLS)", { event: "media.answered" });
+  for (const c of pending.splice(0)) sendCandidate(s, pc, c);
+}
+
+// sendCandidate trickles one of the page's candidates. Once the session is
+// past connecting the server has no use for it: it is not sent, and a
+// 10003 answer (the media connected the session while the candidate was on
+// its way) is expected, not a failure.
+async function sendCandidate(s, pc, candidate) {
+  if (app.peer !== pc || app.session !== s || app.guard.check("streaming.ice")) return;
+  const body = { session_id: s.id, candidate };
+  try {
+    const data = await api("POST", "/streaming.ice", { body, auth: s.auth, logIt: false });
+    logLine("api", "POST streaming.ice → 200", { event: "api.streaming.ice", detail: { request: body, response: data } });
+  } catch (err) {
+    if (app.session === s) learnFromError(err);
+    const late = err instanceof ApiError && err.code === FIRST_STATE_CODE + 2;
+    const text = late
+      ? `POST streaming.ice → ${err.status} · ${err.code}: the media already connected the session, the candidate is not needed`
+      : `POST streaming.ice → ${err.status || "no answer"} · ${err.code !== null ? err.code + " " : ""}${err.message}`;
+    logLine("api", text, { event: "api.streaming.ice", detail: { request: body }, bad: !late });
+  }
+}
+
+// onPeerState shows the peer's state beside the session's. The server
+// connects the session when its own side of the peer is up: the page asks
+// streaming.list at once, and often until the list says so.
+function onPeerState(s, pc) {
+  if (app.peer !== pc) return;
+  let state = pc.connectionState;
+  // Before the connection is up, say when ICE is checking its pairs.
+  if ((state === "new" || state === "connecting") && pc.iceConnectionState === "checking") state = "checking";
+  setPeerStatus(state, state);
+  if ($("peer-status").dataset.logged !== state) {
+    $("peer-status").dataset.logged = state;
+    logLine("media", `peer ${state} (ICE ${pc.iceConnectionState})`,
+      { event: "media.peer." + state, bad: state === "failed" });
+  }
+  if (app.session === s && (state === "connected" || state === "failed")) pollSoon();
+}
+
+function showStream(stream) {
+  const video = $("avatar-video");
+  if (video.srcObject === stream) return;
+  video.srcObject = stream;
+  video.hidden = false;
+  $("media-empty").hidden = true;
+  $("media-card").dataset.media = "playing";
+  $("btn-mute").disabled = false;
+  // Muted, the browser lets the page start the video without a click; the
+  // Unmute button is the user's gesture that lets the sound play.
+  video.muted = true;
+  renderMute();
+  video.play().catch((e) => logLine("media", "the video did not start: " + e.message, { event: "media.play", bad: true }));
+  countFrames(video, stream);
+  logLine("media", "playing " + stream.getTracks().map((t) => t.kind).sort().join(" + "), { event: "media.track" });
+}
+
+// countFrames counts the frames the browser presents, shown under the video.
+function countFrames(video, stream) {
+  let frames = 0;
+  video.dataset.frames = "0";
+  if (!("requestVideoFrameCallback" in video)) return;
+  const tick = (_now, meta) => {
+    if (video.srcObject !== stream) return;
+    frames++;
+    video.dataset.frames = String(frames);
+    if (frames % 5 === 1) {
+      $("media-stats").textContent = `${meta.width}×${meta.height} · ${frames} frames shown`;
+    }
+    video.requestVideoFrameCallback(tick);
+  };
+  video.requestVideoFrameCallback(tick);
+}
+
+function toggleMute() {
+  const video = $("avatar-video");
+  video.muted = !video.muted;
+  if (!video.muted) video.play().catch(() => {});
+  renderMute();
+}
+
+function renderMute() {
+  const video = $("avatar-video");
+  const b = $("btn-mute");
+  b.textContent = video.muted ? "Unmute" : "Mute";
+  b.setAttribute("aria-pressed", String(video.muted));
+}
+
+// onMediaMessage reads the data channel's binary JSON talking events.
+function onMediaMessage(data) {
+  let msg;
+  try {
+    const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+    msg = JSON.parse(text);
+  } catch (e) {
+    logLine("media", "data channel: not JSON", { event: "media.invalid", bad: true });
+    return;
+  }
+  const type = msg && typeof msg.type === "string" ? msg.type : "(no type)";
+  if (type === "avatar_start_talking") {
+    $("talking").hidden = false;
+    logLine("media", `avatar_start_talking · task ${short(msg.task_id)} (data channel)`, { event: type, detail: msg });
+  } else if (type === "avatar_stop_talking") {
+    $("talking").hidden = true;
+    logLine("media", `avatar_stop_talking · task ${short(msg.task_id)} · ${msg.duration_ms} ms (data channel)`,
+      { event: type, detail: msg, data: { interrupted: String(!!msg.interrupted) } });
+  } else {
+    logLine("media", "data channel: " + type, { event: "media." + type, detail: msg });
+  }
+}
+
+// closePeer closes the page's peer and clears the video; the peer badge
+// keeps its last state, marked closed.
+function closePeer() {
+  const pc = app.peer;
+  app.peer = null;
+  const video = $("avatar-video");
+  video.pause();
+  video.srcObject = null;
+  video.hidden = true;
+  $("media-empty").hidden = false;
+  $("media-card").dataset.media = "none";
+  $("media-stats").textContent = "";
+  $("btn-mute").disabled = true;
+  if (!pc) return;
+  pc.close();
+  setPeerStatus("closed", "closed");
+  logLine("media", "peer closed", { event: "media.peer.closed" });
+}
+
+function setPeerStatus(status, label) {
+  const badge = $("peer-status");
+  badge.dataset.status = status;
+  badge.textContent = status === "none" ? label : "peer: " + label;
 }
 
 // ---------------------------------------------------------------------------
@@ -400,6 +603,7 @@ function setState(state, source) {
   app.state = app.guard.state;
   if (state === "closed") {
     $("talking").hidden = true;
+    closePeer();
     // Once the session is closed, a socket that dropped has nothing to reconnect to.
     const socketStatus = $("socket-status").dataset.status;
     if (socketStatus === "dropped" || socketStatus === "failed") setSocketStatus("closed", "closed: the session ended");
@@ -468,7 +672,10 @@ async function poll() {
       await probeServer();
     }
   } finally {
-    app.pollTimer = setTimeout(poll, POLL_MS);
+    // While the peer is up and the list still says connecting, ask often:
+    // the server joins the session when its side of the peer is up.
+    const soon = app.peer && app.peer.connectionState === "connected" && app.state === "connecting";
+    app.pollTimer = setTimeout(poll, soon ? 200 : POLL_MS);
   }
 }
 
@@ -708,6 +915,7 @@ function wire() {
   $("btn-interrupt").addEventListener("click", () => guarded("interrupt", "streaming.interrupt", () => sessionCall("streaming.interrupt")));
   $("btn-keep-alive").addEventListener("click", () => guarded("keep-alive", "streaming.keep_alive", () => sessionCall("streaming.keep_alive")));
   $("btn-stop").addEventListener("click", () => guarded("stop", "streaming.stop", stopSession));
+  $("btn-mute").addEventListener("click", toggleMute);
   $("btn-clear-log").addEventListener("click", () => $("log").replaceChildren());
   document.querySelector("#sessions tbody").addEventListener("click", (ev) => {
     const b = ev.target.closest("button.row-stop");
