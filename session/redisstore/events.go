@@ -117,6 +117,9 @@ func (s *Store) deliverLocked(ev session.Event) {
 		s.known[ev.SessionID] = k
 	}
 	k.state, k.epoch, k.reason = ev.To, ev.Epoch, ev.Reason
+	if ev.To == fsm.Closed || ev.Forgotten() {
+		s.cut.done(ev.SessionID)
+	}
 	if ev.Forgotten() {
 		k.gone = true
 		s.tombs = append(s.tombs, tombstone{id: ev.SessionID, at: now})
