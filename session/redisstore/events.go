@@ -137,7 +137,8 @@ func (s *Store) deliverLocked(ev session.Event) {
 // no note, was lost
 // with Redis's data, and gets closing and closed with
 // session.ReasonStoreLost (closed with its recorded reason if it was
-// closing already) before it is forgotten. It returns how many open
+// closing already) before it is forgotten. Then it delivers the open
+// sessions it had not heard of (see discover). It returns how many open
 // sessions it found lost.
 func (s *Store) resync() (lost int, err error) {
 	s.mu.Lock()
@@ -207,7 +208,7 @@ func (s *Store) resync() (lost int, err error) {
 		}
 		s.mu.Unlock()
 	}
-	return lost, nil
+	return lost, s.discover(now)
 }
 
 // lostLocked delivers the end of a session that is no longer in Redis:

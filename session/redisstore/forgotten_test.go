@@ -76,3 +76,54 @@ func TestResyncForgotten(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, n > 0 && n <= forgottenNoteTTL, "the note expires: %v", n)
 }
+
+// TestResyncDiscovers: a session created through another node while this
+// node's subscription was down is delivered, when this node reads the
+// sessions again, as one event from unknown to its current state, and its
+// later events follow.
+func TestResyncDiscovers(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	admin := srv.Client()
+	a := newNode(t, srv, Config{})
+	b := newNode(t, srv, Config{})
+	require.NoError(t, b.ps.Unsubscribe(ctx, b.channel))
+	waitFor(t, "b unsubscribed", 5*time.Second, func() bool {
+		n, err := admin.PubSubNumSub(ctx, b.channel).Result()
+		return err == nil && n[b.channel] == 1
+	})
+	for _, id := range []string{"made", "ended"} {
+		_, err := a.Insert(ctx, newRecord(id))
+		require.NoError(t, err)
+		for _, ev := range []fsm.Event{fsm.EventStart, fsm.EventJoin} {
+			_, _, err := a.Transition(ctx, "acme", id, session.Change{Event: ev, At: t0})
+			require.NoError(t, err)
+		}
+	}
+	_, _, err := a.Transition(ctx, "acme", "ended", session.Change{Event: fsm.EventClose, At: t0, Reason: session.ReasonStop})
+	require.NoError(t, err)
+	_, _, err = a.Transition(ctx, "acme", "ended", session.Change{Event: fsm.EventClosed, At: t0})
+	require.NoError(t, err)
+	require.Empty(t, b.log.of("made"))
+
+	lost, err := b.resync()
+	require.NoError(t, err)
+	assert.Zero(t, lost)
+	evs := b.log.of("made")
+	require.Len(t, evs, 1)
+	assert.Equal(t, fsm.Unknown, evs[0].From)
+	assert.Equal(t, fsm.Connected, evs[0].To)
+	assert.EqualValues(t, 3, evs[0].Epoch)
+	assert.Empty(t, b.log.of("ended"), "a session closed meanwhile is not announced")
+
+	// Subscribed again, b hears what follows.
+	require.NoError(t, b.ps.Subscribe(ctx, b.channel))
+	waitFor(t, "b subscribed", 5*time.Second, func() bool {
+		n, err := admin.PubSubNumSub(ctx, b.channel).Result()
+		return err == nil && n[b.channel] == 2
+	})
+	_, _, err = a.Transition(ctx, "acme", "made", session.Change{Event: fsm.EventClose, At: t0, Reason: session.ReasonStop})
+	require.NoError(t, err)
+	waitFor(t, "b hears the close", 5*time.Second, func() bool { return len(b.log.of("made")) == 2 })
+	assert.Equal(t, fsm.Closing, b.log.of("made")[1].To)
+}
