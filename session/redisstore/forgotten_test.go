@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	sserrors "github.com/streamsession/streamsession/errors"
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/internal/redistest"
 	"github.com/streamsession/streamsession/session"
@@ -126,4 +127,15 @@ func TestResyncDiscovers(t *testing.T) {
 	require.NoError(t, err)
 	waitFor(t, "b hears the close", 5*time.Second, func() bool { return len(b.log.of("made")) == 2 })
 	assert.Equal(t, fsm.Closing, b.log.of("made")[1].To)
+}
+
+// TestCloseRetryAfterConfig: the zero value takes the default; a negative
+// one is a 400175 error.
+func TestCloseRetryAfterConfig(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := New(srv.Client(), Config{})
+	require.NoError(t, err)
+	assert.Equal(t, DefaultCloseRetryAfter, s.Config().CloseRetryAfter)
+	_, err = New(srv.Client(), Config{CloseRetryAfter: -time.Second})
+	assert.ErrorIs(t, err, sserrors.ErrInvalidParameter)
 }
