@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,19 @@ import (
 const (
 	PathHealthz = "/healthz"
 	PathReadyz  = "/readyz"
+)
+
+// HeaderNotReady is the header a 503 from /readyz carries to say why the
+// node cannot take work, beside the frozen 400558 body: "draining" (Drain
+// began, or the server shut down), "backend_unavailable" (Config.Ready
+// failed or did not answer), or the reason of an error in Ready's chain
+// that has a ReadyReason method (for example "secret_changed").
+const HeaderNotReady = "X-Streamsession-Not-Ready"
+
+// Reasons /readyz gives in HeaderNotReady.
+const (
+	NotReadyDraining           = "draining"
+	NotReadyBackendUnavailable = "backend_unavailable"
 )
 
 // DefaultReadyTimeout bounds Config.Ready when Config.ReadyTimeout is zero.
@@ -48,7 +62,8 @@ func newHealth(cfg Config) *health {
 //     error envelope {"code":400558,"message":"API connection error"} and a
 //     Retry-After when it cannot: Config.Ready failed or did not answer
 //     within Config.ReadyTimeout (its backend, Redis, is unreachable), or
-//     the node is draining ([Server.Drain]) or shut down.
+//     the node is draining ([Server.Drain]) or shut down. The reason is in
+//     the HeaderNotReady header (the body stays the frozen envelope).
 //
 // Probe answers are not reported to Hooks.Refused (a load balancer probes
 // every few hundred milliseconds). Any other path is a JSON 404.
@@ -66,6 +81,7 @@ func (s *Server) Health() http.Handler {
 		}
 		if r.URL.Path == PathReadyz {
 			if err := s.Ready(r.Context()); err != nil {
+				w.Header().Set(HeaderNotReady, notReadyReason(err))
 				writeError(w, err)
 				return
 			}
@@ -80,7 +96,7 @@ func (s *Server) Health() http.Handler {
 // Config.ReadyTimeout (the error then wraps Ready's).
 func (s *Server) Ready(ctx context.Context) error {
 	if s.health.draining.Load() || s.rt.Closed() {
-		return errNotReady
+		return errDraining
 	}
 	if s.health.ready == nil {
 		return nil
@@ -95,3 +111,26 @@ func (s *Server) Ready(ctx context.Context) error {
 
 // Draining reports whether [Server.Drain] has begun.
 func (s *Server) Draining() bool { return s.health.draining.Load() }
+
+// notReadyReason names why Ready failed, for HeaderNotReady: the reason of
+// the first error in err's chain with a ReadyReason method, else draining
+// or backend_unavailable. A reason is a short token, never a secret or an
+// id.
+func notReadyReason(err error) string {
+	var r interface{ ReadyReason() string }
+	if errors.As(err, &r) {
+		if v := r.ReadyReason(); v != "" {
+			return v
+		}
+	}
+	return NotReadyBackendUnavailable
+}
+
+// readyReason is a cause of errNotReady that names itself.
+type readyReason string
+
+func (r readyReason) Error() string       { return "server: not ready: " + string(r) }
+func (r readyReason) ReadyReason() string { return string(r) }
+
+// errDraining answers /readyz while the node drains or is shut down.
+var errDraining = errNotReady.WithCause(readyReason(NotReadyDraining))

@@ -417,12 +417,24 @@ func (m *Manager) closeSession(ctx context.Context, account, id string, reason R
 		// slot is released, by the store's closing timer (see fire).
 		return Info{}, err
 	}
-	rec, _, err := m.transition(ctx, account, id, Change{Event: fsm.EventClosed, At: m.clock.Now()})
+	rec, from, err := m.transition(ctx, account, id, Change{Event: fsm.EventClosed, At: m.clock.Now()})
+	if closedElsewhere(from, err) {
+		return rec.Info, nil
+	}
 	if err != nil {
 		return Info{}, internal(err)
 	}
 	m.reportClosed(rec.Info)
 	return rec.Info, nil
+}
+
+// closedElsewhere reports whether the last step of a close was refused
+// because the session is closed already: with a SharedStore, a close cut
+// by a backend failure may be finished by the store's timers (any node)
+// while its closer still waits for an answer. The close is done, reported
+// by whoever finished it.
+func closedElsewhere(from fsm.State, err error) bool {
+	return err != nil && from == fsm.Closed && errors.Is(err, fsm.StateError(fsm.Closed))
 }
 
 // reportClosed reports a session this Manager moved to closed (Hooks.OnClosed).

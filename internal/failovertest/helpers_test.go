@@ -73,6 +73,8 @@ type nodeOptions struct {
 	waitReplicas int    // redis_wait_replicas: the limiter's and the store's
 	onDataLoss   func() // the store's OnDataLoss
 	onWaitShort  func() // the limiter's and the store's OnWaitShort
+	// wrapLimiter, when set, wraps the node's limiter (to cut a call).
+	wrapLimiter func(limits.Limiter) limits.Limiter
 }
 
 // newNode builds a node from the library's parts on the Redis at rawURL,
@@ -97,7 +99,11 @@ func newNode(t *testing.T, rawURL string, secret []byte, opt nodeOptions) *node 
 			}
 		}})
 	require.NoError(t, err)
-	mgr, err := session.NewManager(session.Config{Limiter: lim, Avatars: avatars, Store: store})
+	var limiter limits.Limiter = lim
+	if opt.wrapLimiter != nil {
+		limiter = opt.wrapLimiter(lim)
+	}
+	mgr, err := session.NewManager(session.Config{Limiter: limiter, Avatars: avatars, Store: store})
 	require.NoError(t, err)
 	relay, err := redisrelay.New(client, redisrelay.Config{Prefix: "fo"})
 	require.NoError(t, err)

@@ -50,7 +50,9 @@ func testSentinelFailover(t *testing.T, wait int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	secret := newSecret(t)
-	opt := nodeOptions{closingGrace: 2 * time.Second, waitReplicas: wait}
+	// ClosingGrace stays at its default (30 s): a close cut by the switch
+	// is finished once Redis answers (Config.CloseRetryAfter), not by it.
+	opt := nodeOptions{waitReplicas: wait}
 	a := newNode(t, ss.URL(), secret, opt)
 	b := newNode(t, ss.URL(), secret, opt)
 	nodes := []*node{a, b}
@@ -224,7 +226,7 @@ func testSentinelFailover(t *testing.T, wait int) {
 	newMaster, err := ss.Master(ctx)
 	require.NoError(t, err)
 	admin := newMaster.Client()
-	eventually(t, "no session left in closing", 15*time.Second, func() bool {
+	eventually(t, "no session left in closing", 5*time.Second, func() bool {
 		return len(inState(t, admin, fsm.Closing)) == 0
 	})
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -65,7 +64,21 @@ func decodeSecret(res []any) ([]byte, error) {
 // its own secret back before this one. This node's tokens and sealed
 // answers are under its old secret, so it cannot adopt the new one while
 // it runs; restarted, it adopts it.
-var ErrSecretChanged = errors.New("redistokens: the service's secret in Redis is another node's (Redis lost its data and another node wrote its secret first): restart this node to adopt it")
+// Its ReadyReason is "secret_changed", the reason a node's /readyz gives
+// (server.HeaderNotReady) when its Ready check returns it.
+var ErrSecretChanged error = secretChanged{}
+
+// ReasonSecretChanged is ErrSecretChanged's ReadyReason.
+const ReasonSecretChanged = "secret_changed"
+
+type secretChanged struct{}
+
+func (secretChanged) Error() string {
+	return "redistokens: the service's secret in Redis is another node's (Redis lost its data and another node wrote its secret first): restart this node to adopt it"
+}
+
+// ReadyReason names the cause for a readiness probe.
+func (secretChanged) ReadyReason() string { return ReasonSecretChanged }
 
 // SecretKeeper keeps a node's shared secret in Redis: when Redis lost its
 // data (flushed, or restarted without persistence), the first node to

@@ -30,6 +30,7 @@ local function trim_closed(idx, acct, timers, id, bound, rtm, slack, prefix, cha
       redis.call('ZREM', acct, oid)
       if h[5] then redis.call('SREM', prefix .. 'n:' .. h[5], oid) end
       publish(channel, 5, 0, tonumber(h[3]) + 1, at, num(h[4]), 0, oid, account)
+      note_forgotten(prefix, oid, num(h[4]))
     end
   end
 end

@@ -65,6 +65,11 @@ func (s *Store) Transition(ctx context.Context, account, id string, ch session.C
 	if !ok {
 		table = refusedTable
 	}
+	if ch.Event == fsm.EventClose {
+		// Recorded before the script runs: Redis may apply it and the
+		// reply be lost.
+		s.cut.begin(id, time.Now())
+	}
 	at := nanos(ch.At)
 	keys := []string{s.recKey(id), s.acctKey(account), s.timers, s.closedKey(account)}
 	res, err := transitionScript.Run(ctx, s.client, keys, account, ch.Epoch, table, itoa(at), ceilMs(at),
@@ -84,6 +89,11 @@ func (s *Store) Transition(ctx context.Context, account, id string, ch session.C
 			s.waitReplicas(ctx)
 		}
 		return rec, state, nil
+	}
+	if ch.Event == fsm.EventClose && state != fsm.Closing {
+		s.cut.done(id) // this close did not take place
+	}
+	switch code {
 	case codeNotFound:
 		return session.Record{}, fsm.Unknown, sserrors.ErrSessionNotFound
 	case codeState:

@@ -41,8 +41,11 @@
 // the subscription
 // reconnects (messages published meanwhile are lost), the sessions the
 // node has heard of are read again and what changed is delivered as one
-// event per session. Hooks and subscribers therefore see the whole
-// cluster's transitions on every node.
+// event per state skipped (a session closed and forgotten meanwhile with
+// its own reason, from the note its forgetting left), and the open
+// sessions with a deadline that it had not heard of are delivered from
+// unknown. Hooks and subscribers therefore see the whole cluster's
+// transitions on every node.
 //
 // # Timers
 //
@@ -55,7 +58,9 @@
 // A session closing for longer than ClosingGrace (its closer gave up after
 // the change was made, died, or could not release the slot) is reported as
 // session.TimeoutOrphaned, and the Manager that claims it finishes the
-// close.
+// close. A close begun through this node and still closing after
+// CloseRetryAfter (cut by a Redis failure) has its deadline moved to now
+// by the loss checker, so it is finished as soon as Redis answers.
 //
 // # Nodes that die
 //

@@ -117,6 +117,9 @@ func (s *Store) deliverLocked(ev session.Event) {
 		s.known[ev.SessionID] = k
 	}
 	k.state, k.epoch, k.reason = ev.To, ev.Epoch, ev.Reason
+	if ev.To == fsm.Closed || ev.Forgotten() {
+		s.cut.done(ev.SessionID)
+	}
 	if ev.Forgotten() {
 		k.gone = true
 		s.tombs = append(s.tombs, tombstone{id: ev.SessionID, at: now})
@@ -128,10 +131,14 @@ func (s *Store) deliverLocked(ev session.Event) {
 // changed while the subscription was down, one event from the state last
 // delivered to the current one (two for one closed meanwhile: closing,
 // then closed, with its reason). A session gone meanwhile was forgotten at
-// the end of its retention if it was closed; one gone while open was lost
+// the end of its retention if it was closed, or if Redis holds its
+// forgotten note (see forgottenLua): it gets what it missed of closing and
+// closed with its own reason, then is forgotten. One gone while open, with
+// no note, was lost
 // with Redis's data, and gets closing and closed with
 // session.ReasonStoreLost (closed with its recorded reason if it was
-// closing already) before it is forgotten. It returns how many open
+// closing already) before it is forgotten. Then it delivers the open
+// sessions it had not heard of (see discover). It returns how many open
 // sessions it found lost.
 func (s *Store) resync() (lost int, err error) {
 	s.mu.Lock()
@@ -164,7 +171,7 @@ func (s *Store) resync() (lost int, err error) {
 		s.mu.Lock()
 		for i, id := range batch {
 			row, _ := res[i].([]any)
-			if len(row) != 3 {
+			if len(row) != 3 && len(row) != 4 {
 				continue
 			}
 			state, _ := row[0].(int64)
@@ -173,6 +180,10 @@ func (s *Store) resync() (lost int, err error) {
 			k := s.known[id]
 			if k == nil || k.gone {
 				continue // forgotten meanwhile
+			}
+			if epoch == 0 && len(row) == 4 {
+				s.forgottenLocked(id, k, session.Reason(reason), now)
+				continue
 			}
 			if epoch == 0 {
 				if k.state != fsm.Closed {
@@ -197,7 +208,7 @@ func (s *Store) resync() (lost int, err error) {
 		}
 		s.mu.Unlock()
 	}
-	return lost, nil
+	return lost, s.discover(now)
 }
 
 // lostLocked delivers the end of a session that is no longer in Redis:
@@ -221,6 +232,24 @@ func (s *Store) lostLocked(id string, k *seen, now time.Time) {
 		next(fsm.Closed, r)
 	}
 	next(fsm.Unknown, k.reason)
+}
+
+// forgottenLocked delivers the end of a session closed with reason and
+// forgotten while the subscription was down: what it missed of closing
+// and closed, then forgotten. s.mu is held.
+func (s *Store) forgottenLocked(id string, k *seen, reason session.Reason, now time.Time) {
+	next := func(to fsm.State) {
+		s.deliverLocked(session.Event{SessionID: id, Account: k.account, From: k.state, To: to,
+			Epoch: k.epoch + 1, At: now, Reason: reason})
+	}
+	switch k.state {
+	case fsm.New, fsm.Connecting, fsm.Connected:
+		next(fsm.Closing)
+		next(fsm.Closed)
+	case fsm.Closing:
+		next(fsm.Closed)
+	}
+	next(fsm.Unknown)
 }
 
 // parseEvent decodes "from,to,epoch,at,reason,score,len(id),<id><account>".

@@ -63,6 +63,7 @@ func (s *Store) watchLoss() {
 				lossPending = false
 			}
 		}
+		s.finishCutCloses(time.Now())
 		select {
 		case <-s.stop:
 			return

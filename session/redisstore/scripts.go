@@ -97,7 +97,7 @@ return 0
 // made the current epoch), {1} when there is no such session, {2, state,
 // record} when the state refuses the event, {3, state, record} when the
 // epoch moved.
-var transitionScript = redis.NewScript(preamble + trimClosedLua + `
+var transitionScript = redis.NewScript(preamble + forgottenLua + trimClosedLua + `
 local rec, acct, timers = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', rec, 'a', 's', 'e', 'op', 'of')
 if not h[1] or h[1] ~= ARGV[1] then return {1} end
@@ -159,7 +159,7 @@ return {0, redis.call('HGETALL', rec)}
 // ARGV: 1 account, 2 epoch, 3 at ns, 4 id, 5 key prefix, 6 channel.
 // Returns {0, 5, record as it was}, {1}, {2, state, record} or {3, state,
 // record} (as transitionScript).
-var deleteScript = redis.NewScript(preamble + `
+var deleteScript = redis.NewScript(preamble + forgottenLua + `
 local rec, acct, timers = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', rec, 'a', 's', 'e', 'r', 'o')
 if not h[1] or h[1] ~= ARGV[1] then return {1} end
@@ -173,6 +173,7 @@ redis.call('ZREM', timers, id)
 redis.call('ZREM', acct, id)
 if h[5] then redis.call('SREM', ARGV[5] .. 'n:' .. h[5], id) end
 publish(ARGV[6], 5, 0, ep + 1, ARGV[3], num(h[4]), 0, id, ARGV[1])
+note_forgotten(ARGV[5], id, num(h[4]))
 return {0, 5, all}
 `)
 
@@ -245,12 +246,18 @@ return 0
 //
 // KEYS: 1 deadlines (only to route the script to the right node of a
 // cluster). ARGV: 1 key prefix, then ids. Returns {state, epoch, reason} per id
-// ({0, 0, 0} when the session is gone).
+// ({0, 0, 0} when the session is gone; {0, 0, reason, 1} when it was
+// closed with reason and forgotten: see forgottenLua).
 var resyncScript = redis.NewScript(`
 local out = {}
 for i = 2, #ARGV do
   local h = redis.call('HMGET', ARGV[1] .. 'r:' .. ARGV[i], 's', 'e', 'r')
-  out[#out + 1] = {tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')}
+  if h[1] then
+    out[#out + 1] = {tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')}
+  else
+    local g = redis.call('GET', ARGV[1] .. 'g:' .. ARGV[i])
+    if g then out[#out + 1] = {0, 0, tonumber(g) or 0, 1} else out[#out + 1] = {0, 0, 0} end
+  end
 end
 return out
 `)

@@ -72,6 +72,14 @@ type Config struct {
 	// or died (a Redis reply lost after the session went closing) is
 	// finished. The default is DefaultClosingGrace (30 s).
 	ClosingGrace time.Duration
+	// CloseRetryAfter is how long a close begun through this node (Stop,
+	// a timer) may stay unfinished before the node finishes it: a close
+	// cut by a Redis failure or failover (the closing written but its
+	// reply lost, or the release or the closed after it failing) is
+	// finished within CloseRetryAfter plus one LossCheckInterval of Redis
+	// answering again, rather than after ClosingGrace. The default is
+	// DefaultCloseRetryAfter (1 s).
+	CloseRetryAfter time.Duration
 	// RetentionSlack is added to a closed session's Retention to make the
 	// expiry Redis applies to its record, so that a closed session is
 	// forgotten even when no node is left to forget it. The default is
@@ -159,6 +167,9 @@ type Store struct {
 	// lostSinceReport counts the open sessions resync found gone since the
 	// last DataLoss report (guarded by mu).
 	lostSinceReport int
+	// cut are the closes begun through this node not seen finished (see
+	// finish.go).
+	cut cutCloses
 	// resyncPending is set when a resync after a reconnection failed; the
 	// loss checker runs it again.
 	resyncPending atomic.Bool
@@ -210,6 +221,7 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	def(&cfg.PollInterval, DefaultPollInterval)
 	def(&cfg.SubscribeWait, DefaultSubscribeWait)
 	def(&cfg.LossCheckInterval, DefaultLossCheckInterval)
+	def(&cfg.CloseRetryAfter, DefaultCloseRetryAfter)
 	if cfg.Batch == 0 {
 		cfg.Batch = DefaultBatch
 	}
@@ -219,8 +231,8 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	switch {
 	case cfg.ClaimTTL < time.Millisecond, cfg.ClosingGrace < time.Millisecond, cfg.PollInterval < time.Millisecond, cfg.LossCheckInterval < time.Millisecond:
 		return nil, invalid("ClaimTTL, ClosingGrace, PollInterval and LossCheckInterval must be at least 1ms")
-	case cfg.RetentionSlack < 0, cfg.SubscribeWait < 0, cfg.Batch < 0, cfg.WaitReplicas < 0, cfg.WaitTimeout < 0:
-		return nil, invalid("negative RetentionSlack, SubscribeWait, Batch, WaitReplicas or WaitTimeout")
+	case cfg.CloseRetryAfter < 0, cfg.RetentionSlack < 0, cfg.SubscribeWait < 0, cfg.Batch < 0, cfg.WaitReplicas < 0, cfg.WaitTimeout < 0:
+		return nil, invalid("negative CloseRetryAfter, RetentionSlack, SubscribeWait, Batch, WaitReplicas or WaitTimeout")
 	}
 	p := "{" + cfg.Prefix + "}:s:"
 	s := &Store{
