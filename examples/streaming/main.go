@@ -60,6 +60,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/service"
 )
 
@@ -81,7 +84,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	text := fs.String("text", "Hello! I am a streaming avatar, served by streamsession.", "client: what the avatar says")
 	timeout := fs.Duration("timeout", time.Minute, "client: give up after this long")
 	var node service.Config
-	fs.StringVar(&node.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of -addr")
+	fs.StringVar(&node.AdminAddr, "admin-addr", "", "serve /healthz, /readyz and /metrics on this address, apart from the API (replaces the configuration's admin_addr; /metrics then leaves -addr)")
+	fs.StringVar(&node.MetricsAddr, "metrics-addr", "", "older name of -admin-addr")
+	fs.StringVar(&node.PublicURL, "public-url", "", "public base URL of the node (https://api.example.com), from which realtime_endpoint, url and ws_url are built (replaces the configuration's public_url; default: the listen address)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.DurationVar(&node.Shutdown.DrainTimeout, "drain-timeout", service.DefaultDrainTimeout, "bound of the shutdown after SIGINT or SIGTERM: the node exits within it")
 	fs.DurationVar(&node.Shutdown.RequestGrace, "request-grace", service.DefaultRequestGrace, "at shutdown, how long a request in flight may take before its connection is closed")
@@ -89,7 +94,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cors originsFlag
 	fs.Var(&cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; replaces the configuration's cors_origins)")
 	rds := &node.Redis
-	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port): run as one node of the service sharing that Redis")
+	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port, or a URL: redis://, rediss://, redis+sentinel://, redis+cluster://): run as one node of the service sharing that Redis")
+	fs.StringVar(&rds.CAFile, "redis-ca", "", "with -redis: PEM file of the certificate authorities a rediss:// URL trusts")
+	fs.StringVar(&rds.PasswordFile, "redis-password-file", "", "with -redis: file holding the Redis password (else $STREAMSESSION_REDIS_PASSWORD when set)")
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
 	fs.DurationVar(&rds.LeaseTTL, "lease-ttl", 0, "with -redis: slot lease lifetime (default 30s; for tests)")
 	fs.DurationVar(&rds.RequestTimeout, "request-timeout", 0, "with -redis: bound of each API request (default 10s)")
@@ -116,16 +123,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	var logger *slog.Logger
+	var sink slog.Handler
 	switch *logFormat {
 	case "text":
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
+		sink = slog.NewTextHandler(stderr, nil)
 	case "json":
-		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+		sink = slog.NewJSONHandler(stderr, nil)
 	default:
 		fmt.Fprintf(stderr, "streaming: -log-format must be text or json, not %q\n", *logFormat)
 		return 2
 	}
+	if err := service.CheckPublicURL(node.PublicURL); err != nil {
+		fmt.Fprintf(stderr, "streaming: -public-url: %v\n", err)
+		return 2
+	}
+	// No request or socket ever waits on stderr: records go through a
+	// bounded buffer (dropped and counted when a reader stalls), and the
+	// routine lines are bounded per account.
+	async := observe.NewAsyncHandler(sink, observe.AsyncConfig{})
+	routine := observe.NewRoutineLimiter(async, observe.RoutineConfig{})
+	logger := slog.New(routine)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
+		defer cancel()
+		_ = async.Close(ctx)
+	}()
 	if *secretFile != "" {
 		secret, err := readSecret(*secretFile)
 		if err != nil {
@@ -134,13 +156,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		node.Secret = secret
 	}
-	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, Node: node, CORSOrigins: cors.origins}
+	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, Node: node, CORSOrigins: cors.origins,
+		Collectors: []prometheus.Collector{async.Collector(), routine.Collector()}}
 	if err := serve(ctx, opts, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1
 	}
 	return 0
 }
+
+// logFlushTimeout bounds the writing of the last log lines at exit, so
+// that a stalled reader of stderr cannot hold it.
+const logFlushTimeout = 2 * time.Second
 
 // readSecret reads a secret file: its bytes, without the white space that
 // ends it (so `head -c 32 /dev/urandom | base64 > secret` and raw bytes
