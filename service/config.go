@@ -506,9 +506,12 @@ func CheckPublicURL(s string) error {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL", s)
+		return errors.New("not a URL")
 	}
-	if (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if u.User != nil {
+		return errors.New("a public URL holds no user or password")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("%q is not an http(s) or ws(s) URL: scheme://host[:port][/path]", s)
 	}
 	return nil
