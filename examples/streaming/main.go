@@ -17,7 +17,11 @@
 //	-key KEY       client: the API key (default demo-pro-key)
 //	-url URL       client: the server's base URL (default http://ADDR)
 //	-text TEXT     client: what the avatar says
-//	-metrics-addr ADDR  serve /metrics there instead of on -addr
+//	-timeout D     client: give up after this long (default 1m)
+//	-admin-addr ADDR    serve /healthz, /readyz and /metrics there, apart from the API
+//	                    (/metrics then leaves -addr); -metrics-addr is its older name
+//	-public-url URL     the public base URL realtime_endpoint, url and ws_url are built from
+//	                    (behind a load balancer); default the listen address
 //	-log-format F  text (default) or json
 //	-cors-origin O browser origins allowed to call the API (CORS) and open the socket,
 //	               instead of the configuration's cors_origins: repeat the flag or
@@ -25,16 +29,26 @@
 //	               "http://localhost:*" for any port, "*" for any origin;
 //	               -cors-origin "" allows none)
 //	-redis ADDR    run as one node of a service sharing the Redis at ADDR (limits,
-//	               sessions, tokens and speech events in Redis); every node reads the same -config
+//	               sessions, tokens and speech events in Redis); every node reads the same -config.
+//	               ADDR is host:port or a URL: redis://, rediss://, redis+sentinel://, redis+cluster://
+//	-redis-ca FILE            with rediss://: the PEM file of the authorities trusted
+//	-redis-password-file FILE the Redis password (else $STREAMSESSION_REDIS_PASSWORD when set)
+//	-redis-prefix P           with -redis: the hash tag of every key (default streamsession)
+//	-lease-ttl D              with -redis: slot lease lifetime (default 30s)
+//	-request-timeout D        with -redis: bound of each API request (default 10s)
+//	-secret-file FILE         the service's secret (16 bytes or more, the same on every node);
+//	                          default: with -redis one agreed through Redis, alone a random one
 //	-drain-timeout D  bound of the shutdown after SIGINT or SIGTERM (default 30s)
 //	-request-grace D  at shutdown, time a request in flight may take (default 5s)
 //	-drain-delay D    with -redis: time HTTP is still served after /readyz
 //	                  turned 503, for load balancers (default 5s; 0: none)
 //
-// The server serves the live session console at /, Prometheus metrics at
-// /metrics and the probes /healthz and /readyz. It logs to standard error
-// with log/slog, never a token, an API key or a raw session id (sessions
-// appear as a short hash).
+// The server serves LiveAvatar's API at /v1/sessions beside the Streaming
+// API, the live session console at /, Prometheus metrics at /metrics and
+// the probes /healthz and /readyz. It logs to standard error with log/slog
+// through a bounded buffer (a stalled reader drops lines, never holds a
+// request), never a token, an API key, a Redis password or a raw session id
+// (sessions appear as a short hash).
 //
 // SIGINT or SIGTERM stops it, within -drain-timeout, and it exits 0. Alone
 // (without -redis) it closes every session (reason shutdown: connected
