@@ -31,15 +31,18 @@ const adminMaxConnections = 64
 // value is a silent node: no logs, no metrics.
 type Options struct {
 	// Server is the template of the server's configuration; New fills in
-	// Manager, Accounts, Avatars, Origins (cors_origins), BodyReadTimeout
-	// and RateLimit from the configuration, and the backends (Tokens,
+	// Manager, Accounts, Avatars, Origins (cors_origins), BodyReadTimeout,
+	// RateLimit, BaseURL (public_url, when set) and
+	// Idempotency.MaxKeysPerAccount (when zero) from the configuration, and
+	// the backends (Tokens,
 	// Idempotency.Store, Relay, RateLimiter, Secret, Ready) it builds for
 	// Redis. Tokens defaults to an in-memory store bounded by each plan's
 	// MaxTokens, Idempotency.TTL to idempotency_ttl_seconds. Its Hooks are
 	// kept, beside those of Logger and Registry.
 	Server server.Config
 	// Session is the template of the manager's configuration; New fills in
-	// Limiter, Avatars, JoinTimeout, Retention and, with Redis, Store. Its
+	// Limiter, Avatars, JoinTimeout, Retention and Store (Redis's, or when
+	// nil a MemoryStore bounded by max_closed_per_account). Its
 	// Hooks are kept, beside those of Logger and Registry.
 	Session session.Config
 	// Limiter replaces the limiter New would build (in memory, or Redis).
