@@ -83,7 +83,6 @@ type Node struct {
 	adminLn    net.Listener // admin_addr (or -metrics-addr), nil when unset
 	handler    http.Handler
 	adminMux   *http.ServeMux
-	hooks      server.Hooks // the server's, shared by LiveAvatar
 
 	ended     atomic.Bool // Shutdown or Drain began
 	closeOnce sync.Once
@@ -137,12 +136,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	if n.Server, err = server.New(scfg); err != nil {
 		return n, err
 	}
-	n.hooks = scfg.Hooks
+	// LiveAvatar's refusals and sockets reach the server's metrics and logs.
+	hooks := scfg.Hooks
 	if n.LiveAvatar, err = liveavatar.New(liveavatar.Config{
 		Manager: n.Manager, Accounts: scfg.Accounts, Secret: scfg.Secret, Allow: n.Server.Allow,
 		Origins: scfg.Origins, BaseURL: scfg.BaseURL, BodyReadTimeout: scfg.BodyReadTimeout,
 		Hooks: liveavatar.Hooks{
-			Refused: n.hooks.Refused, SocketOpened: n.hooks.SocketOpened, SocketClosed: n.hooks.SocketClosed,
+			Refused: hooks.Refused, SocketOpened: hooks.SocketOpened, SocketClosed: hooks.SocketClosed,
 		},
 	}); err != nil {
 		return n, err
