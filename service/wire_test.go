@@ -123,7 +123,13 @@ func dialLite(t *testing.T, wsURL string) *websocket.Conn {
 // session is the Streaming API's too; at the end the socket gets closing
 // and closed (reason shutdown).
 func TestLiveAvatarServed(t *testing.T) {
-	s := serveNode(t, Demo(), Options{})
+	s := serveNode(t, Demo(), Options{Registry: prometheus.NewRegistry()})
+	status, _ := laCall(t, s.base, "/v1/sessions/token", "not-a-key", "", `{"mode":"LITE","avatar_id":"Wayne_20240711"}`)
+	assert.Equal(t, http.StatusUnauthorized, status)
+	_, text := get(t, s.base+"/metrics")
+	refused, _ := metric(text, "streamsession_request_refusals_total")
+	assert.Equal(t, 1.0, refused, "LiveAvatar's refusals reach the metrics")
+
 	id, wsURL := liveAvatarStart(t, s.base, s.base)
 	assert.True(t, strings.HasPrefix(wsURL, "ws://"+s.base[len("http://"):]+"/v1/sessions/"), wsURL)
 	ws := dialLite(t, wsURL)
@@ -131,6 +137,9 @@ func TestLiveAvatarServed(t *testing.T) {
 	info, err := s.node.Manager.Get(context.Background(), "demo-pro", id)
 	require.NoError(t, err)
 	assert.Equal(t, "connected", info.State.String())
+	_, text = get(t, s.base+"/metrics")
+	sockets, _ := metric(text, "streamsession_realtime_sockets")
+	assert.Equal(t, 1.0, sockets, "LiveAvatar's sockets reach the metrics")
 
 	require.NoError(t, s.end(t))
 	assert.Equal(t, "closing", readState(t, ws))
