@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -53,6 +54,24 @@ type Config struct {
 	Accounts []Account
 	// Avatars in file order.
 	Avatars session.Avatars
+	// MaxClosedPerAccount bounds the closed sessions of one account kept
+	// for their retention window (max_closed_per_account); past it the
+	// oldest are forgotten (10006). Negative means no bound.
+	MaxClosedPerAccount int
+	// IdempotencyMaxKeysPerAccount bounds the stored answers of
+	// streaming.new of one account (idempotency_max_keys_per_account).
+	IdempotencyMaxKeysPerAccount int
+	// MaxConnections caps the open connections of the API listener
+	// (max_connections); 0 means server.DefaultMaxConnections().
+	MaxConnections int
+	// PublicURL is the public base URL of the node ("https://api.example.com",
+	// public_url): realtime_endpoint, url and LiveAvatar's ws_url are built
+	// from it, never from a request's Host. Empty: the listen address.
+	PublicURL string
+	// AdminAddr, when set, serves /healthz, /readyz and /metrics on a
+	// listener of their own (admin_addr), and /metrics no longer beside
+	// the API.
+	AdminAddr string
 
 	// The settings below are not read from the file: the command line (or
 	// an embedder) sets them.
@@ -66,8 +85,9 @@ type Config struct {
 	// answers kept in Redis (16 bytes or more, the same on every node).
 	// Nil: alone a random one, with Redis one agreed through it.
 	Secret []byte
-	// MetricsAddr, when set, serves /metrics on its own listener instead of
-	// beside the API (see [Node.Handler]).
+	// MetricsAddr is the older name of AdminAddr (-metrics-addr): used
+	// when AdminAddr is empty; setting both to different addresses is an
+	// error of New.
 	MetricsAddr string
 	// Shutdown bounds the end of a node run by [Node.Serve].
 	Shutdown ShutdownConfig
@@ -78,11 +98,21 @@ type Config struct {
 
 // RedisConfig is where a node keeps its shared state. It is a plain value.
 type RedisConfig struct {
-	// Addr is the Redis address (host:port); empty means one node in
-	// memory.
+	// Addr is the Redis address: host:port or a URL of package
+	// redisurl (redis://, rediss://, redis+sentinel://, redis+cluster://);
+	// empty means one node in memory.
 	Addr string
 	// Prefix is the hash tag of every key; the default is "streamsession".
 	Prefix string
+	// CAFile is a PEM file of the authorities a rediss:// URL trusts.
+	CAFile string
+	// PasswordFile holds the Redis password; without it the environment
+	// variable PasswordEnv (STREAMSESSION_REDIS_PASSWORD) is read when set.
+	PasswordFile string
+	// WaitReplicas, when positive, makes the last write of a session's
+	// creation and of its end wait (Redis WAIT) until that many replicas
+	// hold it (redis_wait_replicas).
+	WaitReplicas int
 	// LeaseTTL is the limiter's lease lifetime; zero takes redislimiter's
 	// default (30 s).
 	LeaseTTL time.Duration
@@ -132,6 +162,19 @@ func (s ShutdownConfig) withDefaults() ShutdownConfig {
 	return s
 }
 
+// adminAddr is the address of the admin endpoints: AdminAddr, or the
+// older MetricsAddr.
+func (c *Config) adminAddr() (string, error) {
+	switch {
+	case c.AdminAddr == "":
+		return c.MetricsAddr, nil
+	case c.MetricsAddr == "" || c.MetricsAddr == c.AdminAddr:
+		return c.AdminAddr, nil
+	default:
+		return "", fmt.Errorf("config: admin_addr %q and -metrics-addr %q differ; -metrics-addr is the older name of the same listener", c.AdminAddr, c.MetricsAddr)
+	}
+}
+
 // IsDemo reports whether c is the built-in demo configuration (from
 // [Demo]), whose API keys are public and may be shown.
 func (c *Config) IsDemo() bool { return c.demo }
@@ -155,6 +198,13 @@ type (
 		Plans                  map[string]planJSON `json:"plans"`
 		Accounts               []accountJSON       `json:"accounts"`
 		Avatars                []avatarJSON        `json:"avatars"`
+
+		MaxClosedPerAccount          *int    `json:"max_closed_per_account"`
+		IdempotencyMaxKeysPerAccount *int    `json:"idempotency_max_keys_per_account"`
+		MaxConnections               *int    `json:"max_connections"`
+		RedisWaitReplicas            *int    `json:"redis_wait_replicas"`
+		PublicURL                    *string `json:"public_url"`
+		AdminAddr                    *string `json:"admin_addr"`
 	}
 	planJSON struct {
 		MaxConcurrent        *int  `json:"max_concurrent"`
@@ -308,6 +358,9 @@ func (f *fileJSON) resolve() (*Config, error) {
 	}
 	c.BodyReadTimeout = time.Duration(bodyTimeout) * time.Second
 	c.CORSOrigins = append([]string{}, *f.CORSOrigins...)
+	if err := f.resolveNode(c); err != nil {
+		return nil, err
+	}
 	if _, err := server.NewOriginPolicy(c.CORSOrigins); err != nil {
 		return nil, fmt.Errorf("config: cors_origins%w", err)
 	}
@@ -389,6 +442,79 @@ func (f *fileJSON) resolve() (*Config, error) {
 		c.Avatars = append(c.Avatars, av)
 	}
 	return c, nil
+}
+
+// The defaults of the node's bounds.
+const (
+	// DefaultMaxClosedPerAccount is the default of max_closed_per_account.
+	DefaultMaxClosedPerAccount = session.DefaultMaxClosedPerAccount
+	// DefaultIdempotencyMaxKeysPerAccount is the default of
+	// idempotency_max_keys_per_account.
+	DefaultIdempotencyMaxKeysPerAccount = server.DefaultMaxKeysPerAccount
+)
+
+// resolveNode reads the keys that bound the node and say where it is
+// reached.
+func (f *fileJSON) resolveNode(c *Config) error {
+	c.MaxClosedPerAccount = DefaultMaxClosedPerAccount
+	if f.MaxClosedPerAccount != nil {
+		n, err := between("max_closed_per_account", *f.MaxClosedPerAccount, -1, 1<<31-1)
+		if err != nil {
+			return err
+		}
+		c.MaxClosedPerAccount = n
+	}
+	c.IdempotencyMaxKeysPerAccount = DefaultIdempotencyMaxKeysPerAccount
+	if f.IdempotencyMaxKeysPerAccount != nil {
+		n, err := between("idempotency_max_keys_per_account", *f.IdempotencyMaxKeysPerAccount, 1, 1<<31-1)
+		if err != nil {
+			return err
+		}
+		c.IdempotencyMaxKeysPerAccount = n
+	}
+	if f.MaxConnections != nil {
+		n, err := between("max_connections", *f.MaxConnections, 0, 1<<31-1)
+		if err != nil {
+			return err
+		}
+		c.MaxConnections = n
+	}
+	if f.RedisWaitReplicas != nil {
+		n, err := between("redis_wait_replicas", *f.RedisWaitReplicas, 0, 64)
+		if err != nil {
+			return err
+		}
+		c.Redis.WaitReplicas = n
+	}
+	if f.PublicURL != nil {
+		if err := CheckPublicURL(*f.PublicURL); err != nil {
+			return fmt.Errorf("config: public_url: %w", err)
+		}
+		c.PublicURL = strings.TrimRight(*f.PublicURL, "/")
+	}
+	if f.AdminAddr != nil {
+		c.AdminAddr = *f.AdminAddr
+	}
+	return nil
+}
+
+// CheckPublicURL reports whether s is a valid public_url: empty, or an
+// absolute http or https URL with a host and no query or fragment.
+func CheckPublicURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.User != nil {
+		return errors.New("a public URL holds no user or password")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an http(s) or ws(s) URL: scheme://host[:port][/path]", s)
+	}
+	return nil
 }
 
 func (p planJSON) resolve(name string) (limits.Plan, error) {

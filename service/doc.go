@@ -3,7 +3,8 @@
 // a node is made of: the limiter (in memory, or shared in Redis), the
 // session manager and its store, the bearer tokens, the idempotency store,
 // the request budgets, the speech relay, the HTTP server with its probes,
-// metrics and console, and the order in which they stop.
+// metrics and console, LiveAvatar's API beside it, the connection cap and
+// the admin listener, and the order in which they stop.
 //
 // Start with [Parse] (or [Load] for a file, [Demo] for the built-in demo),
 // then [New]; [Node.Serve] runs the node until its context ends and then
@@ -14,8 +15,8 @@
 // # The file
 //
 // The file holds the keys below; the settings of the command line
-// (RedisConfig, Secret, MetricsAddr, ShutdownConfig) are fields of [Config]
-// that the file does not set.
+// (RedisConfig but its WaitReplicas, Secret, MetricsAddr, ShutdownConfig)
+// are fields of [Config] that the file does not set.
 //
 // A JSON object with exactly these keys, each optional:
 //
@@ -37,7 +38,13 @@
 //	  "avatars": [
 //	    {"avatar_id": "Wayne_20240711", "public": true, "status": "ACTIVE", "default": true},
 //	    {"avatar_id": "demo_private",   "owner": "demo-pro", "status": "ACTIVE"}
-//	  ]
+//	  ],
+//	  "max_closed_per_account": 1000,
+//	  "idempotency_max_keys_per_account": 10000,
+//	  "max_connections": 0,
+//	  "public_url": "",
+//	  "admin_addr": "",
+//	  "redis_wait_replicas": 0
 //	}
 //
 // A missing key takes its default, which is the value shown above ([DemoJSON]
@@ -75,6 +82,19 @@
 //     "default" (default false, at most one avatar); "owner" names an
 //     account by its name (default none); "default_voice" (default none).
 //     An avatar that is neither public nor owned is usable by no one.
+//   - max_closed_per_account (-1 for no bound) bounds the closed sessions
+//     of one account kept for their retention window
+//     (session.MemoryStoreConfig and redisstore.Config);
+//     idempotency_max_keys_per_account (1 or more) the stored answers of
+//     streaming.new of one account; max_connections (0: a fraction of the
+//     open-file limit, server.DefaultMaxConnections) the API listener's
+//     open connections.
+//   - public_url (an http, https, ws or wss URL; default the listen
+//     address) is the base of realtime_endpoint, url and LiveAvatar's
+//     ws_url (server.Config.BaseURL); admin_addr (default none) serves
+//     /healthz, /readyz and /metrics on a listener of their own.
+//   - redis_wait_replicas (0 to 64; with Redis) makes the last write of a
+//     session's creation and of its end wait for that many replicas.
 //
 // An unknown key, a value of the wrong type, trailing data or a bad value is
 // an error whose message names the key ("config: accounts[1].plan: unknown

@@ -19,22 +19,30 @@ import (
 	"github.com/streamsession/streamsession/metrics"
 	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/server"
+	"github.com/streamsession/streamsession/server/liveavatar"
 	"github.com/streamsession/streamsession/session"
 )
+
+// adminMaxConnections caps the admin listener's connections: probes and
+// scrapes need few.
+const adminMaxConnections = 64
 
 // Options adjust [New] with what a configuration file cannot say. The zero
 // value is a silent node: no logs, no metrics.
 type Options struct {
 	// Server is the template of the server's configuration; New fills in
-	// Manager, Accounts, Avatars, Origins (cors_origins), BodyReadTimeout
-	// and RateLimit from the configuration, and the backends (Tokens,
+	// Manager, Accounts, Avatars, Origins (cors_origins), BodyReadTimeout,
+	// RateLimit, BaseURL (public_url, when set) and
+	// Idempotency.MaxKeysPerAccount (when zero) from the configuration, and
+	// the backends (Tokens,
 	// Idempotency.Store, Relay, RateLimiter, Secret, Ready) it builds for
 	// Redis. Tokens defaults to an in-memory store bounded by each plan's
 	// MaxTokens, Idempotency.TTL to idempotency_ttl_seconds. Its Hooks are
 	// kept, beside those of Logger and Registry.
 	Server server.Config
 	// Session is the template of the manager's configuration; New fills in
-	// Limiter, Avatars, JoinTimeout, Retention and, with Redis, Store. Its
+	// Limiter, Avatars, JoinTimeout, Retention and Store (Redis's, or when
+	// nil a MemoryStore bounded by max_closed_per_account). Its
 	// Hooks are kept, beside those of Logger and Registry.
 	Session session.Config
 	// Limiter replaces the limiter New would build (in memory, or Redis).
@@ -63,14 +71,18 @@ type Node struct {
 	Limiter limits.Limiter
 	Manager *session.Manager
 	Server  *server.Server
+	// LiveAvatar serves LiveAvatar's API (/v1/sessions) beside the
+	// Streaming API, over the same manager, accounts, secret and budgets.
+	LiveAvatar *liveavatar.Handler
 
 	opts       Options
 	logger     *slog.Logger // never nil
 	met        *metrics.Metrics
 	rds        *redisBackends
 	ownLimiter bool
-	metricsLn  net.Listener
+	adminLn    net.Listener // admin_addr (or -metrics-addr), nil when unset
 	handler    http.Handler
+	adminMux   *http.ServeMux
 
 	ended     atomic.Bool // Shutdown or Drain began
 	closeOnce sync.Once
@@ -80,7 +92,8 @@ type Node struct {
 // New builds a node for cfg: with cfg.Redis.Addr set it connects to Redis
 // (failing when Redis does not answer within a few seconds, or ctx ends)
 // and builds every backend on one client; otherwise everything is in
-// memory. With cfg.MetricsAddr set it binds that address. Nothing is served
+// memory. With cfg.AdminAddr (or cfg.MetricsAddr) set it binds that
+// address. Nothing is served
 // yet: see [Node.Serve] or [Node.Handler]. On error nothing is left open.
 func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	n = &Node{Config: cfg, opts: opts, logger: opts.Logger, Limiter: opts.Limiter}
@@ -93,17 +106,18 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 			n = nil
 		}
 	}()
-	if cfg.Redis.Addr != "" {
-		if n.rds, err = openRedis(ctx, cfg); err != nil {
-			return n, err
-		}
-	}
 	if opts.Registry != nil {
+		// The one place the backend label is set.
 		backend := metrics.DefaultBackend
-		if n.rds != nil {
+		if cfg.Redis.Addr != "" {
 			backend = "redis"
 		}
 		if n.met, err = metrics.New(opts.Registry, metrics.Config{Backend: backend}); err != nil {
+			return n, err
+		}
+	}
+	if cfg.Redis.Addr != "" {
+		if n.rds, err = openRedis(ctx, cfg, n); err != nil {
 			return n, err
 		}
 	}
@@ -118,7 +132,19 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	if n.Manager, err = session.NewManager(n.sessionConfig()); err != nil {
 		return n, err
 	}
-	if n.Server, err = server.New(n.serverConfig()); err != nil {
+	scfg := n.serverConfig()
+	if n.Server, err = server.New(scfg); err != nil {
+		return n, err
+	}
+	// LiveAvatar's refusals and sockets reach the server's metrics and logs.
+	hooks := scfg.Hooks
+	if n.LiveAvatar, err = liveavatar.New(liveavatar.Config{
+		Manager: n.Manager, Accounts: scfg.Accounts, Secret: scfg.Secret, Allow: n.Server.Allow,
+		Origins: scfg.Origins, BaseURL: scfg.BaseURL, BodyReadTimeout: scfg.BodyReadTimeout,
+		Hooks: liveavatar.Hooks{
+			Refused: hooks.Refused, SocketOpened: hooks.SocketOpened, SocketClosed: hooks.SocketClosed,
+		},
+	}); err != nil {
 		return n, err
 	}
 	if opts.Logger != nil {
@@ -126,8 +152,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 		// so a slow log never holds a session.
 		n.Manager.Subscribe(observe.SessionHooks(opts.Logger).OnTransition)
 	}
-	if cfg.MetricsAddr != "" {
-		if n.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+	adminAddr, err := cfg.adminAddr()
+	if err != nil {
+		return n, err
+	}
+	if adminAddr != "" {
+		if n.adminLn, err = net.Listen("tcp", adminAddr); err != nil {
 			return n, err
 		}
 	}
@@ -145,6 +175,8 @@ func (n *Node) sessionConfig() session.Config {
 	c.Retention = n.Config.ClosedRetention
 	if n.rds != nil {
 		c.Store = n.rds.store
+	} else if c.Store == nil {
+		c.Store = session.NewMemoryStore(session.MemoryStoreConfig{MaxClosedPerAccount: n.Config.MaxClosedPerAccount})
 	}
 	hooks := []session.Hooks{c.Hooks}
 	if n.met != nil {
@@ -170,6 +202,12 @@ func (n *Node) serverConfig() server.Config {
 	c.Origins = cfg.CORSOrigins
 	c.BodyReadTimeout = cfg.BodyReadTimeout
 	c.RateLimit = cfg.RateLimit()
+	if cfg.PublicURL != "" {
+		c.BaseURL = cfg.PublicURL
+	}
+	if c.Idempotency.MaxKeysPerAccount == 0 {
+		c.Idempotency.MaxKeysPerAccount = cfg.IdempotencyMaxKeysPerAccount
+	}
 	if cfg.Secret != nil {
 		c.Secret = cfg.Secret
 	}
@@ -179,9 +217,9 @@ func (n *Node) serverConfig() server.Config {
 		c.Secret = n.rds.secret
 		c.Relay = n.rds.relay
 		c.RateLimiter = n.rds.rates
-		// /readyz: this node can take work while Redis answers.
-		client := n.rds.client
-		c.Ready = func(ctx context.Context) error { return client.Ping(ctx).Err() }
+		// /readyz: this node can take work while Redis answers and holds
+		// this node's secret.
+		c.Ready = n.rds.ready
 	}
 	if c.Tokens == nil {
 		tcfg := server.MemoryTokensConfig{TTL: c.TokenTTL, MaxPerAccount: MaxTokensPerAccount}
@@ -210,11 +248,12 @@ func (n *Node) serverConfig() server.Config {
 	return c
 }
 
-// Handler returns the node's HTTP handler: the API under /v1/ (each
-// request bounded by RedisConfig.RequestTimeout with Redis), the probes
-// /healthz and /readyz, /metrics when Options.Registry is set and
-// cfg.MetricsAddr is not, and the live session console at /, which offers
-// the demo's keys only for the built-in demo configuration.
+// Handler returns the node's HTTP handler: the Streaming API under /v1/
+// and LiveAvatar's under /v1/sessions (each request bounded by
+// RedisConfig.RequestTimeout with Redis), the probes /healthz and /readyz,
+// /metrics when Options.Registry is set and no admin address is, and the
+// live session console at /, which offers the demo's keys only for the
+// built-in demo configuration.
 func (n *Node) Handler() http.Handler { return n.handler }
 
 func (n *Node) newHandler() http.Handler {
@@ -224,11 +263,25 @@ func (n *Node) newHandler() http.Handler {
 		api = n.rds.handler(api)
 	}
 	mux.Handle("/v1/", api)
+	var la http.Handler = n.LiveAvatar
+	if n.rds != nil {
+		la = n.rds.handler(la)
+	}
+	mux.Handle("/v1/sessions", la)
+	mux.Handle("/v1/sessions/", la)
 	health := n.Server.Health()
 	mux.Handle(server.PathHealthz, health)
 	mux.Handle(server.PathReadyz, health)
-	if n.opts.Registry != nil && n.metricsLn == nil {
+	if n.opts.Registry != nil && n.adminLn == nil {
 		mux.Handle("/metrics", n.metricsHandler())
+	}
+	if n.adminLn != nil {
+		n.adminMux = http.NewServeMux()
+		n.adminMux.Handle(server.PathHealthz, health)
+		n.adminMux.Handle(server.PathReadyz, health)
+		if n.opts.Registry != nil {
+			n.adminMux.Handle("/metrics", n.metricsHandler())
+		}
 	}
 	var keys []console.DemoKey
 	if n.Config.IsDemo() {
@@ -244,14 +297,18 @@ func (n *Node) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(n.opts.Registry, promhttp.HandlerOpts{})
 }
 
-// MetricsAddr returns the address /metrics is served on when
-// cfg.MetricsAddr is set (its port resolved), and nil otherwise.
-func (n *Node) MetricsAddr() net.Addr {
-	if n.metricsLn == nil {
+// AdminAddr returns the address /healthz, /readyz and /metrics are served
+// on apart from the API when cfg.AdminAddr (or cfg.MetricsAddr) is set (its
+// port resolved), and nil otherwise.
+func (n *Node) AdminAddr() net.Addr {
+	if n.adminLn == nil {
 		return nil
 	}
-	return n.metricsLn.Addr()
+	return n.adminLn.Addr()
 }
+
+// MetricsAddr is AdminAddr, under the name of the older -metrics-addr.
+func (n *Node) MetricsAddr() net.Addr { return n.AdminAddr() }
 
 // Shutdown ends a node that runs alone: it closes every session (connected
 // clients receive closing and closed, every slot is freed), then the
@@ -261,8 +318,9 @@ func (n *Node) MetricsAddr() net.Addr {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.ended.Store(true)
 	errMgr := n.Manager.Close(ctx)
+	errLA := n.LiveAvatar.Shutdown(ctx)
 	errSrv := n.Server.Shutdown(ctx)
-	return errors.Join(errMgr, errSrv, n.closeBy(deadline(ctx)))
+	return errors.Join(errMgr, errLA, errSrv, n.closeBy(deadline(ctx)))
 }
 
 // deadline is ctx's deadline, or a second from now.
@@ -289,13 +347,15 @@ func (n *Node) Drain(ctx context.Context) error {
 	return errors.Join(errDrain, n.leave(ctx), n.closeBy(deadline(ctx)))
 }
 
-// leave is the end of a drain once the sockets are gone: the Server's
-// subscriptions end at once, then the Manager hands its sessions over
-// through Redis.
+// leave is the end of a drain once the Streaming API's sockets are gone:
+// LiveAvatar's sockets close (1001; their clients reconnect through another
+// node) and the Server's subscriptions end at once, then the Manager hands
+// its sessions over through Redis.
 func (n *Node) leave(ctx context.Context) error {
+	errLA := n.LiveAvatar.Shutdown(ctx)
 	errSrv := n.Server.Shutdown(ctx)
 	errMgr := n.Manager.Leave(ctx)
-	return errors.Join(errSrv, errMgr)
+	return errors.Join(errLA, errSrv, errMgr)
 }
 
 // Close releases what New opened beside the manager and the server: the
@@ -319,13 +379,16 @@ func (n *Node) close(redisDeadline time.Time) error {
 	if !n.ended.Load() && n.Manager != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		errs = append(errs, n.Manager.Close(ctx))
+		if n.LiveAvatar != nil {
+			errs = append(errs, n.LiveAvatar.Shutdown(ctx))
+		}
 		if n.Server != nil {
 			errs = append(errs, n.Server.Shutdown(ctx))
 		}
 		cancel()
 	}
-	if n.metricsLn != nil {
-		_ = n.metricsLn.Close()
+	if n.adminLn != nil {
+		_ = n.adminLn.Close()
 	}
 	if n.ownLimiter && n.Limiter != nil {
 		errs = append(errs, n.Limiter.Close())
@@ -346,8 +409,9 @@ func (n *Node) Run(ctx context.Context, addr string) error {
 	return n.Serve(ctx, ln)
 }
 
-// Serve serves [Node.Handler] on ln (and /metrics on cfg.MetricsAddr)
-// until ctx ends, then ends the node within ShutdownConfig.DrainTimeout
+// Serve serves [Node.Handler] on ln, keeping at most cfg.MaxConnections
+// connections open (idle ones are shed first), and the admin endpoints on
+// cfg.AdminAddr, until ctx ends, then ends the node within ShutdownConfig.DrainTimeout
 // and closes it; the Node is done when Serve returns.
 //
 // Alone (in memory) it closes every session (reason shutdown: connected
@@ -361,25 +425,33 @@ func (n *Node) Run(ctx context.Context, addr string) error {
 func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	shut := n.Config.Shutdown.withDefaults()
 	conns := newConnTracker()
-	hs := &http.Server{
-		Handler: n.handler,
-		// A client has this long to send its request's headers, and an
-		// idle keep-alive connection is closed after IdleTimeout.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ConnState:         conns.track,
-		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+	lim := server.LimitConnections(ln, n.Config.MaxConnections)
+	if n.opts.Registry != nil {
+		if err := n.opts.Registry.Register(observe.ConnCollector(lim)); err != nil {
+			n.logger.Warn("metrics: the connection collector is not registered", "err", err)
+		}
 	}
+	// The header and idle timeouts and MaxHeaderBytes are server's
+	// defaults (10 s, 2 min, 64 KiB).
+	hs := server.NewHTTPServer(n.handler, server.HTTPConfig{
+		Limiter:   lim,
+		ConnState: conns.track,
+		ErrorLog:  slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+	})
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	if n.metricsLn != nil {
-		mmux := http.NewServeMux()
-		mmux.Handle("/metrics", n.metricsHandler())
-		ms := &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
-		go func() { _ = ms.Serve(n.metricsLn) }()
-		defer ms.Close()
+	go func() { served <- hs.Serve(lim) }()
+	if n.adminLn != nil {
+		alim := server.LimitConnections(n.adminLn, adminMaxConnections)
+		as := server.NewHTTPServer(n.adminMux, server.HTTPConfig{
+			Limiter:  alim,
+			ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+		})
+		go func() { _ = as.Serve(alim) }()
+		defer as.Close()
+		n.logger.Info("admin endpoints listening", "addr", n.adminLn.Addr().String())
 	}
-	n.logger.Info("listening", "addr", ln.Addr().String(), "accounts", len(n.Config.Accounts), "capacity", n.Config.Capacity)
+	n.logger.Info("listening", "addr", ln.Addr().String(), "accounts", len(n.Config.Accounts),
+		"capacity", n.Config.Capacity, "max_connections", lim.Max())
 
 	h := &httpStop{hs: hs, conns: conns, served: served, grace: shut.RequestGrace, logger: n.logger}
 	select {

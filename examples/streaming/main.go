@@ -17,7 +17,11 @@
 //	-key KEY       client: the API key (default demo-pro-key)
 //	-url URL       client: the server's base URL (default http://ADDR)
 //	-text TEXT     client: what the avatar says
-//	-metrics-addr ADDR  serve /metrics there instead of on -addr
+//	-timeout D     client: give up after this long (default 1m)
+//	-admin-addr ADDR    serve /healthz, /readyz and /metrics there, apart from the API
+//	                    (/metrics then leaves -addr); -metrics-addr is its older name
+//	-public-url URL     the public base URL realtime_endpoint, url and ws_url are built from
+//	                    (behind a load balancer); default the listen address
 //	-log-format F  text (default) or json
 //	-cors-origin O browser origins allowed to call the API (CORS) and open the socket,
 //	               instead of the configuration's cors_origins: repeat the flag or
@@ -25,16 +29,26 @@
 //	               "http://localhost:*" for any port, "*" for any origin;
 //	               -cors-origin "" allows none)
 //	-redis ADDR    run as one node of a service sharing the Redis at ADDR (limits,
-//	               sessions, tokens and speech events in Redis); every node reads the same -config
+//	               sessions, tokens and speech events in Redis); every node reads the same -config.
+//	               ADDR is host:port or a URL: redis://, rediss://, redis+sentinel://, redis+cluster://
+//	-redis-ca FILE            with rediss://: the PEM file of the authorities trusted
+//	-redis-password-file FILE the Redis password (else $STREAMSESSION_REDIS_PASSWORD when set)
+//	-redis-prefix P           with -redis: the hash tag of every key (default streamsession)
+//	-lease-ttl D              with -redis: slot lease lifetime (default 30s)
+//	-request-timeout D        with -redis: bound of each API request (default 10s)
+//	-secret-file FILE         the service's secret (16 bytes or more, the same on every node);
+//	                          default: with -redis one agreed through Redis, alone a random one
 //	-drain-timeout D  bound of the shutdown after SIGINT or SIGTERM (default 30s)
 //	-request-grace D  at shutdown, time a request in flight may take (default 5s)
 //	-drain-delay D    with -redis: time HTTP is still served after /readyz
 //	                  turned 503, for load balancers (default 5s; 0: none)
 //
-// The server serves the live session console at /, Prometheus metrics at
-// /metrics and the probes /healthz and /readyz. It logs to standard error
-// with log/slog, never a token, an API key or a raw session id (sessions
-// appear as a short hash).
+// The server serves LiveAvatar's API at /v1/sessions beside the Streaming
+// API, the live session console at /, Prometheus metrics at /metrics and
+// the probes /healthz and /readyz. It logs to standard error with log/slog
+// through a bounded buffer (a stalled reader drops lines, never holds a
+// request), never a token, an API key, a Redis password or a raw session id
+// (sessions appear as a short hash).
 //
 // SIGINT or SIGTERM stops it, within -drain-timeout, and it exits 0. Alone
 // (without -redis) it closes every session (reason shutdown: connected
@@ -60,6 +74,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/service"
 )
 
@@ -81,7 +98,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	text := fs.String("text", "Hello! I am a streaming avatar, served by streamsession.", "client: what the avatar says")
 	timeout := fs.Duration("timeout", time.Minute, "client: give up after this long")
 	var node service.Config
-	fs.StringVar(&node.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of -addr")
+	fs.StringVar(&node.AdminAddr, "admin-addr", "", "serve /healthz, /readyz and /metrics on this address, apart from the API (replaces the configuration's admin_addr; /metrics then leaves -addr)")
+	fs.StringVar(&node.MetricsAddr, "metrics-addr", "", "older name of -admin-addr")
+	fs.StringVar(&node.PublicURL, "public-url", "", "public base URL of the node (https://api.example.com), from which realtime_endpoint, url and ws_url are built (replaces the configuration's public_url; default: the listen address)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.DurationVar(&node.Shutdown.DrainTimeout, "drain-timeout", service.DefaultDrainTimeout, "bound of the shutdown after SIGINT or SIGTERM: the node exits within it")
 	fs.DurationVar(&node.Shutdown.RequestGrace, "request-grace", service.DefaultRequestGrace, "at shutdown, how long a request in flight may take before its connection is closed")
@@ -89,7 +108,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cors originsFlag
 	fs.Var(&cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; replaces the configuration's cors_origins)")
 	rds := &node.Redis
-	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port): run as one node of the service sharing that Redis")
+	fs.StringVar(&rds.Addr, "redis", "", "Redis address (host:port, or a URL: redis://, rediss://, redis+sentinel://, redis+cluster://): run as one node of the service sharing that Redis")
+	fs.StringVar(&rds.CAFile, "redis-ca", "", "with -redis: PEM file of the certificate authorities a rediss:// URL trusts")
+	fs.StringVar(&rds.PasswordFile, "redis-password-file", "", "with -redis: file holding the Redis password (else $STREAMSESSION_REDIS_PASSWORD when set)")
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
 	fs.DurationVar(&rds.LeaseTTL, "lease-ttl", 0, "with -redis: slot lease lifetime (default 30s; for tests)")
 	fs.DurationVar(&rds.RequestTimeout, "request-timeout", 0, "with -redis: bound of each API request (default 10s)")
@@ -116,16 +137,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	var logger *slog.Logger
+	var sink slog.Handler
 	switch *logFormat {
 	case "text":
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
+		sink = slog.NewTextHandler(stderr, nil)
 	case "json":
-		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+		sink = slog.NewJSONHandler(stderr, nil)
 	default:
 		fmt.Fprintf(stderr, "streaming: -log-format must be text or json, not %q\n", *logFormat)
 		return 2
 	}
+	if err := service.CheckPublicURL(node.PublicURL); err != nil {
+		fmt.Fprintf(stderr, "streaming: -public-url: %v\n", err)
+		return 2
+	}
+	// No request or socket ever waits on stderr: records go through a
+	// bounded buffer (dropped and counted when a reader stalls), and the
+	// routine lines are bounded per account.
+	async := observe.NewAsyncHandler(sink, observe.AsyncConfig{})
+	routine := observe.NewRoutineLimiter(async, observe.RoutineConfig{})
+	logger := slog.New(routine)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
+		defer cancel()
+		_ = async.Close(ctx)
+	}()
 	if *secretFile != "" {
 		secret, err := readSecret(*secretFile)
 		if err != nil {
@@ -134,13 +170,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		node.Secret = secret
 	}
-	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, Node: node, CORSOrigins: cors.origins}
+	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, Node: node, CORSOrigins: cors.origins,
+		Collectors: []prometheus.Collector{async.Collector(), routine.Collector()}}
 	if err := serve(ctx, opts, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)
 		return 1
 	}
 	return 0
 }
+
+// logFlushTimeout bounds the writing of the last log lines at exit, so
+// that a stalled reader of stderr cannot hold it.
+const logFlushTimeout = 2 * time.Second
 
 // readSecret reads a secret file: its bytes, without the white space that
 // ends it (so `head -c 32 /dev/urandom | base64 > secret` and raw bytes

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,6 +24,8 @@ type serveOptions struct {
 	// CORSOrigins, when not nil (-cors-origin given), replaces the
 	// configuration's cors_origins.
 	CORSOrigins []string
+	// Collectors are registered beside the node's metrics (the logs').
+	Collectors []prometheus.Collector
 }
 
 // serve builds the node of the configuration (package service), prints the
@@ -39,17 +42,26 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	if opts.CORSOrigins != nil {
 		cfg.CORSOrigins = opts.CORSOrigins
 	}
+	waitReplicas := cfg.Redis.WaitReplicas // the file's redis_wait_replicas
 	cfg.Redis, cfg.Secret = opts.Node.Redis, opts.Node.Secret
+	cfg.Redis.WaitReplicas = waitReplicas
 	cfg.MetricsAddr, cfg.Shutdown = opts.Node.MetricsAddr, opts.Node.Shutdown
+	if opts.Node.AdminAddr != "" {
+		cfg.AdminAddr = opts.Node.AdminAddr
+	}
+	if opts.Node.PublicURL != "" {
+		cfg.PublicURL = strings.TrimRight(opts.Node.PublicURL, "/")
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(opts.Collectors...)
 	node, err := service.New(ctx, cfg, service.Options{Logger: logger, Registry: reg})
 	if err != nil {
 		return err
 	}
-	if a := node.MetricsAddr(); a != nil {
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", a)
+	if a := node.AdminAddr(); a != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics (and /healthz, /readyz)\n", a)
 	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {

@@ -85,13 +85,12 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// startHAProxy starts haproxy in the foreground in front of the backends
-// (host:port) and waits until it routes a request. It is killed when the
-// test ends.
-func startHAProxy(t *testing.T, backends []string) *haproxy {
+// startHAProxy starts haproxy in the foreground on port, in front of the
+// backends (host:port), and waits until it routes a request. It is killed
+// when the test ends.
+func startHAProxy(t *testing.T, port int, backends []string) *haproxy {
 	t.Helper()
 	bin := lookHAProxy(t)
-	port := freePort(t)
 	var servers strings.Builder
 	for i, b := range backends {
 		fmt.Fprintf(&servers, "  server n%d %s check\n", i, b)

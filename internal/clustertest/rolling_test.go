@@ -54,14 +54,17 @@ func newLBCluster(t *testing.T, n int, extra ...string) *lbCluster {
 	c.admin = c.redis.Client()
 	c.config = filepath.Join(t.TempDir(), "service.json")
 	require.NoError(t, os.WriteFile(c.config, []byte(lbConfigJSON), 0o600))
-	lc := &lbCluster{cluster: c, extra: extra}
+	// The nodes are reached through haproxy: they build their public URLs
+	// (realtime_endpoint) on its address.
+	lbPort := freePort(t)
+	lc := &lbCluster{cluster: c, extra: append([]string{"-public-url", fmt.Sprintf("http://127.0.0.1:%d", lbPort)}, extra...)}
 	var addrs []string
 	for i := range n {
 		lc.ports = append(lc.ports, freePort(t))
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", lc.ports[i]))
 		c.nodes = append(c.nodes, lc.startNode(i))
 	}
-	lc.lb = startHAProxy(t, addrs)
+	lc.lb = startHAProxy(t, lbPort, addrs)
 	return lc
 }
 
@@ -304,11 +307,10 @@ func startSessions(t *testing.T, lc *lbCluster, n int) *lbRun {
 		var d newData
 		require.NoError(t, json.Unmarshal(a.data, &d))
 		require.Equal(t, 200, call(base, "POST", "/v1/streaming.start", auth, map[string]any{"session_id": d.SessionID}).status)
-		// The nodes run without a public URL, so the endpoint names the
-		// node that answered: the client dials it through haproxy.
+		// The nodes' public URL is haproxy's: the endpoint goes through it.
 		endpoint, err := url.Parse(d.RealtimeEndpoint)
 		require.NoError(t, err)
-		endpoint.Host = base[len("http://"):]
+		require.Equal(t, base[len("http://"):], endpoint.Host, "realtime_endpoint goes through haproxy: %s", d.RealtimeEndpoint)
 		r.clients = append(r.clients, startLBClient(d.SessionID, auth, endpoint.String(), r.fail))
 	}
 	t.Cleanup(func() {
