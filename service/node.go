@@ -16,6 +16,8 @@ import (
 
 	"github.com/streamsession/streamsession/console"
 	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/media"
+	"github.com/streamsession/streamsession/media/redisdir"
 	"github.com/streamsession/streamsession/metrics"
 	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/server"
@@ -74,6 +76,9 @@ type Node struct {
 	// LiveAvatar serves LiveAvatar's API (/v1/sessions) beside the
 	// Streaming API, over the same manager, accounts, secret and budgets.
 	LiveAvatar *liveavatar.Handler
+	// Media serves the sessions' avatar over WebRTC when the
+	// configuration's media is enabled (server.Config.Media); nil otherwise.
+	Media *media.Engine
 
 	opts       Options
 	logger     *slog.Logger // never nil
@@ -131,6 +136,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	}
 	if n.Manager, err = session.NewManager(n.sessionConfig()); err != nil {
 		return n, err
+	}
+	if cfg.Media.Enabled {
+		if n.Media, err = n.newMedia(); err != nil {
+			return n, err
+		}
 	}
 	scfg := n.serverConfig()
 	if n.Server, err = server.New(scfg); err != nil {
@@ -191,6 +201,52 @@ func (n *Node) sessionConfig() session.Config {
 	return c
 }
 
+// newMedia builds the media engine of the configuration's media object, on
+// the manager: with Redis its peers are recorded in Redis under node_url,
+// which is then required (the listen address is not known here, and a
+// wildcard or loopback one would not tell other nodes where to go).
+func (n *Node) newMedia() (*media.Engine, error) {
+	m := n.Config.Media
+	mcfg := media.Config{
+		UDPAddr:    m.UDPAddr,
+		PublicIP:   m.PublicIP,
+		ICEServers: m.ICEServers,
+		HoldFor:    n.Config.JoinTimeout,
+		Hooks:      n.mediaHooks(),
+	}
+	if n.rds != nil {
+		if m.NodeURL == "" {
+			return nil, errors.New("config: media.node_url (-media-node-url) is required with Redis when media is enabled: the base URL other nodes reach this node at")
+		}
+		prefix := redisdir.DefaultPrefix
+		if p := n.Config.Redis.Prefix; p != "" {
+			prefix = p + ":media:"
+		}
+		mcfg.Directory = redisdir.New(n.rds.client, redisdir.Config{Prefix: prefix})
+		mcfg.NodeURL = m.NodeURL
+	}
+	eng, err := media.New(n.Manager, mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	return eng, nil
+}
+
+// mediaHooks logs the failures of the engine's own work (with the
+// session's short hash, never its id); peer states are not logged, being
+// routine.
+func (n *Node) mediaHooks() media.Hooks {
+	if n.opts.Logger == nil {
+		return media.Hooks{}
+	}
+	logger := n.opts.Logger
+	return media.Hooks{
+		Error: func(sessionHash, op string, err error) {
+			logger.Warn("media: background work failed", "session", sessionHash, "op", op, "err", err)
+		},
+	}
+}
+
 // serverConfig is the server's configuration: the template, the file's
 // keys and the node's backends and hooks.
 func (n *Node) serverConfig() server.Config {
@@ -202,6 +258,9 @@ func (n *Node) serverConfig() server.Config {
 	c.Origins = cfg.CORSOrigins
 	c.BodyReadTimeout = cfg.BodyReadTimeout
 	c.RateLimit = cfg.RateLimit()
+	if n.Media != nil {
+		c.Media = n.Media
+	}
 	if cfg.PublicURL != "" {
 		c.BaseURL = cfg.PublicURL
 	}
@@ -344,7 +403,28 @@ func (n *Node) Drain(ctx context.Context) error {
 		n.met.DrainStarted()
 	}
 	errDrain := n.Server.Drain(ctx)
-	return errors.Join(errDrain, n.leave(ctx), n.closeBy(deadline(ctx)))
+	errLA := n.LiveAvatar.Drain(ctx)
+	errMedia := n.drainMedia(ctx, time.Until(deadline(ctx)))
+	return errors.Join(errDrain, errLA, errMedia, n.leave(ctx), n.closeBy(deadline(ctx)))
+}
+
+// drainMedia lets this node's media sessions end for three quarters of
+// within, then closes those left with reason shutdown: a peer connection
+// cannot move to another node. The last quarter is left to the leave.
+func (n *Node) drainMedia(ctx context.Context, within time.Duration) error {
+	if n.Media == nil {
+		return nil
+	}
+	mctx, cancel := context.WithTimeout(ctx, within*3/4)
+	defer cancel()
+	err := n.Media.Drain(mctx)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The media's own bound passed: the sessions left were closed
+		// (shutdown), as a drain does.
+		n.logger.Info("media sessions closed at the drain timeout")
+		return nil
+	}
+	return err
 }
 
 // leave is the end of a drain once the Streaming API's sockets are gone:
@@ -386,6 +466,11 @@ func (n *Node) close(redisDeadline time.Time) error {
 			errs = append(errs, n.Server.Shutdown(ctx))
 		}
 		cancel()
+	}
+	if n.Media != nil {
+		// After the manager and the server: the sessions are closed (or
+		// left), so closing the peers changes none.
+		errs = append(errs, n.Media.Close())
 	}
 	if n.adminLn != nil {
 		_ = n.adminLn.Close()
@@ -516,7 +601,11 @@ func (n *Node) serveDrain(shut ShutdownConfig, h *httpStop) error {
 	delay := time.NewTimer(shut.DrainDelay)
 	defer delay.Stop()
 	errDrain := n.Server.Drain(ctx)
-	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errDrain)
+	errLA := n.LiveAvatar.Drain(ctx)
+	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errors.Join(errDrain, errLA))
+	if err := n.drainMedia(ctx, time.Until(deadline(ctx))); err != nil {
+		n.logger.Warn("media drain", "err", err)
+	}
 	select {
 	case <-delay.C:
 	case <-ctx.Done():

@@ -24,6 +24,9 @@ type serveOptions struct {
 	// CORSOrigins, when not nil (-cors-origin given), replaces the
 	// configuration's cors_origins.
 	CORSOrigins []string
+	// NoMedia (-media=false) turns media off whatever the configuration
+	// says; Node.Media's other fields replace the configuration's when set.
+	NoMedia bool
 	// Collectors are registered beside the node's metrics (the logs').
 	Collectors []prometheus.Collector
 }
@@ -52,6 +55,7 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	if opts.Node.PublicURL != "" {
 		cfg.PublicURL = strings.TrimRight(opts.Node.PublicURL, "/")
 	}
+	applyMediaFlags(&cfg.Media, opts.Node.Media, opts.NoMedia)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -69,7 +73,28 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 		return err
 	}
 	printBanner(stdout, "http://"+ln.Addr().String(), cfg)
+	if node.Media != nil {
+		fmt.Fprintf(stdout, "  media: WebRTC on udp %s (streaming.new answers an offer)\n", node.Media.UDPAddr())
+	}
 	return node.Serve(ctx, ln)
+}
+
+// applyMediaFlags lays the command line's media settings over the
+// configuration's: what the flags set replaces the file's, and off
+// (-media=false) turns media off.
+func applyMediaFlags(m *service.MediaConfig, flags service.MediaConfig, off bool) {
+	if off {
+		m.Enabled = false
+	}
+	if flags.UDPAddr != "" {
+		m.UDPAddr = flags.UDPAddr
+	}
+	if flags.PublicIP != "" {
+		m.PublicIP = flags.PublicIP
+	}
+	if flags.NodeURL != "" {
+		m.NodeURL = strings.TrimRight(flags.NodeURL, "/")
+	}
 }
 
 // printBanner tells a newcomer what to do next. API keys are printed only
