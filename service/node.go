@@ -216,7 +216,7 @@ func (n *Node) newMedia() (*media.Engine, error) {
 	}
 	if n.rds != nil {
 		if m.NodeURL == "" {
-			return nil, errors.New("config: media.node_url (-media-node-url) is required with Redis when media is enabled: the base URL other nodes reach this node at")
+			return nil, errors.New("config: media.node_url (-media-node-url) is required with Redis when media is enabled: the base URL other nodes reach this node at (or turn media off: media.enabled false, -media=false)")
 		}
 		prefix := redisdir.DefaultPrefix
 		if p := n.Config.Redis.Prefix; p != "" {

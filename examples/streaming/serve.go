@@ -60,17 +60,23 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(opts.Collectors...)
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return err
+	}
+	if cfg.Media.Enabled && cfg.Redis.Addr != "" && cfg.Media.NodeURL == "" {
+		if cfg.Media.NodeURL, err = nodeURL(ln.Addr()); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	node, err := service.New(ctx, cfg, service.Options{Logger: logger, Registry: reg})
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	if a := node.AdminAddr(); a != nil {
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics (and /healthz, /readyz)\n", a)
-	}
-	ln, err := net.Listen("tcp", opts.Addr)
-	if err != nil {
-		_ = node.Close()
-		return err
 	}
 	printBanner(stdout, "http://"+ln.Addr().String(), cfg)
 	if node.Media != nil {
@@ -95,6 +101,19 @@ func applyMediaFlags(m *service.MediaConfig, flags service.MediaConfig, off bool
 	if flags.NodeURL != "" {
 		m.NodeURL = strings.TrimRight(flags.NodeURL, "/")
 	}
+}
+
+// nodeURL is the base URL other nodes reach this one at for media
+// (media.node_url) when neither the file nor -media-node-url says: the
+// listen address when it names one IP address. A wildcard address (every
+// interface) does not tell the other nodes which one reaches this node, so
+// it is an error that asks for -media-node-url.
+func nodeURL(addr net.Addr) (string, error) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return "", fmt.Errorf("media with -redis: the listen address %s does not tell the other nodes where this node is; set -media-node-url (or media.node_url), or -media=false", addr)
+	}
+	return "http://" + addr.String(), nil
 }
 
 // printBanner tells a newcomer what to do next. API keys are printed only
