@@ -35,7 +35,8 @@ type Options struct {
 	// Server is the template of the server's configuration; New fills in
 	// Manager, Accounts, Avatars, Origins (cors_origins), BodyReadTimeout,
 	// RateLimit, BaseURL (public_url, when set) and
-	// Idempotency.MaxKeysPerAccount (when zero) from the configuration, and
+	// Idempotency.MaxKeysPerAccount (when zero) and Media (when the
+	// configuration's media is enabled) from the configuration, and
 	// the backends (Tokens,
 	// Idempotency.Store, Relay, RateLimiter, Secret, Ready) it builds for
 	// Redis. Tokens defaults to an in-memory store bounded by each plan's
@@ -370,8 +371,9 @@ func (n *Node) AdminAddr() net.Addr {
 func (n *Node) MetricsAddr() net.Addr { return n.AdminAddr() }
 
 // Shutdown ends a node that runs alone: it closes every session (connected
-// clients receive closing and closed, every slot is freed), then the
-// realtime sockets, then releases the backends (see [Node.Close]). Stop the
+// clients receive closing and closed, every slot is freed), then
+// LiveAvatar's and the realtime sockets, then releases the media peers and
+// the backends (see [Node.Close]). Stop the
 // HTTP listener first, or meanwhile, so that no new session arrives. When
 // ctx ends first, the sockets left are dropped and ctx's error is returned.
 func (n *Node) Shutdown(ctx context.Context) error {
@@ -391,8 +393,11 @@ func deadline(ctx context.Context) time.Time {
 }
 
 // Drain ends one node of a multi-node service without ending its sessions,
-// whose state is in Redis: /readyz answers 503 and every realtime socket is
-// closed with 1012 (its client reopens it through another node), then the
+// whose state is in Redis: /readyz answers 503 and every realtime socket
+// (LiveAvatar's too) is closed with 1012 (its client reopens it through
+// another node); the node's media sessions, whose peers cannot move, are
+// given three quarters of ctx's time to end and the rest are closed with
+// reason shutdown; then the
 // Manager leaves (its loops stop; no session changes state, no slot is
 // freed), and the backends are released (see [Node.Close]). Stop the HTTP
 // listener before the call, or use [Node.Serve], which keeps serving HTTP
@@ -439,7 +444,7 @@ func (n *Node) leave(ctx context.Context) error {
 }
 
 // Close releases what New opened beside the manager and the server: the
-// in-memory limiter, the Redis backends and their client, the metrics
+// media engine (its peers and UDP port), the in-memory limiter, the Redis backends and their client, the metrics
 // listener. Shutdown, Drain and Serve call it; call it yourself for a node
 // you built and never served. A node that neither shut down nor drained is
 // shut down first, for at most a second; Redis gets at most a second too.
