@@ -409,18 +409,18 @@ func (n *Node) Drain(ctx context.Context) error {
 	}
 	errDrain := n.Server.Drain(ctx)
 	errLA := n.LiveAvatar.Drain(ctx)
-	errMedia := n.drainMedia(ctx, time.Until(deadline(ctx)))
+	errMedia := n.drainMedia(ctx, time.Now().Add(time.Until(deadline(ctx))*3/4))
 	return errors.Join(errDrain, errLA, errMedia, n.leave(ctx), n.closeBy(deadline(ctx)))
 }
 
-// drainMedia lets this node's media sessions end for three quarters of
-// within, then closes those left with reason shutdown: a peer connection
-// cannot move to another node. The last quarter is left to the leave.
-func (n *Node) drainMedia(ctx context.Context, within time.Duration) error {
+// drainMedia lets this node's media sessions end until the time given,
+// then closes those left with reason shutdown: a peer connection cannot
+// move to another node. The time after it is left to the leave.
+func (n *Node) drainMedia(ctx context.Context, until time.Time) error {
 	if n.Media == nil {
 		return nil
 	}
-	mctx, cancel := context.WithTimeout(ctx, within*3/4)
+	mctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	err := n.Media.Drain(mctx)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -608,7 +608,7 @@ func (n *Node) serveDrain(shut ShutdownConfig, h *httpStop) error {
 	errDrain := n.Server.Drain(ctx)
 	errLA := n.LiveAvatar.Drain(ctx)
 	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errors.Join(errDrain, errLA))
-	if err := n.drainMedia(ctx, time.Until(deadline(ctx))); err != nil {
+	if err := n.drainMedia(ctx, start.Add(shut.DrainTimeout*3/4)); err != nil {
 		n.logger.Warn("media drain", "err", err)
 	}
 	select {
