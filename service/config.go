@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/media"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/session"
 )
@@ -72,6 +75,8 @@ type Config struct {
 	// listener of their own (admin_addr), and /metrics no longer beside
 	// the API.
 	AdminAddr string
+	// Media serves the sessions' avatar over WebRTC (the media object).
+	Media MediaConfig
 
 	// The settings below are not read from the file: the command line (or
 	// an embedder) sets them.
@@ -94,6 +99,28 @@ type Config struct {
 
 	// demo is set by [Demo]: the configuration's API keys are public.
 	demo bool
+}
+
+// MediaConfig is the media object of the file: the WebRTC peers of the
+// HeyGen v1 flow (package media). A file without it serves no media; the
+// demo configuration turns it on. It is a plain value.
+type MediaConfig struct {
+	// Enabled makes streaming.new (without version, or "v1") answer an
+	// offer, and a start with an answer connect by media (enabled).
+	Enabled bool
+	// UDPAddr is the one UDP address every peer shares (udp); the default
+	// is media.DefaultUDPAddr, loopback only.
+	UDPAddr string
+	// PublicIP is the address put in the server's candidates in place of
+	// UDPAddr's, for a node behind a 1:1 NAT (public_ip).
+	PublicIP string
+	// ICEServers are the STUN and TURN servers handed to clients as
+	// ice_servers2 (ice_servers).
+	ICEServers []media.ICEServer
+	// NodeURL is this node's base URL as the other nodes reach it
+	// (node_url), required with Redis: another node forwards a session's
+	// start and candidates there.
+	NodeURL string
 }
 
 // RedisConfig is where a node keeps its shared state. It is a plain value.
@@ -199,12 +226,25 @@ type (
 		Accounts               []accountJSON       `json:"accounts"`
 		Avatars                []avatarJSON        `json:"avatars"`
 
-		MaxClosedPerAccount          *int    `json:"max_closed_per_account"`
-		IdempotencyMaxKeysPerAccount *int    `json:"idempotency_max_keys_per_account"`
-		MaxConnections               *int    `json:"max_connections"`
-		RedisWaitReplicas            *int    `json:"redis_wait_replicas"`
-		PublicURL                    *string `json:"public_url"`
-		AdminAddr                    *string `json:"admin_addr"`
+		MaxClosedPerAccount          *int       `json:"max_closed_per_account"`
+		IdempotencyMaxKeysPerAccount *int       `json:"idempotency_max_keys_per_account"`
+		MaxConnections               *int       `json:"max_connections"`
+		RedisWaitReplicas            *int       `json:"redis_wait_replicas"`
+		PublicURL                    *string    `json:"public_url"`
+		AdminAddr                    *string    `json:"admin_addr"`
+		Media                        *mediaJSON `json:"media"`
+	}
+	mediaJSON struct {
+		Enabled    *bool           `json:"enabled"`
+		UDP        *string         `json:"udp"`
+		PublicIP   *string         `json:"public_ip"`
+		ICEServers []iceServerJSON `json:"ice_servers"`
+		NodeURL    *string         `json:"node_url"`
+	}
+	iceServerJSON struct {
+		URLs       []string `json:"urls"`
+		Username   string   `json:"username"`
+		Credential string   `json:"credential"`
 	}
 	planJSON struct {
 		MaxConcurrent        *int  `json:"max_concurrent"`
@@ -494,6 +534,99 @@ func (f *fileJSON) resolveNode(c *Config) error {
 	}
 	if f.AdminAddr != nil {
 		c.AdminAddr = *f.AdminAddr
+	}
+	if f.Media != nil {
+		m, err := f.Media.resolve()
+		if err != nil {
+			return err
+		}
+		c.Media = m
+	}
+	return nil
+}
+
+// resolve reads the media object. Unlike the other keys, a file without
+// it does not take the demo's: media stays off.
+func (m *mediaJSON) resolve() (MediaConfig, error) {
+	c := MediaConfig{UDPAddr: media.DefaultUDPAddr}
+	if m.Enabled != nil {
+		c.Enabled = *m.Enabled
+	}
+	if m.UDP != nil {
+		if err := CheckMediaUDP(*m.UDP); err != nil {
+			return MediaConfig{}, fmt.Errorf("config: media.udp: %w", err)
+		}
+		c.UDPAddr = *m.UDP
+	}
+	if m.PublicIP != nil {
+		if err := CheckMediaPublicIP(*m.PublicIP); err != nil {
+			return MediaConfig{}, fmt.Errorf("config: media.public_ip: %w", err)
+		}
+		c.PublicIP = *m.PublicIP
+	}
+	for i, s := range m.ICEServers {
+		key := fmt.Sprintf("media.ice_servers[%d].urls", i)
+		if len(s.URLs) == 0 {
+			return MediaConfig{}, fmt.Errorf("config: %s: required", key)
+		}
+		for _, u := range s.URLs {
+			scheme, _, _ := strings.Cut(u, ":")
+			switch scheme {
+			case "stun", "stuns", "turn", "turns":
+			default:
+				return MediaConfig{}, fmt.Errorf("config: %s: %q is not a stun:, stuns:, turn: or turns: URL", key, u)
+			}
+		}
+		c.ICEServers = append(c.ICEServers, media.ICEServer{
+			URLs: append([]string{}, s.URLs...), Username: s.Username, Credential: s.Credential,
+		})
+	}
+	if m.NodeURL != nil {
+		if err := CheckNodeURL(*m.NodeURL); err != nil {
+			return MediaConfig{}, fmt.Errorf("config: media.node_url: %w", err)
+		}
+		c.NodeURL = strings.TrimRight(*m.NodeURL, "/")
+	}
+	return c, nil
+}
+
+// CheckMediaUDP reports whether s is a valid media UDP address: host:port
+// with an IP address (or an empty host, every interface) and a port.
+func CheckMediaUDP(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("%q: the host must be an IP address", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: the port must be 0–65535", s)
+	}
+	return nil
+}
+
+// CheckMediaPublicIP reports whether s is a valid public_ip: empty, or an
+// IP address.
+func CheckMediaPublicIP(s string) error {
+	if s != "" && net.ParseIP(s) == nil {
+		return fmt.Errorf("%q is not an IP address", s)
+	}
+	return nil
+}
+
+// CheckNodeURL reports whether s is a valid node_url: empty, or an
+// absolute http or https URL with a host and no user, query or fragment.
+func CheckNodeURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.User != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an http(s) URL: scheme://host[:port][/path]", s)
 	}
 	return nil
 }

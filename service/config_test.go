@@ -50,8 +50,11 @@ func TestDemo(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.IsDemo())
 	assert.False(t, empty.IsDemo(), "a file's keys are not public")
+	assert.Equal(t, MediaConfig{Enabled: true, UDPAddr: "127.0.0.1:0"}, c.Media, "the demo serves media on loopback")
+	assert.Equal(t, MediaConfig{}, empty.Media, "a file without media serves none")
 	empty.demo = true
-	assert.Equal(t, c, empty, "every key defaults to the demo's value")
+	empty.Media = c.Media
+	assert.Equal(t, c, empty, "every other key defaults to the demo's value")
 }
 
 func TestParseDefaults(t *testing.T) {
@@ -108,6 +111,13 @@ func TestParseErrors(t *testing.T) {
 		{"wrong type", `{"capacity": "many"}`, `capacity`},
 		{"wrong nested type", `{"plans": {"trial": {"trial": "yes"}}}`, `trial`},
 		{"fraction", `{"join_timeout_seconds": 1.5}`, `join_timeout_seconds`},
+		{"unknown media key", `{"media": {"enable": true}}`, `unknown key "enable"`},
+		{"media udp not host:port", `{"media": {"udp": "127.0.0.1"}}`, `media.udp`},
+		{"media udp host name", `{"media": {"udp": "localhost:0"}}`, `media.udp`},
+		{"media public_ip", `{"media": {"public_ip": "example.com"}}`, `media.public_ip`},
+		{"media ice server without urls", `{"media": {"ice_servers": [{"username": "u"}]}}`, `media.ice_servers[0].urls`},
+		{"media ice server scheme", `{"media": {"ice_servers": [{"urls": ["http://x"]}]}}`, `media.ice_servers[0].urls`},
+		{"media node_url", `{"media": {"node_url": "10.0.0.5:8080"}}`, `media.node_url`},
 		{"not an object", `[]`, `JSON object`},
 		{"empty", ``, `JSON object`},
 		{"truncated", `{"capacity": 5`, `config`},

@@ -3,7 +3,8 @@
 // a node is made of: the limiter (in memory, or shared in Redis), the
 // session manager and its store, the bearer tokens, the idempotency store,
 // the request budgets, the speech relay, the HTTP server with its probes,
-// metrics and console, LiveAvatar's API beside it, the connection cap and
+// metrics and console, LiveAvatar's API beside it, the WebRTC media engine,
+// the connection cap and
 // the admin listener, and the order in which they stop.
 //
 // Start with [Parse] (or [Load] for a file, [Demo] for the built-in demo),
@@ -44,11 +45,13 @@
 //	  "max_connections": 0,
 //	  "public_url": "",
 //	  "admin_addr": "",
-//	  "redis_wait_replicas": 0
+//	  "redis_wait_replicas": 0,
+//	  "media": {"enabled": true, "udp": "127.0.0.1:0", "ice_servers": []}
 //	}
 //
 // A missing key takes its default, which is the value shown above ([DemoJSON]
-// is that file, so "{}" is the demo configuration), except that the default
+// is that file, so "{}" is the demo configuration but for media), except
+// that a file without "media" serves no media, and that the default
 // "avatars" leaves out a demo avatar whose owner is not one of the file's
 // accounts. A key that is present replaces its default entirely: "plans",
 // "accounts" and "avatars" are not merged with the demo ones. Inside them:
@@ -95,6 +98,14 @@
 //     /healthz, /readyz and /metrics on a listener of their own.
 //   - redis_wait_replicas (0 to 64; with Redis) makes the last write of a
 //     session's creation and of its end wait for that many replicas.
+//   - media ([MediaConfig]; package media): "enabled" (default false);
+//     "udp" (an IP:port, default media.DefaultUDPAddr, loopback only) the
+//     one UDP port of every peer; "public_ip" (an IP address) written in the
+//     server's candidates behind NAT; "ice_servers" ([{"urls": [...],
+//     "username", "credential"}], each URL stun:, stuns:, turn: or turns:)
+//     handed to clients as ice_servers2; "node_url" (an http or https URL)
+//     this node's base URL as the others reach it, required by [New] with
+//     Redis when media is enabled.
 //
 // An unknown key, a value of the wrong type, trailing data or a bad value is
 // an error whose message names the key ("config: accounts[1].plan: unknown

@@ -16,6 +16,8 @@ import (
 
 	"github.com/streamsession/streamsession/console"
 	"github.com/streamsession/streamsession/limits"
+	"github.com/streamsession/streamsession/media"
+	"github.com/streamsession/streamsession/media/redisdir"
 	"github.com/streamsession/streamsession/metrics"
 	"github.com/streamsession/streamsession/observe"
 	"github.com/streamsession/streamsession/server"
@@ -33,7 +35,8 @@ type Options struct {
 	// Server is the template of the server's configuration; New fills in
 	// Manager, Accounts, Avatars, Origins (cors_origins), BodyReadTimeout,
 	// RateLimit, BaseURL (public_url, when set) and
-	// Idempotency.MaxKeysPerAccount (when zero) from the configuration, and
+	// Idempotency.MaxKeysPerAccount (when zero) and Media (when the
+	// configuration's media is enabled) from the configuration, and
 	// the backends (Tokens,
 	// Idempotency.Store, Relay, RateLimiter, Secret, Ready) it builds for
 	// Redis. Tokens defaults to an in-memory store bounded by each plan's
@@ -74,6 +77,9 @@ type Node struct {
 	// LiveAvatar serves LiveAvatar's API (/v1/sessions) beside the
 	// Streaming API, over the same manager, accounts, secret and budgets.
 	LiveAvatar *liveavatar.Handler
+	// Media serves the sessions' avatar over WebRTC when the
+	// configuration's media is enabled (server.Config.Media); nil otherwise.
+	Media *media.Engine
 
 	opts       Options
 	logger     *slog.Logger // never nil
@@ -131,6 +137,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (n *Node, err error) {
 	}
 	if n.Manager, err = session.NewManager(n.sessionConfig()); err != nil {
 		return n, err
+	}
+	if cfg.Media.Enabled {
+		if n.Media, err = n.newMedia(); err != nil {
+			return n, err
+		}
 	}
 	scfg := n.serverConfig()
 	if n.Server, err = server.New(scfg); err != nil {
@@ -191,6 +202,52 @@ func (n *Node) sessionConfig() session.Config {
 	return c
 }
 
+// newMedia builds the media engine of the configuration's media object, on
+// the manager: with Redis its peers are recorded in Redis under node_url,
+// which is then required (the listen address is not known here, and a
+// wildcard or loopback one would not tell other nodes where to go).
+func (n *Node) newMedia() (*media.Engine, error) {
+	m := n.Config.Media
+	mcfg := media.Config{
+		UDPAddr:    m.UDPAddr,
+		PublicIP:   m.PublicIP,
+		ICEServers: m.ICEServers,
+		HoldFor:    n.Config.JoinTimeout,
+		Hooks:      n.mediaHooks(),
+	}
+	if n.rds != nil {
+		if m.NodeURL == "" {
+			return nil, errors.New("config: media.node_url (-media-node-url) is required with Redis when media is enabled: the base URL other nodes reach this node at (or turn media off: media.enabled false, -media=false)")
+		}
+		prefix := redisdir.DefaultPrefix
+		if p := n.Config.Redis.Prefix; p != "" {
+			prefix = p + ":media:"
+		}
+		mcfg.Directory = redisdir.New(n.rds.client, redisdir.Config{Prefix: prefix})
+		mcfg.NodeURL = m.NodeURL
+	}
+	eng, err := media.New(n.Manager, mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	return eng, nil
+}
+
+// mediaHooks logs the failures of the engine's own work (with the
+// session's short hash, never its id); peer states are not logged, being
+// routine.
+func (n *Node) mediaHooks() media.Hooks {
+	if n.opts.Logger == nil {
+		return media.Hooks{}
+	}
+	logger := n.opts.Logger
+	return media.Hooks{
+		Error: func(sessionHash, op string, err error) {
+			logger.Warn("media: background work failed", "session", sessionHash, "op", op, "err", err)
+		},
+	}
+}
+
 // serverConfig is the server's configuration: the template, the file's
 // keys and the node's backends and hooks.
 func (n *Node) serverConfig() server.Config {
@@ -202,6 +259,9 @@ func (n *Node) serverConfig() server.Config {
 	c.Origins = cfg.CORSOrigins
 	c.BodyReadTimeout = cfg.BodyReadTimeout
 	c.RateLimit = cfg.RateLimit()
+	if n.Media != nil {
+		c.Media = n.Media
+	}
 	if cfg.PublicURL != "" {
 		c.BaseURL = cfg.PublicURL
 	}
@@ -311,8 +371,9 @@ func (n *Node) AdminAddr() net.Addr {
 func (n *Node) MetricsAddr() net.Addr { return n.AdminAddr() }
 
 // Shutdown ends a node that runs alone: it closes every session (connected
-// clients receive closing and closed, every slot is freed), then the
-// realtime sockets, then releases the backends (see [Node.Close]). Stop the
+// clients receive closing and closed, every slot is freed), then
+// LiveAvatar's and the realtime sockets, then releases the media peers and
+// the backends (see [Node.Close]). Stop the
 // HTTP listener first, or meanwhile, so that no new session arrives. When
 // ctx ends first, the sockets left are dropped and ctx's error is returned.
 func (n *Node) Shutdown(ctx context.Context) error {
@@ -332,8 +393,11 @@ func deadline(ctx context.Context) time.Time {
 }
 
 // Drain ends one node of a multi-node service without ending its sessions,
-// whose state is in Redis: /readyz answers 503 and every realtime socket is
-// closed with 1012 (its client reopens it through another node), then the
+// whose state is in Redis: /readyz answers 503 and every realtime socket
+// (LiveAvatar's too) is closed with 1012 (its client reopens it through
+// another node); the node's media sessions, whose peers cannot move, are
+// given three quarters of ctx's time to end and the rest are closed with
+// reason shutdown; then the
 // Manager leaves (its loops stop; no session changes state, no slot is
 // freed), and the backends are released (see [Node.Close]). Stop the HTTP
 // listener before the call, or use [Node.Serve], which keeps serving HTTP
@@ -344,7 +408,28 @@ func (n *Node) Drain(ctx context.Context) error {
 		n.met.DrainStarted()
 	}
 	errDrain := n.Server.Drain(ctx)
-	return errors.Join(errDrain, n.leave(ctx), n.closeBy(deadline(ctx)))
+	errLA := n.LiveAvatar.Drain(ctx)
+	errMedia := n.drainMedia(ctx, time.Now().Add(time.Until(deadline(ctx))*3/4))
+	return errors.Join(errDrain, errLA, errMedia, n.leave(ctx), n.closeBy(deadline(ctx)))
+}
+
+// drainMedia lets this node's media sessions end until the time given,
+// then closes those left with reason shutdown: a peer connection cannot
+// move to another node. The time after it is left to the leave.
+func (n *Node) drainMedia(ctx context.Context, until time.Time) error {
+	if n.Media == nil {
+		return nil
+	}
+	mctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	err := n.Media.Drain(mctx)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The media's own bound passed: the sessions left were closed
+		// (shutdown), as a drain does.
+		n.logger.Info("media sessions closed at the drain timeout")
+		return nil
+	}
+	return err
 }
 
 // leave is the end of a drain once the Streaming API's sockets are gone:
@@ -359,7 +444,7 @@ func (n *Node) leave(ctx context.Context) error {
 }
 
 // Close releases what New opened beside the manager and the server: the
-// in-memory limiter, the Redis backends and their client, the metrics
+// media engine (its peers and UDP port), the in-memory limiter, the Redis backends and their client, the metrics
 // listener. Shutdown, Drain and Serve call it; call it yourself for a node
 // you built and never served. A node that neither shut down nor drained is
 // shut down first, for at most a second; Redis gets at most a second too.
@@ -386,6 +471,11 @@ func (n *Node) close(redisDeadline time.Time) error {
 			errs = append(errs, n.Server.Shutdown(ctx))
 		}
 		cancel()
+	}
+	if n.Media != nil {
+		// After the manager and the server: the sessions are closed (or
+		// left), so closing the peers changes none.
+		errs = append(errs, n.Media.Close())
 	}
 	if n.adminLn != nil {
 		_ = n.adminLn.Close()
@@ -516,7 +606,11 @@ func (n *Node) serveDrain(shut ShutdownConfig, h *httpStop) error {
 	delay := time.NewTimer(shut.DrainDelay)
 	defer delay.Stop()
 	errDrain := n.Server.Drain(ctx)
-	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errDrain)
+	errLA := n.LiveAvatar.Drain(ctx)
+	n.logger.Info("sockets drained", "elapsed", time.Since(start).Round(time.Millisecond), "err", errors.Join(errDrain, errLA))
+	if err := n.drainMedia(ctx, start.Add(shut.DrainTimeout*3/4)); err != nil {
+		n.logger.Warn("media drain", "err", err)
+	}
 	select {
 	case <-delay.C:
 	case <-ctx.Done():

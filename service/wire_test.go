@@ -152,6 +152,7 @@ func TestLiveAvatarAcrossRedisNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := Demo()
 	cfg.Redis = RedisConfig{Addr: srv.Addr(), Prefix: "la-test"}
+	cfg.Media.Enabled = false // not about media (see media_test.go)
 	cfg.Shutdown = ShutdownConfig{DrainTimeout: 5 * time.Second}
 	a := serveNode(t, cfg, Options{})
 	b := serveNode(t, cfg, Options{})
@@ -316,6 +317,7 @@ func TestRedisURLRedacted(t *testing.T) {
 	cfg := Demo()
 	cfg.Shutdown = ShutdownConfig{DrainTimeout: 5 * time.Second}
 	cfg.Redis = RedisConfig{Addr: "redis://default:not-" + password + "@" + srv.Addr(), Prefix: "url-test"}
+	cfg.Media.Enabled = false // not about media (see media_test.go)
 	_, err := New(context.Background(), cfg, Options{Logger: logger})
 	require.Error(t, err, "a wrong password")
 	assert.NotContains(t, err.Error(), password)
@@ -379,6 +381,7 @@ func TestRedisDataLossAndSecret(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := Demo()
 	cfg.Redis = RedisConfig{Addr: srv.Addr(), Prefix: "loss-test"}
+	cfg.Media.Enabled = false // not about media (see media_test.go)
 	cfg.Shutdown = ShutdownConfig{DrainTimeout: 5 * time.Second}
 	var logs syncBuffer
 	s := serveNode(t, cfg, Options{Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})

@@ -42,6 +42,13 @@
 //	-request-grace D  at shutdown, time a request in flight may take (default 5s)
 //	-drain-delay D    with -redis: time HTTP is still served after /readyz
 //	                  turned 503, for load balancers (default 5s; 0: none)
+//	-media=false         serve no media even when the configuration enables it
+//	-media-udp ADDR      the one UDP address of every WebRTC peer (replaces media.udp;
+//	                     the demo's is 127.0.0.1:0, loopback only)
+//	-media-public-ip IP  the address put in the server's candidates behind a 1:1 NAT
+//	                     (replaces media.public_ip)
+//	-media-node-url URL  with -redis: this node's base URL as the other nodes reach it
+//	                     (replaces media.node_url; required with -redis when media is on)
 //
 // The server serves LiveAvatar's API at /v1/sessions beside the Streaming
 // API, the live session console at /, Prometheus metrics at /metrics and
@@ -114,6 +121,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&rds.Prefix, "redis-prefix", "", "with -redis: the hash tag of every key (default streamsession)")
 	fs.DurationVar(&rds.LeaseTTL, "lease-ttl", 0, "with -redis: slot lease lifetime (default 30s; for tests)")
 	fs.DurationVar(&rds.RequestTimeout, "request-timeout", 0, "with -redis: bound of each API request (default 10s)")
+	mediaOn := fs.Bool("media", true, "serve media (WebRTC) when the configuration enables it; -media=false turns it off")
+	fs.StringVar(&node.Media.UDPAddr, "media-udp", "", "the one UDP address (IP:port) every WebRTC peer shares (replaces the configuration's media.udp)")
+	fs.StringVar(&node.Media.PublicIP, "media-public-ip", "", "the IP address put in the server's ICE candidates, behind a 1:1 NAT (replaces the configuration's media.public_ip)")
+	fs.StringVar(&node.Media.NodeURL, "media-node-url", "", "with -redis: this node's base URL as the other nodes reach it, for media (replaces the configuration's media.node_url)")
 	secretFile := fs.String("secret-file", "", "file holding the service's secret (16 bytes or more; every node the same): it keys the access and bearer tokens and seals idempotent answers; default: with -redis one agreed through Redis, alone a random one")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -151,6 +162,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streaming: -public-url: %v\n", err)
 		return 2
 	}
+	if node.Media.UDPAddr != "" {
+		if err := service.CheckMediaUDP(node.Media.UDPAddr); err != nil {
+			fmt.Fprintf(stderr, "streaming: -media-udp: %v\n", err)
+			return 2
+		}
+	}
+	if err := service.CheckMediaPublicIP(node.Media.PublicIP); err != nil {
+		fmt.Fprintf(stderr, "streaming: -media-public-ip: %v\n", err)
+		return 2
+	}
+	if err := service.CheckNodeURL(node.Media.NodeURL); err != nil {
+		fmt.Fprintf(stderr, "streaming: -media-node-url: %v\n", err)
+		return 2
+	}
 	// No request or socket ever waits on stderr: records go through a
 	// bounded buffer (dropped and counted when a reader stalls), and the
 	// routine lines are bounded per account.
@@ -170,7 +195,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		node.Secret = secret
 	}
-	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, Node: node, CORSOrigins: cors.origins,
+	opts := serveOptions{Addr: *addr, ConfigPath: *configPath, Node: node, CORSOrigins: cors.origins, NoMedia: !*mediaOn,
 		Collectors: []prometheus.Collector{async.Collector(), routine.Collector()}}
 	if err := serve(ctx, opts, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "streaming: %v\n", err)

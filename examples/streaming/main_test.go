@@ -128,6 +128,10 @@ func TestRunBadFlagsAndConfig(t *testing.T) {
 		{"bad value", []string{"-config", write("bad.json", `{"capacity": 0}`)}, 1, "capacity: 0 is outside"},
 		{"bad plan", []string{"-config", write("plan.json", `{"accounts": [{"api_key": "k", "name": "n", "plan": "gold"}]}`)}, 1, `accounts[0].plan: unknown plan "gold"`},
 		{"address in use", []string{"-addr", taken.Addr().String()}, 1, "address already in use"},
+		{"bad media udp", []string{"-media-udp", "localhost:0"}, 2, "-media-udp"},
+		{"bad media public ip", []string{"-media-public-ip", "nat.example.com"}, 2, "-media-public-ip"},
+		{"bad media node url", []string{"-media-node-url", "10.0.0.5:8080"}, 2, "-media-node-url"},
+		{"media with redis on every interface", []string{"-addr", "0.0.0.0:0", "-redis", "127.0.0.1:1"}, 1, "-media-node-url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -521,4 +525,45 @@ func TestShutdownWithSilentConnection(t *testing.T) {
 		(<-silentAt).Sub(signalled).Round(time.Millisecond), exit.Round(time.Millisecond))
 	assert.Less(t, exit, 2*time.Second)
 	assert.Regexp(t, `from=connected to=closing .*reason=shutdown`, p.stderr.String())
+}
+
+// newSession calls streaming.new with body on base and returns its data.
+func newSession(t *testing.T, base, body string) map[string]any {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/streaming.new", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("X-Api-Key", "demo-pro-key")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var v struct {
+		Code int            `json:"code"`
+		Data map[string]any `json:"data"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&v))
+	require.Equal(t, 100, v.Code)
+	return v.Data
+}
+
+// TestMediaFlags checks that the demo serves media (streaming.new answers
+// an offer whose candidate is -media-udp's address, -media-public-ip's
+// behind NAT) and that -media=false turns it off.
+func TestMediaFlags(t *testing.T) {
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := udp.LocalAddr().(*net.UDPAddr).Port
+	require.NoError(t, udp.Close())
+	base, _, stop := startServer(t, "-media-udp", fmt.Sprintf("127.0.0.1:%d", port), "-media-public-ip", "192.0.2.9")
+	data := newSession(t, base, `{}`)
+	sdp, ok := data["sdp"].(map[string]any)
+	require.True(t, ok, "the demo answers an offer: %v", data)
+	assert.Equal(t, "offer", sdp["type"])
+	assert.Contains(t, sdp["sdp"], fmt.Sprintf("192.0.2.9 %d typ host", port), "the candidate: -media-public-ip, -media-udp's port")
+	assert.Equal(t, []any{}, data["ice_servers2"])
+	assert.Equal(t, 0, stop())
+
+	base, _, stop = startServer(t, "-media=false")
+	data = newSession(t, base, `{}`)
+	assert.NotContains(t, data, "sdp", "-media=false: no offer")
+	assert.Equal(t, 0, stop())
 }

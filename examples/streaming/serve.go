@@ -24,6 +24,9 @@ type serveOptions struct {
 	// CORSOrigins, when not nil (-cors-origin given), replaces the
 	// configuration's cors_origins.
 	CORSOrigins []string
+	// NoMedia (-media=false) turns media off whatever the configuration
+	// says; Node.Media's other fields replace the configuration's when set.
+	NoMedia bool
 	// Collectors are registered beside the node's metrics (the logs').
 	Collectors []prometheus.Collector
 }
@@ -52,24 +55,65 @@ func serve(ctx context.Context, opts serveOptions, stdout io.Writer, logger *slo
 	if opts.Node.PublicURL != "" {
 		cfg.PublicURL = strings.TrimRight(opts.Node.PublicURL, "/")
 	}
+	applyMediaFlags(&cfg.Media, opts.Node.Media, opts.NoMedia)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(opts.Collectors...)
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return err
+	}
+	if cfg.Media.Enabled && cfg.Redis.Addr != "" && cfg.Media.NodeURL == "" {
+		if cfg.Media.NodeURL, err = nodeURL(ln.Addr()); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	node, err := service.New(ctx, cfg, service.Options{Logger: logger, Registry: reg})
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	if a := node.AdminAddr(); a != nil {
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics (and /healthz, /readyz)\n", a)
 	}
-	ln, err := net.Listen("tcp", opts.Addr)
-	if err != nil {
-		_ = node.Close()
-		return err
-	}
 	printBanner(stdout, "http://"+ln.Addr().String(), cfg)
+	if node.Media != nil {
+		fmt.Fprintf(stdout, "  media: WebRTC on udp %s (streaming.new answers an offer)\n", node.Media.UDPAddr())
+	}
 	return node.Serve(ctx, ln)
+}
+
+// applyMediaFlags lays the command line's media settings over the
+// configuration's: what the flags set replaces the file's, and off
+// (-media=false) turns media off.
+func applyMediaFlags(m *service.MediaConfig, flags service.MediaConfig, off bool) {
+	if off {
+		m.Enabled = false
+	}
+	if flags.UDPAddr != "" {
+		m.UDPAddr = flags.UDPAddr
+	}
+	if flags.PublicIP != "" {
+		m.PublicIP = flags.PublicIP
+	}
+	if flags.NodeURL != "" {
+		m.NodeURL = strings.TrimRight(flags.NodeURL, "/")
+	}
+}
+
+// nodeURL is the base URL other nodes reach this one at for media
+// (media.node_url) when neither the file nor -media-node-url says: the
+// listen address when it names one IP address. A wildcard address (every
+// interface) does not tell the other nodes which one reaches this node, so
+// it is an error that asks for -media-node-url.
+func nodeURL(addr net.Addr) (string, error) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return "", fmt.Errorf("media with -redis: the listen address %s does not tell the other nodes where this node is; set -media-node-url (or media.node_url), or -media=false", addr)
+	}
+	return "http://" + addr.String(), nil
 }
 
 // printBanner tells a newcomer what to do next. API keys are printed only

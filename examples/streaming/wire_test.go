@@ -181,7 +181,9 @@ func TestRedisPasswordNeverLogged(t *testing.T) {
 		{"-redis", "redis://default:" + password + "@" + srv.Addr()},
 		{"-redis", srv.Addr(), "-redis-password-file", file},
 	} {
-		p := startBinary(t, append(args, "-log-format", "json", "-drain-delay", "0")...)
+		// The session's pending offer holds the drain until -drain-timeout
+		// (a media session ends or is closed shutdown then).
+		p := startBinary(t, append(args, "-log-format", "json", "-drain-delay", "0", "-drain-timeout", "2s")...)
 		var c created
 		p.call(t, "/v1/streaming.new", `{}`, &c)
 		require.NotEmpty(t, c.SessionID)
