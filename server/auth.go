@@ -477,4 +477,7 @@ func randomString(n int) string {
 
 // ShortHash is [session.ShortHash]: a short, stable, non-reversible label
 // for a session id, for logs and metrics where the raw id must not appear.
+//
+// Deprecated: use [session.ShortHash]; this alias stays for code written
+// against earlier versions of the server package.
 func ShortHash(id string) string { return session.ShortHash(id) }

@@ -196,13 +196,16 @@ type Timer interface {
 	Stop() bool
 }
 
-// ErrClosed is returned by Create, Start, Join and Stop once Close has
-// begun: HTTP 503 with code 400558 and a Retry-After, like an unavailable
-// backend (errors.Is matches either; errors.Is(err, ErrManagerClosed)
-// tells them apart).
+// ErrClosed is the catalog error Create, Start, Join and Stop return once
+// Close has begun: HTTP 503 with code 400558 and a Retry-After, the answer a
+// client gets. Catalog errors match on their code, so errors.Is(err,
+// ErrClosed) also holds for an unavailable backend; to ask "is this Manager
+// shutting down", test errors.Is(err, ErrManagerClosed).
 var ErrClosed = sserrors.ErrBackendUnavailable.WithCause(ErrManagerClosed)
 
-// ErrManagerClosed is the cause of ErrClosed.
+// ErrManagerClosed is the cause inside ErrClosed and the only test that
+// tells a Manager's shutdown from an unavailable backend: ErrClosed is what
+// goes on the wire, ErrManagerClosed is what code checks.
 var ErrManagerClosed = errors.New("session: manager closed")
 
 var errEmptyAccount = sserrors.ErrInvalidParameter.WithCause(errors.New("session: empty account name"))
