@@ -66,10 +66,10 @@ func SessionHooks(logger *slog.Logger) session.Hooks {
 				slog.String("reason", e.Reason.String()),
 			)
 		},
-		OnRefused: func(account string, code sserrors.Code) {
+		OnRefused: func(acct session.Account, code sserrors.Code) {
 			message, level := describe(code)
 			logger.LogAttrs(context.Background(), level, MsgSessionRefused,
-				slog.String("account", account),
+				slog.String("account", acct.Name),
 				slog.Int("code", int(code)),
 				slog.String("message", message),
 			)
@@ -217,7 +217,7 @@ func tokenByte(c byte) bool {
 func JoinHooks(hooks ...session.Hooks) session.Hooks {
 	var (
 		onTransition []func(session.Event)
-		onRefused    []func(string, sserrors.Code)
+		onRefused    []func(session.Account, sserrors.Code)
 		onLimiter    []func(session.LimiterOp, time.Duration, error)
 		onBackground []func(session.BackgroundOp, error)
 		onClosed     []func(session.Info)
@@ -241,9 +241,9 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 	case 1:
 		j.OnRefused = onRefused[0]
 	default:
-		j.OnRefused = func(account string, code sserrors.Code) {
+		j.OnRefused = func(acct session.Account, code sserrors.Code) {
 			for _, f := range onRefused {
-				f(account, code)
+				f(acct, code)
 			}
 		}
 	}

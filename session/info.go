@@ -105,6 +105,7 @@ type Info struct {
 	State              fsm.State
 	Epoch              uint64 // 1 at creation, then one more per transition
 	Paid               bool   // !plan.Trial
+	PlanName           string // the account's limits.Plan.Name at creation
 	CreatedAt          time.Time
 	StartedAt          time.Time // zero until started
 	ClosedAt           time.Time // zero until closed
