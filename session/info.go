@@ -118,7 +118,8 @@ type Info struct {
 }
 
 // Event is one change of one session, as subscribers and Hooks.OnTransition
-// see it. A session's events come in the order of its transitions with
+// see it: the record of a transition that happened, where an fsm.Event is
+// the input that asks for one. A session's events come in the order of its transitions with
 // Epoch growing by one each time:
 //
 //   - creation: From fsm.Unknown, To fsm.New, Epoch 1;
