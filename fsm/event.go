@@ -8,8 +8,11 @@ import (
 	looplab "github.com/looplab/fsm"
 )
 
-// Event moves a session from one state to the next. An Event is a plain
-// value, safe to copy and to share between goroutines.
+// Event moves a session from one state to the next: it is the machine's
+// input ("start", "join", ...), what a caller asks for. session.Event is the
+// other side, the record of a transition that happened (from, to, epoch,
+// reason), as subscribers see it. An Event is a plain value, safe to copy
+// and to share between goroutines.
 type Event int
 
 // The events of the lifecycle.

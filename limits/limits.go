@@ -61,9 +61,16 @@ const (
 	TrialQuota
 	// Concurrency: the account holds its plan's maximum of sessions (10007).
 	Concurrency
-	// Capacity: the service holds its maximum of sessions (10014, transient).
-	Capacity
+	// SessionFull: the service holds its maximum of sessions, its
+	// capacity (10014, transient).
+	SessionFull
 )
+
+// Capacity is the former name of SessionFull.
+//
+// Deprecated: use SessionFull; Capacity read like MemoryConfig.Capacity, a
+// number of sessions, not a refusal.
+const Capacity = SessionFull
 
 // String returns a short name for logs and metrics labels.
 func (l Limit) String() string {
@@ -74,7 +81,7 @@ func (l Limit) String() string {
 		return "trial_quota"
 	case Concurrency:
 		return "concurrency"
-	case Capacity:
+	case SessionFull:
 		return "capacity"
 	}
 	return "unknown"
@@ -88,7 +95,7 @@ var errCapacity = sserrors.ErrSessionFull.WithRetryAfter(CapacityRetryAfter)
 
 // Err returns the catalog error for a refusal (nil for NoLimit and unknown
 // values): 429/10015 for TrialQuota, 429/10007 for Concurrency, 429/10014
-// with a Retry-After of CapacityRetryAfter for Capacity. The errors are
+// with a Retry-After of CapacityRetryAfter for SessionFull. The errors are
 // shared values: use their With* methods to derive one.
 func (l Limit) Err() error {
 	switch l {
@@ -96,7 +103,7 @@ func (l Limit) Err() error {
 		return sserrors.ErrTrialLimitReached
 	case Concurrency:
 		return sserrors.ErrConcurrentLimitReached
-	case Capacity:
+	case SessionFull:
 		return errCapacity
 	}
 	return nil

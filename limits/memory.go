@@ -261,7 +261,7 @@ func (m *Memory) Acquire(ctx context.Context, req Request) (Decision, error) {
 		// release still count there; reclaim them first so that expiry is
 		// exact, then try once more.
 		if attempt > 0 || m.reclaim(now) == 0 {
-			return Decision{Refused: Capacity}, nil
+			return Decision{Refused: SessionFull}, nil
 		}
 	}
 }
@@ -296,7 +296,7 @@ func (m *Memory) tryAcquire(s *shard, req Request, now int64) (d Decision, full 
 	// At capacity, this account's own expired leases are the cheapest to
 	// reclaim: they are under the lock already held.
 	if !m.reserve(s) && (a == nil || m.purge(s, a, now) == 0 || !m.reserve(s)) {
-		return Decision{Refused: Capacity}, true
+		return Decision{Refused: SessionFull}, true
 	}
 	if a == nil {
 		a = new(account)

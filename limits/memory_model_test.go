@@ -61,7 +61,7 @@ func TestMemoryModel(t *testing.T) {
 				case held(k.account) >= plan.MaxConcurrent:
 					want = limits.Concurrency
 				case capacity > 0 && len(live) >= capacity:
-					want = limits.Capacity
+					want = limits.SessionFull
 				}
 				if d.Refused != want {
 					t.Fatalf("Acquire(%v, max %d) = %v, want %v", k, plan.MaxConcurrent, d.Refused, want)

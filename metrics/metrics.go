@@ -373,7 +373,7 @@ func (m *Metrics) state(s fsm.State) prometheus.Gauge {
 
 func validState(s fsm.State) bool { return s >= fsm.Unknown && s <= fsm.Closed }
 
-func (m *Metrics) refused(_ string, code sserrors.Code) {
+func (m *Metrics) refused(_ session.Account, code sserrors.Code) {
 	m.refusals.WithLabelValues(strconv.Itoa(int(code))).Inc()
 }
 

@@ -436,7 +436,7 @@ func TestOddEvents(t *testing.T) {
 	h := met.SessionHooks()
 	h.OnTransition(session.Event{From: fsm.State(42), To: fsm.New})
 	h.OnTransition(session.Event{From: fsm.New, To: fsm.State(-1)})
-	h.OnRefused("", 0)
+	h.OnRefused(session.Account{}, 0)
 	assert.Equal(t, 0.0, gaugeValue(t, reg, "new"))
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
 		transitions(map[string]int{"unknown>new": 1})+`streamsession_session_transitions_total{from="new",to="unknown"} 1
@@ -503,7 +503,7 @@ func TestConcurrentHooks(t *testing.T) {
 				id := fmt.Sprintf("s%d-%d", g, i)
 				h.OnTransition(session.Event{SessionID: id, From: fsm.Unknown, To: fsm.New})
 				h.OnTransition(session.Event{SessionID: id, From: fsm.New, To: fsm.Closing})
-				h.OnRefused("acme", sserrors.CodeConcurrentLimitReached)
+				h.OnRefused(session.Account{Name: "acme"}, sserrors.CodeConcurrentLimitReached)
 				h.OnLimiter(session.LimiterAcquire, time.Millisecond, nil)
 			}
 		})
@@ -524,7 +524,7 @@ func TestLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	met, err := metrics.New(reg, metrics.Config{})
 	require.NoError(t, err)
-	met.SessionHooks().OnRefused("acme", sserrors.CodeConcurrentLimitReached) // so that every family has a sample
+	met.SessionHooks().OnRefused(session.Account{Name: "acme"}, sserrors.CodeConcurrentLimitReached) // so that every family has a sample
 	met.ServerHooks().Refused(server.Refusal{Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)

@@ -20,7 +20,7 @@ func ExampleSessionHooks() {
 	id := "5f0c2f0e8a6b4d1c9e7a3b2d1c0f9e8d"
 	hooks.OnTransition(session.Event{SessionID: id, Account: "acme", From: fsm.Unknown, To: fsm.New, Epoch: 1})
 	hooks.OnTransition(session.Event{SessionID: id, Account: "acme", From: fsm.Connected, To: fsm.Closing, Epoch: 4, Reason: session.ReasonIdle})
-	hooks.OnRefused("acme", sserrors.CodeConcurrentLimitReached)
+	hooks.OnRefused(session.Account{Name: "acme"}, sserrors.CodeConcurrentLimitReached)
 	// Output:
 	// level=INFO msg="session transition" account=acme session=618477a229c5 from=unknown to=new epoch=1 reason=none
 	// level=INFO msg="session transition" account=acme session=618477a229c5 from=connected to=closing epoch=4 reason=idle

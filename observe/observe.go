@@ -27,9 +27,9 @@ const (
 // SessionRef returns the label under which logs name a session: the first
 // 12 hex digits of the SHA-256 of id (48 bits: distinct for every session a
 // node holds, and not reversible to the id, which is 128 random bits). It
-// is server.ShortHash, so lines from both hook sets correlate. An empty id
+// is session.ShortHash, so lines from both hook sets correlate. An empty id
 // gives "".
-func SessionRef(id string) string { return server.ShortHash(id) }
+func SessionRef(id string) string { return session.ShortHash(id) }
 
 // SessionHooks returns hooks that log, on logger (slog.Default() when nil),
 // one line per transition, per refused session creation and per failed
@@ -66,10 +66,10 @@ func SessionHooks(logger *slog.Logger) session.Hooks {
 				slog.String("reason", e.Reason.String()),
 			)
 		},
-		OnRefused: func(account string, code sserrors.Code) {
+		OnRefused: func(acct session.Account, code sserrors.Code) {
 			message, level := describe(code)
 			logger.LogAttrs(context.Background(), level, MsgSessionRefused,
-				slog.String("account", account),
+				slog.String("account", acct.Name),
 				slog.Int("code", int(code)),
 				slog.String("message", message),
 			)
@@ -103,7 +103,7 @@ func SessionHooks(logger *slog.Logger) session.Hooks {
 //	"realtime socket closed": account, session
 //	"request refused":        endpoint (redacted), account, session, code, status, message
 //
-// session is the server's ShortHash (equal to SessionRef), omitted when the
+// session is session.ShortHash of the id (equal to SessionRef), omitted when the
 // request named none; account is empty when the caller was not
 // authenticated. A refused streaming.new is logged here as a request and by
 // SessionHooks as a session refusal (when the Manager was called): the two
@@ -217,7 +217,7 @@ func tokenByte(c byte) bool {
 func JoinHooks(hooks ...session.Hooks) session.Hooks {
 	var (
 		onTransition []func(session.Event)
-		onRefused    []func(string, sserrors.Code)
+		onRefused    []func(session.Account, sserrors.Code)
 		onLimiter    []func(session.LimiterOp, time.Duration, error)
 		onBackground []func(session.BackgroundOp, error)
 		onClosed     []func(session.Info)
@@ -241,9 +241,9 @@ func JoinHooks(hooks ...session.Hooks) session.Hooks {
 	case 1:
 		j.OnRefused = onRefused[0]
 	default:
-		j.OnRefused = func(account string, code sserrors.Code) {
+		j.OnRefused = func(acct session.Account, code sserrors.Code) {
 			for _, f := range onRefused {
-				f(account, code)
+				f(acct, code)
 			}
 		}
 	}

@@ -114,7 +114,7 @@ func TestJoinHooks(t *testing.T) {
 	rec := func(name string) session.Hooks {
 		return session.Hooks{
 			OnTransition: func(e session.Event) { calls = append(calls, name+":transition:"+e.To.String()) },
-			OnRefused:    func(a string, c sserrors.Code) { calls = append(calls, name+":refused:"+a) },
+			OnRefused:    func(a session.Account, c sserrors.Code) { calls = append(calls, name+":refused:"+a.Name) },
 			OnLimiter: func(op session.LimiterOp, d time.Duration, err error) {
 				calls = append(calls, name+":limiter:"+op.String())
 			},
@@ -125,7 +125,7 @@ func TestJoinHooks(t *testing.T) {
 	}
 	j := observe.JoinHooks(rec("a"), session.Hooks{}, rec("b"))
 	j.OnTransition(session.Event{To: fsm.New})
-	j.OnRefused("acme", sserrors.CodeConcurrentLimitReached)
+	j.OnRefused(session.Account{Name: "acme"}, sserrors.CodeConcurrentLimitReached)
 	j.OnLimiter(session.LimiterAcquire, 0, nil)
 	j.OnBackgroundError(session.BackgroundTimerClose, errors.New("down"))
 	assert.Equal(t, []string{
@@ -143,10 +143,10 @@ func TestJoinHooks(t *testing.T) {
 	assert.Equal(t, session.Hooks{}, observe.JoinHooks())
 
 	calls = nil
-	only := observe.JoinHooks(session.Hooks{OnRefused: func(string, sserrors.Code) { calls = append(calls, "only") }})
+	only := observe.JoinHooks(session.Hooks{OnRefused: func(session.Account, sserrors.Code) { calls = append(calls, "only") }})
 	assert.Nil(t, only.OnTransition)
 	assert.Nil(t, only.OnLimiter)
-	only.OnRefused("acme", 1)
+	only.OnRefused(session.Account{Name: "acme"}, 1)
 	assert.Equal(t, []string{"only"}, calls)
 }
 
@@ -189,13 +189,19 @@ func TestLevelsAndFields(t *testing.T) {
 		log  func(s session.Hooks, h server.Hooks)
 		want string
 	}{
-		{"refused 4xx", func(s session.Hooks, _ server.Hooks) { s.OnRefused("acme", sserrors.CodeSessionFull) },
+		{"refused 4xx", func(s session.Hooks, _ server.Hooks) {
+			s.OnRefused(session.Account{Name: "acme"}, sserrors.CodeSessionFull)
+		},
 			`level=INFO msg="session refused" account=acme code=10014 message="Session full"`},
-		{"refused 400558", func(s session.Hooks, _ server.Hooks) { s.OnRefused("acme", sserrors.CodeAPIConnectionError) },
+		{"refused 400558", func(s session.Hooks, _ server.Hooks) {
+			s.OnRefused(session.Account{Name: "acme"}, sserrors.CodeAPIConnectionError)
+		},
 			`level=WARN msg="session refused" account=acme code=400558 message="API connection error"`},
-		{"refused 500000", func(s session.Hooks, _ server.Hooks) { s.OnRefused("acme", sserrors.CodeInternalServerError) },
+		{"refused 500000", func(s session.Hooks, _ server.Hooks) {
+			s.OnRefused(session.Account{Name: "acme"}, sserrors.CodeInternalServerError)
+		},
 			`level=WARN msg="session refused" account=acme code=500000 message="Internal server error"`},
-		{"refused, code outside the catalog", func(s session.Hooks, _ server.Hooks) { s.OnRefused("", 42) },
+		{"refused, code outside the catalog", func(s session.Hooks, _ server.Hooks) { s.OnRefused(session.Account{}, 42) },
 			`level=WARN msg="session refused" account="" code=42 message=""`},
 		{"limiter success is silent", func(s session.Hooks, _ server.Hooks) { s.OnLimiter(session.LimiterRenew, time.Second, nil) }, ``},
 		{"limiter failure", func(s session.Hooks, _ server.Hooks) {
@@ -239,7 +245,7 @@ func TestNilLoggerUsesDefault(t *testing.T) {
 	old := slog.Default()
 	slog.SetDefault(slog.New(handlers[0].new(&buf)))
 	defer slog.SetDefault(old)
-	observe.SessionHooks(nil).OnRefused("acme", sserrors.CodeSessionFull)
+	observe.SessionHooks(nil).OnRefused(session.Account{Name: "acme"}, sserrors.CodeSessionFull)
 	observe.ServerHooks(nil).SocketOpened(realtime.SocketInfo{Account: "acme"})
 	assert.Equal(t, `level=INFO msg="session refused" account=acme code=10014 message="Session full"
 level=INFO msg="realtime socket opened" account=acme session=""

@@ -23,6 +23,30 @@ type Accounts interface {
 	LookupAPIKey(apiKey string) (session.Account, bool)
 }
 
+// AccountNames is implemented by an [Accounts] that can also find an
+// account by its name. Where a request carries only the account's name (a
+// socket credential, a bearer token), the server resolves the name with it
+// so that every hook and per-account callback receives the whole
+// [session.Account]; without it the account has its name and a zero Plan.
+// Implementations are safe for concurrent use by multiple goroutines.
+type AccountNames interface {
+	// LookupAccount returns the account named name, and false when there
+	// is none.
+	LookupAccount(name string) (session.Account, bool)
+}
+
+// ResolveAccount returns the account named name: the one accounts finds
+// when it implements [AccountNames], else (or when it finds none) an
+// Account with that name and a zero Plan.
+func ResolveAccount(accounts Accounts, name string) session.Account {
+	if n, ok := accounts.(AccountNames); ok {
+		if acct, ok := n.LookupAccount(name); ok {
+			return acct
+		}
+	}
+	return session.Account{Name: name}
+}
+
 // AccountsByKey is an [Accounts] over a fixed map from API key to account.
 // It is safe for concurrent use as long as nobody modifies the map.
 type AccountsByKey map[string]session.Account
@@ -31,6 +55,18 @@ type AccountsByKey map[string]session.Account
 func (a AccountsByKey) LookupAPIKey(apiKey string) (session.Account, bool) {
 	acct, ok := a[apiKey]
 	return acct, ok
+}
+
+// LookupAccount returns the account named name; it implements
+// [AccountNames] by a scan of the map, so it suits the few accounts a
+// configuration file lists.
+func (a AccountsByKey) LookupAccount(name string) (session.Account, bool) {
+	for _, acct := range a {
+		if acct.Name == name {
+			return acct, true
+		}
+	}
+	return session.Account{}, false
 }
 
 // Token is what a [TokenStore] keeps about one bearer token from
@@ -477,4 +513,7 @@ func randomString(n int) string {
 
 // ShortHash is [session.ShortHash]: a short, stable, non-reversible label
 // for a session id, for logs and metrics where the raw id must not appear.
+//
+// Deprecated: use [session.ShortHash]; this alias stays for code written
+// against earlier versions of the server package.
 func ShortHash(id string) string { return session.ShortHash(id) }

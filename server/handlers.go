@@ -111,7 +111,7 @@ func (s *Server) authed(allowToken bool, next http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req, err := s.authenticate(r, allowToken)
 		if err == nil {
-			err = s.allow(r.Context(), req.account.Name)
+			err = s.allow(r.Context(), req.account)
 		}
 		if err != nil {
 			s.fail(w, r, req, err)

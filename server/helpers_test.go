@@ -85,7 +85,7 @@ func (l *fakeLimiter) Acquire(ctx context.Context, r limits.Request) (limits.Dec
 		return limits.Decision{Refused: limits.Concurrency}, nil
 	}
 	if len(l.held) >= l.capacity {
-		return limits.Decision{Refused: limits.Capacity}, nil
+		return limits.Decision{Refused: limits.SessionFull}, nil
 	}
 	l.held[r.SessionID] = r.Account
 	return limits.Decision{Lease: lease}, nil

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	sserrors "github.com/streamsession/streamsession/errors"
+	"github.com/streamsession/streamsession/session"
 )
 
 // RateLimit is one account's request budget: PerSecond requests a second on
@@ -196,15 +197,15 @@ func rateLimited(retryAfter time.Duration) error {
 // changes), and 503/400558 with a Retry-After when the RateLimiter cannot
 // decide. It runs once per authenticated request, before any work; the
 // realtime upgrade calls it once its token names the account.
-func (s *Server) allow(ctx context.Context, account string) error {
+func (s *Server) allow(ctx context.Context, acct session.Account) error {
 	if s.rateLimit == nil {
 		return nil
 	}
-	limit := s.rateLimit(account)
+	limit := s.rateLimit(acct)
 	if limit.Unlimited() {
 		return nil
 	}
-	d, err := s.rates.Allow(ctx, account, limit)
+	d, err := s.rates.Allow(ctx, acct.Name, limit)
 	if err != nil {
 		if e, ok := sserrors.As(err); ok && e.Status == http.StatusServiceUnavailable {
 			return err

@@ -112,12 +112,13 @@ func keysOf(m map[string]*bucket) []string {
 	return out
 }
 
-// rateEnv is a server where the accounts acme and globex (the pro plan) get
-// limit, and every other account is unlimited.
+// rateEnv is a server where the accounts of the pro plan (acme and globex)
+// get limit, and every other account is unlimited. The budget follows the
+// plan, so a request whose account is not resolved would go unlimited.
 func rateEnv(t *testing.T, limit RateLimit, tweak func(*Config)) *env {
 	return newEnv(t, func(c *Config) {
-		c.RateLimit = func(account string) RateLimit {
-			if account == "acme" || account == "globex" {
+		c.RateLimit = func(acct session.Account) RateLimit {
+			if acct.Plan.Name == proPlan.Name {
 				return limit
 			}
 			return RateLimit{}
@@ -264,7 +265,7 @@ func TestRefusalsWithoutRetryAfterGetOne(t *testing.T) {
 		want  int
 	}{
 		{"a RateLimiter's 503", func(c *Config) {
-			c.RateLimit = func(string) RateLimit { return RateLimit{PerSecond: 1} }
+			c.RateLimit = func(session.Account) RateLimit { return RateLimit{PerSecond: 1} }
 			c.RateLimiter = failingRates{bare503}
 		}, key("key-acme"), http.StatusServiceUnavailable},
 		{"an IdempotencyStore's 503", func(c *Config) {
@@ -307,3 +308,27 @@ type mintRefuses struct {
 }
 
 func (m mintRefuses) Mint(context.Context, session.Account) (string, error) { return "", m.err }
+
+// TestRateLimitSocketGetsTheAccount: the realtime upgrade knows only the
+// account's name from its credential; the server resolves it through
+// Accounts, so the budget of the account's plan applies there too.
+func TestRateLimitSocketGetsTheAccount(t *testing.T) {
+	e := rateEnv(t, RateLimit{PerSecond: 0.001, Burst: 2}, nil)
+	c := e.connecting("key-acme") // streaming.new and streaming.start spend the burst
+	_, resp, err := e.dial(c.RealtimeEndpoint, nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+}
+
+func TestResolveAccount(t *testing.T) {
+	acme := testAccts["key-acme"]
+	assert.Equal(t, acme, ResolveAccount(testAccts, "acme"))
+	assert.Equal(t, session.Account{Name: "nobody"}, ResolveAccount(testAccts, "nobody"))
+	assert.Equal(t, session.Account{Name: "acme"}, ResolveAccount(keyOnly{}, "acme"), "Accounts without names")
+}
+
+// keyOnly is an Accounts that cannot look names up.
+type keyOnly struct{}
+
+func (keyOnly) LookupAPIKey(string) (session.Account, bool) { return session.Account{}, false }

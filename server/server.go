@@ -83,12 +83,14 @@ type Config struct {
 	// DefaultBodyReadTimeout (10 s); negative means no bound. The realtime
 	// upgrade is not bounded by it.
 	BodyReadTimeout time.Duration
-	// RateLimit returns the request budget of the named account; nil, or
+	// RateLimit returns the request budget of the account (resolved by
+	// name through [AccountNames] where a request carries only the name:
+	// the realtime upgrade); nil, or
 	// the zero RateLimit, means unlimited. Each account has its own budget,
 	// taken once per authenticated request (the realtime upgrade included)
 	// before any work: over it, the request answers 429/400140 with a
 	// Retry-After and changes nothing.
-	RateLimit func(account string) RateLimit
+	RateLimit func(acct session.Account) RateLimit
 	// RateLimiter keeps the budgets of RateLimit. The default is a
 	// [MemoryRateLimiter] on Clock; server/redisrate shares them between
 	// the nodes of one Redis. When it fails, the request answers
@@ -180,7 +182,7 @@ type Server struct {
 	// originPolicy is Config.Origins, for CORS and the socket's origin check.
 	originPolicy *OriginPolicy
 	bodyTimeout  time.Duration
-	rateLimit    func(account string) RateLimit
+	rateLimit    func(acct session.Account) RateLimit
 	rates        RateLimiter
 	media        *media.Engine // Config.Media
 	mediaRelay   func()        // cancels the Relay subscription that plays tasks on Media

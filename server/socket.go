@@ -37,8 +37,8 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, req, err)
 		return
 	}
-	req.account.Name = account
-	if err := s.allow(ctx, account); err != nil {
+	req.account = ResolveAccount(s.accounts, account)
+	if err := s.allow(ctx, req.account); err != nil {
 		s.fail(w, r, req, err)
 		return
 	}

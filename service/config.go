@@ -734,7 +734,7 @@ func (p planJSON) rateLimit(name string) (server.RateLimit, error) {
 // name, for server.Config.RateLimit: its plan's RequestsPerSecond and
 // RequestBurst, and the zero RateLimit (unlimited) for an account whose plan
 // sets none or a name c does not have. It returns nil when no plan sets one.
-func (c *Config) RateLimit() func(account string) server.RateLimit {
+func (c *Config) RateLimit() func(acct session.Account) server.RateLimit {
 	byAccount := make(map[string]server.RateLimit)
 	for _, a := range c.Accounts {
 		if r := planRate(a.Plan); !r.Unlimited() {
@@ -744,7 +744,7 @@ func (c *Config) RateLimit() func(account string) server.RateLimit {
 	if len(byAccount) == 0 {
 		return nil
 	}
-	return func(account string) server.RateLimit { return byAccount[account] }
+	return func(acct session.Account) server.RateLimit { return byAccount[acct.Name] }
 }
 
 // planRate is a plan's request budget as the server takes it.

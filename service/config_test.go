@@ -188,11 +188,11 @@ func TestParseRateLimitsAndCORS(t *testing.T) {
 
 	lookup := c.RateLimit()
 	require.NotNil(t, lookup)
-	assert.Equal(t, server.RateLimit{PerSecond: 0.5, Burst: 1}, lookup("a1"))
-	assert.Equal(t, server.RateLimit{PerSecond: 2.5, Burst: 3}, lookup("a2"))
-	assert.Equal(t, server.RateLimit{PerSecond: 10, Burst: 40}, lookup("a3"))
-	assert.True(t, lookup("a4").Unlimited(), "a plan without a rate")
-	assert.True(t, lookup("nobody").Unlimited())
+	assert.Equal(t, server.RateLimit{PerSecond: 0.5, Burst: 1}, lookup(session.Account{Name: "a1"}))
+	assert.Equal(t, server.RateLimit{PerSecond: 2.5, Burst: 3}, lookup(session.Account{Name: "a2"}))
+	assert.Equal(t, server.RateLimit{PerSecond: 10, Burst: 40}, lookup(session.Account{Name: "a3"}))
+	assert.True(t, lookup(session.Account{Name: "a4"}).Unlimited(), "a plan without a rate")
+	assert.True(t, lookup(session.Account{Name: "nobody"}).Unlimited())
 
 	none, err := Parse([]byte(`{"cors_origins": []}`))
 	require.NoError(t, err)

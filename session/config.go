@@ -75,9 +75,9 @@ type Hooks struct {
 	// subscribers do.
 	OnTransition func(Event)
 	// OnRefused receives the catalog code of every failed Create (400175,
-	// 10012, 10013, 10015, 10007, 10014, 400558, ...); account is the name
-	// the caller gave.
-	OnRefused func(account string, code sserrors.Code)
+	// 10012, 10013, 10015, 10007, 10014, 400558, ...) with the account the
+	// caller gave, its plan included.
+	OnRefused func(acct Account, code sserrors.Code)
 	// OnLimiter receives the duration and the error (nil on success; a
 	// refusal is a success) of every limiter call.
 	OnLimiter func(op LimiterOp, d time.Duration, err error)
@@ -95,9 +95,9 @@ type Hooks struct {
 	// OnClosed receives the final Info of every session this Manager moves
 	// to closed (whatever closed it: stop, a timer, the shutdown, a lost
 	// lease, or finishing a close another node began): when it started, how
-	// long it may have run, whether it was paid, why it closed and when, so
-	// that billing needs no map of its own. With a SharedStore each session
-	// is reported once, by the node that closed it.
+	// long it may have run, its plan's name and whether it was paid, why it
+	// closed and when, so that billing needs no map of its own. With a
+	// SharedStore each session is reported once, by the node that closed it.
 	OnClosed func(Info)
 }
 
@@ -196,13 +196,16 @@ type Timer interface {
 	Stop() bool
 }
 
-// ErrClosed is returned by Create, Start, Join and Stop once Close has
-// begun: HTTP 503 with code 400558 and a Retry-After, like an unavailable
-// backend (errors.Is matches either; errors.Is(err, ErrManagerClosed)
-// tells them apart).
+// ErrClosed is the catalog error Create, Start, Join and Stop return once
+// Close has begun: HTTP 503 with code 400558 and a Retry-After, the answer a
+// client gets. Catalog errors match on their code, so errors.Is(err,
+// ErrClosed) also holds for an unavailable backend; to ask "is this Manager
+// shutting down", test errors.Is(err, ErrManagerClosed).
 var ErrClosed = sserrors.ErrBackendUnavailable.WithCause(ErrManagerClosed)
 
-// ErrManagerClosed is the cause of ErrClosed.
+// ErrManagerClosed is the cause inside ErrClosed and the only test that
+// tells a Manager's shutdown from an unavailable backend: ErrClosed is what
+// goes on the wire, ErrManagerClosed is what code checks.
 var ErrManagerClosed = errors.New("session: manager closed")
 
 var errEmptyAccount = sserrors.ErrInvalidParameter.WithCause(errors.New("session: empty account name"))

@@ -105,6 +105,7 @@ type Info struct {
 	State              fsm.State
 	Epoch              uint64 // 1 at creation, then one more per transition
 	Paid               bool   // !plan.Trial
+	PlanName           string // the account's limits.Plan.Name at creation
 	CreatedAt          time.Time
 	StartedAt          time.Time // zero until started
 	ClosedAt           time.Time // zero until closed
@@ -117,7 +118,8 @@ type Info struct {
 }
 
 // Event is one change of one session, as subscribers and Hooks.OnTransition
-// see it. A session's events come in the order of its transitions with
+// see it: the record of a transition that happened, where an fsm.Event is
+// the input that asks for one. A session's events come in the order of its transitions with
 // Epoch growing by one each time:
 //
 //   - creation: From fsm.Unknown, To fsm.New, Epoch 1;

@@ -88,7 +88,7 @@ func (l *fakeLimiter) Acquire(ctx context.Context, req limits.Request) (limits.D
 	case l.perAcct[req.Account] >= req.Plan.MaxConcurrent:
 		return limits.Decision{Refused: limits.Concurrency}, nil
 	case len(l.held) >= l.capacity:
-		return limits.Decision{Refused: limits.Capacity}, nil
+		return limits.Decision{Refused: limits.SessionFull}, nil
 	}
 	l.held[req.SessionID] = req.Account
 	l.perAcct[req.Account]++

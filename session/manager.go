@@ -138,7 +138,7 @@ func or(d, def time.Duration) time.Duration {
 func (m *Manager) Create(ctx context.Context, acct Account, opts CreateOptions) (Info, error) {
 	info, err := m.create(ctx, acct, opts)
 	if err != nil && m.hooks.OnRefused != nil {
-		m.hooks.OnRefused(acct.Name, sserrors.CodeOf(err))
+		m.hooks.OnRefused(acct, sserrors.CodeOf(err))
 	}
 	return info, err
 }
@@ -188,6 +188,7 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 			State:              fsm.New,
 			Epoch:              1,
 			Paid:               !acct.Plan.Trial,
+			PlanName:           acct.Plan.Name,
 			CreatedAt:          now,
 			IdleTimeout:        idle,
 			DisableIdleTimeout: opts.DisableIdleTimeout,

@@ -74,7 +74,7 @@ func TestCreate(t *testing.T) {
 			var refused []sserrors.Code
 			var events []Event
 			m, lim := newTestManager(t, Config{Hooks: Hooks{
-				OnRefused:    func(_ string, c sserrors.Code) { refused = append(refused, c) },
+				OnRefused:    func(_ Account, c sserrors.Code) { refused = append(refused, c) },
 				OnTransition: func(e Event) { events = append(events, e) },
 			}})
 			defer closeManager(t, m)
@@ -162,7 +162,7 @@ func TestCreateLimits(t *testing.T) {
 		var refused []sserrors.Code
 		m, _ := newTestManager(t, Config{Limiter: lim, Hooks: Hooks{
 			OnLimiter: func(op LimiterOp, _ time.Duration, err error) { ops = append(ops, op); opErrs = append(opErrs, err) },
-			OnRefused: func(_ string, c sserrors.Code) { refused = append(refused, c) },
+			OnRefused: func(_ Account, c sserrors.Code) { refused = append(refused, c) },
 		}})
 		defer closeManager(t, m)
 		_, err := m.Create(ctx, acme, CreateOptions{})

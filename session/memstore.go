@@ -101,6 +101,7 @@ type memRecord struct {
 	machine               *fsm.Machine // nil unless MachinePerSession
 	id, account, avatarID string
 	label                 string
+	planName              string
 	epoch                 uint64
 	reason                uint8
 	paid                  bool
@@ -220,6 +221,7 @@ func (r *memRecord) record() Record {
 			DurationLimit:      time.Duration(r.durationLimit),
 			Reason:             Reason(r.reason),
 			Label:              r.label,
+			PlanName:           r.planName,
 		},
 		JoinTimeout: time.Duration(r.join),
 		Retention:   time.Duration(r.retention),
@@ -276,6 +278,7 @@ func (s *MemoryStore) Insert(ctx context.Context, rec Record) (Record, error) {
 		account:  rec.Account,
 		avatarID: rec.AvatarID,
 		label:    rec.Label,
+		planName: rec.PlanName,
 		epoch:    1,
 		paid:     rec.Paid,
 	}

@@ -305,7 +305,7 @@ func (mm *modelMachine) do(t *rapid.T, call string) {
 func (mm *modelMachine) compare(t *rapid.T, s *modelSession, got Info) {
 	want := Info{
 		ID: s.id, Account: s.account, AvatarID: "Wayne_20240711", State: s.state, Epoch: s.epoch,
-		Paid: !modelPlans[s.account].Trial, CreatedAt: s.created, StartedAt: s.started, ClosedAt: s.closed,
+		Paid: !modelPlans[s.account].Trial, PlanName: modelPlans[s.account].Name, CreatedAt: s.created, StartedAt: s.started, ClosedAt: s.closed,
 		LastActivity: s.activity, IdleTimeout: s.idle, DisableIdleTimeout: s.disableIdle,
 		DurationLimit: s.durationLimit, Reason: s.reason,
 	}

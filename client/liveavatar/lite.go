@@ -13,8 +13,11 @@ import (
 // BytesPerSecond is the rate of LITE audio: PCM s16le, 24 kHz, mono.
 const BytesPerSecond = 24000 * 2
 
-// Event is one message the server sends on the LITE socket.
-type Event struct {
+// Message is one message the server sends on the LITE socket (LiveAvatar
+// calls them events; the name Message keeps them apart from session.Event,
+// a session's transition, and client.Event, a decoded realtime event). A
+// Message is a plain value, safe to copy.
+type Message struct {
 	// Type is "session.state_updated", "agent.speak_started",
 	// "agent.speak_ended", "agent.speak_interrupted" or "error".
 	Type string `json:"type"`
@@ -35,12 +38,17 @@ type Event struct {
 	} `json:"error,omitempty"`
 }
 
+// Event is the former name of Message.
+//
+// Deprecated: use Message.
+type Event = Message
+
 // Lite is a session's LITE socket. Events delivers what the server sends,
 // in order, and closes when the socket does. It is safe for concurrent use
 // by multiple goroutines.
 type Lite struct {
 	ws     *websocket.Conn
-	events chan Event
+	events chan Message
 	done   chan struct{}
 
 	mu sync.Mutex // serialises writes
@@ -57,7 +65,7 @@ func (s *Session) Connect(ctx context.Context, wsURL string) (*Lite, error) {
 		}
 		return nil, fmt.Errorf("liveavatar: LITE socket: %w", err)
 	}
-	l := &Lite{ws: ws, events: make(chan Event, 64), done: make(chan struct{})}
+	l := &Lite{ws: ws, events: make(chan Message, 64), done: make(chan struct{})}
 	go l.read()
 	return l, nil
 }
@@ -70,15 +78,15 @@ func (l *Lite) read() {
 		if err != nil {
 			return
 		}
-		var e Event
+		var e Message
 		if json.Unmarshal(data, &e) == nil {
 			l.events <- e
 		}
 	}
 }
 
-// Events returns the channel of the socket's events.
-func (l *Lite) Events() <-chan Event { return l.events }
+// Events returns the channel of the socket's messages.
+func (l *Lite) Events() <-chan Message { return l.events }
 
 func (l *Lite) send(v any) error {
 	l.mu.Lock()

@@ -373,12 +373,12 @@ func (s *suite) testCapacityAcrossAccounts(t *testing.T) {
 		for a, n := range per {
 			assert.LessOrEqual(t, n, perAcct, "slots of %s", a)
 		}
-		assert.Equal(t, accounts*each-capacity, o.refused[limits.Capacity]+o.refused[limits.Concurrency])
+		assert.Equal(t, accounts*each-capacity, o.refused[limits.SessionFull]+o.refused[limits.Concurrency])
 		assert.Zero(t, o.refused[limits.TrialQuota])
 	}
 	first := round()
 	check(first)
-	e.refuse(e.account("late"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("late"), plan, e.id(), limits.SessionFull)
 
 	// Releasing every slot concurrently gives the whole capacity back,
 	// exactly.
@@ -386,7 +386,7 @@ func (s *suite) testCapacityAcrossAccounts(t *testing.T) {
 		assert.NoError(t, e.h.Limiter.Release(e.ctx, first.leases[i]))
 	})
 	check(round())
-	e.refuse(e.account("late"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("late"), plan, e.id(), limits.SessionFull)
 }
 
 func (s *suite) testOrderOfChecks(t *testing.T) {
@@ -408,7 +408,7 @@ func (s *suite) testOrderOfChecks(t *testing.T) {
 		{"quota and capacity: quota", true, false, true, 1, trial(1, 5), limits.TrialQuota},
 		{"concurrency and capacity: concurrency", false, true, true, 1, trial(1000, 1), limits.Concurrency},
 		{"concurrency and capacity, paid: concurrency", false, true, true, 1, paid(1), limits.Concurrency},
-		{"capacity alone", false, false, true, 1, paid(5), limits.Capacity},
+		{"capacity alone", false, false, true, 1, paid(5), limits.SessionFull},
 		{"quota alone", true, false, false, 0, trial(1, 5), limits.TrialQuota},
 		{"concurrency alone", false, true, false, 0, paid(1), limits.Concurrency},
 		{"zero quota, zero concurrency, full: quota", true, true, true, 1, trial(0, 0), limits.TrialQuota},
@@ -462,13 +462,13 @@ func (s *suite) testReleaseIdempotent(t *testing.T) {
 		e := s.env(t, Config{Capacity: 2})
 		a := e.grant(e.account("a"), limits.PaidPlan, e.id())
 		e.grant(e.account("b"), limits.PaidPlan, e.id())
-		e.refuse(e.account("c"), limits.PaidPlan, e.id(), limits.Capacity)
+		e.refuse(e.account("c"), limits.PaidPlan, e.id(), limits.SessionFull)
 		e.release(a)
 		e.release(a)
 		e.release(a)
 		// One slot came back, not three.
 		e.grant(e.account("c"), limits.PaidPlan, e.id())
-		e.refuse(e.account("d"), limits.PaidPlan, e.id(), limits.Capacity)
+		e.refuse(e.account("d"), limits.PaidPlan, e.id(), limits.SessionFull)
 	})
 	t.Run("concurrency", func(t *testing.T) {
 		e := s.env(t, Config{})
@@ -519,7 +519,7 @@ func (s *suite) testSameSession(t *testing.T) {
 		// The retried request is not refused by its own first grant.
 		e.grant(acct, limits.PaidPlan, id)
 		e.grant(acct, limits.PaidPlan, id)
-		e.refuse(acct, limits.PaidPlan, e.id(), limits.Capacity)
+		e.refuse(acct, limits.PaidPlan, e.id(), limits.SessionFull)
 	})
 	t.Run("quota", func(t *testing.T) {
 		e := s.env(t, Config{LeaseTTL: time.Hour})
@@ -552,7 +552,7 @@ func (s *suite) testSameSessionConcurrently(t *testing.T) {
 	}
 	// It took one slot of the account and one of the service.
 	e.grant(e.account("b"), plan, e.id())
-	e.refuse(e.account("c"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("c"), plan, e.id(), limits.SessionFull)
 	e.release(o.leases[0])
 	e.grant(acct, plan, e.id())
 }
@@ -573,11 +573,11 @@ func (s *suite) testExpiry(t *testing.T) {
 
 	// The service's capacity comes back too: next expires, and another
 	// account takes the only slot.
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 	e.advance(ttl + 20*time.Second)
 	e.grant(e.account("b"), plan, e.id())
 	e.renewExpired(next)
-	e.refuse(acct, plan, e.id(), limits.Capacity)
+	e.refuse(acct, plan, e.id(), limits.SessionFull)
 }
 
 // testExactExpiry pins the rule of package limits, "a lease is expired from
@@ -616,7 +616,7 @@ func (s *suite) testExactExpiry(t *testing.T) {
 		e.grant(acct, plan, e.id())
 		e.advance(ttl - time.Millisecond)
 		e.refuse(acct, plan, e.id(), limits.Concurrency)
-		e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+		e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 		e.advance(time.Millisecond)
 		e.grant(acct, plan, e.id())
 	})
@@ -635,7 +635,7 @@ func (s *suite) testRenewal(t *testing.T) {
 	assert.WithinDuration(t, e.now.Add(ttl), r.Expires, tolerance, "Renew extends to now + LeaseTTL")
 	e.advance(ttl * 3 / 4) // past the first expiry, 15 s before the renewed one
 	e.refuse(acct, plan, e.id(), limits.Concurrency)
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 
 	// A holder renewing at a third of the TTL keeps its slot for ever; the
 	// lease it renews with may be the original one.
@@ -645,7 +645,7 @@ func (s *suite) testRenewal(t *testing.T) {
 		e.renew(l)
 	}
 	e.refuse(acct, plan, e.id(), limits.Concurrency)
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 
 	e.release(l)
 	e.renewExpired(l)
@@ -849,7 +849,7 @@ func (s *suite) testContextCancellation(t *testing.T) {
 	err = e.h.Limiter.Started(cancelled, l)
 	require.ErrorIs(t, err, context.Canceled, "Started with a cancelled context")
 	e.refuse(acct, plan, e.id(), limits.Concurrency)
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 	e.renew(l)
 
 	// Release with a done context either releases or fails with the
@@ -883,7 +883,7 @@ func (s *suite) testBadInput(t *testing.T) {
 	// Nothing was taken.
 	e.grant(acct, plan, e.id())
 	e.refuse(acct, plan, e.id(), limits.Concurrency)
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 }
 
 func (s *suite) testNoGoroutineLeft(t *testing.T) {
@@ -919,7 +919,7 @@ func (s *suite) testKept(t *testing.T) {
 	e.keep(l) // keeping twice does nothing
 	e.advance(10 * ttl)
 	e.refuse(acct, plan, e.id(), limits.Concurrency)
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 
 	// Renewing or acquiring again returns the kept slot, still kept.
 	r := e.renew(l)
@@ -929,14 +929,14 @@ func (s *suite) testKept(t *testing.T) {
 	assert.True(t, again.Expires.IsZero(), "Acquire of a kept session: Expires = %v, want the zero Time", again.Expires)
 	e.advance(10 * ttl)
 	e.refuse(acct, plan, e.id(), limits.Concurrency)
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 
 	// Release frees it at once, and a released lease cannot be kept.
 	e.release(l)
 	e.keepExpired(l)
 	e.renewExpired(l)
 	e.grant(e.account("b"), plan, e.id())
-	e.refuse(acct, plan, e.id(), limits.Capacity)
+	e.refuse(acct, plan, e.id(), limits.SessionFull)
 }
 
 func (s *suite) testNeverKept(t *testing.T) {
@@ -953,7 +953,7 @@ func (s *suite) testNeverKept(t *testing.T) {
 	e.grant(acct, plan, e.id())                      // the lost lease's slot came back
 	e.renewExpired(lost)
 	e.refuse(acct, plan, e.id(), limits.Concurrency)
-	e.refuse(e.account("b"), plan, e.id(), limits.Capacity)
+	e.refuse(e.account("b"), plan, e.id(), limits.SessionFull)
 }
 
 func (s *suite) testKeepExpired(t *testing.T) {
@@ -971,7 +971,7 @@ func (s *suite) testKeepExpired(t *testing.T) {
 	e.keepExpired(next)
 	e.keepExpired(limits.Lease{Account: acct, SessionID: e.id()}) // never granted
 	e.grant(e.account("b"), plan, e.id())
-	e.refuse(acct, plan, e.id(), limits.Capacity)
+	e.refuse(acct, plan, e.id(), limits.SessionFull)
 }
 
 func (s *suite) testKeptTrialMinutes(t *testing.T) {

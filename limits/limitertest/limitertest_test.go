@@ -181,8 +181,8 @@ func (l *capacityFirst) Acquire(ctx context.Context, req limits.Request) (limits
 		probe.Account += "#probe"
 		probe.Plan = limits.Plan{MaxConcurrent: 1 << 20}
 		if p, err := l.Limiter.Acquire(ctx, probe); err == nil {
-			if p.Refused == limits.Capacity {
-				d.Refused = limits.Capacity
+			if p.Refused == limits.SessionFull {
+				d.Refused = limits.SessionFull
 			} else {
 				_ = l.Limiter.Release(ctx, p.Lease)
 			}

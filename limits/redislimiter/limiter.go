@@ -48,7 +48,7 @@ type Config struct {
 	// The default is DefaultPrefix.
 	Prefix string
 	// Capacity is the most slots the whole service (every node) holds at
-	// once; past it Acquire refuses with limits.Capacity. Zero means no
+	// once; past it Acquire refuses with limits.SessionFull. Zero means no
 	// service-wide limit; negative is invalid.
 	Capacity int
 	// LeaseTTL is how long a slot lives unless its holder renews it. Holders
@@ -315,7 +315,7 @@ func (l *Limiter) Acquire(ctx context.Context, req limits.Request) (limits.Decis
 	}
 	if code := c.r1; code != 0 {
 		refused := limits.Limit(code)
-		if refused != limits.TrialQuota && refused != limits.Concurrency && refused != limits.Capacity {
+		if refused != limits.TrialQuota && refused != limits.Concurrency && refused != limits.SessionFull {
 			return l.acquireFailed(ctx, req, member, fmt.Errorf("redislimiter: acquire script answered %d", code))
 		}
 		return limits.Decision{Refused: refused}, nil

@@ -149,7 +149,7 @@ func TestOrderOfChecks(t *testing.T) {
 
 	d, err = r.lim.Acquire(ctx, req("a", "s", paid))
 	require.NoError(t, err)
-	assert.Equal(t, limits.Capacity, d.Refused)
+	assert.Equal(t, limits.SessionFull, d.Refused)
 	assert.Equal(t, 10014, int(mustCode(t, d.Refused.Err())))
 }
 
@@ -203,7 +203,7 @@ func TestExpiredSessionAcquiresAgain(t *testing.T) {
 			assert.Equal(t, limits.Concurrency, other.Refused)
 			other, err = r.lim.Acquire(ctx, req("b", "t", plan))
 			require.NoError(t, err)
-			assert.Equal(t, limits.Capacity, other.Refused)
+			assert.Equal(t, limits.SessionFull, other.Refused)
 			_, err = r.lim.Renew(ctx, again.Lease)
 			require.NoError(t, err)
 		})
@@ -387,7 +387,7 @@ func TestLeaseLifecycle(t *testing.T) {
 	r.clock.Advance(40 * time.Second) // past the first expiry, within the renewed one
 	other, err := r.lim.Acquire(ctx, req("b", "t", paid))
 	require.NoError(t, err)
-	assert.Equal(t, limits.Capacity, other.Refused, "the renewed slot still holds the capacity")
+	assert.Equal(t, limits.SessionFull, other.Refused, "the renewed slot still holds the capacity")
 
 	r.clock.Advance(time.Minute) // past the renewed expiry
 	other, err = r.lim.Acquire(ctx, req("b", "t", paid))
@@ -424,7 +424,7 @@ func TestRenewAdoptsLeasesRedisLost(t *testing.T) {
 	assert.True(t, renewed.Expires.After(d.Lease.Expires))
 	other, err := r.lim.Acquire(ctx, req("b", "t", paid))
 	require.NoError(t, err)
-	assert.Equal(t, limits.Capacity, other.Refused, "the adopted slot counts")
+	assert.Equal(t, limits.SessionFull, other.Refused, "the adopted slot counts")
 	require.NoError(t, r.lim.Release(ctx, renewed))
 	_, err = r.lim.Renew(ctx, renewed)
 	assert.ErrorIs(t, err, limits.ErrLeaseExpired)
@@ -469,7 +469,7 @@ func TestExpiredSlotsArePurgedInBoundedBatches(t *testing.T) {
 	}
 	d, err = r.lim.Acquire(ctx, req("c", "s", paid))
 	require.NoError(t, err)
-	assert.Equal(t, limits.Capacity, d.Refused)
+	assert.Equal(t, limits.SessionFull, d.Refused)
 }
 
 func TestOneRoundTripPerCall(t *testing.T) {

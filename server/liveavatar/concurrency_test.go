@@ -12,6 +12,7 @@ import (
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/liveavatar"
 	"github.com/streamsession/streamsession/server/realtime"
+	"github.com/streamsession/streamsession/session"
 )
 
 // parallel runs fn m times at once and returns how many returned true.
@@ -127,7 +128,7 @@ func TestHooks(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, []string{"opened acme", "closed acme"}, seen)
 	require.Len(t, refusals, 2)
-	assert.Equal(t, server.Refusal{Endpoint: liveavatar.PathStart, Account: "acme", SessionHash: server.ShortHash(id),
+	assert.Equal(t, server.Refusal{Endpoint: liveavatar.PathStart, Account: "acme", SessionHash: session.ShortHash(id),
 		Code: 10003, Status: 400, Err: refusals[0].Err}, refusals[0])
 	assert.Equal(t, liveavatar.PathToken, refusals[1].Endpoint)
 	assert.Equal(t, http.StatusUnprocessableEntity, refusals[1].Status)

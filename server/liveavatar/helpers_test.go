@@ -55,7 +55,7 @@ type nodeOptions struct {
 	limiter  limits.Limiter
 	capacity int
 	socket   func(*liveavatar.Config)
-	rate     func(account string) server.RateLimit
+	rate     func(acct session.Account) server.RateLimit
 }
 
 func newNode(t testing.TB, o nodeOptions) *node {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/liveavatar"
+	"github.com/streamsession/streamsession/session"
 )
 
 // TestRefusedNamesNoSessionID checks that refusals of the paths that carry
@@ -40,7 +41,7 @@ func TestRefusedNamesNoSessionID(t *testing.T) {
 	for i, want := range []string{liveavatar.PathSession, liveavatar.PathSocket} {
 		r := refusals[i]
 		assert.Equal(t, want, r.Endpoint)
-		assert.Equal(t, server.ShortHash(id), r.SessionHash, want)
+		assert.Equal(t, session.ShortHash(id), r.SessionHash, want)
 		assert.NotContains(t, r.Endpoint, id)
 		assert.NotContains(t, r.Err.Error(), id)
 	}

@@ -76,8 +76,10 @@ type Config struct {
 	Secret []byte
 	// Allow, when set, takes one request from the account's rate budget
 	// before any work (the Streaming API's: pass [server.Server.Allow]); its
-	// error is answered as it is (429/400140 with a Retry-After).
-	Allow func(ctx context.Context, account string) error
+	// error is answered as it is (429/400140 with a Retry-After). Where a
+	// request carries only the account's name (a session token, the socket's
+	// credential), the account is resolved with [server.ResolveAccount].
+	Allow func(ctx context.Context, acct session.Account) error
 	// Origins lists the browser origins allowed to call the API and open
 	// the socket, as server.Config.Origins. The web SDK sends credentials,
 	// so an allowed origin is echoed with Access-Control-Allow-Credentials.
@@ -133,7 +135,7 @@ type Handler struct {
 	mgr      *session.Manager
 	accounts Accounts
 	keys     keyring
-	allow    func(context.Context, string) error
+	allow    func(context.Context, session.Account) error
 	origins  *server.OriginPolicy
 	base     *url.URL
 	sock     realtime.SocketConfig
@@ -316,6 +318,15 @@ type caller struct {
 
 func (c caller) bearer() bool { return c.token.SessionID != "" }
 
+// accountOf returns the caller's account: the API key's, or the one a
+// session token names, resolved by name.
+func (h *Handler) accountOf(c caller) session.Account {
+	if c.plan.Name != "" {
+		return c.plan
+	}
+	return server.ResolveAccount(h.accounts, c.account)
+}
+
 // api authenticates the caller (X-API-KEY, or with bearerOK a session
 // token), takes a request from its rate budget, runs fn and writes its
 // answer or error.
@@ -323,7 +334,7 @@ func (h *Handler) api(bearerOK bool, fn func(*http.Request, caller) (int, any, e
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, err := h.authenticate(r, bearerOK)
 		if err == nil && h.allow != nil {
-			err = h.allow(r.Context(), c.account)
+			err = h.allow(r.Context(), h.accountOf(c))
 		}
 		if err != nil {
 			h.fail(w, r, c.account, "", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/liveavatar"
+	"github.com/streamsession/streamsession/session"
 )
 
 // TestLifecycle runs one LITE session over REST and its socket: token
@@ -397,7 +398,12 @@ func TestCORS(t *testing.T) {
 // TestRateShared checks that LiveAvatar's calls take from the account's
 // request budget, the Streaming API's.
 func TestRateShared(t *testing.T) {
-	n := newNode(t, nodeOptions{rate: func(string) server.RateLimit { return server.RateLimit{PerSecond: 0.001, Burst: 2} }})
+	n := newNode(t, nodeOptions{rate: func(a session.Account) server.RateLimit {
+		if a.Plan.Name != proPlan.Name {
+			return server.RateLimit{} // the budget follows the account's plan
+		}
+		return server.RateLimit{PerSecond: 0.001, Burst: 2}
+	}})
 	c := n.client()
 	c.token("key-acme", nil)
 	c.call("GET", "/v1/streaming.list", "key-acme", nil)

@@ -79,7 +79,7 @@ func (h *Handler) openSocket(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	ctx := r.Context()
 	if h.allow != nil {
-		if err := h.allow(ctx, account); err != nil {
+		if err := h.allow(ctx, server.ResolveAccount(h.accounts, account)); err != nil {
 			return account, err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/redisrate"
+	"github.com/streamsession/streamsession/session"
 )
 
 // Example shares the request budgets of a node's server with every node on
@@ -26,7 +27,7 @@ func Example() {
 	limit := server.RateLimit{PerSecond: 1, Burst: 3}
 	_ = server.Config{
 		RateLimiter: rates,
-		RateLimit:   func(string) server.RateLimit { return limit },
+		RateLimit:   func(session.Account) server.RateLimit { return limit },
 	} // plus Manager, Accounts, Avatars
 
 	other, err := redisrate.New(client, redisrate.Config{}) // another node's

@@ -24,6 +24,7 @@ import (
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/server"
 	"github.com/streamsession/streamsession/server/ratelimittest"
+	"github.com/streamsession/streamsession/session"
 )
 
 func TestMain(m *testing.M) {
@@ -154,13 +155,8 @@ func startNode(t *testing.T, srv *redistest.Server, cfg Config) node {
 	t.Helper()
 	lim, err := New(srv.NewClient(&redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1}), cfg)
 	require.NoError(t, err)
-	rates := func(account string) server.RateLimit {
-		for _, a := range accounts {
-			if a.Name == account {
-				return server.RateLimit{PerSecond: a.Plan.RequestsPerSecond, Burst: a.Plan.RequestBurst}
-			}
-		}
-		return server.RateLimit{}
+	rates := func(a session.Account) server.RateLimit {
+		return server.RateLimit{PerSecond: a.Plan.RequestsPerSecond, Burst: a.Plan.RequestBurst}
 	}
 	svc := stacktest.New(t, accounts, server.Config{RateLimiter: lim, RateLimit: rates})
 	ts := httptest.NewServer(svc.Server)

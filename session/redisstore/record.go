@@ -31,6 +31,7 @@ const (
 	fOwner       = "o" // the node the session was created through
 	fNonce       = "n" // the insert's nonce, to recognise a replayed insert
 	fLabel       = "lb"
+	fPlan        = "pl"
 	// Milliseconds, rounded up.
 	fJoinDeadlineMs = "jd"
 	fIdleMs         = "itm"
@@ -95,6 +96,7 @@ func insertFields(rec session.Record, owner, nonce string) []any {
 		fOwner, owner,
 		fNonce, nonce,
 		fLabel, rec.Label,
+		fPlan, rec.PlanName,
 		fJoinDeadlineMs, itoa(jd),
 		fIdleMs, itoa(ceilMs(int64(rec.IdleTimeout))),
 		fDurationMs, itoa(ceilMs(int64(rec.DurationLimit))),
@@ -153,6 +155,7 @@ func decodeMap(id string, m map[string]string) (stored, error) {
 			DurationLimit:      time.Duration(d.int(fDuration)),
 			Reason:             session.Reason(d.int(fReason)),
 			Label:              m[fLabel],
+			PlanName:           m[fPlan],
 		},
 		JoinTimeout: time.Duration(d.int(fJoin)),
 		Retention:   time.Duration(d.int(fRetention)),

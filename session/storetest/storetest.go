@@ -181,6 +181,7 @@ func testInsertAndGet(t *testing.T, e *env) {
 	want.CreatedAt = t0.Add(time.Nanosecond) // nanoseconds are kept exactly
 	want.DisableIdleTimeout = true
 	want.Label = "mode=LITE; sandbox=true" // opaque, kept as given
+	want.PlanName = "pro"                  // kept for the close hook's billing
 	assert.Equal(t, want, e.insert(want), "Insert returns the record as stored")
 	got, err := e.s.Get(e.ctx, "acme", "a")
 	require.NoError(t, err)
