@@ -615,7 +615,9 @@ func isStateError(err error) bool {
 	case sserrors.CodeSessionStateClosing, sserrors.CodeSessionStateClosed, sserrors.CodeSessionNotFound:
 		return true
 	}
-	return errors.Is(err, session.ErrClosed)
+	// A Manager shutting down is a race lost too; a backend outage
+	// (also 400558, so errors.Is(err, session.ErrClosed)) is not.
+	return errors.Is(err, session.ErrManagerClosed)
 }
 
 var errEngineClosed = sserrors.ErrBackendUnavailable.WithCause(errors.New("media: engine closed"))
