@@ -3,22 +3,17 @@ package console_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/streamsession/streamsession/internal/netns"
 	"github.com/streamsession/streamsession/server"
 )
-
-// inNamespace is set in the environment of a test re-executed in a
-// loopback-only network namespace.
-const inNamespace = "CONSOLETEST_NETNS"
 
 // missingTool skips, or with CI set fails, a test that lacks a tool.
 func missingTool(t *testing.T, format string, args ...any) {
@@ -28,55 +23,6 @@ func missingTool(t *testing.T, format string, args ...any) {
 		t.Fatal("the console's media test cannot run and CI is set: " + why)
 	}
 	t.Skip("skipping the console's media test (with CI set this fails): " + why)
-}
-
-// loopbackOnly reports whether every network interface that is up is a
-// loopback one.
-func loopbackOnly(t *testing.T) bool {
-	t.Helper()
-	ifs, err := net.Interfaces()
-	if err != nil {
-		t.Fatalf("net.Interfaces: %v", err)
-	}
-	for _, i := range ifs {
-		if i.Flags&net.FlagUp != 0 && i.Flags&net.FlagLoopback == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// inLoopbackNamespace runs the calling test again in a new network
-// namespace with only lo up, so that neither chromium's ICE nor the
-// server's can send to another address, and reports its output. It returns
-// true when the caller is already in such a namespace and should go on.
-func inLoopbackNamespace(t *testing.T) bool {
-	t.Helper()
-	if loopbackOnly(t) {
-		return true
-	}
-	if os.Getenv(inNamespace) != "" {
-		t.Fatal("in the test's network namespace, yet a non-loopback interface is up")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		missingTool(t, "no unshare (util-linux) to make a loopback-only network namespace")
-	}
-	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
-		missingTool(t, "unshare -n failed (%v): the test needs root or user namespaces", err)
-	}
-	args := []string{"-n", "--", "sh", "-c", `ip link set lo up && exec "$@"`, "sh",
-		os.Args[0], "-test.run=^" + t.Name() + "$", "-test.count=1", "-test.v"}
-	cmd := exec.Command("unshare", args...)
-	cmd.Env = append(os.Environ(), inNamespace+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("re-run in a loopback-only network namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("the test in the namespace failed: %v", err)
-	}
-	if strings.Contains(string(out), "--- SKIP") {
-		t.Skip("skipped in the namespace")
-	}
-	return false
 }
 
 // TestConsoleMediaInBrowser drives the page in headless chromium against a
@@ -89,7 +35,7 @@ func inLoopbackNamespace(t *testing.T) bool {
 //
 //	STREAMSESSION_UPDATE_SCREENSHOT=1 go test -run TestConsoleMediaInBrowser ./console/
 func TestConsoleMediaInBrowser(t *testing.T) {
-	if !inLoopbackNamespace(t) {
+	if !netns.Enter(t, "the console's media test") {
 		return
 	}
 	b := newBrowser(t,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,19 +125,10 @@ func TestMediaV1Flow(t *testing.T) {
 	assert.Equal(t, task.TaskID, stop["task_id"])
 	assert.GreaterOrEqual(t, stop["duration_ms"], float64(200))
 
-	closed := make(chan struct{})
-	c.PC.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateClosed {
-			close(closed)
-		}
-	})
+	closed := watchClosed(t, c)
 	r = me.post("key-acme", PathStop, map[string]any{"session_id": s.SessionID})
 	require.Equal(t, http.StatusOK, r.status, r.body)
-	select {
-	case <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("stop did not close the client's peer")
-	}
+	closed("stop did not close the client's peer")
 	assert.False(t, me.eng.Has(s.SessionID))
 }
 
@@ -313,19 +303,10 @@ func TestMediaTaskAndStopThroughAnotherNode(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "avatar_stop_talking", stop["type"])
 
-	closed := make(chan struct{})
-	c.PC.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateClosed {
-			close(closed)
-		}
-	})
+	closed := watchClosed(t, c)
 	r = b.post("key-acme", PathStop, map[string]any{"session_id": s.SessionID})
 	require.Equal(t, http.StatusOK, r.status, r.body)
-	select {
-	case <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a stop through another node did not close the peer")
-	}
+	closed("a stop through another node did not close the peer")
 	assert.False(t, engines[0].Has(s.SessionID))
 }
 
@@ -355,32 +336,11 @@ func TestMediaStartAndICEThroughAnotherNode(t *testing.T) {
 	assert.False(t, engines[1].Has(s.SessionID), "the peer stays on the node that made it")
 }
 
-// deadDirectory is a node's view of a shared Directory that can die: once
-// dead, the node neither beats nor looks for orphans, as a killed process.
-type deadDirectory struct {
-	media.Directory
-	dead atomic.Bool
-}
-
-func (d *deadDirectory) Beat(ctx context.Context, node string, ttl time.Duration) error {
-	if d.dead.Load() {
-		return nil
-	}
-	return d.Directory.Beat(ctx, node, ttl)
-}
-
-func (d *deadDirectory) Orphans(ctx context.Context) ([]media.Held, error) {
-	if d.dead.Load() {
-		return nil, nil
-	}
-	return d.Directory.Orphans(ctx)
-}
-
 // When the node holding a session's peer dies, another node closes the
 // session with reason media_lost.
 func TestMediaHolderDiesOthersCloseMediaLost(t *testing.T) {
 	shared := &media.MemoryDirectory{}
-	dirs := []*deadDirectory{{Directory: shared}, {Directory: shared}}
+	dirs := []*mediatest.Mortal{{Directory: shared}, {Directory: shared}}
 	nodes, engines, events := mediaNodesWith(t, 2, func(i int, cfg *media.Config) {
 		cfg.Directory = dirs[i]
 		cfg.BeatEvery = 50 * time.Millisecond
@@ -395,9 +355,29 @@ func TestMediaHolderDiesOthersCloseMediaLost(t *testing.T) {
 	me.waitState(s.SessionID, fsm.Connected)
 	<-c.Opened
 
-	dirs[0].dead.Store(true) // a is killed: it beats no more
+	dirs[0].Kill() // a is killed: it beats no more
 	t0 := time.Now()
 	ev := me.waitState(s.SessionID, fsm.Closed)
 	assert.Equal(t, session.ReasonMediaLost, ev.Reason)
 	t.Logf("closed by the survivor %v after the holder's last beat could have been sent", time.Since(t0).Round(time.Millisecond))
+}
+
+// watchClosed watches the client's peer from now on and returns a function
+// that waits up to 10s for it to be closed, failing the test with msg if it
+// is not.
+func watchClosed(t *testing.T, c *mediatest.Client) func(msg string) {
+	closed := make(chan struct{})
+	c.PC.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateClosed {
+			close(closed)
+		}
+	})
+	return func(msg string) {
+		t.Helper()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal(msg)
+		}
+	}
 }

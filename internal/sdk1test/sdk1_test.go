@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/streamsession/streamsession/fsm"
 	"github.com/streamsession/streamsession/internal/browsertest"
+	"github.com/streamsession/streamsession/internal/netns"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/media"
 	"github.com/streamsession/streamsession/server"
@@ -33,9 +32,6 @@ const sdkVersion = "1.0.16"
 
 const installHint = "npm ci --no-audit --no-fund --ignore-scripts --prefix internal/sdk1test/testdata"
 
-// inNamespace is set in the environment of the re-executed test.
-const inNamespace = "SDK1TEST_NETNS"
-
 // missing skips, or with CI set fails, a test that lacks a tool.
 func missing(t *testing.T, format string, args ...any) {
 	t.Helper()
@@ -44,45 +40,6 @@ func missing(t *testing.T, format string, args ...any) {
 		t.Fatal("the SDK 1.x browser test cannot run and CI is set: " + why)
 	}
 	t.Skip("skipping the SDK 1.x browser test (with CI set this fails): " + why)
-}
-
-// loopbackOnly reports whether every network interface that is up is a
-// loopback one.
-func loopbackOnly(t *testing.T) bool {
-	ifs, err := net.Interfaces()
-	require.NoError(t, err)
-	for _, i := range ifs {
-		if i.Flags&net.FlagUp != 0 && i.Flags&net.FlagLoopback == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// reexec runs this test again in a new network namespace with only lo up,
-// and reports its output.
-func reexec(t *testing.T) {
-	if os.Getenv(inNamespace) != "" {
-		t.Fatal("in the test's network namespace, yet a non-loopback interface is up")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		missing(t, "no unshare (util-linux) to make a loopback-only network namespace")
-	}
-	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
-		missing(t, "unshare -n failed (%v): the test needs root or user namespaces", err)
-	}
-	args := []string{"-n", "--", "sh", "-c", `ip link set lo up && exec "$@"`, "sh",
-		os.Args[0], "-test.run=^" + t.Name() + "$", "-test.count=1", "-test.v"}
-	cmd := exec.Command("unshare", args...)
-	cmd.Env = append(os.Environ(), inNamespace+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("re-run in a loopback-only network namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("the test in the namespace failed: %v", err)
-	}
-	if strings.Contains(string(out), "--- SKIP") {
-		t.Skip("skipped in the namespace")
-	}
 }
 
 // bundle builds the page's script with the pinned esbuild.
@@ -162,8 +119,7 @@ type result struct {
 }
 
 func TestSDK1CreateStartAvatar(t *testing.T) {
-	if !loopbackOnly(t) {
-		reexec(t)
+	if !netns.Enter(t, "the SDK 1.x browser test") {
 		return
 	}
 	script := bundle(t)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,32 +26,11 @@ import (
 	"github.com/streamsession/streamsession/session/redisstore"
 )
 
-// mortal is a node's Directory that can die as a killed process does: no
-// more beats, no more looking for orphans.
-type mortal struct {
-	media.Directory
-	dead atomic.Bool
-}
-
-func (d *mortal) Beat(ctx context.Context, node string, ttl time.Duration) error {
-	if d.dead.Load() {
-		return nil
-	}
-	return d.Directory.Beat(ctx, node, ttl)
-}
-
-func (d *mortal) Orphans(ctx context.Context) ([]media.Held, error) {
-	if d.dead.Load() {
-		return nil, nil
-	}
-	return d.Directory.Orphans(ctx)
-}
-
 type node struct {
 	url    string
 	mgr    *session.Manager
 	eng    *media.Engine
-	dir    *mortal
+	dir    *mediatest.Mortal
 	events chan session.Event
 }
 
@@ -110,7 +88,7 @@ func TestNodesOnRedis(t *testing.T) {
 		require.NoError(t, err)
 		var handler http.Handler
 		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-		dir := &mortal{Directory: redisdir.New(rds.Client(), redisdir.Config{Prefix: "m:"})}
+		dir := &mediatest.Mortal{Directory: redisdir.New(rds.Client(), redisdir.Config{Prefix: "m:"})}
 		eng, err := media.New(mgr, media.Config{Directory: dir, NodeURL: hs.URL, BeatEvery: 100 * time.Millisecond})
 		require.NoError(t, err)
 		srv, err := server.New(server.Config{Manager: mgr, Accounts: accounts, Avatars: avatars, Secret: []byte("0123456789abcdef0123456789abcdef"),
@@ -170,7 +148,7 @@ func TestNodesOnRedis(t *testing.T) {
 		assert.Equal(t, task.TaskID, m["task_id"])
 	}
 
-	a.dir.dead.Store(true) // a is killed
+	a.dir.Kill() // a is killed
 	t0 := time.Now()
 	ev := b.wait(t, id, fsm.Closed)
 	assert.Equal(t, session.ReasonMediaLost, ev.Reason)
