@@ -194,16 +194,24 @@ func TestDeadNodeSessionsLiveOn(t *testing.T) {
 	}
 }
 
-// TestNoHeartbeat: a node sends Redis nothing of its own accord; only its
+// TestNoHeartbeat: a node sends Redis nothing of its own accord but its
+// data-loss check, one look at the marker each LossCheckInterval; only its
 // Manager's timer loop polls (Due).
 func TestNoHeartbeat(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.NewClient(&redis.Options{})
 	hook := &countingHook{}
 	client.AddHook(hook)
-	s, err := New(client, Config{})
+	s, err := New(client, Config{LossCheckInterval: time.Hour})
 	require.NoError(t, err)
 	require.NoError(t, s.Watch(func(session.Event) {}))
+	// The first look at the marker runs as Watch returns; once the marker
+	// is there, its commands are counted.
+	waitFor(t, "the first look at the marker", 5*time.Second, func() bool {
+		n, err := srv.Client().Exists(context.Background(), s.prefix+"marker").Result()
+		require.NoError(t, err)
+		return n == 1
+	})
 	before := hook.n.Load()
 	time.Sleep(300 * time.Millisecond)
 	assert.Equal(t, before, hook.n.Load(), "commands sent by an idle store")
