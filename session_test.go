@@ -781,7 +781,9 @@ func TestReconnect(t *testing.T) {
 	st := newStack(t, serviceConfig)
 	d, first := st.connected(acme)
 	opened := <-st.opened
-	assert.Equal(t, realtime.SocketInfo{Account: "acme", SessionHash: server.ShortHash(d.SessionID)}, opened)
+	assert.Equal(t, server.ShortHash(d.SessionID), opened.SessionHash)
+	assert.Equal(t, "acme", opened.Account.Name)
+	assert.Equal(t, "pro", opened.Account.Plan.Name, "the hook gets the whole account, resolved by name")
 	assert.NotContains(t, opened.SessionHash, d.SessionID[:8], "hooks never see the raw id")
 
 	second := st.open(d.RealtimeEndpoint, nil)

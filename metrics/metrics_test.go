@@ -351,18 +351,18 @@ func TestSocketsGauge(t *testing.T) {
 	met, err := metrics.New(reg, metrics.Config{})
 	require.NoError(t, err)
 	h := met.ServerHooks()
-	h.Refused(server.Refusal{Endpoint: server.PathCreateToken, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
-	h.Refused(server.Refusal{Endpoint: server.PathCreateToken, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
+	h.Refused(server.Refusal{Endpoint: server.PathCreateToken, Account: session.Account{Name: "acme"}, Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
+	h.Refused(server.Refusal{Endpoint: server.PathCreateToken, Account: session.Account{Name: "acme"}, Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429})
 	h.Refused(server.Refusal{Endpoint: server.PathNew, Code: sserrors.CodeUnauthorized, Status: 401})
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
 		"# TYPE streamsession_request_refusals_total counter\nstreamsession_request_refusals_total{code=\"400112\"} 1\nstreamsession_request_refusals_total{code=\"400140\"} 2\n"),
 		"streamsession_request_refusals_total"))
-	h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: "acme"}})
+	h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: session.Account{Name: "acme"}}})
 	h.AnnounceFailed(realtime.AnnounceFailure{})
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
 		"# TYPE streamsession_relay_announce_failures_total counter\nstreamsession_relay_announce_failures_total 2\n"),
 		"streamsession_relay_announce_failures_total"))
-	info := realtime.SocketInfo{Account: "acme", SessionHash: "0123456789ab"}
+	info := realtime.SocketInfo{Account: session.Account{Name: "acme"}, SessionHash: "0123456789ab"}
 	steps := []struct {
 		open bool
 		want float64
@@ -544,7 +544,7 @@ func TestRequestRefusals(t *testing.T) {
 	require.NoError(t, err)
 	h := met.ServerHooks()
 	for _, code := range []sserrors.Code{sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeMovioAPIExceedRateLimit, sserrors.CodeUnauthorized} {
-		h.Refused(server.Refusal{Endpoint: server.PathNew, Account: "acme", Code: code, Status: sserrors.StatusOf(sserrors.ErrUnauthorized)})
+		h.Refused(server.Refusal{Endpoint: server.PathNew, Account: session.Account{Name: "acme"}, Code: code, Status: sserrors.StatusOf(sserrors.ErrUnauthorized)})
 	}
 	require.NoError(t, testutil.GatherAndCompare(noHelp{reg}, strings.NewReader(
 		"# TYPE streamsession_request_refusals_total counter\n"+

@@ -117,11 +117,11 @@ func ServerHooks(logger *slog.Logger) server.Hooks {
 	return server.Hooks{
 		SocketOpened: func(s realtime.SocketInfo) {
 			logger.LogAttrs(context.Background(), slog.LevelInfo, MsgSocketOpened,
-				slog.String("account", s.Account), slog.String("session", s.SessionHash))
+				slog.String("account", s.Account.Name), slog.String("session", s.SessionHash))
 		},
 		SocketClosed: func(s realtime.SocketInfo) {
 			logger.LogAttrs(context.Background(), slog.LevelInfo, MsgSocketClosed,
-				slog.String("account", s.Account), slog.String("session", s.SessionHash))
+				slog.String("account", s.Account.Name), slog.String("session", s.SessionHash))
 		},
 		Refused: func(r server.Refusal) {
 			message, _ := describe(r.Code)
@@ -132,7 +132,7 @@ func ServerHooks(logger *slog.Logger) server.Hooks {
 			attrs := make([]slog.Attr, 0, 6)
 			attrs = append(attrs,
 				slog.String("endpoint", Redact(r.Endpoint)),
-				slog.String("account", r.Account))
+				slog.String("account", r.Account.Name))
 			if r.SessionHash != "" {
 				attrs = append(attrs, slog.String("session", r.SessionHash))
 			}
@@ -144,7 +144,7 @@ func ServerHooks(logger *slog.Logger) server.Hooks {
 		},
 		AnnounceFailed: func(f realtime.AnnounceFailure) {
 			logger.LogAttrs(context.Background(), slog.LevelWarn, MsgAnnounceFailed,
-				slog.String("account", f.Account), slog.String("session", f.SessionHash),
+				slog.String("account", f.Account.Name), slog.String("session", f.SessionHash),
 				slog.String("error", Redact(errString(f.Err))))
 		},
 	}

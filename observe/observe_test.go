@@ -154,19 +154,19 @@ func TestJoinServerHooks(t *testing.T) {
 	var calls []string
 	rec := func(name string) server.Hooks {
 		return server.Hooks{
-			SocketOpened: func(s realtime.SocketInfo) { calls = append(calls, name+":opened:"+s.Account) },
-			SocketClosed: func(s realtime.SocketInfo) { calls = append(calls, name+":closed:"+s.Account) },
+			SocketOpened: func(s realtime.SocketInfo) { calls = append(calls, name+":opened:"+s.Account.Name) },
+			SocketClosed: func(s realtime.SocketInfo) { calls = append(calls, name+":closed:"+s.Account.Name) },
 			Refused:      func(r server.Refusal) { calls = append(calls, name+":refused:"+r.Endpoint) },
 			AnnounceFailed: func(f realtime.AnnounceFailure) {
-				calls = append(calls, name+":unannounced:"+f.Account)
+				calls = append(calls, name+":unannounced:"+f.Account.Name)
 			},
 		}
 	}
 	j := observe.JoinServerHooks(rec("a"), server.Hooks{}, rec("b"))
-	j.SocketOpened(realtime.SocketInfo{Account: "acme"})
-	j.SocketClosed(realtime.SocketInfo{Account: "acme"})
+	j.SocketOpened(realtime.SocketInfo{Account: session.Account{Name: "acme"}})
+	j.SocketClosed(realtime.SocketInfo{Account: session.Account{Name: "acme"}})
 	j.Refused(server.Refusal{Endpoint: "/v1/streaming.new"})
-	j.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: "acme"}})
+	j.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: session.Account{Name: "acme"}}})
 	assert.Equal(t, []string{
 		"a:opened:acme", "b:opened:acme", "a:closed:acme", "b:closed:acme",
 		"a:refused:/v1/streaming.new", "b:refused:/v1/streaming.new",
@@ -211,20 +211,20 @@ func TestLevelsAndFields(t *testing.T) {
 			s.OnTransition(session.Event{SessionID: id, From: fsm.State(9), To: fsm.Closed, Epoch: 7, Reason: session.Reason(99)})
 		}, `level=INFO msg="session transition" account="" session=` + sha12(id) + ` from=unknown to=closed epoch=7 reason=Reason(99)`},
 		{"socket opened", func(_ session.Hooks, h server.Hooks) {
-			h.SocketOpened(realtime.SocketInfo{Account: "acme", SessionHash: server.ShortHash(id)})
+			h.SocketOpened(realtime.SocketInfo{Account: session.Account{Name: "acme"}, SessionHash: server.ShortHash(id)})
 		}, `level=INFO msg="realtime socket opened" account=acme session=` + sha12(id)},
 		{"socket closed", func(_ session.Hooks, h server.Hooks) {
-			h.SocketClosed(realtime.SocketInfo{Account: "acme", SessionHash: server.ShortHash(id)})
+			h.SocketClosed(realtime.SocketInfo{Account: session.Account{Name: "acme"}, SessionHash: server.ShortHash(id)})
 		}, `level=INFO msg="realtime socket closed" account=acme session=` + sha12(id)},
 		{"request refused, no session", func(_ session.Hooks, h server.Hooks) {
 			h.Refused(server.Refusal{Endpoint: "/v1/streaming.new", Code: sserrors.CodeUnauthorized, Status: 401, Err: sserrors.ErrUnauthorized})
 		}, `level=INFO msg="request refused" endpoint=/v1/streaming.new account="" code=400112 status=401 message=Unauthorized`},
 		{"request refused 503, path with an id", func(_ session.Hooks, h server.Hooks) {
-			h.Refused(server.Refusal{Endpoint: "/v1/" + id, Account: "acme", SessionHash: server.ShortHash(id),
+			h.Refused(server.Refusal{Endpoint: "/v1/" + id, Account: session.Account{Name: "acme"}, SessionHash: server.ShortHash(id),
 				Code: sserrors.CodeAPIConnectionError, Status: 503, Err: errors.New("cause with " + id)})
 		}, `level=WARN msg="request refused" endpoint=/v1/[redacted] account=acme session=` + sha12(id) + ` code=400558 status=503 message="API connection error"`},
 		{"socket not announced", func(_ session.Hooks, h server.Hooks) {
-			h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: "acme", SessionHash: server.ShortHash(id)},
+			h.AnnounceFailed(realtime.AnnounceFailure{SocketInfo: realtime.SocketInfo{Account: session.Account{Name: "acme"}, SessionHash: server.ShortHash(id)},
 				Err: errors.New("redisrelay: publish " + id + ": connection refused")})
 		}, `level=WARN msg="realtime socket not announced" account=acme session=` + sha12(id) + ` error="redisrelay: publish [redacted]: connection refused"`},
 	}
@@ -246,7 +246,7 @@ func TestNilLoggerUsesDefault(t *testing.T) {
 	slog.SetDefault(slog.New(handlers[0].new(&buf)))
 	defer slog.SetDefault(old)
 	observe.SessionHooks(nil).OnRefused(session.Account{Name: "acme"}, sserrors.CodeSessionFull)
-	observe.ServerHooks(nil).SocketOpened(realtime.SocketInfo{Account: "acme"})
+	observe.ServerHooks(nil).SocketOpened(realtime.SocketInfo{Account: session.Account{Name: "acme"}})
 	assert.Equal(t, `level=INFO msg="session refused" account=acme code=10014 message="Session full"
 level=INFO msg="realtime socket opened" account=acme session=""
 `, buf.String())

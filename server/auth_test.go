@@ -296,7 +296,7 @@ func TestCreateTokenBoundedPerAccount(t *testing.T) {
 	assert.Equal(t, int32(16*5-bound), refused.Load())
 	for range 16*5 - bound {
 		r := <-e.refused
-		assert.Equal(t, Refusal{Endpoint: PathCreateToken, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429, Err: r.Err, Context: r.Context}, r)
+		assert.Equal(t, Refusal{Endpoint: PathCreateToken, Account: testAccts["key-acme"], Code: sserrors.CodeMovioAPIExceedRateLimit, Status: 429, Err: r.Err, Context: r.Context}, r)
 	}
 
 	token := e.mintToken("key-globex")

@@ -518,7 +518,7 @@ func TestLimitsAndAvatars(t *testing.T) {
 			case ref := <-e.refused:
 				assert.Equal(t, PathNew, ref.Endpoint)
 				assert.Equal(t, tt.status, ref.Status)
-				assert.Equal(t, testAccts[tt.apiKey].Name, ref.Account)
+				assert.Equal(t, testAccts[tt.apiKey], ref.Account)
 				assert.Equal(t, sserrors.CodeOf(ref.Err), ref.Code)
 			default:
 				t.Fatal("the Refused hook was not called")

@@ -141,7 +141,7 @@ func TestRateLimitRefusesOverBurst(t *testing.T) {
 	assert.Equal(t, bodyRateLimited, r.body)
 	assert.Equal(t, "1", r.header.Get("Retry-After"), "500 ms, rounded up to a whole second")
 	ref := <-e.refused
-	assert.Equal(t, Refusal{Endpoint: PathList, Account: "acme", Code: sserrors.CodeMovioAPIExceedRateLimit,
+	assert.Equal(t, Refusal{Endpoint: PathList, Account: testAccts["key-acme"], Code: sserrors.CodeMovioAPIExceedRateLimit,
 		Status: http.StatusTooManyRequests, Err: ref.Err, Context: ref.Context}, ref)
 
 	assert.Equal(t, http.StatusOK, list("key-trial").status, "an unlimited plan is never refused")

@@ -102,7 +102,7 @@ func TestSocketLifecycle(t *testing.T) {
 	s := e.open(c.RealtimeEndpoint)
 	s.expect(`{"type":"session.state_updated","event_type":"session.state_updated","state":"connected"}`)
 	opened := <-e.opened
-	assert.Equal(t, realtime.SocketInfo{Account: "acme", SessionHash: session.ShortHash(c.SessionID)}, opened)
+	assert.Equal(t, realtime.SocketInfo{Account: testAccts["key-acme"], SessionHash: session.ShortHash(c.SessionID)}, opened)
 	assert.NotContains(t, opened.SessionHash, c.SessionID)
 
 	info, err := e.mgr.Get(context.Background(), "acme", c.SessionID)

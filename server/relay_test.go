@@ -587,7 +587,7 @@ func TestRelayAnnouncementPublishFails(t *testing.T) {
 	assert.Empty(t, a.closed)
 	// The failure reaches B's hook, once, naming the socket without its id.
 	f := <-b.unannounced
-	assert.Equal(t, realtime.SocketInfo{Account: "acme", SessionHash: session.ShortHash(cr.SessionID)}, f.SocketInfo)
+	assert.Equal(t, realtime.SocketInfo{Account: testAccts["key-acme"], SessionHash: session.ShortHash(cr.SessionID)}, f.SocketInfo)
 	assert.ErrorIs(t, f.Err, down)
 	assert.Empty(t, b.unannounced)
 	assert.Empty(t, a.unannounced, "A's announcement went through")

@@ -144,8 +144,10 @@ type Hooks struct {
 type Refusal struct {
 	// Endpoint is the path called ("/v1/streaming.new").
 	Endpoint string
-	// Account is the caller's account name, empty when not authenticated.
-	Account string
+	// Account is the caller's account, resolved with [ResolveAccount]
+	// where the request carries only its name; it is the zero Account
+	// when the caller is not authenticated.
+	Account session.Account
 	// SessionHash is session.ShortHash of the session id named, if any.
 	SessionHash string
 	// Code and Status are the catalog code and HTTP status answered.
@@ -340,7 +342,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, req request, err e
 	if s.hooks.Refused != nil {
 		s.hooks.Refused(Refusal{
 			Endpoint:    r.URL.Path,
-			Account:     req.account.Name,
+			Account:     req.account,
 			SessionHash: session.ShortHash(req.sessionID),
 			Code:        sserrors.CodeOf(err),
 			Status:      sserrors.StatusOf(err),

@@ -65,7 +65,7 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	// A media session becomes connected by its peer (ICE and DTLS up), not
 	// by its socket.
 	if info.State == fsm.Connecting && s.mediaJoins(id) {
-		s.rt.Serve(ctx, ws, account, id)
+		s.rt.Serve(ctx, ws, req.account, id)
 		return
 	}
 	if _, err := s.mgr.Join(ctx, account, id); err != nil {
@@ -79,12 +79,12 @@ func (s *Server) serveRealtime(w http.ResponseWriter, r *http.Request) {
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		_ = ws.Close()
 		if s.hooks.Refused != nil {
-			s.hooks.Refused(Refusal{Endpoint: r.URL.Path, Account: account, SessionHash: session.ShortHash(id),
+			s.hooks.Refused(Refusal{Endpoint: r.URL.Path, Account: req.account, SessionHash: session.ShortHash(id),
 				Code: sserrors.CodeOf(err), Status: sserrors.StatusOf(err), Err: err, Context: ctx})
 		}
 		return
 	}
-	s.rt.Serve(ctx, ws, account, id)
+	s.rt.Serve(ctx, ws, req.account, id)
 }
 
 // hijacker hands the upgrader the connection of a ResponseWriter that

@@ -103,8 +103,8 @@ func TestHooks(t *testing.T) {
 	var refusals []server.Refusal
 	n := newNode(t, nodeOptions{socket: func(cfg *liveavatar.Config) {
 		cfg.Hooks = liveavatar.Hooks{
-			SocketOpened: func(i realtime.SocketInfo) { record("opened " + i.Account) },
-			SocketClosed: func(i realtime.SocketInfo) { record("closed " + i.Account) },
+			SocketOpened: func(i realtime.SocketInfo) { record("opened " + i.Account.Name + " " + i.Account.Plan.Name) },
+			SocketClosed: func(i realtime.SocketInfo) { record("closed " + i.Account.Name + " " + i.Account.Plan.Name) },
 			Refused: func(r server.Refusal) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -126,9 +126,9 @@ func TestHooks(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	assert.Equal(t, []string{"opened acme", "closed acme"}, seen)
+	assert.Equal(t, []string{"opened acme pro", "closed acme pro"}, seen)
 	require.Len(t, refusals, 2)
-	assert.Equal(t, server.Refusal{Endpoint: liveavatar.PathStart, Account: "acme", SessionHash: session.ShortHash(id),
+	assert.Equal(t, server.Refusal{Endpoint: liveavatar.PathStart, Account: accounts["key-acme"], SessionHash: session.ShortHash(id),
 		Code: 10003, Status: 400, Err: refusals[0].Err}, refusals[0])
 	assert.Equal(t, liveavatar.PathToken, refusals[1].Endpoint)
 	assert.Equal(t, http.StatusUnprocessableEntity, refusals[1].Status)

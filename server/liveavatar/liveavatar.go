@@ -319,10 +319,14 @@ type caller struct {
 func (c caller) bearer() bool { return c.token.SessionID != "" }
 
 // accountOf returns the caller's account: the API key's, or the one a
-// session token names, resolved by name.
+// session token names, resolved by name; the zero Account when the caller
+// is not authenticated.
 func (h *Handler) accountOf(c caller) session.Account {
 	if c.plan.Name != "" {
 		return c.plan
+	}
+	if c.account == "" {
+		return session.Account{}
 	}
 	return server.ResolveAccount(h.accounts, c.account)
 }
@@ -337,7 +341,7 @@ func (h *Handler) api(bearerOK bool, fn func(*http.Request, caller) (int, any, e
 			err = h.allow(r.Context(), h.accountOf(c))
 		}
 		if err != nil {
-			h.fail(w, r, c.account, "", err)
+			h.fail(w, r, h.accountOf(c), "", err)
 			return
 		}
 		if h.bodyTime > 0 && r.Body != nil && r.Body != http.NoBody {
@@ -348,7 +352,7 @@ func (h *Handler) api(bearerOK bool, fn func(*http.Request, caller) (int, any, e
 		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
 		status, data, err := fn(r, c)
 		if err != nil {
-			h.fail(w, r, c.account, c.token.SessionID, err)
+			h.fail(w, r, h.accountOf(c), c.token.SessionID, err)
 			return
 		}
 		writeSuccess(w, status, data)
@@ -376,7 +380,7 @@ func (h *Handler) authenticate(r *http.Request, bearerOK bool) (caller, error) {
 
 // fail answers err and reports it to Hooks.Refused, with the hash of the
 // session named (sessionID, else the path's) and the route, not the path.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account, sessionID string, err error) {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, account session.Account, sessionID string, err error) {
 	if sserrors.StatusOf(err) == http.StatusRequestTimeout {
 		w.Header().Set("Connection", "close") // the rest of the body is not awaited
 	}

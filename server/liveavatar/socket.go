@@ -63,7 +63,7 @@ func (h *Handler) serveSocket(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, sserrors.ErrSessionNotFound) {
 			err = sserrors.ErrUnauthorized // an unknown id answers like a wrong credential
 		}
-		h.fail(w, r, account, id, err)
+		h.fail(w, r, h.accountOf(caller{account: account}), id, err)
 	}
 }
 
@@ -136,9 +136,11 @@ type liteSocket struct {
 	h       *Handler
 	id      string
 	account string
-	conn    *realtime.Conn
-	ctx     context.Context
-	speech  *speech
+	// acct is the account resolved by name, for hooks.
+	acct   session.Account
+	conn   *realtime.Conn
+	ctx    context.Context
+	speech *speech
 
 	mu    sync.Mutex
 	epoch uint64
@@ -149,6 +151,7 @@ type liteSocket struct {
 // info.Epoch), queues session.state_updated connecting then connected, and
 // starts its goroutines.
 func (h *Handler) serve(ws *websocket.Conn, account string, info session.Info) {
+	acct := h.accountOf(caller{account: account})
 	h.mu.Lock()
 	// Draining too: Drain waits on h.wg, which must not be raised from zero
 	// meanwhile.
@@ -158,7 +161,7 @@ func (h *Handler) serve(ws *websocket.Conn, account string, info session.Info) {
 		ws.Close()
 		return
 	}
-	s := &liteSocket{h: h, id: info.ID, account: account, epoch: info.Epoch, state: fsm.Connected}
+	s := &liteSocket{h: h, id: info.ID, account: account, acct: acct, epoch: info.Epoch, state: fsm.Connected}
 	s.conn = realtime.NewConn(h.ctx, ws, realtime.ConnConfig{Socket: h.sock, OnMessage: s.handle, OnClose: s.closed})
 	s.ctx = s.conn.Context()
 	s.speech = newSpeech(h.clock, s.conn.Send)
@@ -273,7 +276,7 @@ func errorEvent(eventID string, err error) []byte {
 }
 
 func (s *liteSocket) info() realtime.SocketInfo {
-	return realtime.SocketInfo{Account: s.account, SessionHash: session.ShortHash(s.id)}
+	return realtime.SocketInfo{Account: s.acct, SessionHash: session.ShortHash(s.id)}
 }
 
 func (s *liteSocket) sendData(msg []byte) { s.conn.Send(msg) }

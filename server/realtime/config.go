@@ -111,8 +111,9 @@ type Hooks struct {
 
 // SocketInfo describes a realtime socket to hooks. It is a plain value.
 type SocketInfo struct {
-	// Account is the session's account name.
-	Account string
+	// Account is the session's account, as the caller of [Hub.Serve]
+	// resolved it.
+	Account session.Account
 	// SessionHash is session.ShortHash of the session id.
 	SessionHash string
 }

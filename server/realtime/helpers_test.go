@@ -67,7 +67,7 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 			return
 		}
 		q := r.URL.Query()
-		e.hub.Serve(r.Context(), ws, q.Get("account"), q.Get("session_id"))
+		e.hub.Serve(r.Context(), ws, paid(q.Get("account")), q.Get("session_id"))
 	}))
 	t.Cleanup(func() {
 		e.http.Close()
@@ -78,10 +78,15 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	return e
 }
 
+// paid returns the account named name, on the paid plan.
+func paid(name string) session.Account {
+	return session.Account{Name: name, Plan: limits.PaidPlan}
+}
+
 // create creates a session of account, in new.
 func (e *env) create(account string) string {
 	e.t.Helper()
-	info, err := e.mgr.Create(context.Background(), session.Account{Name: account, Plan: limits.PaidPlan}, session.CreateOptions{})
+	info, err := e.mgr.Create(context.Background(), paid(account), session.CreateOptions{})
 	require.NoError(e.t, err)
 	return info.ID
 }
@@ -126,7 +131,7 @@ func (e *env) rawClient(account, sessionID string) (*client, *socket) {
 	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { peer.Close() })
-	cl := e.hub.newClient(<-serverSide, account, sessionID)
+	cl := e.hub.newClient(<-serverSide, paid(account), sessionID)
 	e.hub.wg.Add(2)
 	cl.conn.Start(&e.hub.wg)
 	return cl, &socket{t: e.t, ws: peer}
@@ -147,7 +152,7 @@ func (e *env) rawClientStopped(account, sessionID string) (*client, *socket) {
 	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { peer.Close() })
-	cl := e.hub.newClient(<-serverSide, account, sessionID)
+	cl := e.hub.newClient(<-serverSide, paid(account), sessionID)
 	cl.applyState(fsm.Connected, 1, session.ReasonNone)
 	cl.markReady()
 	return cl, &socket{t: e.t, ws: peer}

@@ -124,7 +124,7 @@ func (h *Hub) Holds(sessionID string) bool {
 	return h.get(sessionID) != nil
 }
 
-// Serve runs ws as the realtime socket of the account's session, which the
+// Serve runs ws as the realtime socket of acct's session, which the
 // caller has authenticated and moved to connected: the socket replaces the
 // session's previous one (closed with 1000 "replaced by a new connection",
 // on whichever node it is), first receives session.state_updated with the
@@ -133,7 +133,7 @@ func (h *Hub) Holds(sessionID string) bool {
 // registered and announced; the socket lives on in its own goroutines until
 // the client leaves, the session closes or the Hub shuts down. On a closed
 // or draining Hub the socket is closed at once with 1001, without hooks.
-func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, account, sessionID string) {
+func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, acct session.Account, sessionID string) {
 	h.mu.Lock()
 	// Draining too: Drain waits on h.wg, which must not be raised from zero
 	// meanwhile.
@@ -146,7 +146,7 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, account, sessionID 
 	h.wg.Add(2)
 	h.mu.Unlock()
 
-	c := h.newClient(ws, account, sessionID)
+	c := h.newClient(ws, acct, sessionID)
 	if h.order != nil {
 		// One turn per session: register, then announce (after the
 		// socket is ready, so that a slow relay does not hold it up).
@@ -167,7 +167,7 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, account, sessionID 
 	}
 	// The state after registration: transitions from now on reach c, and
 	// epochs order them against this snapshot.
-	if info, err := h.mgr.Get(c.ctx, account, sessionID); err == nil {
+	if info, err := h.mgr.Get(c.ctx, c.account, sessionID); err == nil {
 		c.applyState(info.State, info.Epoch, info.Reason)
 	} else if errors.Is(err, sserrors.ErrSessionNotFound) {
 		c.applyState(fsm.Closed, ^uint64(0), session.ReasonNone)
@@ -329,12 +329,12 @@ type client struct {
 	lastSent fsm.State
 }
 
-func (h *Hub) newClient(ws *websocket.Conn, account, sessionID string) *client {
+func (h *Hub) newClient(ws *websocket.Conn, acct session.Account, sessionID string) *client {
 	c := &client{
 		hub:       h,
 		sessionID: sessionID,
-		account:   account,
-		info:      SocketInfo{Account: account, SessionHash: session.ShortHash(sessionID)},
+		account:   acct.Name,
+		info:      SocketInfo{Account: acct, SessionHash: session.ShortHash(sessionID)},
 	}
 	c.conn = NewConn(h.ctx, ws, ConnConfig{
 		Socket:      h.sock,

@@ -54,7 +54,7 @@ func TestSlowClientIsClosed(t *testing.T) {
 	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
 	require.NoError(t, err)
 	defer peer.Close()
-	cl := e.hub.newClient(<-serverSide, "acme", "s1")
+	cl := e.hub.newClient(<-serverSide, paid("acme"), "s1")
 	cl.applyState(fsm.Connected, 2, session.ReasonNone)
 	cl.markReady() // one message queued
 	for i := 0; i < 3; i++ {
@@ -216,7 +216,7 @@ func TestOnRelayReplace(t *testing.T) {
 	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
 	assert.Equal(t, "replaced by a new connection", ce.Text)
 	assert.Nil(t, e.hub.get("s1"))
-	assert.Equal(t, SocketInfo{Account: "acme", SessionHash: session.ShortHash("s1")}, <-e.closed)
+	assert.Equal(t, SocketInfo{Account: paid("acme"), SessionHash: session.ShortHash("s1")}, <-e.closed)
 	e.hub.onRelay("s1", RelayMessage{Kind: RelayReplace, Socket: "other"}) // nothing left to close
 }
 
