@@ -44,6 +44,24 @@ func (l gatedReleaseLimiter) Release(ctx context.Context, lease limits.Lease) er
 	return l.fakeLimiter.Release(ctx, lease)
 }
 
+// failingReleaseLimiter is a fakeLimiter whose Release fails until up is
+// closed, like a backend in the middle of a failover.
+type failingReleaseLimiter struct {
+	*fakeLimiter
+	up chan struct{}
+}
+
+var errReleaseDown = errors.New("test: limiter down")
+
+func (l failingReleaseLimiter) Release(ctx context.Context, lease limits.Lease) error {
+	select {
+	case <-l.up:
+		return l.fakeLimiter.Release(ctx, lease)
+	default:
+		return errReleaseDown
+	}
+}
+
 // A Create whose session cannot be stored gives its slot back, and returns
 // by the caller's deadline even when the limiter is as slow as the store.
 func TestCreateReleasesSlotWhenInsertFails(t *testing.T) {
@@ -80,6 +98,26 @@ func TestCreateReleasesSlotWhenInsertFails(t *testing.T) {
 			synctest.Wait()
 			if got := lim.heldCount(); got != 0 {
 				t.Fatalf("slots held after the backend answered = %d, want 0", got)
+			}
+			closeManager(t, m)
+		})
+	})
+	t.Run("release fails, then the backend answers", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			lim := failingReleaseLimiter{fakeLimiter: newFakeLimiter(10), up: make(chan struct{})}
+			m, _ := newTestManager(t, Config{Limiter: lim, Store: insertFailingStore{MemoryStore: NewMemoryStore(MemoryStoreConfig{})}})
+			if _, err := m.Create(context.Background(), acme, CreateOptions{}); !errors.Is(err, errInsertRefused) {
+				t.Fatalf("Create = %v, want the store's error", err)
+			}
+			time.Sleep(time.Second)
+			if got := lim.heldCount(); got != 1 {
+				t.Fatalf("slots held while the limiter is down = %d, want 1", got)
+			}
+			close(lim.up) // the failover is over
+			time.Sleep(250 * time.Millisecond)
+			synctest.Wait()
+			if got := lim.heldCount(); got != 0 {
+				t.Fatalf("slots held once the limiter answers again = %d, want 0 (the failed Create's slot leaked)", got)
 			}
 			closeManager(t, m)
 		})

@@ -657,22 +657,50 @@ func backgroundFailure(err error) bool {
 const detachedReleaseTimeout = 10 * time.Second
 
 // releaseAfterFailedCreate gives back the slot of a session that could not
-// be stored. While the caller's context is live the release is synchronous,
-// so the slot is free when Create returns. When the context is already done
-// (the store did not answer in time, so the backend is likely slow or down),
-// the release runs in the background, bounded by detachedReleaseTimeout and
-// awaited by Close, so that Create still returns by the caller's deadline; if
-// it fails too, the lease expires by itself.
+// be stored. While the caller's context is live the release is tried at
+// once, so the slot is free when Create returns. When the context is
+// already done (the store did not answer in time, so the backend is likely
+// slow or down), or the release failed too (a failover cut both), it is
+// retried in the background until the limiter answers, or the lease has
+// expired by itself, or the Manager closes (Close waits for it): so a
+// failover holds the slot of a failed Create no longer than the backend is
+// away, and Create still returns by the caller's deadline.
 func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lease) {
-	if ctx.Err() == nil {
-		_ = m.release(context.WithoutCancel(ctx), lease)
+	if ctx.Err() == nil && m.release(context.WithoutCancel(ctx), lease) == nil {
 		return
 	}
 	m.loops.Add(1)
 	go func() {
 		defer m.loops.Done()
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedReleaseTimeout)
-		defer cancel()
-		_ = m.release(rctx, lease)
+		m.retryRelease(context.WithoutCancel(ctx), lease)
 	}()
+}
+
+// releaseRetryEvery is how often retryRelease tries again.
+const releaseRetryEvery = 250 * time.Millisecond
+
+// retryRelease releases lease, trying again every releaseRetryEvery until
+// it succeeds, the lease's own expiry (or detachedReleaseTimeout when it has
+// none) has passed, or the Manager closes.
+func (m *Manager) retryRelease(ctx context.Context, lease limits.Lease) {
+	until := lease.Expires
+	if until.IsZero() {
+		until = time.Now().Add(detachedReleaseTimeout)
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, detachedReleaseTimeout)
+		err := m.release(rctx, lease)
+		cancel()
+		if err == nil || !time.Now().Before(until) {
+			return
+		}
+		t.Reset(releaseRetryEvery)
+	}
 }
