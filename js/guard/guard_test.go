@@ -266,6 +266,13 @@ func (s *liveServer) dial(c created) *refusal {
 	conn, resp, err := websocket.DefaultDialer.Dial(c.RealtimeEndpoint, nil)
 	if err == nil {
 		s.t.Cleanup(func() { conn.Close() })
+		// The server joins the session once the upgrade succeeded: the
+		// socket's first event says it is connected.
+		var ev struct{ Type, State string }
+		require.NoError(s.t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+		require.NoError(s.t, conn.ReadJSON(&ev))
+		require.Equal(s.t, "session.state_updated", ev.Type)
+		require.Equal(s.t, "connected", ev.State)
 		return nil
 	}
 	require.NotNil(s.t, resp, "dial: %v", err)
