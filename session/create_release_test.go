@@ -62,6 +62,31 @@ func (l failingReleaseLimiter) Release(ctx context.Context, lease limits.Lease) 
 	}
 }
 
+// lostReplyLimiter is a fakeLimiter whose Acquire grants the slot and then
+// fails, like a limiter whose answer a failover cut after the write.
+type lostReplyLimiter struct{ *fakeLimiter }
+
+func (l lostReplyLimiter) Acquire(ctx context.Context, req limits.Request) (limits.Decision, error) {
+	if _, err := l.fakeLimiter.Acquire(ctx, req); err != nil {
+		return limits.Decision{}, err
+	}
+	return limits.Decision{}, limits.ErrUnavailable.WithCause(errors.New("test: the reply was lost"))
+}
+
+// A Create whose acquire failed after the limiter granted the slot gives
+// the slot back: the account does not wait for the lease to expire.
+func TestCreateReleasesSlotWhenAcquireReplyLost(t *testing.T) {
+	lim := lostReplyLimiter{newFakeLimiter(10)}
+	m, _ := newTestManager(t, Config{Limiter: lim})
+	defer closeManager(t, m)
+	if _, err := m.Create(context.Background(), acme, CreateOptions{}); !errors.Is(err, limits.ErrUnavailable) {
+		t.Fatalf("Create = %v, want the limiter's 503", err)
+	}
+	if got := lim.heldCount(); got != 0 {
+		t.Fatalf("slots held after an acquire whose reply was lost = %d, want 0", got)
+	}
+}
+
 // A Create whose session cannot be stored gives its slot back, and returns
 // by the caller's deadline even when the limiter is as slow as the store.
 func TestCreateReleasesSlotWhenInsertFails(t *testing.T) {

@@ -173,6 +173,10 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 		return err
 	})
 	if err != nil {
+		// The limiter may have granted the slot and lost the answer (a
+		// failover cut the reply): give it back, which is harmless when it
+		// was never granted.
+		m.releaseAfterFailedCreate(ctx, limits.Lease{Account: acct.Name, SessionID: id})
 		return Info{}, err
 	}
 	if !d.Granted() {

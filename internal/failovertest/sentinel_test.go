@@ -162,6 +162,8 @@ func testSentinelFailover(t *testing.T, wait int) {
 			"%s answered %d (code %d) at kill%+v", r.path, r.answer.status, r.answer.code, r.at.Sub(kill).Round(time.Millisecond))
 		if r.answer.status == http.StatusServiceUnavailable {
 			assert.NotEmpty(t, r.answer.retryAfter, "%s: 503 without Retry-After", r.path)
+			t.Logf("%s answered 503 (code %d) at kill%+v, after %v", r.path, r.answer.code,
+				r.at.Sub(kill).Round(time.Millisecond), r.done.Sub(r.at).Round(time.Millisecond))
 		}
 		if r.path == server.PathStop && r.answer.code == int(sserrors.CodeSessionNotFound) {
 			lost = append(lost, r.id)
@@ -261,7 +263,14 @@ func assertExact(t *testing.T, nodes []*node, key string, max int) {
 			assert.Equal(t, int(sserrors.CodeConcurrentLimitReached), ans.code, "%s: %d %s", key, ans.status, ans.data)
 		}
 	}
-	assert.Equal(t, max, ok, "%s: sessions created at once", key)
+	if !assert.Equal(t, max, ok, "%s: sessions created at once", key) {
+		acct := accounts[key].Name
+		open, err := nodes[0].mgr.List(context.Background(), acct)
+		for _, info := range open {
+			t.Logf("%s: open session %s in %s since %v", key, session.ShortHash(info.ID), info.State, info.CreatedAt.Format(time.StampMilli))
+		}
+		t.Logf("%s: %d open sessions (err %v)", key, len(open), err)
+	}
 }
 
 // inState returns the ids of the sessions in Redis in state st.
