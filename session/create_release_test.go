@@ -78,10 +78,10 @@ func (l lostReplyLimiter) Acquire(ctx context.Context, req limits.Request) (limi
 func TestCreateReleasesSlotWhenAcquireReplyLost(t *testing.T) {
 	lim := lostReplyLimiter{newFakeLimiter(10)}
 	m, _ := newTestManager(t, Config{Limiter: lim})
-	defer closeManager(t, m)
 	if _, err := m.Create(context.Background(), acme, CreateOptions{}); !errors.Is(err, limits.ErrUnavailable) {
 		t.Fatalf("Create = %v, want the limiter's 503", err)
 	}
+	closeManager(t, m) // waits for the background release
 	if got := lim.heldCount(); got != 0 {
 		t.Fatalf("slots held after an acquire whose reply was lost = %d, want 0", got)
 	}

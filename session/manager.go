@@ -175,8 +175,9 @@ func (m *Manager) create(ctx context.Context, acct Account, opts CreateOptions) 
 	if err != nil {
 		// The limiter may have granted the slot and lost the answer (a
 		// failover cut the reply): give it back, which is harmless when it
-		// was never granted.
-		m.releaseAfterFailedCreate(ctx, limits.Lease{Account: acct.Name, SessionID: id})
+		// was never granted. In the background, so that a limiter that does
+		// not answer does not hold the refusal.
+		m.releaseLater(ctx, limits.Lease{Account: acct.Name, SessionID: id})
 		return Info{}, err
 	}
 	if !d.Granted() {
@@ -673,6 +674,12 @@ func (m *Manager) releaseAfterFailedCreate(ctx context.Context, lease limits.Lea
 	if ctx.Err() == nil && m.release(context.WithoutCancel(ctx), lease) == nil {
 		return
 	}
+	m.releaseLater(ctx, lease)
+}
+
+// releaseLater releases lease in the background (see retryRelease); Close
+// waits for it.
+func (m *Manager) releaseLater(ctx context.Context, lease limits.Lease) {
 	m.loops.Add(1)
 	go func() {
 		defer m.loops.Done()
@@ -691,20 +698,19 @@ func (m *Manager) retryRelease(ctx context.Context, lease limits.Lease) {
 	if until.IsZero() {
 		until = time.Now().Add(detachedReleaseTimeout)
 	}
-	t := time.NewTimer(0)
-	defer t.Stop()
 	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-		}
 		rctx, cancel := context.WithTimeout(ctx, detachedReleaseTimeout)
 		err := m.release(rctx, lease)
 		cancel()
 		if err == nil || !time.Now().Before(until) {
 			return
 		}
-		t.Reset(releaseRetryEvery)
+		t := time.NewTimer(releaseRetryEvery)
+		select {
+		case <-m.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 }

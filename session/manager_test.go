@@ -157,24 +157,32 @@ func TestCreateLimits(t *testing.T) {
 	t.Run("limiter failure", func(t *testing.T) {
 		lim := newFakeLimiter(4)
 		lim.failNext = limits.ErrUnavailable.WithCause(errors.New("redis down"))
+		var mu sync.Mutex // the release runs in the background
 		var ops []LimiterOp
 		var opErrs []error
 		var refused []sserrors.Code
 		m, _ := newTestManager(t, Config{Limiter: lim, Hooks: Hooks{
-			OnLimiter: func(op LimiterOp, _ time.Duration, err error) { ops = append(ops, op); opErrs = append(opErrs, err) },
+			OnLimiter: func(op LimiterOp, _ time.Duration, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				ops = append(ops, op)
+				opErrs = append(opErrs, err)
+			},
 			OnRefused: func(_ Account, c sserrors.Code) { refused = append(refused, c) },
 		}})
-		defer closeManager(t, m)
 		_, err := m.Create(ctx, acme, CreateOptions{})
 		assert.ErrorIs(t, err, limits.ErrUnavailable)
 		assert.Equal(t, 503, sserrors.StatusOf(err))
-		// The acquire's outcome is unknown (its answer may be what was
-		// lost), so the slot is given back: harmless when never granted.
-		assert.Equal(t, []LimiterOp{LimiterAcquire, LimiterRelease}, ops)
-		assert.ErrorIs(t, opErrs[0], limits.ErrUnavailable)
 		assert.Equal(t, []sserrors.Code{sserrors.CodeAPIConnectionError}, refused)
 		list, _ := m.List(ctx, "acme")
 		assert.Empty(t, list)
+		closeManager(t, m) // waits for the background release
+		// The acquire's outcome is unknown (its answer may be what was
+		// lost), so the slot is given back: harmless when never granted.
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, []LimiterOp{LimiterAcquire, LimiterRelease}, ops)
+		assert.ErrorIs(t, opErrs[0], limits.ErrUnavailable)
 	})
 	t.Run("cancelled context", func(t *testing.T) {
 		m, lim := newTestManager(t, Config{})
