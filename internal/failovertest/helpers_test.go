@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamsession/streamsession/internal/wstest"
 	"github.com/streamsession/streamsession/limits"
 	"github.com/streamsession/streamsession/limits/redislimiter"
 	"github.com/streamsession/streamsession/server"
@@ -186,12 +186,7 @@ func named(id string) string { return `{"session_id":"` + id + `"}` }
 // on returns endpoint with n's host.
 func (n *node) on(t *testing.T, endpoint string) string {
 	t.Helper()
-	u, err := url.Parse(endpoint)
-	require.NoError(t, err)
-	b, err := url.Parse(n.http.URL)
-	require.NoError(t, err)
-	u.Host = b.Host
-	return u.String()
+	return wstest.OnHost(t, endpoint, n.http.URL)
 }
 
 // socket is a realtime socket reading its messages into a channel.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -117,4 +118,16 @@ func (c *Conn) State() string {
 			return m.State
 		}
 	}
+}
+
+// OnHost returns endpoint (a realtime_endpoint) with base's host, so that a
+// test dials a session's socket through another node.
+func OnHost(t testing.TB, endpoint, base string) string {
+	t.Helper()
+	u, err := url.Parse(endpoint)
+	require.NoError(t, err)
+	b, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Host = b.Host
+	return u.String()
 }

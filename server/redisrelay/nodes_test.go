@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -125,12 +124,7 @@ func (n *node) post(t *testing.T, path, body string) (int, json.RawMessage) {
 // on returns endpoint with n's host.
 func (n *node) on(t *testing.T, endpoint string) string {
 	t.Helper()
-	u, err := url.Parse(endpoint)
-	require.NoError(t, err)
-	b, err := url.Parse(n.http.URL)
-	require.NoError(t, err)
-	u.Host = b.Host
-	return u.String()
+	return wstest.OnHost(t, endpoint, n.http.URL)
 }
 
 type wsClient struct {
